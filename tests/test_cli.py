@@ -1,0 +1,253 @@
+"""The generated CLI and the source precedence, driven like a user drives them."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from src import cli
+from src.config import Config, ConfigError, base_type, field_meta, field_names, field_types
+from src.config_sources import env_var, resolve_config
+
+ROOT = Path(__file__).resolve().parent.parent
+APP = cli.build_app()
+
+
+def invoke(args: list[str], env: dict[str, str] | None = None):
+    return CliRunner().invoke(APP, args, env=env, catch_exceptions=False)
+
+
+def resolved(args: list[str], env: dict[str, str] | None = None) -> dict[str, Any]:
+    result = invoke(["--mode", "config", "--format", "json", *args], env)
+    assert result.exit_code == 0, result.output
+    return json.loads(result.stdout)
+
+
+def alternative_value(name: str) -> Any:
+    """A valid value of field `name` that differs from its default (a one-choice field keeps its one)."""
+    default = Config.__dataclass_fields__[name].default
+    kind = base_type(field_types()[name])
+    choices = field_meta(name)["choices"]
+    if len(choices) == 1:
+        return choices[0]
+    if choices:
+        candidates = [c for c in choices if c != default]
+    elif kind is bool:
+        candidates = [not default]
+    elif kind is int:
+        candidates = [2, 8, 1, 64] if default is None else [default * 2, default + 2, 1, 0]
+    elif kind is float:
+        candidates = [0.5, 0.25] if default is None else [default / 2, 0.5, 2.0]
+    else:
+        candidates = [f"custom_{name}.pt"]
+    for candidate in candidates:
+        if candidate != default:
+            try:
+                Config(**{name: candidate})
+                return candidate
+            except ConfigError:
+                continue
+    raise AssertionError(f"no alternative value for {name}")
+
+
+def as_text(value: Any) -> str:
+    return str(value).lower() if isinstance(value, bool) else str(value)
+
+
+def flag_args(name: str, value: Any) -> list[str]:
+    flag = "--" + name.replace("_", "-")
+    if isinstance(value, bool):
+        return [flag if value else "--no-" + name.replace("_", "-")]
+    return [flag, as_text(value)]
+
+
+@pytest.mark.parametrize("name", field_names())
+def test_every_field_is_set_by_flag_env_and_file(name, tmp_path):
+    value = alternative_value(name)
+    assert resolved(flag_args(name, value))[name] == value
+    assert resolved([], env={env_var(name): as_text(value)})[name] == value
+    file = tmp_path / "run.yaml"
+    file.write_text(yaml.safe_dump({name: value}))
+    assert resolved(["--config", str(file)])[name] == value
+
+
+LEVELS = ["default", "preset", "file", "env", "cli"]
+
+
+@pytest.mark.parametrize("top", LEVELS)
+def test_precedence_defaults_preset_file_env_cli(top, tmp_path):
+    """batch_size is set at every level up to `top`; the highest level set wins."""
+    file = tmp_path / "run.json"
+    file.write_text(json.dumps({"batch_size": 3}))
+    args, env = [], {}
+    if LEVELS.index(top) >= 1:
+        args += ["--preset", "tiny"]  # tiny sets batch_size 32
+    if LEVELS.index(top) >= 2:
+        args += ["--config", str(file)]
+    if LEVELS.index(top) >= 3:
+        env[env_var("batch_size")] = "4"
+    if LEVELS.index(top) >= 4:
+        args = ["--batch-size", "5", *args]  # before --preset: order does not matter
+    expected = {"default": 30, "preset": 32, "file": 3, "env": 4, "cli": 5}[top]
+    assert resolved(args, env)["batch_size"] == expected
+
+
+def test_later_config_files_win(tmp_path):
+    first, second = tmp_path / "a.yaml", tmp_path / "b.yml"
+    first.write_text("batch_size: 3\nseed: 7\n")
+    second.write_text("batch_size: 4\n")
+    values = resolved(["--config", str(first), "--config", str(second)])
+    assert (values["batch_size"], values["seed"]) == (4, 7)
+
+
+def test_yaml_scientific_notation_is_a_float(tmp_path):
+    file = tmp_path / "run.yaml"
+    file.write_text("learning_rate: 5e-5\n")  # PyYAML reads this as the string '5e-5'
+    assert resolved(["--config", str(file)])["learning_rate"] == 5e-05
+
+
+def test_sources_are_recorded():
+    result = resolve_config("tiny", environ={env_var("seed"): "3"}, cli_values={"batch_size": "2"})
+    assert result.sources["batch_size"] == "command line"
+    assert result.sources["seed"] == "environment"
+    assert result.sources["latent_dim"] == "preset tiny"
+    assert result.sources["top_k"] == "default"
+
+
+@pytest.mark.parametrize("text,expected", [("yes", True), ("on", True), ("1", True), ("False", False),
+                                           ("off", False), ("0", False)])
+def test_bool_grammar_from_env(text, expected):
+    assert resolved([], env={env_var("use_tui"): text})["use_tui"] is expected
+
+
+def test_bool_flags_pair():
+    assert resolved(["--no-use-tui"])["use_tui"] is False
+    assert resolved(["--no-use-tui", "--use-tui"])["use_tui"] is True
+
+
+@pytest.mark.parametrize("source", ["cli", "env", "file"])
+def test_optional_fields_accept_none(source, tmp_path):
+    base = ["--preset", "tiny", "--max-train-samples", "5"] if source != "cli" else ["--max-train-samples", "5"]
+    if source == "cli":
+        assert resolved(base + ["--max-train-samples", "none"])["max_train_samples"] is None
+    elif source == "env":
+        assert resolved(["--pretrain-middle-batch-size", "none"],
+                        env={env_var("tiny_assets_dir"): "none"})["tiny_assets_dir"] is None
+    else:
+        file = tmp_path / "run.yaml"
+        file.write_text("pretrain_adapter_max_samples_arxiv: null\n")
+        assert resolved(["--config", str(file)])["pretrain_adapter_max_samples_arxiv"] is None
+
+
+def test_choice_fields_list_their_choices():
+    result = invoke(["--mode", "config", "--attn-implementation", "flash3"])
+    assert result.exit_code == 2
+    assert "attn_implementation = 'flash3'" in result.stderr
+    assert "flash_attention_2, sdpa, eager" in result.stderr
+    help_text = invoke(["--help"]).stdout
+    assert "flash_attention_2|sdpa|eager" in help_text
+
+
+BAD_INPUTS = [
+    (["--learning-rate", "fast"], {}, None, "learning_rate"),
+    (["--batch-size", "2.5"], {}, None, "batch_size"),
+    (["--top-p", "1.5"], {}, None, "top_p"),
+    (["--device", "tpu"], {}, None, "device"),
+    (["--middle-num-heads", "7"], {}, None, "middle_num_heads"),
+    (["--seed", "none"], {}, None, "seed"),
+    ([], {"LATENTBRIDGE_BATCH_SIZE": "many"}, None, "batch_size"),
+    ([], {"LATENTBRIDGE_LERNING_RATE": "1"}, None, "LATENTBRIDGE_LEARNING_RATE"),
+    ([], {}, "learnng_rate: 1\n", "did you mean learning_rate"),
+    ([], {}, "batch_size: [1, 2]\n", "batch_size"),
+    ([], {}, "- just\n- a list\n", "expected a mapping"),
+    ([], {}, "batch_size: {\n", "not valid YAML"),
+    (["--preset", "huge"], {}, None, "huge"),
+    (["--config", "missing.yaml"], {}, None, "missing.yaml"),
+    (["--config", "run.toml"], {}, None, ".json, .yaml or .yml"),
+]
+
+
+@pytest.mark.parametrize("args,env,file_text,needle", BAD_INPUTS)
+def test_bad_input_exits_2_naming_the_field(args, env, file_text, needle, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    if file_text is not None:
+        (tmp_path / "bad.yaml").write_text(file_text)
+        args = [*args, "--config", "bad.yaml"]
+    result = invoke(["--mode", "config", *args], env)
+    assert result.exit_code == 2
+    assert needle in result.stderr
+    assert "Traceback" not in result.output
+
+
+def test_unknown_flag_suggests_the_field():
+    result = invoke(["--learing-rate", "1"])
+    assert result.exit_code == 2
+    assert "--learning-rate" in result.output
+
+
+def test_mode_not_available_yet_exits_2(monkeypatch):
+    monkeypatch.setitem(cli.MODE_MODULES, cli.Mode.infer, "src.modes.not_written_yet")
+    result = invoke(["--mode", "infer"])
+    assert result.exit_code == 2
+    assert "not available yet" in result.stderr
+
+
+@pytest.mark.parametrize("suffix", [".json", ".yaml"])
+def test_saved_config_loads_back_equal(suffix, tmp_path):
+    saved = tmp_path / f"resolved{suffix}"
+    result = invoke(["--mode", "config", "--preset", "tiny", "--learning-rate", "3e-4", "--no-use-tui",
+                     "--max-train-samples", "17", "--save-config", str(saved)])
+    assert result.exit_code == 0, result.output
+    original = resolve_config("tiny", environ={}, cli_values={"learning_rate": "3e-4", "use_tui": False,
+                                                             "max_train_samples": "17"}).config
+    assert resolve_config(None, [str(saved)], environ={}).config == original
+
+
+def test_config_table_shows_sources():
+    result = invoke(["--mode", "config", "--preset", "tiny", "--seed", "5"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0
+    seed_row = next(line for line in result.stdout.splitlines() if " seed " in line)
+    assert "5" in seed_row and "command line" in seed_row
+
+
+def test_help_lists_every_flag_and_the_presets():
+    help_text = invoke(["--help"], env={"COLUMNS": "200"}).stdout
+    for name in field_names():
+        assert "--" + name.replace("_", "-") in help_text
+    assert "tiny:" in help_text and "base:" in help_text
+
+
+LIGHT_PATH_SCRIPT = """
+import runpy, sys
+sys.argv = ["main.py", *sys.argv[1:]]
+try:
+    runpy.run_path("main.py", run_name="__main__")
+except SystemExit as exit:
+    code = exit.code
+heavy = sorted(m for m in ("torch", "transformers") if m in sys.modules)
+print("HEAVY=" + ",".join(heavy), "CODE=" + str(code))
+"""
+
+
+@pytest.mark.parametrize("args,code", [(["--help"], 0), (["--mode", "config", "--preset", "tiny"], 0),
+                                       (["--mode", "config", "--format", "yaml"], 0),
+                                       (["--mode", "config", "--batch-size", "0"], 2)])
+def test_light_paths_import_neither_torch_nor_transformers(args, code):
+    run = subprocess.run([sys.executable, "-c", LIGHT_PATH_SCRIPT, *args], cwd=ROOT, capture_output=True,
+                         text=True, timeout=60)
+    assert f"HEAVY= CODE={code}" in run.stdout, run.stdout + run.stderr
+
+
+def test_user_error_in_a_real_process_has_no_traceback():
+    run = subprocess.run([sys.executable, "main.py", "--mode", "config", "--top-k", "-1"], cwd=ROOT,
+                         capture_output=True, text=True, timeout=60)
+    assert run.returncode == 2
+    assert "top_k = -1 (from command line)" in run.stderr
+    assert "Traceback" not in run.stderr
