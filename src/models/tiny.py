@@ -1,0 +1,111 @@
+"""Tiny offline stand-ins for ModernBERT and Gemma 3: a BPE tokenizer trained on given texts and small
+random models, saved with save_pretrained so they load through the same from_pretrained path as the
+real checkpoints. Everything is deterministic for (texts, seed).
+
+Special tokens mirror the real ones: the encoder's tokenizer wraps text in [CLS] ... [SEP]; the
+decoder's has <pad>=0, <eos>=1, <bos>=2, <unk>=3 (the ids Gemma uses) plus <start_of_turn> and
+<end_of_turn>, and a Gemma-style chat template, so the tiny decoder takes the instruction-tuned path.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch
+
+ENCODER_SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+DECODER_SPECIALS = ["<pad>", "<eos>", "<bos>", "<unk>", "<start_of_turn>", "<end_of_turn>"]
+GEMMA_CHAT_TEMPLATE = (
+    "{{ bos_token }}{% for message in messages %}"
+    "{% set role = 'model' if message['role'] == 'assistant' else message['role'] %}"
+    "<start_of_turn>{{ role }}\n{{ message['content'] | trim }}<end_of_turn>\n{% endfor %}"
+    "{% if add_generation_prompt %}<start_of_turn>model\n{% endif %}"
+)
+TINY_VOCAB_SIZE = 1024
+TINY_HIDDEN = 64
+
+
+def train_bpe(texts: Sequence[str], vocab_size: int, specials: list[str]) -> Any:
+    """A byte-level BPE `tokenizers.Tokenizer` trained on texts (deterministic; specials get ids 0..n-1)."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+
+    tok = Tokenizer(models.BPE(unk_token=None))
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=specials, show_progress=False,
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    tok.train_from_iterator(list(texts), trainer)
+    return tok
+
+
+def encoder_tokenizer(texts: Sequence[str], vocab_size: int = TINY_VOCAB_SIZE) -> Any:
+    from tokenizers import processors
+    from transformers import PreTrainedTokenizerFast
+
+    tok = train_bpe(texts, vocab_size, ENCODER_SPECIALS)
+    cls, sep = tok.token_to_id("[CLS]"), tok.token_to_id("[SEP]")
+    tok.post_processor = processors.TemplateProcessing(
+        single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1", special_tokens=[("[CLS]", cls), ("[SEP]", sep)])
+    return PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="[PAD]", unk_token="[UNK]", cls_token="[CLS]",
+                                   sep_token="[SEP]", mask_token="[MASK]", model_max_length=8192)
+
+
+def decoder_tokenizer(texts: Sequence[str], vocab_size: int = TINY_VOCAB_SIZE) -> Any:
+    from tokenizers import processors
+    from transformers import PreTrainedTokenizerFast
+
+    tok = train_bpe(texts, vocab_size, DECODER_SPECIALS)
+    tok.post_processor = processors.TemplateProcessing(
+        single="<bos> $A", pair="<bos> $A $B", special_tokens=[("<bos>", tok.token_to_id("<bos>"))])
+    out = PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>", eos_token="<eos>", bos_token="<bos>",
+                                  unk_token="<unk>", additional_special_tokens=["<start_of_turn>", "<end_of_turn>"],
+                                  model_max_length=8192)
+    out.chat_template = GEMMA_CHAT_TEMPLATE
+    return out
+
+
+def modernbert_config(vocab_size: int, hidden: int = TINY_HIDDEN, layers: int = 2, heads: int = 4) -> Any:
+    from transformers import ModernBertConfig
+
+    return ModernBertConfig(vocab_size=vocab_size, hidden_size=hidden, intermediate_size=2 * hidden,
+                            num_hidden_layers=layers, num_attention_heads=heads, max_position_embeddings=1024,
+                            local_attention=64, pad_token_id=0, bos_token_id=2, cls_token_id=2, eos_token_id=3,
+                            sep_token_id=3)
+
+
+def gemma3_config(vocab_size: int, hidden: int = TINY_HIDDEN, layers: int = 2, heads: int = 4) -> Any:
+    from transformers import Gemma3TextConfig
+
+    head_dim = hidden // heads
+    return Gemma3TextConfig(vocab_size=vocab_size, hidden_size=hidden, intermediate_size=2 * hidden,
+                            num_hidden_layers=layers, num_attention_heads=heads, num_key_value_heads=1,
+                            head_dim=head_dim, query_pre_attn_scalar=head_dim, max_position_embeddings=1024,
+                            sliding_window=64, layer_types=["sliding_attention"] * (layers - 1) + ["full_attention"],
+                            pad_token_id=0, eos_token_id=1, bos_token_id=2, tie_word_embeddings=True)
+
+
+def _seeded(build, seed: int):
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return build()
+
+
+def build_tiny_modernbert(texts: Sequence[str], out_dir: Path, seed: int, **sizes: int) -> None:
+    """Train the tokenizer, build a random ModernBertModel, save both into out_dir."""
+    from transformers import ModernBertModel
+
+    tok = encoder_tokenizer(texts)
+    model = _seeded(lambda: ModernBertModel(modernbert_config(len(tok), **sizes)), seed)
+    model.save_pretrained(out_dir)
+    tok.save_pretrained(out_dir)
+
+
+def build_tiny_gemma3(texts: Sequence[str], out_dir: Path, seed: int, **sizes: int) -> None:
+    """Train the tokenizer, build a random Gemma3ForCausalLM, save both into out_dir."""
+    from transformers import Gemma3ForCausalLM
+
+    tok = decoder_tokenizer(texts)
+    model = _seeded(lambda: Gemma3ForCausalLM(gemma3_config(len(tok), **sizes)), seed + 1)
+    model.save_pretrained(out_dir)
+    tok.save_pretrained(out_dir)
