@@ -1,0 +1,134 @@
+"""Loading datasets from local files and folders, bad rows, schema detection, document pairs, caps."""
+
+import json
+
+import pytest
+
+from src.data.sources import (DataSpec, PretrainSource, load_collection, load_dialogue_split,
+                              load_pretrain_source, open_dataset, split_document)
+from src.errors import UserError
+
+from .conftest import data_spec
+
+
+def _jsonl(path, rows):
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def test_bad_dialogue_rows_are_skipped_and_counted(tmp_path):
+    rows = [{"id": "1", "dialogue": "A: hi\nB: hello", "summary": "A greets B."},
+            {"id": "2", "dialogue": None, "summary": "x"},
+            {"id": "3", "dialogue": "A: hi", "summary": "   "},
+            {"id": "4", "dialogue": "", "summary": "y"},
+            {"id": "5", "dialogue": "A: bye\nB: bye", "summary": "They say bye."}]
+    folder = tmp_path / "dlg"
+    folder.mkdir()
+    for split in ("train", "validation", "test"):
+        _jsonl(folder / f"{split}.jsonl", rows)
+    loaded = load_collection(DataSpec(str(folder), hf_cache_dir=str(tmp_path / "hf")), "dialogue")
+    for split in ("train", "validation", "test"):
+        assert [e.id for e in loaded[split].examples] == ["1", "5"]
+        assert loaded[split].skipped == {"missing_or_empty_text": 3}
+
+
+def test_non_utf8_bytes_and_null_text_in_pretraining_file(tmp_path):
+    path = tmp_path / "wiki.jsonl"
+    good = [json.dumps({"text": f"Sentence one number {i}. Sentence two is here. And a third one."}) for i in range(8)]
+    lines = [good[0].encode(), b'{"text": "Bad \xff\xfe bytes. In the middle of it. Still fine."}',
+             b'{"text": null}', b'{"text": ""}', b'{"other": 1, "text": "   "}'] + [g.encode() for g in good[1:]]
+    path.write_bytes(b"\n".join(lines) + b"\n")
+    spec = DataSpec("unused", validation_fraction=0.0, hf_cache_dir=str(tmp_path / "hf"))
+    out = load_pretrain_source(spec, PretrainSource("wikitext", str(path), "wikitext_dataset"))
+    assert len(out["train"].examples) == 9
+    assert out["train"].skipped == {"missing_or_empty_text": 3}
+    bad = [e for e in out["train"].examples if "Bad" in e.input_text][0]
+    assert "\ufffd" in bad.input_text
+
+
+@pytest.mark.parametrize("fmt", ["csv", "parquet", "txt", "json"])
+def test_local_formats_load(tmp_path, fmt):
+    import pandas as pd
+
+    texts = [f"Doc {i} starts here. It goes on for a while. Then it ends." for i in range(20)]
+    path = tmp_path / f"data.{fmt}"
+    if fmt == "csv":
+        pd.DataFrame({"content": texts}).to_csv(path, index=False)
+    elif fmt == "parquet":
+        pd.DataFrame({"abstract": texts}).to_parquet(path)
+    elif fmt == "txt":
+        path.write_text("\n".join(texts) + "\n")
+    else:
+        path.write_text(json.dumps([{"article": t} for t in texts]))
+    spec = DataSpec("unused", validation_fraction=0.1, hf_cache_dir=str(tmp_path / "hf"))
+    out = load_pretrain_source(spec, PretrainSource("x", str(path), "arxiv_dataset"))
+    assert len(out["train"].examples) == 18 and len(out["validation"].examples) == 2
+
+
+def test_unknown_text_column_is_a_clear_error(tmp_path):
+    path = _jsonl(tmp_path / "x.jsonl", [{"title": "a", "label": "b", "n": 1}] * 3)
+    spec = DataSpec("unused", hf_cache_dir=str(tmp_path / "hf"))
+    with pytest.raises(UserError, match=r"arxiv_dataset.*text column.*title"):
+        load_pretrain_source(spec, PretrainSource("arxiv", str(path), "arxiv_dataset"))
+
+
+def test_dialogue_without_summary_column_is_a_clear_error(tmp_path):
+    path = _jsonl(tmp_path / "train.jsonl", [{"dialogue": "A: hi", "label": 1}])
+    with pytest.raises(UserError, match="dataset_name.*summary column"):
+        load_dialogue_split(DataSpec(str(path), hf_cache_dir=str(tmp_path / "hf")), "train")
+
+
+def test_missing_local_file_names_the_field(tmp_path):
+    with pytest.raises(UserError, match=r"wikitext_dataset.*does not exist"):
+        open_dataset(str(tmp_path / "nope.jsonl"), "wikitext_dataset")
+    with pytest.raises(UserError, match=r"dataset_name.*does not exist"):
+        open_dataset("./data/samsum_missing", "dataset_name")
+
+
+def test_unreachable_hub_name_fails_fast_with_a_hint(tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf_home"))
+    with pytest.raises(UserError, match=r"dataset_name.*knkarthick/samsum.*--preset tiny"):
+        open_dataset("knkarthick/samsum", "dataset_name", hf_cache_dir=str(tmp_path / "hf"))
+
+
+def test_missing_split_lists_available_ones(tmp_path, corpus_dir):
+    spec = data_spec(corpus_dir, validation_split="dev2")
+    with pytest.raises(UserError, match=r"no split 'dev2'.*test.*train.*validation"):
+        load_collection(spec, "dialogue")
+
+
+def test_split_document_cuts_at_a_sentence_boundary_near_the_middle():
+    a, b = split_document("One two three. Four five six. Seven eight nine. Ten eleven twelve.")
+    assert (a, b) == ("One two three. Four five six.", "Seven eight nine. Ten eleven twelve.")
+    a, b = split_document("a single sentence without any end mark at all")
+    assert a and b and f"{a} {b}" == "a single sentence without any end mark at all"
+    assert split_document("too short") is None
+    long = " ".join(f"Sentence number {i} is here." for i in range(1000))
+    a, b = split_document(long, max_chars=200)
+    assert len(a) + len(b) <= 200 and a.endswith(".") and b.endswith(".")
+
+
+def test_validation_split_is_deterministic_and_disjoint(corpus_dir):
+    spec = data_spec(corpus_dir, validation_fraction=0.1)
+    source = spec.pretrain[0]
+    one, two = load_pretrain_source(spec, source), load_pretrain_source(spec, source)
+    ids = lambda part: [e.id for e in part.examples]
+    assert ids(one["train"]) == ids(two["train"]) and ids(one["validation"]) == ids(two["validation"])
+    assert len(one["validation"].examples) == 120
+    assert not set(ids(one["train"])) & set(ids(one["validation"]))
+    other = load_pretrain_source(data_spec(corpus_dir, validation_fraction=0.1, seed=1), source)
+    assert ids(other["validation"]) != ids(one["validation"])
+
+
+def test_caps_limit_each_source_and_the_total(corpus_dir):
+    capped = data_spec(corpus_dir, pretrain=tuple(
+        PretrainSource(s.name, s.location, s.field, 50 if s.name == "wikitext" else None)
+        for s in data_spec(corpus_dir).pretrain), pretrain_max_train=200, dialogue_max_train=30)
+    pre = load_collection(capped, "pretrain")
+    sources = [e.source for e in pre["train"].examples]
+    assert len(sources) == 200 and sources.count("wikitext") == 50
+    assert sources.count("arxiv") == 75 and sources.count("english") == 75
+    assert 0 < sources.count("wikitext") and len(pre["validation"].examples) <= 3 * 10
+    dlg = load_collection(capped, "dialogue")
+    assert len(dlg["train"].examples) == 30 and len(dlg["test"].examples) == 200
