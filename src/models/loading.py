@@ -22,8 +22,8 @@ def load_pretrained(loader: Callable[..., Any], name: str, field: str, what: str
     _quiet_transformers()
     path = Path(name).expanduser()
     if path.exists():
-        if not (path / "config.json").is_file() and what != "tokenizer":
-            raise UserError(f"{field}: the folder {name!r} has no config.json, so it is not a saved {what}. "
+        if not (path / "config.json").is_file():
+            raise UserError(f"{field}: the folder {name!r} has no config.json, so it is not a saved model folder. "
                             "Point it at a folder written by save_pretrained, or use --preset tiny.")
         try:
             return loader.from_pretrained(str(path), local_files_only=True, **kwargs)

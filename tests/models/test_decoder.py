@@ -1,0 +1,85 @@
+import pytest
+import torch
+
+from src.models.bridge import set_trainable
+from src.models.specs import SamplingSpec
+from tests.models.conftest import DIALOGUES, SUMMARIES, make_model
+
+
+@pytest.fixture(scope="module")
+def trained(tiny_assets, steps=80):
+    """Adapter + top decoder layer trained to map two latent sets to two different summaries."""
+    model = make_model(tiny_assets, seed=3)
+    model.train()
+    set_trainable(model, {"adapter", "decoder"})
+    with torch.no_grad():
+        latents, latent_mask = model.encode(*model.encoder.tokenize(DIALOGUES[:2], 64))
+    target_ids, target_mask = model.decoder.target_ids(SUMMARIES[:2], 32)
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=3e-3)
+    for _ in range(steps):
+        loss = model.decoder_loss(model.prefix(latents, latent_mask), target_ids, target_mask)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    model.eval()
+    return model, latents, latent_mask, target_ids, target_mask
+
+
+def test_the_prefix_matters(trained):
+    model, latents, latent_mask, target_ids, target_mask = trained
+    with torch.no_grad():
+        prefix = model.prefix(latents, latent_mask)
+        right = model.decoder.loss(prefix, target_ids, target_mask)
+        swapped = model.decoder.loss(prefix.flip(0), target_ids, target_mask)
+        zeroed = model.decoder.loss(torch.zeros_like(prefix), target_ids, target_mask)
+    assert swapped > right + 0.5 and zeroed > right + 0.5
+
+
+def test_greedy_generation_reproduces_a_learned_summary(trained):
+    model, latents, latent_mask, *_ = trained
+    rows = model.decoder.generate(model.prefix(latents, latent_mask), SamplingSpec(max_new_tokens=40, do_sample=False))
+    assert model.decoder.decode(rows) == SUMMARIES[:2]
+
+
+def test_generation_honours_max_new_tokens_and_cuts_at_stop_ids(model):
+    prefix = model.prefix(torch.nn.functional.normalize(torch.randn(3, 4, 32), dim=-1))
+    for sampling in (SamplingSpec(max_new_tokens=5, do_sample=False),
+                     SamplingSpec(max_new_tokens=5, do_sample=True, temperature=0.9, top_p=0.8, top_k=0)):
+        rows = model.decoder.generate(prefix, sampling)
+        assert len(rows) == 3 and all(len(r) <= 5 for r in rows)
+        assert not any(t in model.decoder.stop_ids for r in rows for t in r)
+
+
+def test_greedy_generation_matches_a_manual_argmax_loop(model):
+    prefix = model.prefix(torch.nn.functional.normalize(torch.randn(1, 4, 32), dim=-1))
+    rows = model.decoder.generate(prefix, SamplingSpec(max_new_tokens=6, do_sample=False))
+    embeds, manual = model.decoder._framed(prefix), []
+    with torch.no_grad():
+        for _ in range(6):
+            nxt = int(model.decoder.model(inputs_embeds=embeds).logits[0, -1].argmax())
+            if nxt in model.decoder.stop_ids:
+                break
+            manual.append(nxt)
+            embeds = torch.cat([embeds, model.decoder.embed(torch.tensor([[nxt]]))], dim=1)
+    assert rows[0] == manual
+
+
+def test_instruction_tuned_framing_uses_the_chat_turn_markers(model):
+    tok = model.decoder.tokenizer
+    assert model.decoder.chat
+    assert tok.decode(model.decoder.head_ids) == "<bos><start_of_turn>user\n"
+    assert tok.decode(model.decoder.tail_ids) == "<end_of_turn>\n<start_of_turn>model\n"
+    assert model.decoder.stop_ids == sorted({tok.eos_token_id, tok.convert_tokens_to_ids("<end_of_turn>")})
+    ids, mask = model.decoder.target_ids(["Max says hi.", "a much longer summary of the dialogue"], 4)
+    assert ids.shape[1] == 4 and (ids[:, 0] != tok.bos_token_id).all()
+    assert ids[0, int(mask[0].sum()) - 1] == model.decoder.end_id and ids[1, 3] == model.decoder.end_id
+
+
+def test_loss_ignores_padded_target_positions(model):
+    prefix = model.prefix(torch.nn.functional.normalize(torch.randn(1, 4, 32), dim=-1))
+    ids, mask = model.decoder.target_ids(["Max says hi."], 16)
+    padded_ids = torch.cat([ids, torch.full((1, 5), 7)], dim=1)
+    padded_mask = torch.cat([mask, torch.zeros(1, 5, dtype=mask.dtype)], dim=1)
+    with torch.no_grad():
+        assert torch.allclose(model.decoder.loss(prefix, ids, mask), model.decoder.loss(prefix, padded_ids, padded_mask),
+                              atol=1e-5)

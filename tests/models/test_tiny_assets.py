@@ -1,0 +1,53 @@
+import hashlib
+
+from src.assets import ensure_tiny_assets
+from src.models.tiny import decoder_tokenizer, encoder_tokenizer
+
+TEXTS = ["Anna: lunch at one? Ben: sure.", "The town of Arden lies in the northern valley."] * 20
+
+
+def _digest(folder):
+    h = hashlib.sha256()
+    for f in sorted(p for p in folder.rglob("*") if p.is_file()):
+        h.update(f.relative_to(folder).as_posix().encode())
+        h.update(f.read_bytes())
+    return h.hexdigest()
+
+
+def test_tokenizer_training_is_deterministic():
+    assert encoder_tokenizer(TEXTS, 300).backend_tokenizer.to_str() == \
+        encoder_tokenizer(TEXTS, 300).backend_tokenizer.to_str()
+
+
+def test_tokenizers_carry_the_special_tokens():
+    enc, dec = encoder_tokenizer(TEXTS, 300), decoder_tokenizer(TEXTS, 300)
+    ids = enc("Anna")["input_ids"]
+    assert ids[0] == enc.cls_token_id and ids[-1] == enc.sep_token_id
+    assert (dec.pad_token_id, dec.eos_token_id, dec.bos_token_id) == (0, 1, 2)
+    assert dec("Anna")["input_ids"][0] == dec.bos_token_id
+    assert dec.decode(dec("Anna", add_special_tokens=False)["input_ids"]) == "Anna"
+
+
+def test_assets_are_deterministic_and_idempotent(tiny_assets, tmp_path):
+    other = ensure_tiny_assets(tmp_path, seed=0)
+    for a, b in [(tiny_assets.encoder_dir, other.encoder_dir), (tiny_assets.decoder_dir, other.decoder_dir),
+                 (tiny_assets.data_dir, other.data_dir)]:
+        assert _digest(a) == _digest(b)
+    before = {p: p.stat().st_mtime_ns for p in tmp_path.rglob("*")}
+    ensure_tiny_assets(tmp_path, seed=0)
+    assert {p: p.stat().st_mtime_ns for p in tmp_path.rglob("*")} == before
+    assert not [p for p in tmp_path.rglob("*tmp-*")]
+
+
+def test_another_seed_rebuilds(tmp_path):
+    a = ensure_tiny_assets(tmp_path, seed=0)
+    first = _digest(a.decoder_dir)
+    ensure_tiny_assets(tmp_path, seed=1)
+    assert _digest(a.decoder_dir) != first
+
+
+def test_tiny_models_load_through_the_auto_classes(tiny_assets):
+    from transformers import AutoModel, AutoModelForCausalLM
+
+    assert type(AutoModel.from_pretrained(tiny_assets.encoder_dir)).__name__ == "ModernBertModel"
+    assert type(AutoModelForCausalLM.from_pretrained(tiny_assets.decoder_dir)).__name__ == "Gemma3ForCausalLM"
