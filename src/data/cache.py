@@ -237,6 +237,11 @@ class CacheBuild:
         entry["sources"] = {name: writer.sources.count(name) for name in sorted(set(writer.sources))}
         self.manifest["splits"][writer.rel] = entry
 
+    def record_extra_files(self) -> None:
+        """Files added at the top of the folder (besides the manifest) are recorded for the size check."""
+        self.manifest["extra_files"] = {p.name: {"bytes": p.stat().st_size, "blake2b": _file_digest(p)}
+                                        for p in sorted(self.tmp.iterdir()) if p.is_file() and p.name != MANIFEST}
+
     def commit(self) -> Path:
         self.manifest["created_at"] = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
         with open(self.tmp / MANIFEST, "w") as f:
@@ -312,8 +317,9 @@ def read_manifest(folder: Path) -> Optional[dict[str, Any]]:
 
 def check_files(folder: Path, manifest: Mapping[str, Any], full: bool = False) -> None:
     """Every file of the manifest exists with its recorded size (and checksum when `full`)."""
-    for entry in manifest["splits"].values():
-        for rel, meta in entry["files"].items():
+    listed = [entry["files"] for entry in manifest["splits"].values()] + [manifest.get("extra_files", {})]
+    for files in listed:
+        for rel, meta in files.items():
             p = folder / rel
             if not p.exists():
                 raise _corrupt(p, "file missing")

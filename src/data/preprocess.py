@@ -67,9 +67,10 @@ def _tokenize(tokenizer, texts: Sequence[str], max_len: int, special: bool = Tru
     return [list(ids) for ids in out["input_ids"]]
 
 
-def target_ids(tokenizer, texts: Sequence[str], max_len: int) -> list[list[int]]:
-    """Decoder target ids: the text's tokens (no BOS) followed by EOS, at most `max_len` in all."""
-    eos = tokenizer.eos_token_id
+def target_ids(tokenizer, texts: Sequence[str], max_len: int, end_id: Optional[int] = None) -> list[list[int]]:
+    """Decoder target ids: the text's tokens (no BOS) then the end token (`end_id`, default EOS), at most
+    `max_len` in all -- the layout Decoder.target_ids trains on."""
+    eos = tokenizer.eos_token_id if end_id is None else end_id
     room = max_len - (1 if eos is not None else 0)
     ids = _tokenize(tokenizer, texts, max(room, 1), special=False) if room > 0 else [[] for _ in texts]
     return [seq[:room] + ([eos] if eos is not None else []) for seq in ids]
@@ -125,6 +126,7 @@ def encode_batched(encode: EncodeFn, seqs: Sequence[Sequence[int]], pad_id: int,
 class Tokenizers:
     encoder: Any
     decoder: Any
+    target_end_id: Optional[int] = None  # token closing every target (None: the decoder's EOS)
 
 
 def records_for(examples: Sequence[Example], tok: Tokenizers, encode: EncodeFn,
@@ -133,7 +135,7 @@ def records_for(examples: Sequence[Example], tok: Tokenizers, encode: EncodeFn,
     enc_pad = pad_token_id(tok.encoder)
     inputs = _tokenize(tok.encoder, [e.input_text for e in examples], spec.max_seq_len)
     targets = _tokenize(tok.encoder, [e.target_text for e in examples], spec.max_target_len)
-    tgt_ids = target_ids(tok.decoder, [e.target_text for e in examples], spec.max_target_len) \
+    tgt_ids = target_ids(tok.decoder, [e.target_text for e in examples], spec.max_target_len, tok.target_end_id) \
         if spec.store_target_ids or spec.store_target_attention_mask else None
     in_lat = encode_batched(encode, inputs, enc_pad, spec.batch_size, spec.sort_by_length)
     tg_lat = encode_batched(encode, targets, enc_pad, spec.batch_size, spec.sort_by_length)
@@ -168,12 +170,14 @@ def build_cache(root: Path | str, fingerprint_parts: Mapping[str, Any],
                 load_splits: Callable[[], Mapping[str, Mapping[str, LoadedSplit]]],
                 load_model: Callable[[], tuple[Tokenizers, EncodeFn]], spec: CacheSpec,
                 reuse: bool = True, progress: Optional[Progress] = None,
-                log: Callable[[str], None] = print) -> BuildResult:
+                log: Callable[[str], None] = print,
+                before_commit: Optional[Callable[[Path], None]] = None) -> BuildResult:
     """Reuse the complete cache for these settings, or build it atomically.
 
     `fingerprint_parts` must name everything that changes content besides `spec` (models, tokenizers,
     datasets, caps, seed); `load_splits()` -> {collection: {split: LoadedSplit}} and `load_model()` ->
-    (tokenizers, encode) are only called when a build is needed.
+    (tokenizers, encode) are only called when a build is needed. `before_commit(folder)` may add files
+    (e.g. the encoder state) to the folder being built; they are recorded and checked like the rest.
     """
     t0 = time.perf_counter()
     progress = progress or NullProgress()
@@ -199,7 +203,8 @@ def build_cache(root: Path | str, fingerprint_parts: Mapping[str, Any],
     manifest = {"format": CACHE_FORMAT, "version": CACHE_VERSION, "preprocess_format": spec.format,
                 "fingerprint": fp, "fingerprint_parts": parts, "library_versions": library_versions(),
                 "latent_dtype": "int8" if spec.int8 else "float32", "fields": spec.fields(),
-                "pad_token_id": pad_token_id(tok.decoder), "eos_token_id": tok.decoder.eos_token_id,
+                "pad_token_id": pad_token_id(tok.decoder),
+                "target_end_id": tok.decoder.eos_token_id if tok.target_end_id is None else tok.target_end_id,
                 "source_names": source_names}
     chunk = spec.batch_size * spec.chunk_batches
     with CacheBuild(folder, manifest, write_offsets=spec.write_offsets_index) as build:
@@ -223,6 +228,9 @@ def build_cache(root: Path | str, fingerprint_parts: Mapping[str, Any],
                         ", ".join(f"{n} {reason}" for reason, n in sorted(loaded.skipped.items())))
                 build.close_split(writer, loaded.skipped)
         build.manifest["latent_dim"] = latent_dim or 0
+        if before_commit is not None:
+            before_commit(build.tmp)
+        build.record_extra_files()
         folder = build.commit()
     close = getattr(progress, "close", None)
     if close:

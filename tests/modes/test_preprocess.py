@@ -1,0 +1,97 @@
+"""`--mode preprocess` on the tiny preset: builds, reuses, matches the model's own encoder and targets."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from src.modes import ModeOptions
+from src.modes.preprocess import (cache_spec, data_spec, ensure_cache, load_cache_encoder_state, run, stage_rows)
+from tests.factories import tiny_config
+
+
+@pytest.fixture(scope="session")
+def tiny_root(tmp_path_factory) -> Path:
+    from src.assets import ensure_tiny_assets
+
+    root = tmp_path_factory.mktemp("tiny_pre")
+    ensure_tiny_assets(root, seed=0)
+    return root
+
+
+def _config(root: Path, tmp: Path, **overrides):
+    return tiny_config(
+        tiny_assets_dir=str(root), modernbert_model=str(root / "models/modernbert"),
+        gpt2_model=str(root / "models/gemma3"), dataset_name=str(root / "data/samsum"),
+        wikitext_dataset=str(root / "data/pretrain/wikitext.jsonl"), arxiv_dataset=str(root / "data/pretrain/arxiv.jsonl"),
+        english_pretrain_dataset=str(root / "data/pretrain/english.jsonl"), preprocess_cache_dir=str(tmp / "cache"),
+        max_train_samples=48, pretrain_middle_max_samples=60, pretrain_adapter_max_samples=30,
+        use_tui=False, **overrides)
+
+
+def test_preprocess_mode_builds_then_reuses(tiny_root, tmp_path, capsys):
+    config = _config(tiny_root, tmp_path)
+    assert run(config, ModeOptions()) == 0
+    assert "Cache built" in capsys.readouterr().out
+    assert run(config, ModeOptions()) == 0
+    assert "Cache reused" in capsys.readouterr().out
+    cache = ensure_cache(config, log=lambda m: None).cache
+    assert len(cache.split("dialogue", "train")) == 48
+    assert len(cache.split("pretrain", "train")) == 60  # the larger of the stage 1 / stage 2 caps
+    assert (cache.folder / "encoder_state.safetensors").exists()
+
+
+def test_cached_records_match_the_model(tiny_root, tmp_path):
+    from src.models.bridge import build_model
+    from src.modes.specs import model_spec
+
+    config = _config(tiny_root, tmp_path, cache_store_text=True, cache_store_input_ids=True)
+    cache = ensure_cache(config, log=lambda m: None).cache
+    model = build_model(model_spec(config, "cpu")).eval()
+    load_cache_encoder_state(cache, model.encoder)
+    split = cache.split("dialogue", "validation")
+    recs = [split[i] for i in range(4)]
+    ids, mask = model.encoder.tokenize([r["text"] for r in recs], config.max_seq_len)
+    with torch.no_grad():
+        latents, lmask = model.encoder(ids, mask)
+    for r, lat, m in zip(recs, latents, lmask):
+        np.testing.assert_array_equal(r["input_ids"], ids[0:0].new_tensor(r["input_ids"]).numpy())
+        ref = lat[m].numpy()
+        cos = (ref * r["input_latents"]).sum(-1) / (np.linalg.norm(ref, axis=-1) * np.linalg.norm(r["input_latents"], axis=-1))
+        assert r["input_latents"].shape == ref.shape and cos.min() > 0.999
+    tids, tmask = model.decoder.target_ids([r["target_text"] for r in recs], config.max_target_len)
+    for k, r in enumerate(recs):
+        assert r["target_ids"].tolist() == tids[k][tmask[k].bool()].tolist()
+    assert split.pad_token_id == model.decoder.pad_id
+
+
+def test_batch_size_does_not_change_the_cache_but_fields_do(tiny_root, tmp_path):
+    base = ensure_cache(_config(tiny_root, tmp_path), log=lambda m: None).cache
+    same = ensure_cache(_config(tiny_root, tmp_path, preprocess_batch_size=7), log=lambda m: None)
+    other = ensure_cache(_config(tiny_root, tmp_path, cache_store_text=True), log=lambda m: None)
+    assert same.reused and same.cache.folder == base.folder
+    assert not other.reused and other.cache.folder != base.folder
+
+
+def test_caps_map_to_the_largest_stage_need(tmp_path):
+    config = tiny_config(max_train_samples=None, pretrain_middle_max_samples_wikitext=100,
+                         pretrain_adapter_max_samples_wikitext=300, pretrain_middle_max_samples_arxiv=50,
+                         pretrain_adapter_max_samples_arxiv=None, pretrain_adapter_max_samples=200,
+                         finetune_middle_max_samples=10, finetune_adapter_max_samples=20)
+    spec = data_spec(config)
+    caps = {s.name: s.max_samples for s in spec.pretrain}
+    assert caps == {"wikitext": 200, "arxiv": 200, "english": None}  # stage 1 has no english cap
+    assert spec.dialogue_max_train == 20 and spec.pretrain_max_train is None
+    assert cache_spec(config).int8 is config.cache_store_embeddings_int8
+
+
+def test_stage_rows_apply_each_stage_caps(tiny_root, tmp_path):
+    config = _config(tiny_root, tmp_path, pretrain_middle_max_samples_arxiv=5)
+    cache = ensure_cache(config, log=lambda m: None).cache
+    pre = cache.split("pretrain", "train")
+    stage1 = stage_rows(config, pre, "pretrain_middle")
+    stage2 = stage_rows(config, pre, "pretrain_adapter")
+    assert len(stage2) == 30 and len(stage1) <= 60
+    assert (pre.sources[stage1] == pre.source_names.index("arxiv")).sum() == 5
+    assert len(stage_rows(config, cache.split("dialogue", "validation"), "finetune_middle")) == 200
