@@ -15,10 +15,12 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
 from src.models.loading import check_hidden_dim, load_pretrained
 from src.models.specs import DecoderSpec, SamplingSpec
 
+CE_CHUNK = 1024  # target tokens whose logits exist at once in the loss
 _CONTENT = "\u2063LATENTBRIDGE_PREFIX\u2063"
 
 
@@ -123,15 +125,34 @@ class Decoder(nn.Module):
         attn = torch.cat([target_mask.new_ones(target_mask.shape[0], F_len), target_mask], dim=1)
         hidden = self.model.model(inputs_embeds=embeds, attention_mask=attn).last_hidden_state
         # hidden state at position s predicts token s + 1: the targets are read from F-1 .. F+T-2
-        logits = self.model.lm_head(hidden[:, F_len - 1: F_len - 1 + T]).float()   # (B, T, V)
+        mask = target_mask.bool()
+        h = hidden[:, F_len - 1: F_len - 1 + T][mask]                         # (N, H) valid targets only
+        ce = self._token_ce(h, target_ids[mask])                              # (N,)
+        if reduction == "none":
+            rows = torch.arange(mask.shape[0], device=mask.device)[:, None].expand_as(mask)[mask]
+            per_row = torch.zeros(mask.shape[0], device=ce.device, dtype=ce.dtype).index_add(0, rows, ce)
+            return per_row / mask.sum(1).clamp_min(1)
+        return ce.sum() / mask.sum().clamp_min(1)
+
+    def _token_ce(self, h: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """Cross-entropy per token from hidden states (N, H), CE_CHUNK tokens at a time. While training, each
+        chunk's logits are recomputed in backward instead of stored: with Gemma's 262k vocabulary the logits
+        of a whole batch would otherwise be the largest tensor of the step."""
+        chunks = []
+        for start in range(0, h.shape[0], CE_CHUNK):
+            args = (h[start: start + CE_CHUNK], labels[start: start + CE_CHUNK])
+            if torch.is_grad_enabled() and h.requires_grad:
+                chunks.append(checkpoint(self._chunk_ce, *args, use_reentrant=False))
+            else:
+                chunks.append(self._chunk_ce(*args))
+        return torch.cat(chunks) if chunks else h.new_zeros(0, dtype=torch.float32)
+
+    def _chunk_ce(self, h: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        logits = self.model.lm_head(h).float()                                # (n, V)
         cap = getattr(self.model.config, "final_logit_softcapping", None)
         if cap:
             logits = torch.tanh(logits / cap) * cap
-        labels = target_ids.masked_fill(~target_mask.bool(), -100)
-        ce = F.cross_entropy(logits.transpose(1, 2), labels, ignore_index=-100, reduction="none")  # (B, T)
-        if reduction == "none":
-            return ce.sum(1) / target_mask.sum(1).clamp_min(1)
-        return ce.sum() / target_mask.sum().clamp_min(1)
+        return F.cross_entropy(logits, labels, reduction="none")
 
     @torch.no_grad()
     def generate(self, prefix: torch.Tensor, sampling: SamplingSpec) -> list[list[int]]:

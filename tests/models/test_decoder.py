@@ -83,3 +83,26 @@ def test_loss_ignores_padded_target_positions(model):
     with torch.no_grad():
         assert torch.allclose(model.decoder.loss(prefix, ids, mask), model.decoder.loss(prefix, padded_ids, padded_mask),
                               atol=1e-5)
+
+
+def test_chunked_loss_matches_one_chunk_in_value_and_gradient(model, monkeypatch):
+    import src.models.decoder as decoder_module
+
+    set_trainable(model, {"adapter"})
+    latents = torch.nn.functional.normalize(torch.randn(3, 4, 32), dim=-1)
+    ids, mask = model.decoder.target_ids(SUMMARIES[:3], 32)
+
+    def loss_and_grad():
+        model.zero_grad()
+        loss = model.decoder.loss(model.prefix(latents), ids, mask)
+        loss.backward()
+        return loss.detach(), model.adapter.queries.grad.clone()
+
+    whole = loss_and_grad()
+    monkeypatch.setattr(decoder_module, "CE_CHUNK", 5)
+    chunked = loss_and_grad()
+    assert torch.allclose(whole[0], chunked[0], atol=1e-5) and torch.allclose(whole[1], chunked[1], atol=1e-5)
+    with torch.no_grad():
+        per_row = model.decoder.loss(model.prefix(latents), ids, mask, reduction="none")
+    weights = mask.sum(1) / mask.sum()
+    assert per_row.shape == (3,) and torch.allclose((per_row * weights).sum(), whole[0], atol=1e-5)
