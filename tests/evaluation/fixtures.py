@@ -1,0 +1,63 @@
+"""Shared fixtures of the inference/evaluation tests: tiny assets in a temporary folder and a hand-off
+model file written through the training checkpoint format from a freshly initialised tiny model, so
+infer and eval are tested end to end without training. Import the fixtures into a test module with
+`from tests.evaluation.fixtures import *`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import torch
+
+from src.assets import ensure_tiny_assets
+from src.config import Config
+from tests.factories import tiny_config
+
+__all__ = ["Handoff", "handoff", "tiny_assets_root", "write_handoff", "assets_config"]
+
+
+@dataclass(frozen=True)
+class Handoff:
+    config: Config  # the config saved in the file (paths into the temporary folder)
+    path: Path      # checkpoint_dir / handoff_best_model_filename
+
+
+def assets_config(root: Path, **overrides) -> Config:
+    """The tiny preset pointed at assets under `root` (absolute paths: tests never depend on the cwd)."""
+    return tiny_config(modernbert_model=str(root / "models" / "modernbert"), gpt2_model=str(root / "models" / "gemma3"),
+                       dataset_name=str(root / "data" / "samsum"), tiny_assets_dir=str(root),
+                       wikitext_dataset=str(root / "data" / "pretrain" / "wikitext.jsonl"),
+                       arxiv_dataset=str(root / "data" / "pretrain" / "arxiv.jsonl"),
+                       english_pretrain_dataset=str(root / "data" / "pretrain" / "english.jsonl"), **overrides)
+
+
+def write_handoff(config: Config, model=None, seed: int = 0, stage: str = "init") -> Path:
+    """Save `model` (default: a fresh tiny model for `config`) as the hand-off model file of `config`."""
+    from src.models.bridge import build_model
+    from src.modes.specs import model_spec
+    from src.training.checkpoint import config_fingerprint, write_model_file
+
+    if model is None:
+        torch.manual_seed(seed)
+        model = build_model(model_spec(config))
+    values = config.to_dict()
+    path = Path(config.checkpoint_dir) / config.handoff_best_model_filename
+    return write_model_file(path, model.trainable_state_dict(), config=values, fingerprint=config_fingerprint(values),
+                            step=0, stage=stage)
+
+
+@pytest.fixture(scope="session")
+def tiny_assets_root(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("tiny_assets")
+    ensure_tiny_assets(root, seed=0)
+    return root
+
+
+@pytest.fixture(scope="session")
+def handoff(tiny_assets_root, tmp_path_factory) -> Handoff:
+    work = tmp_path_factory.mktemp("handoff")
+    config = assets_config(tiny_assets_root, checkpoint_dir=str(work / "ck"), output_dir=str(work / "runs"),
+                           max_generation_length=8, batch_size=16)
+    return Handoff(config, write_handoff(config))

@@ -1,0 +1,92 @@
+"""`--mode eval` end to end on a hand-off file of a freshly initialised tiny model."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from src import cli
+from src.evaluation.rouge import ROUGE_TYPES
+from tests.evaluation.fixtures import assets_config, tiny_assets_root, write_handoff  # noqa: F401
+
+APP = cli.build_app()
+
+
+@pytest.fixture(scope="module")
+def quick_handoff(tiny_assets_root, tmp_path_factory):
+    """A hand-off whose config makes the direct baseline short: 32 training pairs, 1 epoch of batch 16."""
+    work = tmp_path_factory.mktemp("eval")
+    config = assets_config(tiny_assets_root, checkpoint_dir=str(work / "ck"), output_dir=str(work / "runs"),
+                           max_generation_length=4, batch_size=50, max_train_samples=32,
+                           finetune_adapter_batch_size=16, finetune_adapter_epochs=1)
+    return config, write_handoff(config)
+
+
+@pytest.fixture(scope="module")
+def report(quick_handoff, tmp_path_factory):
+    config, path = quick_handoff
+    out = tmp_path_factory.mktemp("report") / "eval.json"
+    result = CliRunner().invoke(APP, ["--mode", "eval", "--preset", "tiny", "--checkpoint", str(path), "--baselines",
+                                      "--split", "validation", "--output-file", str(out)], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    return json.loads(out.read_text()), result.stdout
+
+
+def test_report_names_split_checkpoint_scorer_and_sampling(report, quick_handoff):
+    data, _ = report
+    assert data["report"] == "latentbridge-eval" and data["split"] == "validation" and data["n_examples"] == 200
+    assert data["checkpoint"]["path"] == str(quick_handoff[1])
+    assert "rouge-score" in data["scorer"] and "use_stemmer=True" in data["scorer"]
+    assert data["sampling"]["max_generation_length"] == 4
+
+
+def test_report_has_the_three_systems_side_by_side_and_the_ceiling(report):
+    systems = report[0]["systems"]
+    assert {"latent", "reconstruction", "constant", "direct"} <= set(systems)
+    for scores in systems.values():
+        assert all(0.0 <= scores[t] <= 1.0 for t in ROUGE_TYPES)
+    assert systems["constant"]["pool_size"] == 32  # every one of the 32 training summaries
+    assert systems["direct"]["steps"] == 2 and systems["direct"]["train_pairs"] == 32
+
+
+def test_report_has_latent_metrics_and_prefix_use(report):
+    data = report[0]
+    lm = data["latent_metrics"]
+    assert {"mse", "cosine", "retrieval_top1", "retrieval_chance", "length_accuracy"} <= set(lm)
+    assert lm["n_examples"] == 200 and lm["retrieval_chance"] == pytest.approx(1 / 50)
+    for key in ("pipeline", "gold"):
+        use = data["prefix_use"][key]
+        assert use["gap"] == pytest.approx(use["loss_shuffled_prefix"] - use["loss_true_prefix"])
+    assert len(data["samples"]) == 5 and {"dialogue", "reference", "latent", "constant", "direct"} <= set(data["samples"][0])
+
+
+def test_terminal_shows_the_tables(report):
+    out = report[1]
+    assert "ROUGE-L" in out and "constant baseline" in out and "direct baseline" in out and "retrieval" in out
+
+
+def test_default_report_goes_into_the_run_folder(tiny_assets_root, tmp_path):
+    config = assets_config(tiny_assets_root, checkpoint_dir=str(tmp_path / "ck"), output_dir=str(tmp_path / "runs"),
+                           max_generation_length=1, batch_size=100)
+    write_handoff(config)
+    from src.evaluation.loading import load_handoff
+    from src.modes import ModeOptions, eval as eval_mode
+
+    assert eval_mode.run(config, ModeOptions(split="test")) == 0
+    assert json.loads((tmp_path / "runs" / "eval_test.json").read_text())["split"] == "test"
+    assert load_handoff(config).path == tmp_path / "ck" / "best_model.pt"
+
+
+def test_unknown_split_exits_2(quick_handoff):
+    _, path = quick_handoff
+    result = CliRunner().invoke(APP, ["--mode", "eval", "--preset", "tiny", "--checkpoint", str(path),
+                                      "--split", "nosuchsplit"], catch_exceptions=False)
+    assert result.exit_code == 2 and "nosuchsplit" in result.stderr
+
+
+def test_missing_checkpoint_exits_2(tmp_path):
+    result = CliRunner().invoke(APP, ["--mode", "eval", "--preset", "tiny", "--checkpoint-dir", str(tmp_path)],
+                                catch_exceptions=False)
+    assert result.exit_code == 2 and "No trained model" in result.stderr

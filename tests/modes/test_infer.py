@@ -1,0 +1,147 @@
+"""`--mode infer` end to end on a hand-off file of a freshly initialised tiny model."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from src import cli
+from src.config_sources import resolve_config
+from src.errors import UserError
+from src.modes import ModeOptions, infer
+from tests.evaluation.fixtures import Handoff, assets_config, handoff, tiny_assets_root, write_handoff  # noqa: F401
+
+APP = cli.build_app()
+
+
+def run_cli(args: list[str], stdin: str | None = None):
+    return CliRunner().invoke(APP, ["--mode", "infer", *args], input=stdin, catch_exceptions=False)
+
+
+def ck(h: Handoff) -> list[str]:
+    return ["--preset", "tiny", "--checkpoint", str(h.path)]
+
+
+def test_text_in_summary_out(handoff):
+    result = run_cli([*ck(handoff), "--text", "Anna: lunch at 1? Ben: sure"])
+    assert result.exit_code == 0, result.output
+    assert len(result.stdout.splitlines()) == 1
+
+
+def test_file_in_jsonl_out_in_order(handoff, tmp_path):
+    src = tmp_path / "in.jsonl"
+    src.write_text("".join(json.dumps({"id": f"d{i}", "dialogue": f"Anna: meet at {i}? Ben: ok"}) + "\n"
+                           for i in range(20)))
+    out = tmp_path / "out.jsonl"
+    result = run_cli([*ck(handoff), "--input-file", str(src), "--output-file", str(out)])
+    assert result.exit_code == 0, result.output
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [r["id"] for r in rows] == [f"d{i}" for i in range(20)]  # 20 texts: two batches of 16
+    assert all(set(r) == {"id", "input", "summary"} for r in rows)
+
+
+def test_stdin_one_text_per_line(handoff):
+    result = run_cli(ck(handoff), stdin="Anna: hi Ben: hey\nTom: late? Mia: yes\n")
+    assert result.exit_code == 0, result.output
+    assert len(result.stdout.splitlines()) == 2
+
+
+def test_the_default_path_is_checkpoint_dir_handoff(handoff):
+    result = run_cli(["--preset", "tiny", "--checkpoint-dir", handoff.config.checkpoint_dir, "--text", "Anna: hi"])
+    assert result.exit_code == 0, result.output
+
+
+def test_a_seed_makes_samples_reproducible(handoff):
+    args = [*ck(handoff), "--text", "Anna: lunch at 1? Ben: sure", "--do-sample", "--temperature", "1.5",
+            "--top-k", "0", "--top-p", "1.0", "--max-generation-length", "12"]
+    runs = [run_cli([*args, "--seed", str(s)]).stdout for s in (1, 1, 2)]
+    assert runs[0] == runs[1]
+    assert runs[0] != runs[2]
+
+
+def test_only_sampling_flags_override_the_checkpoint_config(handoff):
+    given = resolve_config("tiny", cli_values={"max_generation_length": "3", "latent_dim": "32", "seed": "5"})
+    from src.evaluation.loading import load_handoff
+
+    loaded = load_handoff(given.config, handoff.path, given.sources)
+    assert loaded.config.max_generation_length == 3 and loaded.config.seed == 5
+    assert loaded.config.latent_dim == handoff.config.latent_dim and loaded.ignored == ("latent_dim",)
+    from src.modes.specs import sampling_spec
+
+    assert sampling_spec(loaded.config).max_new_tokens == 3
+
+
+# ------------------------------------------------------------------------------------- bad input
+
+
+def _error(result) -> str:
+    assert result.exit_code == 2, result.output
+    assert "Traceback" not in result.output
+    return result.stderr
+
+
+def test_empty_text_exits_2(handoff):
+    assert "empty" in _error(run_cli([*ck(handoff), "--text", "  "]))
+
+
+def test_very_long_text_exits_2(handoff):
+    long = "Anna: " + "blah " * 5000
+    assert "too long" in _error(run_cli([*ck(handoff), "--text", long]))
+
+
+def test_missing_checkpoint_exits_2(tmp_path):
+    err = _error(run_cli(["--preset", "tiny", "--checkpoint-dir", str(tmp_path), "--text", "Anna: hi"]))
+    assert "No trained model" in err and "--mode train" in err
+
+
+def test_torn_checkpoint_exits_2(handoff, tmp_path):
+    torn = tmp_path / "best_model.pt"
+    torn.write_bytes(handoff.path.read_bytes()[:-100])
+    assert "torn" in _error(run_cli(["--preset", "tiny", "--checkpoint", str(torn), "--text", "Anna: hi"]))
+
+
+def test_foreign_file_exits_2(tmp_path):
+    foreign = tmp_path / "model.pt"
+    foreign.write_bytes(b"\x80\x04not a safetensors file")
+    assert "safetensors" in _error(run_cli(["--preset", "tiny", "--checkpoint", str(foreign), "--text", "x"]))
+
+
+def test_checkpoint_from_an_incompatible_config_exits_2(handoff, tmp_path):
+    # weights of a latent_dim 32 model saved under a header claiming latent_dim 64
+    small = assets_config(Path(handoff.config.tiny_assets_dir), latent_dim=32, checkpoint_dir=str(tmp_path / "a"))
+    from src.models.bridge import build_model
+    from src.modes.specs import model_spec
+
+    lying = handoff.config.replace(checkpoint_dir=str(tmp_path / "b"))
+    path = write_handoff(lying, model=build_model(model_spec(small)))
+    err = _error(run_cli(["--preset", "tiny", "--checkpoint", str(path), "--text", "Anna: hi"]))
+    assert "do not fit" in err
+
+
+def test_checkpoint_with_unknown_config_fields_exits_2(handoff, tmp_path):
+    from src.training.checkpoint import config_fingerprint, load_model_file, write_model_file
+
+    mf = load_model_file(handoff.path)
+    values = {**mf.config, "latent_warp_factor": 9}
+    path = write_model_file(tmp_path / "best_model.pt", mf.model, config=values,
+                            fingerprint=config_fingerprint(values), step=0, stage="x")
+    assert "latent_warp_factor" in _error(run_cli(["--preset", "tiny", "--checkpoint", str(path), "--text", "x"]))
+
+
+def test_no_input_at_all_is_a_user_error(handoff):
+    import io
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    import sys
+    saved, sys.stdin = sys.stdin, Terminal()
+    try:
+        with pytest.raises(UserError, match="Nothing to transform"):
+            infer.run(handoff.config, ModeOptions(checkpoint=handoff.path))
+    finally:
+        sys.stdin = saved
