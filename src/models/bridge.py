@@ -132,8 +132,20 @@ def load_trainable(model: LatentBridge, path: Path) -> None:
     model.load_trainable_state_dict(state)
 
 
-def build_model(spec: ModelSpec) -> LatentBridge:
+def _seeded(seed: Optional[int], build):
+    if seed is None:
+        return build()
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return build()
+
+
+def build_model(spec: ModelSpec, seed: Optional[int] = None) -> LatentBridge:
     """Load both backbones (local folder or local hub cache), build the small parts, apply the runtime choices.
+
+    With `seed`, the compressor, middle and adapter are initialised from seed, seed + 1, seed + 2 without
+    touching the global RNG (the compressor then equals `LatentEncoder(...)` built right after
+    `torch.manual_seed(seed)`, as preprocessing does); without it they draw from the global RNG.
 
     Weights load in fp32 (train under backends.autocast for bf16); the resolved compute dtype and
     attention backend are logged once and kept on the model (`compute_dtype`, `attn_implementation`)."""
@@ -153,16 +165,17 @@ def build_model(spec: ModelSpec) -> LatentBridge:
         if n > layers:
             raise UserError(f"{field} is {n} but the {name} has only {layers} layers; set --"
                             f"{field.replace('_', '-')} to at most {layers}.")
-    encoder = LatentEncoder(enc_backbone, enc_tok, spec.encoder)
+    encoder = _seeded(seed, lambda: LatentEncoder(enc_backbone, enc_tok, spec.encoder))
     decoder = Decoder(dec_model, dec_tok, spec.decoder)
-    middle = MiddleTransformer(spec.middle)
-    adapter = PrefixAdapter(spec.adapter, decoder.hidden_size, decoder.token_embedding_rms())
+    middle = _seeded(None if seed is None else seed + 1, lambda: MiddleTransformer(spec.middle))
+    adapter = _seeded(None if seed is None else seed + 2,
+                      lambda: PrefixAdapter(spec.adapter, decoder.hidden_size, decoder.token_embedding_rms()))
     model = LatentBridge(encoder, middle, adapter, decoder, spec)
     model.attn_implementation, model.attn_note, model.dtype_note = attn, attn_note, dtype_note
     model.compute_dtype = compute_dtype
     if rt.gradient_checkpointing:
         for backbone in (enc_backbone, dec_model):
-            backbone.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+            backbone.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
     model.to(device)
     set_trainable(model, ())
     if rt.compile:

@@ -40,6 +40,20 @@ def is_instruction_tuned(tokenizer: Any, name: str) -> bool:
     return bool(getattr(tokenizer, "chat_template", None)) or name.rstrip("/").endswith("-it")
 
 
+def target_end_id(tokenizer: Any, name: str) -> int:
+    """The token that closes every target: <end_of_turn> for instruction-tuned checkpoints, else <eos>."""
+    if is_instruction_tuned(tokenizer, name):
+        end = tokenizer.convert_tokens_to_ids("<end_of_turn>")
+        if end is not None and end != tokenizer.unk_token_id:
+            return int(end)
+    return int(tokenizer.eos_token_id)
+
+
+def target_token_ids(tokenizer: Any, text: str, max_len: int, end_id: int) -> list[int]:
+    """One target as the decoder trains on it: no BOS, at most max_len - 1 text tokens, then end_id."""
+    return tokenizer(text, add_special_tokens=False)["input_ids"][: max_len - 1] + [end_id]
+
+
 class Decoder(nn.Module):
     def __init__(self, model: nn.Module, tokenizer: Any, spec: DecoderSpec) -> None:
         super().__init__()
@@ -50,10 +64,7 @@ class Decoder(nn.Module):
         head, tail = self._frame_text()
         self.register_buffer("head_ids", self._ids(head), persistent=False)
         self.register_buffer("tail_ids", self._ids(tail), persistent=False)
-        end_of_turn = tokenizer.convert_tokens_to_ids("<end_of_turn>") if self.chat else None
-        if end_of_turn is not None and end_of_turn == tokenizer.unk_token_id:
-            end_of_turn = None
-        self.end_id = end_of_turn if end_of_turn is not None else tokenizer.eos_token_id
+        self.end_id = target_end_id(tokenizer, spec.model)
         self.stop_ids = sorted({tokenizer.eos_token_id, self.end_id})
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
 
@@ -99,8 +110,7 @@ class Decoder(nn.Module):
                    ) -> tuple[torch.Tensor, torch.Tensor]:
         """(ids, mask) of targets as the decoder is trained on them: no BOS, text truncated to
         max_len - 1 tokens, then the end token (<end_of_turn> for -it, <eos> otherwise), right-padded."""
-        rows = [self.tokenizer(t, add_special_tokens=False)["input_ids"][: max_len - 1] + [self.end_id]
-                for t in texts]
+        rows = [target_token_ids(self.tokenizer, t, max_len, self.end_id) for t in texts]
         width = max(len(r) for r in rows)
         ids = torch.full((len(rows), width), self.pad_id, dtype=torch.long)
         mask = torch.zeros((len(rows), width), dtype=torch.long)

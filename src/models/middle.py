@@ -105,15 +105,6 @@ class MiddleTransformer(nn.Module):
         total = loss.mse_weight * (mse + stop) + loss.contrastive_weight * contrastive
         return {"loss": total, "mse": mse.detach(), "contrastive": contrastive.detach(), "stop": stop.detach()}
 
-    def stop_targets(self, target: torch.Tensor, target_mask: torch.Tensor) -> torch.Tensor:
-        """Targets with the stop latent written into each row's first free slot (for inspection/eval)."""
-        out = target.clone()
-        if self.stop_latent is not None:
-            n = target_mask.bool().sum(1)
-            rows = (n < target.shape[1]).nonzero(as_tuple=True)[0]
-            out[rows, n[rows]] = self.stop_target().to(out.dtype)
-        return out
-
     @torch.no_grad()
     def generate(self, latents: torch.Tensor, latent_mask: Optional[torch.Tensor] = None
                  ) -> tuple[torch.Tensor, torch.Tensor]:

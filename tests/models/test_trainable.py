@@ -90,3 +90,29 @@ def test_state_from_other_sizes_is_a_user_error(tiny_assets, tmp_path):
     save_trainable(make_model(tiny_assets, decoder={"unfrozen_layers": 2}), tmp_path / "s.safetensors")
     with pytest.raises(UserError, match="does not fit"):
         load_trainable(make_model(tiny_assets), tmp_path / "s.safetensors")
+
+
+def test_gradient_checkpointing_gives_the_same_gradients(tiny_assets):
+    grads = []
+    for checkpointing in (False, True):
+        model = make_model(tiny_assets, runtime={"gradient_checkpointing": checkpointing})
+        model.train()
+        set_trainable(model, {"adapter", "decoder", "encoder"})
+        _full_loss(model).backward()
+        grads.append({n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None})
+    assert grads[0].keys() == grads[1].keys()
+    assert all(torch.allclose(grads[0][n], grads[1][n], atol=1e-5) for n in grads[0])
+
+
+def test_seeded_build_is_reproducible_and_leaves_the_global_rng_alone(tiny_assets):
+    from src.models.bridge import build_model
+    from tests.models.conftest import tiny_spec
+
+    torch.manual_seed(123)
+    a = build_model(tiny_spec(tiny_assets), seed=5)
+    after = torch.rand(1)
+    torch.manual_seed(123)
+    b = build_model(tiny_spec(tiny_assets), seed=5)
+    assert torch.equal(torch.rand(1), after)
+    sa, sb = a.trainable_state_dict(), b.trainable_state_dict()
+    assert all(torch.equal(sa[k], sb[k]) for k in sa)
