@@ -36,6 +36,9 @@ CACHE_FORMAT = "latentbridge-cache"
 CACHE_VERSION = 1
 MANIFEST = "manifest.json"
 OPTIONAL_FIELDS = ("text", "input_ids", "attention_mask", "target_ids", "target_attention_mask")
+# the private mask key kept beside each token column while building a batch
+_MASK_OF = {"target_ids": "_target_len", "target_attention_mask": "_target_len",
+            "input_ids": "_input_len", "attention_mask": "_input_len"}
 
 
 # --- quantisation ----------------------------------------------------------------------------
@@ -122,6 +125,8 @@ def decode_record(line: bytes, latent_dim: int, int8: bool) -> dict[str, Any]:
     """A stored line -> dict with float32 (K, D) latents and int64 token arrays."""
     rec = json.loads(line)
     for name in ("input", "target"):
+        if f"{name}_latents" not in rec:  # npy format: latents live in array columns
+            continue
         if int8:
             q = _unb64(rec[f"{name}_latents"], np.int8).reshape(-1, latent_dim)
             s = _unb64(rec.pop(f"{name}_scales"), np.float32)
@@ -129,7 +134,7 @@ def decode_record(line: bytes, latent_dim: int, int8: bool) -> dict[str, Any]:
                 raise ValueError("scale count does not match latent count")
             rec[f"{name}_latents"] = dequantize_int8(q, s)
         else:
-            rec[f"{name}_latents"] = _unb64(rec[f"{name}_latents"], np.float32).reshape(-1, latent_dim)
+            rec[f"{name}_latents"] = _unb64(rec[f"{name}_latents"], np.float32).reshape(-1, latent_dim).copy()
     for key in ("target_ids", "target_attention_mask", "input_ids", "attention_mask"):
         if key in rec:
             rec[key] = np.asarray(rec[key], dtype=np.int64)
@@ -161,21 +166,45 @@ def _file_digest(path: Path) -> str:
 
 
 class SplitWriter:
-    """Appends records of one split: the jsonl file, its byte offsets and its source codes."""
+    """Appends records of one split: the jsonl file, its byte offsets and its source codes, and in the
+    `npy` format also fixed-width array columns (padded rows + a lengths table), allocated on first use."""
 
-    def __init__(self, folder: Path, collection: str, split: str, write_offsets: bool):
+    def __init__(self, folder: Path, collection: str, split: str, write_offsets: bool, count: Optional[int] = None):
         self.rel = f"{collection}/{split}"
         (folder / collection).mkdir(parents=True, exist_ok=True)
         self.path = folder / f"{self.rel}.jsonl"
-        self.folder, self.write_offsets = folder, write_offsets
+        self.folder, self.write_offsets, self.count = folder, write_offsets, count
         self._f = open(self.path, "wb")
         self.offsets = [0]
         self.sources: list[str] = []
+        self.columns: dict[str, np.ndarray] = {}  # name -> (count, width, *inner) memmap
+        self.layout: dict[str, Any] = {}
+        self.lengths: Optional[np.ndarray] = None  # (count, n_columns) int32
 
     def write(self, line: bytes, source: str) -> None:
         self._f.write(line)
         self.offsets.append(self.offsets[-1] + len(line))
         self.sources.append(source)
+
+    def allocate(self, layout: Mapping[str, tuple[int, tuple[int, ...], str, int]]) -> None:
+        """Array columns: name -> (width, inner shape, dtype, pad value); rows are written by `write_row`."""
+        assert self.count is not None, "array columns need the record count up front"
+        self.layout = {k: [int(w), [int(x) for x in inner], str(dt), pad] for k, (w, inner, dt, pad) in layout.items()}
+        for name, (width, inner, dtype, pad) in self.layout.items():
+            p = self.folder / f"{self.rel}.{name}.npy"
+            arr = np.lib.format.open_memmap(p, mode="w+", dtype=np.dtype(dtype), shape=(self.count, width, *inner))
+            if pad:
+                arr[:] = pad
+            self.columns[name] = arr
+        self.lengths = np.zeros((self.count, len(self.layout)), dtype=np.int32)
+
+    def write_row(self, row: int, arrays: Mapping[str, np.ndarray]) -> None:
+        for c, (name, arr) in enumerate(arrays.items()):
+            column = self.columns[name]
+            if len(arr) > column.shape[1]:
+                raise ValueError(f"{name}: {len(arr)} entries exceed the column width {column.shape[1]}")
+            column[row, : len(arr)] = arr
+            self.lengths[row, list(self.layout).index(name)] = len(arr)
 
     def close(self, source_names: list[str]) -> dict[str, Any]:
         """Flush everything to disk; return this split's manifest entry."""
@@ -185,17 +214,29 @@ class SplitWriter:
         code = {name: i for i, name in enumerate(source_names)}
         files = {f"{self.rel}.jsonl": self.path}
         arrays = {"sources": np.asarray([code[s] for s in self.sources], dtype=np.uint8)}
-        if self.write_offsets:
+        if self.write_offsets or self.columns:  # array columns always come with the index
             arrays["offsets"] = np.asarray(self.offsets, dtype=np.uint64)
+        if self.lengths is not None:
+            arrays["lengths"] = self.lengths
+        for name, column in self.columns.items():
+            column.flush()
+            files[f"{self.rel}.{name}.npy"] = Path(column.filename)
+            del column
+        self.columns.clear()
         for name, arr in arrays.items():
             p = self.folder / f"{self.rel}.{name}.npy"
             with open(p, "wb") as f:
                 np.save(f, arr)
-                f.flush()
-                os.fsync(f.fileno())
             files[f"{self.rel}.{name}.npy"] = p
-        return {"count": len(self.sources),
-                "files": {rel: {"bytes": p.stat().st_size, "blake2b": _file_digest(p)} for rel, p in files.items()}}
+        for p in files.values():
+            with open(p, "rb+") as f:
+                os.fsync(f.fileno())
+        entry: dict[str, Any] = {"count": len(self.sources),
+                                 "files": {rel: {"bytes": p.stat().st_size, "blake2b": _file_digest(p)}
+                                           for rel, p in files.items()}}
+        if self.layout:  # a list: the order is the order of the lengths table (the manifest sorts keys)
+            entry["columns"] = [[name, *spec] for name, spec in self.layout.items()]
+        return entry
 
 
 class CacheBuild:
@@ -228,8 +269,8 @@ class CacheBuild:
         if not self.committed:
             shutil.rmtree(self.tmp, ignore_errors=True)
 
-    def split_writer(self, collection: str, split: str) -> SplitWriter:
-        return SplitWriter(self.tmp, collection, split, self.write_offsets)
+    def split_writer(self, collection: str, split: str, count: Optional[int] = None) -> SplitWriter:
+        return SplitWriter(self.tmp, collection, split, self.write_offsets, count)
 
     def close_split(self, writer: SplitWriter, skipped: Mapping[str, int]) -> None:
         entry = writer.close(self.manifest["source_names"])
@@ -345,15 +386,41 @@ class CacheSplit:
         self.sources = np.load(folder / f"{rel}.sources.npy")
         offsets_path = folder / f"{rel}.offsets.npy"
         if offsets_path.exists():
-            self.offsets = np.load(offsets_path, mmap_mode="r")
+            try:
+                self.offsets = np.load(offsets_path)  # 8 bytes a record, in memory: no page faults per read
+            except (ValueError, OSError, EOFError) as e:
+                raise _corrupt(offsets_path, f"unreadable index: {e}") from e
         else:  # no index written: one scan now, O(1) afterwards
             self.offsets = self._scan()
         if len(self.offsets) != self.count + 1 or int(self.offsets[-1]) != self.path.stat().st_size:
             raise _corrupt(self.path, "offsets index does not match the file")
         if len(self.sources) != self.count:
             raise _corrupt(folder / f"{rel}.sources.npy", "wrong number of entries")
+        self.layout: dict[str, Any] = {c[0]: c[1:] for c in entry.get("columns", [])}  # npy: array columns
+        self.folder = folder
         self._fd: Optional[int] = None
         self._pid: Optional[int] = None
+        self._columns: Optional[dict[str, np.ndarray]] = None
+        if self.layout:
+            self._open_columns()
+
+    def _open_columns(self) -> dict[str, np.ndarray]:
+        if self._columns is None:  # memmaps are opened per process, never pickled
+            cols = {}
+            for name in list(self.layout) + ["lengths"]:
+                p = self.folder / f"{self.rel}.{name}.npy"
+                try:
+                    cols[name] = np.load(p, mmap_mode="r")
+                except (ValueError, OSError) as e:
+                    raise _corrupt(p, f"unreadable array: {e}") from e
+                if len(cols[name]) != self.count:
+                    raise _corrupt(p, f"{len(cols[name])} rows, {self.count} records")
+            self._columns = cols
+        return self._columns
+
+    @property
+    def binary(self) -> bool:
+        return bool(self.layout)
 
     def _scan(self) -> np.ndarray:
         offsets = [0]
@@ -379,19 +446,83 @@ class CacheSplit:
     def __getitem__(self, i: int) -> dict[str, Any]:
         line = self.read_line(int(i))
         try:
-            return decode_record(line, self.latent_dim, self.int8)
+            rec = decode_record(line, self.latent_dim, self.int8)
         except (ValueError, KeyError, TypeError, UnicodeDecodeError) as e:
             raise _corrupt(self.path, f"record {i} does not decode: {e}") from e
+        if self.layout:
+            batch = self._column_batch(np.asarray([int(i)]))
+            for key, value in batch.items():
+                if key.endswith("_latent_mask"):
+                    continue
+                if key.endswith("_latents"):
+                    rec[key] = value[0][batch[key[:-1] + "_mask"][0]]
+                elif key in ("target_ids", "input_ids", "target_attention_mask", "attention_mask"):
+                    rec[key] = value[0][: int(batch[_MASK_OF[key]][0].sum())]
+        return rec
+
+    def _column_batch(self, rows: np.ndarray) -> dict[str, np.ndarray]:
+        """npy format: padded arrays for `rows` (each trimmed to the batch's longest row) with masks."""
+        cols = self._open_columns()
+        names = list(self.layout)
+        lengths = np.asarray(cols["lengths"][rows])                            # (B, C)
+        out: dict[str, np.ndarray] = {}
+        for side in ("input", "target"):
+            c = names.index(f"{side}_latents")
+            k = max(1, int(lengths[:, c].max()))
+            x = np.asarray(cols[f"{side}_latents"][rows, :k])                  # (B, k, D)
+            if self.int8:
+                x = dequantize_int8(x, np.asarray(cols[f"{side}_scales"][rows, :k]))
+            mask = np.arange(k)[None, :] < lengths[:, c][:, None]               # (B, k)
+            out[f"{side}_latents"], out[f"{side}_latent_mask"] = x.astype(np.float32, copy=False), mask
+        for ids, mask_name in (("target_ids", "target_attention_mask"), ("input_ids", "attention_mask")):
+            source = ids if ids in names else mask_name if mask_name in names else None
+            if source is None:
+                continue
+            c = names.index(source)
+            width = max(1, int(lengths[:, c].max()))
+            mask = (np.arange(width)[None, :] < lengths[:, c][:, None]).astype(np.int64)
+            if ids in names:
+                out[ids] = np.asarray(cols[ids][rows, :width], dtype=np.int64)
+            if mask_name in self.fields:
+                out[mask_name] = mask
+            out[_MASK_OF[ids]] = mask
+            out[_MASK_OF[mask_name]] = mask
+        return out
+
+    def get_batch(self, rows, metadata: bool = True) -> dict[str, Any]:
+        """A collated batch of `rows` straight from the array columns (npy format only).
+
+        `metadata=False` leaves out "id" (and text), which are read from the jsonl lines: 2-3x faster."""
+        import torch
+
+        rows = np.asarray(rows, dtype=np.int64)
+        if not self.layout:
+            raise TypeError("get_batch needs the npy format; use Collate over records for jsonl")
+        if len(rows) and (rows.min() < 0 or rows.max() >= self.count):
+            raise IndexError(rows)
+        arrays = self._column_batch(rows)
+        batch: dict[str, Any] = {}
+        for key, value in arrays.items():
+            if key.startswith("_"):
+                continue
+            batch[key] = torch.from_numpy(value)
+        batch["index"] = torch.from_numpy(rows.copy())
+        batch["source"] = [self.source_names[c] for c in self.sources[rows]]
+        if metadata:
+            wanted = ("id", "text", "target_text") if "text" in self.fields else ("id",)
+            metas = [json.loads(self.read_line(int(i))) for i in rows]
+            for key in wanted:
+                batch[key] = [m.get(key) for m in metas]
+        return batch
 
     def indices_of(self, source: str) -> np.ndarray:
         if source not in self.source_names:
             return np.zeros(0, dtype=np.int64)
         return np.flatnonzero(self.sources == self.source_names.index(source))
 
-    def __getstate__(self):  # picklable for DataLoader workers: descriptors are reopened
+    def __getstate__(self):  # picklable for DataLoader workers: descriptors and memmaps are reopened
         state = dict(self.__dict__)
-        state["_fd"] = state["_pid"] = None
-        state["offsets"] = np.asarray(self.offsets)
+        state["_fd"] = state["_pid"] = state["_columns"] = None
         return state
 
     def close(self) -> None:

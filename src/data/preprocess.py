@@ -9,6 +9,7 @@ at most max_target_len).
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -17,12 +18,13 @@ from typing import Any, Callable, Mapping, Optional, Sequence
 import numpy as np
 
 from src.data.cache import (CACHE_FORMAT, CACHE_VERSION, Cache, CacheBuild, cache_dir_for, encode_record,
-                            fingerprint, library_versions, open_cache, read_manifest)
+                            fingerprint, library_versions, open_cache, quantize_int8, read_manifest)
 from src.data.progress import NullProgress, Progress
 from src.data.sources import Example, LoadedSplit
 from src.errors import UserError
 
 EncodeFn = Callable[[Any, Any], Any]
+FORMATS = ("jsonl", "npy")
 CHARS_PER_TOKEN_LIMIT = 32  # texts are cut to max_len * this many characters before tokenising
 
 
@@ -97,11 +99,12 @@ def _pad(seqs: Sequence[Sequence[int]], pad_id: int) -> tuple[np.ndarray, np.nda
 
 
 def encode_batched(encode: EncodeFn, seqs: Sequence[Sequence[int]], pad_id: int, batch_size: int,
-                   sort_by_length: bool = True) -> list[np.ndarray]:
+                   sort_by_length: bool = True, info: Optional[dict] = None) -> list[np.ndarray]:
     """Latents (K_i, D) float32 for each token sequence, in the given order.
 
     Batches are formed longest first after sorting by length (less padding; an out-of-memory shows
-    on the first batch), and results are put back in the original order.
+    on the first batch), and results are put back in the original order. `info["k"]` receives the
+    largest K the encode function returned (its latent slots).
     """
     import torch
 
@@ -117,6 +120,8 @@ def encode_batched(encode: EncodeFn, seqs: Sequence[Sequence[int]], pad_id: int,
             lmask = None if lmask is None else lmask.detach().bool().cpu().numpy()
             if latents.ndim != 3 or latents.shape[0] != len(idx):
                 raise ValueError(f"encode returned shape {tuple(latents.shape)}, expected ({len(idx)}, K, D)")
+            if info is not None:
+                info["k"] = max(info.get("k", 0), latents.shape[1])
             for r, i in enumerate(idx):
                 out[i] = latents[r] if lmask is None else latents[r][lmask[r]]
     return out  # type: ignore[return-value]
@@ -129,31 +134,94 @@ class Tokenizers:
     target_end_id: Optional[int] = None  # token closing every target (None: the decoder's EOS)
 
 
-def records_for(examples: Sequence[Example], tok: Tokenizers, encode: EncodeFn,
-                spec: CacheSpec) -> tuple[list[bytes], int]:
-    """(cache lines for a chunk of examples in their order, latent dim D)."""
+@dataclass
+class Chunk:
+    """Encoded examples of one chunk, before they are written in either format."""
+
+    examples: Sequence[Example]
+    input_latents: list[np.ndarray]   # (K_i, D) each
+    target_latents: list[np.ndarray]
+    input_ids: list[list[int]]
+    target_ids: Optional[list[list[int]]]
+    k_slots: int                      # K of the encode function's output
+    latent_dim: int
+
+
+def encode_chunk(examples: Sequence[Example], tok: Tokenizers, encode: EncodeFn, spec: CacheSpec) -> Chunk:
     enc_pad = pad_token_id(tok.encoder)
     inputs = _tokenize(tok.encoder, [e.input_text for e in examples], spec.max_seq_len)
     targets = _tokenize(tok.encoder, [e.target_text for e in examples], spec.max_target_len)
     tgt_ids = target_ids(tok.decoder, [e.target_text for e in examples], spec.max_target_len, tok.target_end_id) \
         if spec.store_target_ids or spec.store_target_attention_mask else None
-    in_lat = encode_batched(encode, inputs, enc_pad, spec.batch_size, spec.sort_by_length)
-    tg_lat = encode_batched(encode, targets, enc_pad, spec.batch_size, spec.sort_by_length)
+    info: dict = {}
+    in_lat = encode_batched(encode, inputs, enc_pad, spec.batch_size, spec.sort_by_length, info)
+    tg_lat = encode_batched(encode, targets, enc_pad, spec.batch_size, spec.sort_by_length, info)
+    return Chunk(examples, in_lat, tg_lat, inputs, tgt_ids, info.get("k", 0),
+                 int(in_lat[0].shape[-1]) if examples else 0)
+
+
+def jsonl_lines(chunk: Chunk, spec: CacheSpec) -> list[bytes]:
+    """One self-contained JSON line per example (the jsonl format)."""
     lines = []
-    for k, e in enumerate(examples):
+    for k, e in enumerate(chunk.examples):
         extra: dict[str, Any] = {}
         if spec.store_text:
             extra["text"], extra["target_text"] = e.input_text, e.target_text
         if spec.store_input_ids:
-            extra["input_ids"] = inputs[k]
+            extra["input_ids"] = chunk.input_ids[k]
         if spec.store_attention_mask:
-            extra["attention_mask"] = [1] * len(inputs[k])
+            extra["attention_mask"] = [1] * len(chunk.input_ids[k])
         if spec.store_target_ids:
-            extra["target_ids"] = tgt_ids[k]
+            extra["target_ids"] = chunk.target_ids[k]
         if spec.store_target_attention_mask:
-            extra["target_attention_mask"] = [1] * len(tgt_ids[k])
-        lines.append(encode_record(e.id, e.source, in_lat[k], tg_lat[k], spec.int8, extra))
-    return lines, int(in_lat[0].shape[-1]) if examples else 0
+            extra["target_attention_mask"] = [1] * len(chunk.target_ids[k])
+        lines.append(encode_record(e.id, e.source, chunk.input_latents[k], chunk.target_latents[k], spec.int8, extra))
+    return lines
+
+
+def npy_layout(spec: CacheSpec, k_slots: int, latent_dim: int, enc_pad: int, dec_pad: int) -> dict[str, tuple]:
+    """Array columns of the npy format: name -> (width, inner shape, dtype, pad value)."""
+    lat = "int8" if spec.int8 else "float32"
+    layout: dict[str, tuple] = {}
+    for side in ("input", "target"):
+        layout[f"{side}_latents"] = (k_slots, (latent_dim,), lat, 0)
+        if spec.int8:
+            layout[f"{side}_scales"] = (k_slots, (), "float32", 0)
+    if spec.store_input_ids:
+        layout["input_ids"] = (spec.max_seq_len, (), "int32", enc_pad)
+    elif spec.store_attention_mask:
+        layout["attention_mask"] = (spec.max_seq_len, (), "uint8", 0)
+    if spec.store_target_ids:
+        layout["target_ids"] = (spec.max_target_len, (), "int32", dec_pad)
+    elif spec.store_target_attention_mask:
+        layout["target_attention_mask"] = (spec.max_target_len, (), "uint8", 0)
+    return layout
+
+
+def npy_rows(chunk: Chunk, spec: CacheSpec) -> list[tuple[bytes, dict[str, np.ndarray]]]:
+    """(metadata line, array-column values) per example (the npy format)."""
+    rows = []
+    for k, e in enumerate(chunk.examples):
+        meta: dict[str, Any] = {"id": e.id, "source": e.source}
+        if spec.store_text:
+            meta["text"], meta["target_text"] = e.input_text, e.target_text
+        arrays: dict[str, np.ndarray] = {}
+        for side, lat in (("input", chunk.input_latents[k]), ("target", chunk.target_latents[k])):
+            if spec.int8:
+                arrays[f"{side}_latents"], arrays[f"{side}_scales"] = quantize_int8(lat)
+            else:
+                arrays[f"{side}_latents"] = lat
+        if spec.store_input_ids:
+            arrays["input_ids"] = np.asarray(chunk.input_ids[k])
+        elif spec.store_attention_mask:
+            arrays["attention_mask"] = np.ones(len(chunk.input_ids[k]), dtype=np.uint8)
+        if spec.store_target_ids:
+            arrays["target_ids"] = np.asarray(chunk.target_ids[k])
+        elif spec.store_target_attention_mask:
+            arrays["target_attention_mask"] = np.ones(len(chunk.target_ids[k]), dtype=np.uint8)
+        line = (json.dumps(meta, ensure_ascii=False, separators=(",", ":")) + "\n").encode("utf-8")
+        rows.append((line, arrays))
+    return rows
 
 
 # --- building --------------------------------------------------------------------------------
@@ -181,8 +249,8 @@ def build_cache(root: Path | str, fingerprint_parts: Mapping[str, Any],
     """
     t0 = time.perf_counter()
     progress = progress or NullProgress()
-    if spec.format != "jsonl":
-        raise UserError(f"preprocess_format: {spec.format!r} is not supported; expected 'jsonl'.")
+    if spec.format not in FORMATS:
+        raise UserError(f"preprocess_format: {spec.format!r} is not supported; expected one of {', '.join(FORMATS)}.")
     parts = {"cache_version": CACHE_VERSION, "spec": spec.content_parts(), **fingerprint_parts}
     fp = fingerprint(parts)
     folder = cache_dir_for(root, fp)
@@ -208,20 +276,28 @@ def build_cache(root: Path | str, fingerprint_parts: Mapping[str, Any],
                 "source_names": source_names}
     chunk = spec.batch_size * spec.chunk_batches
     with CacheBuild(folder, manifest, write_offsets=spec.write_offsets_index) as build:
-        latent_dim = None
+        latent_dim, k_slots = None, None
         for collection, by_split in splits.items():
             for split, loaded in by_split.items():
-                writer = build.split_writer(collection, split)
+                writer = build.split_writer(collection, split, len(loaded.examples))
                 progress.start(f"preprocess {collection}/{split}", len(loaded.examples))
                 for start in range(0, len(loaded.examples), chunk):
-                    part = loaded.examples[start:start + chunk]
-                    lines, dim = records_for(part, tok, encode, spec)
-                    if latent_dim is not None and dim != latent_dim:
-                        raise ValueError(f"encode returned latent dim {dim}, earlier {latent_dim}")
-                    latent_dim = dim
-                    for e, line in zip(part, lines):
-                        writer.write(line, e.source)
-                    progress.advance(len(part))
+                    part = encode_chunk(loaded.examples[start:start + chunk], tok, encode, spec)
+                    if latent_dim is not None and part.latent_dim != latent_dim:
+                        raise ValueError(f"encode returned latent dim {part.latent_dim}, earlier {latent_dim}")
+                    latent_dim = part.latent_dim
+                    if spec.format == "jsonl":
+                        for e, line in zip(part.examples, jsonl_lines(part, spec)):
+                            writer.write(line, e.source)
+                    else:
+                        if not writer.columns:
+                            k_slots = max(part.k_slots, k_slots or 0)
+                            writer.allocate(npy_layout(spec, k_slots, latent_dim, pad_token_id(tok.encoder),
+                                                       pad_token_id(tok.decoder)))
+                        for r, (e, (line, arrays)) in enumerate(zip(part.examples, npy_rows(part, spec))):
+                            writer.write(line, e.source)
+                            writer.write_row(start + r, arrays)
+                    progress.advance(len(part.examples))
                 progress.finish()
                 if loaded.skipped:
                     log(f"{collection}/{split}: skipped " +

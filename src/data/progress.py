@@ -34,8 +34,10 @@ class LineProgress:
     def __init__(self, stream: Optional[TextIO] = None, every_s: float = 10.0):
         self.stream, self.every_s = stream or sys.stderr, every_s
         self.description, self.total, self.done, self.t0, self.last = "", 0, 0, 0.0, 0.0
+        self.printed = -1
 
     def _line(self) -> None:
+        self.printed = self.done
         rate = self.done / max(time.perf_counter() - self.t0, 1e-9)
         pct = f" ({100 * self.done / self.total:.0f}%)" if self.total else ""
         print(f"{self.description} {self.done}/{self.total}{pct} {rate:.0f}/s", file=self.stream, flush=True)
@@ -53,7 +55,8 @@ class LineProgress:
             self._line()
 
     def finish(self) -> None:
-        self._line()
+        if self.printed != self.done:
+            self._line()
 
 
 class RichProgress:

@@ -58,6 +58,18 @@ def corpus_dir(tmp_path_factory) -> Path:
     return root
 
 
+@pytest.fixture(scope="session")
+def small_corpus_dir(tmp_path_factory) -> Path:
+    """The bundled corpus cut down (64/16/16 dialogues, 100 documents a source) for fast cache tests."""
+    root = tmp_path_factory.mktemp("small_corpus")
+    write_corpus(root, seed=0)
+    sizes = {"train": 64, "validation": 16, "test": 16, "wikitext": 100, "arxiv": 100, "english": 100}
+    for path in root.rglob("*.jsonl"):
+        lines = path.read_text().splitlines(keepends=True)
+        path.write_text("".join(lines[: sizes[path.stem]]))
+    return root
+
+
 @pytest.fixture()
 def fake_encoder(tokenizer):
     return FakeEncoder(len(tokenizer))

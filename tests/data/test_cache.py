@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from src.data.cache import MANIFEST, dequantize_int8, open_cache, quantize_int8, read_manifest
-from src.data.loader import CacheDataset, make_loader, select_indices
+from src.data.loader import CacheDataset, Collate, make_loader, select_indices
 from src.data.preprocess import build_cache, encode_batched
 from src.data.sources import load_collection
 from src.errors import UserError
@@ -22,21 +22,21 @@ from .conftest import LATENT_DIM, K, FakeEncoder, cache_spec, data_spec, tokeniz
 REPO = Path(__file__).resolve().parents[2]
 
 
-def _build(root, corpus_dir, tok, enc, spec=None, parts=None, collections=("dialogue",), reuse=True, **data):
-    ds = data_spec(corpus_dir, **{"dialogue_max_train": 64, "pretrain_max_train": 60, **data})
+def _build(root, small_corpus_dir, tok, enc, spec=None, parts=None, collections=("dialogue",), reuse=True, **data):
+    ds = data_spec(small_corpus_dir, **{"dialogue_max_train": 64, "pretrain_max_train": 60, **data})
     return build_cache(root, parts or {"model": "fake"},
                        lambda: {c: load_collection(ds, c) for c in collections},
                        lambda: (tokenizers(tok), enc), spec or cache_spec(), reuse=reuse, log=lambda m: None)
 
 
-def test_tiny_end_to_end_preprocess_and_loader(tmp_path, corpus_dir, tokenizer, fake_encoder):
-    result = _build(tmp_path, corpus_dir, tokenizer, fake_encoder, collections=("pretrain", "dialogue"))
+def test_tiny_end_to_end_preprocess_and_loader(tmp_path, small_corpus_dir, tokenizer, fake_encoder):
+    result = _build(tmp_path, small_corpus_dir, tokenizer, fake_encoder, collections=("pretrain", "dialogue"))
     cache = result.cache
     assert not result.reused
     assert cache.names() == ["dialogue/test", "dialogue/train", "dialogue/validation",
                              "pretrain/train", "pretrain/validation"]
     train = cache.split("dialogue", "train")
-    assert len(train) == 64 and len(cache.split("dialogue", "test")) == 200
+    assert len(train) == 64 and len(cache.split("dialogue", "test")) == 16
     pre = cache.split("pretrain", "train")
     assert len(pre) == 60 and set(cache.manifest["splits"]["pretrain/train"]["sources"]) == {"wikitext", "arxiv", "english"}
     rec = train[5]
@@ -54,8 +54,8 @@ def test_tiny_end_to_end_preprocess_and_loader(tmp_path, corpus_dir, tokenizer, 
         assert lengths.max() == batch["target_ids"].shape[1]
 
 
-def test_records_match_the_encoder_output(tmp_path, corpus_dir, tokenizer, fake_encoder):
-    cache = _build(tmp_path, corpus_dir, tokenizer, fake_encoder, cache_spec(int8=False, store_input_ids=True)).cache
+def test_records_match_the_encoder_output(tmp_path, small_corpus_dir, tokenizer, fake_encoder):
+    cache = _build(tmp_path, small_corpus_dir, tokenizer, fake_encoder, cache_spec(int8=False, store_input_ids=True)).cache
     rec = cache.split("dialogue", "train")[7]
     import torch
 
@@ -64,11 +64,11 @@ def test_records_match_the_encoder_output(tmp_path, corpus_dir, tokenizer, fake_
     np.testing.assert_allclose(rec["input_latents"], expected, rtol=1e-6, atol=1e-6)
 
 
-def test_store_flags_change_the_stored_fields(tmp_path, corpus_dir, tokenizer, fake_encoder):
+def test_store_flags_change_the_stored_fields(tmp_path, small_corpus_dir, tokenizer, fake_encoder):
     minimal = cache_spec(store_target_ids=False, store_target_attention_mask=False)
     everything = cache_spec(store_text=True, store_input_ids=True, store_attention_mask=True)
-    rec_min = _build(tmp_path, corpus_dir, tokenizer, fake_encoder, minimal).cache.split("dialogue", "train")[0]
-    cache_all = _build(tmp_path, corpus_dir, tokenizer, fake_encoder, everything).cache
+    rec_min = _build(tmp_path, small_corpus_dir, tokenizer, fake_encoder, minimal).cache.split("dialogue", "train")[0]
+    cache_all = _build(tmp_path, small_corpus_dir, tokenizer, fake_encoder, everything).cache
     rec_all = cache_all.split("dialogue", "train")[0]
     base = {"id", "source", "input_latents", "target_latents"}
     assert set(rec_min) == base
@@ -79,8 +79,8 @@ def test_store_flags_change_the_stored_fields(tmp_path, corpus_dir, tokenizer, f
     assert batch["input_ids"].shape == batch["attention_mask"].shape and len(batch["text"]) == 4
 
 
-def test_same_settings_reuse_the_cache_without_loading_anything(tmp_path, corpus_dir, tokenizer, fake_encoder):
-    first = _build(tmp_path, corpus_dir, tokenizer, fake_encoder)
+def test_same_settings_reuse_the_cache_without_loading_anything(tmp_path, small_corpus_dir, tokenizer, fake_encoder):
+    first = _build(tmp_path, small_corpus_dir, tokenizer, fake_encoder)
 
     def boom():
         raise AssertionError("must not load data or models when the cache is reused")
@@ -91,21 +91,21 @@ def test_same_settings_reuse_the_cache_without_loading_anything(tmp_path, corpus
     assert time.perf_counter() - start < 2.0
 
 
-def test_changed_settings_build_a_new_cache(tmp_path, corpus_dir, tokenizer, fake_encoder):
-    a = _build(tmp_path, corpus_dir, tokenizer, fake_encoder).cache
-    b = _build(tmp_path, corpus_dir, tokenizer, fake_encoder, cache_spec(max_target_len=12)).cache
-    c = _build(tmp_path, corpus_dir, tokenizer, fake_encoder, parts={"model": "other"}).cache
-    d = _build(tmp_path, corpus_dir, tokenizer, fake_encoder, cache_spec(int8=False)).cache
+def test_changed_settings_build_a_new_cache(tmp_path, small_corpus_dir, tokenizer, fake_encoder):
+    a = _build(tmp_path, small_corpus_dir, tokenizer, fake_encoder).cache
+    b = _build(tmp_path, small_corpus_dir, tokenizer, fake_encoder, cache_spec(max_target_len=12)).cache
+    c = _build(tmp_path, small_corpus_dir, tokenizer, fake_encoder, parts={"model": "other"}).cache
+    d = _build(tmp_path, small_corpus_dir, tokenizer, fake_encoder, cache_spec(int8=False)).cache
     assert len({a.folder, b.folder, c.folder, d.folder}) == 4
     # batch size changes speed, not content: same cache
-    e = _build(tmp_path, corpus_dir, tokenizer, fake_encoder, cache_spec(batch_size=3))
+    e = _build(tmp_path, small_corpus_dir, tokenizer, fake_encoder, cache_spec(batch_size=3))
     assert e.reused and e.cache.folder == a.folder
 
 
-def test_no_reuse_rebuilds_in_place(tmp_path, corpus_dir, tokenizer, fake_encoder):
-    a = _build(tmp_path, corpus_dir, tokenizer, fake_encoder).cache
+def test_no_reuse_rebuilds_in_place(tmp_path, small_corpus_dir, tokenizer, fake_encoder):
+    a = _build(tmp_path, small_corpus_dir, tokenizer, fake_encoder).cache
     created = read_manifest(a.folder)
-    b = _build(tmp_path, corpus_dir, tokenizer, fake_encoder, reuse=False)
+    b = _build(tmp_path, small_corpus_dir, tokenizer, fake_encoder, reuse=False)
     assert not b.reused and b.cache.folder == a.folder and read_manifest(a.folder) is not None
     assert created["fingerprint"] == b.cache.fingerprint
 
@@ -124,13 +124,13 @@ def slow(ids, mask):
     return inner(ids, mask)
 ds = data_spec(Path({corpus!r}), dialogue_max_train=64)
 build_cache(Path({root!r}), {{"model": "fake"}}, lambda: {{"dialogue": load_collection(ds, "dialogue")}},
-            lambda: (tokenizers(tok), slow), cache_spec(batch_size=4), log=print)
+            lambda: (tokenizers(tok), slow), cache_spec(batch_size=4, chunk_batches=1), log=print)
 """
 
 
-def test_killed_build_never_looks_complete_and_is_rebuilt(tmp_path, corpus_dir, tokenizer, fake_encoder):
+def test_killed_build_never_looks_complete_and_is_rebuilt(tmp_path, small_corpus_dir, tokenizer, fake_encoder):
     root = tmp_path / "cache"
-    script = KILL_SCRIPT.format(tests=str(REPO / "tests" / "data"), corpus=str(corpus_dir), root=str(root))
+    script = KILL_SCRIPT.format(tests=str(REPO / "tests" / "data"), corpus=str(small_corpus_dir), root=str(root))
     proc = subprocess.Popen([sys.executable, "-c", script], cwd=REPO)
     try:
         deadline = time.time() + 60
@@ -148,28 +148,28 @@ def test_killed_build_never_looks_complete_and_is_rebuilt(tmp_path, corpus_dir, 
     assert not list(root.glob(f"*/{MANIFEST}"))  # nothing looks complete
     assert [p.name for p in root.iterdir() if not p.name.startswith(".")] == []
 
-    result = _build(root, corpus_dir, tokenizer, fake_encoder, cache_spec(batch_size=4))
+    result = _build(root, small_corpus_dir, tokenizer, fake_encoder, cache_spec(batch_size=4))
     assert not result.reused and len(result.cache.split("dialogue", "train")) == 64
     assert not list(root.glob(".tmp-*"))  # the dead build's leftovers are gone
 
 
-def test_failed_build_leaves_existing_cache_intact(tmp_path, corpus_dir, tokenizer, fake_encoder):
-    good = _build(tmp_path, corpus_dir, tokenizer, fake_encoder).cache
+def test_failed_build_leaves_existing_cache_intact(tmp_path, small_corpus_dir, tokenizer, fake_encoder):
+    good = _build(tmp_path, small_corpus_dir, tokenizer, fake_encoder).cache
     before = {p: p.read_bytes() for p in good.folder.rglob("*") if p.is_file()}
 
     def failing(ids, mask):
         raise RuntimeError("CUDA out of memory (simulated)")
 
     with pytest.raises(RuntimeError):
-        _build(tmp_path, corpus_dir, tokenizer, failing, reuse=False)
+        _build(tmp_path, small_corpus_dir, tokenizer, failing, reuse=False)
     assert {p: p.read_bytes() for p in good.folder.rglob("*") if p.is_file()} == before
     assert not list(tmp_path.glob(".tmp-*"))
     open_cache(good.folder, full_check=True)
 
 
 @pytest.mark.parametrize("victim", ["dialogue/train.jsonl", "dialogue/train.offsets.npy", "manifest.json"])
-def test_truncated_file_is_reported_by_name(tmp_path, corpus_dir, tokenizer, fake_encoder, victim):
-    folder = _build(tmp_path, corpus_dir, tokenizer, fake_encoder).cache.folder
+def test_truncated_file_is_reported_by_name(tmp_path, small_corpus_dir, tokenizer, fake_encoder, victim):
+    folder = _build(tmp_path, small_corpus_dir, tokenizer, fake_encoder).cache.folder
     path = folder / victim
     data = path.read_bytes()
     path.write_bytes(data[: len(data) // 2])
@@ -177,8 +177,8 @@ def test_truncated_file_is_reported_by_name(tmp_path, corpus_dir, tokenizer, fak
         open_cache(folder).split("dialogue", "train")
 
 
-def test_corrupted_record_is_reported_by_name(tmp_path, corpus_dir, tokenizer, fake_encoder):
-    folder = _build(tmp_path, corpus_dir, tokenizer, fake_encoder).cache.folder
+def test_corrupted_record_is_reported_by_name(tmp_path, small_corpus_dir, tokenizer, fake_encoder):
+    folder = _build(tmp_path, small_corpus_dir, tokenizer, fake_encoder).cache.folder
     path = folder / "dialogue/train.jsonl"
     data = bytearray(path.read_bytes())
     data[30:40] = b"#" * 10  # same size, garbage inside record 0
@@ -190,11 +190,11 @@ def test_corrupted_record_is_reported_by_name(tmp_path, corpus_dir, tokenizer, f
         open_cache(folder, full_check=True)
 
 
-def test_corrupted_cache_is_rebuilt_by_the_builder(tmp_path, corpus_dir, tokenizer, fake_encoder):
-    folder = _build(tmp_path, corpus_dir, tokenizer, fake_encoder).cache.folder
+def test_corrupted_cache_is_rebuilt_by_the_builder(tmp_path, small_corpus_dir, tokenizer, fake_encoder):
+    folder = _build(tmp_path, small_corpus_dir, tokenizer, fake_encoder).cache.folder
     (folder / "dialogue/test.jsonl").write_bytes(b"")
-    again = _build(tmp_path, corpus_dir, tokenizer, fake_encoder)
-    assert not again.reused and len(again.cache.split("dialogue", "test")) == 200
+    again = _build(tmp_path, small_corpus_dir, tokenizer, fake_encoder)
+    assert not again.reused and len(again.cache.split("dialogue", "test")) == 16
 
 
 def test_int8_latents_keep_mean_cosine_above_0_999():
@@ -207,9 +207,9 @@ def test_int8_latents_keep_mean_cosine_above_0_999():
         assert cos.mean() >= 0.999 and q.dtype == np.int8 and s.dtype == np.float32
 
 
-def test_int8_cache_matches_fp32_cache(tmp_path, corpus_dir, tokenizer, fake_encoder):
-    a = _build(tmp_path, corpus_dir, tokenizer, fake_encoder, cache_spec(int8=True)).cache.split("dialogue", "train")
-    b = _build(tmp_path, corpus_dir, tokenizer, fake_encoder, cache_spec(int8=False)).cache.split("dialogue", "train")
+def test_int8_cache_matches_fp32_cache(tmp_path, small_corpus_dir, tokenizer, fake_encoder):
+    a = _build(tmp_path, small_corpus_dir, tokenizer, fake_encoder, cache_spec(int8=True)).cache.split("dialogue", "train")
+    b = _build(tmp_path, small_corpus_dir, tokenizer, fake_encoder, cache_spec(int8=False)).cache.split("dialogue", "train")
     x = np.stack([b[i]["input_latents"] for i in range(len(b))])
     y = np.stack([a[i]["input_latents"] for i in range(len(a))])
     cos = (x * y).sum(-1) / (np.linalg.norm(x, axis=-1) * np.linalg.norm(y, axis=-1))
@@ -217,9 +217,9 @@ def test_int8_cache_matches_fp32_cache(tmp_path, corpus_dir, tokenizer, fake_enc
     assert a.path.stat().st_size < b.path.stat().st_size
 
 
-def test_without_offsets_index_reads_after_one_scan(tmp_path, corpus_dir, tokenizer, fake_encoder):
-    with_index = _build(tmp_path, corpus_dir, tokenizer, fake_encoder).cache.split("dialogue", "train")
-    no_index = _build(tmp_path, corpus_dir, tokenizer, fake_encoder,
+def test_without_offsets_index_reads_after_one_scan(tmp_path, small_corpus_dir, tokenizer, fake_encoder):
+    with_index = _build(tmp_path, small_corpus_dir, tokenizer, fake_encoder).cache.split("dialogue", "train")
+    no_index = _build(tmp_path, small_corpus_dir, tokenizer, fake_encoder,
                       cache_spec(write_offsets_index=False)).cache.split("dialogue", "train")
     assert not no_index.path.with_name("train.offsets.npy").exists()
     assert no_index[10]["id"] == with_index[10]["id"]
@@ -237,8 +237,8 @@ def test_length_sorting_cuts_padding(tokenizer):
         np.testing.assert_allclose(x, y, atol=1e-5)
 
 
-def test_select_indices_honours_source_and_total_caps(tmp_path, corpus_dir, tokenizer, fake_encoder):
-    split = _build(tmp_path, corpus_dir, tokenizer, fake_encoder, collections=("pretrain",),
+def test_select_indices_honours_source_and_total_caps(tmp_path, small_corpus_dir, tokenizer, fake_encoder):
+    split = _build(tmp_path, small_corpus_dir, tokenizer, fake_encoder, collections=("pretrain",),
                    pretrain_max_train=None).cache.split("pretrain", "train")
     counts = lambda idx: {n: int((split.sources[idx] == i).sum()) for i, n in enumerate(split.source_names)}
     assert len(select_indices(split)) == len(split)
@@ -247,3 +247,51 @@ def test_select_indices_honours_source_and_total_caps(tmp_path, corpus_dir, toke
     idx = select_indices(split, total_cap=30)
     assert len(idx) == 30 and set(counts(idx).values()) == {10}
     assert np.array_equal(select_indices(split, total_cap=30, seed=1), select_indices(split, total_cap=30, seed=1))
+
+
+@pytest.mark.parametrize("fields", [{}, {"store_text": True, "store_input_ids": True, "store_attention_mask": True},
+                                    {"store_target_ids": False, "store_attention_mask": True}])
+@pytest.mark.parametrize("int8", [True, False])
+def test_npy_and_jsonl_give_identical_batches(tmp_path, small_corpus_dir, tokenizer, fake_encoder, fields, int8):
+    import torch
+
+    splits = {fmt: _build(tmp_path, small_corpus_dir, tokenizer, fake_encoder,
+                          cache_spec(format=fmt, int8=int8, **fields)).cache.split("dialogue", "train")
+              for fmt in ("jsonl", "npy")}
+    assert splits["npy"].binary and not splits["jsonl"].binary
+    rows = [5, 0, 63, 17, 17, 2, 40]
+    batches = {fmt: next(iter(torch.utils.data.DataLoader(CacheDataset(s), batch_size=len(rows), sampler=rows,
+                                                          collate_fn=Collate(s.pad_token_id))))
+               for fmt, s in splits.items()}
+    a, b = batches["jsonl"], batches["npy"]
+    assert sorted(a) == sorted(b)
+    for key in a:
+        if isinstance(a[key], torch.Tensor):
+            assert a[key].dtype == b[key].dtype, key
+            torch.testing.assert_close(a[key], b[key], msg=key)
+        else:
+            assert a[key] == b[key], key
+    for i in rows:  # single records agree too
+        x, y = splits["jsonl"][i], splits["npy"][i]
+        assert sorted(x) == sorted(y)
+        for key in x:
+            if isinstance(x[key], np.ndarray):
+                np.testing.assert_array_equal(x[key], y[key])
+            else:
+                assert x[key] == y[key]
+
+
+def test_npy_loader_with_workers_and_subset(tmp_path, small_corpus_dir, tokenizer, fake_encoder):
+    split = _build(tmp_path, small_corpus_dir, tokenizer, fake_encoder, cache_spec(format="npy")).cache.split("dialogue", "train")
+    ds = CacheDataset(split, indices=np.arange(10, 40))
+    loader = make_loader(ds, batch_size=8, shuffle=True, num_workers=2, prefetch_factor=2)
+    seen = sorted(int(i) for batch in loader for i in batch["index"])
+    assert seen == list(range(10, 40))
+
+
+def test_truncated_npy_column_is_reported_by_name(tmp_path, small_corpus_dir, tokenizer, fake_encoder):
+    folder = _build(tmp_path, small_corpus_dir, tokenizer, fake_encoder, cache_spec(format="npy")).cache.folder
+    path = folder / "dialogue/train.input_latents.npy"
+    path.write_bytes(path.read_bytes()[:-100])
+    with pytest.raises(UserError, match="train.input_latents.npy"):
+        open_cache(folder)
