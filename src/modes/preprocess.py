@@ -149,23 +149,13 @@ def fingerprint_parts(c: Config, collections_: tuple[str, ...], encoder_state: O
 # --- loading the encoder ---------------------------------------------------------------------
 
 
-def target_end_id(tokenizer: Any, model_name: str) -> int:
-    """The token that closes every target, as Decoder does: <end_of_turn> for -it checkpoints, else EOS."""
-    from src.models.decoder import is_instruction_tuned
-
-    if is_instruction_tuned(tokenizer, model_name):
-        end = tokenizer.convert_tokens_to_ids("<end_of_turn>")
-        if end is not None and end != tokenizer.unk_token_id:
-            return int(end)
-    return int(tokenizer.eos_token_id)
-
-
 def load_encode(c: Config, encoder_state: Optional[Path] = None) -> tuple[Tokenizers, Callable, Any]:
     """(tokenizers, encode function, the LatentEncoder) for preprocessing, frozen, on the configured device."""
     import torch
     from transformers import AutoTokenizer
 
     from src.models.backends import autocast, log_note, resolve_attention, resolve_dtype
+    from src.models.decoder import target_end_id
     from src.models.encoder import LatentEncoder, load_encoder_backbone
     from src.models.loading import load_pretrained
     from src.modes.specs import decoder_spec, encoder_spec, runtime_spec

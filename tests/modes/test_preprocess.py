@@ -48,7 +48,13 @@ def test_cached_records_match_the_model(tiny_root, tmp_path):
 
     config = _config(tiny_root, tmp_path, cache_store_text=True, cache_store_input_ids=True)
     cache = ensure_cache(config, log=lambda m: None).cache
-    model = build_model(model_spec(config, "cpu")).eval()
+    model = build_model(model_spec(config, "cpu"), seed=config.seed).eval()
+    from safetensors.torch import load_file
+
+    cached = load_file(str(cache.folder / "encoder_state.safetensors"))
+    own = model.encoder.state_dict()
+    for key, value in cached.items():  # a model seeded like the run already has the cache's compressor
+        torch.testing.assert_close(own[key], value)
     load_cache_encoder_state(cache, model.encoder)
     split = cache.split("dialogue", "validation")
     recs = [split[i] for i in range(4)]
