@@ -151,7 +151,8 @@ class Config:
 
     # Caching
     preprocess_cache_dir: str = _cache("cache/preprocessed", "Folder of the preprocessed latent cache")
-    preprocess_format: str = _cache("jsonl", "Cache file format", choices=("jsonl",))
+    preprocess_format: str = _cache("jsonl", "Cache file format: jsonl (one JSON line a record, byte-offset index) "
+                                    "or npy (memmapped arrays beside it, faster batched reads)", choices=("jsonl", "npy"))
     skip_preprocessing_if_cached: bool = _cache(True, "Reuse a complete cache with the same fingerprint")
     preprocess_batch_size: int = _cache(32, "Encoder batch size while preprocessing", gt=0)
     preprocess_validation_fraction: float = _cache(0.05, "Validation share of pretraining text without a split",
