@@ -16,9 +16,9 @@ import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Optional
 
-ASSETS_VERSION = 1
+ASSETS_VERSION = 2
 MANIFEST = "latentbridge_tiny.json"
 
 
@@ -30,25 +30,21 @@ class TinyAssets:
     decoder_dir: Path
 
 
-def _manifest(seed: int) -> dict:
-    return {"seed": seed, "version": ASSETS_VERSION}
-
-
-def _is_current(folder: Path, seed: int) -> bool:
+def _is_current(folder: Path, manifest: dict) -> bool:
     try:
-        return json.loads((folder / MANIFEST).read_text()) == _manifest(seed)
+        return json.loads((folder / MANIFEST).read_text()) == manifest
     except (OSError, ValueError):
         return False
 
 
-def _build_atomically(folder: Path, seed: int, build: Callable[[Path], None]) -> None:
-    if _is_current(folder, seed):
+def _build_atomically(folder: Path, manifest: dict, build: Callable[[Path], None]) -> None:
+    if _is_current(folder, manifest):
         return
     folder.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.tmp-", dir=folder.parent))
     try:
         build(tmp)
-        (tmp / MANIFEST).write_text(json.dumps(_manifest(seed)))
+        (tmp / MANIFEST).write_text(json.dumps(manifest))
         if folder.exists():  # stale (other seed/version, or no manifest): move it aside first
             old = folder.with_name(f".{folder.name}.old-{os.getpid()}")
             os.replace(folder, old)
@@ -56,26 +52,33 @@ def _build_atomically(folder: Path, seed: int, build: Callable[[Path], None]) ->
         try:
             os.replace(tmp, folder)
         except OSError:
-            if not _is_current(folder, seed):  # another process won the race with the same content
+            if not _is_current(folder, manifest):  # another process won the race with the same content
                 raise
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def ensure_tiny_assets(root: Path, seed: int = 0) -> TinyAssets:
-    """Write the corpus, then train the tokenizers on it and save the tiny models; idempotent."""
+def ensure_tiny_assets(root: Path, seed: int = 0, lm_steps: Optional[int] = None) -> TinyAssets:
+    """Write the corpus, then train the tokenizers on it and save the tiny models; idempotent.
+    `lm_steps`: language-model warm-up steps of the tiny decoder (default TINY_LM_STEPS; tests use fewer)."""
     from src.data.corpus import corpus_texts, write_corpus
 
     root = Path(root)
     assets = TinyAssets(root, root / "data", root / "models" / "modernbert", root / "models" / "gemma3")
-    _build_atomically(assets.data_dir, seed, lambda tmp: write_corpus(tmp, seed))
-    if _is_current(assets.encoder_dir, seed) and _is_current(assets.decoder_dir, seed):
+    base = {"seed": seed, "version": ASSETS_VERSION}
+    _build_atomically(assets.data_dir, base, lambda tmp: write_corpus(tmp, seed))
+    from src.models.tiny import TINY_LM_STEPS
+
+    steps = TINY_LM_STEPS if lm_steps is None else lm_steps
+    decoder_manifest = {**base, "lm_steps": steps}
+    if _is_current(assets.encoder_dir, base) and _is_current(assets.decoder_dir, decoder_manifest):
         return assets
     from src.models.loading import _quiet_transformers
     from src.models.tiny import build_tiny_gemma3, build_tiny_modernbert
 
     _quiet_transformers()
     texts = corpus_texts(seed)
-    _build_atomically(assets.encoder_dir, seed, lambda tmp: build_tiny_modernbert(texts, tmp, seed))
-    _build_atomically(assets.decoder_dir, seed, lambda tmp: build_tiny_gemma3(texts, tmp, seed))
+    _build_atomically(assets.encoder_dir, base, lambda tmp: build_tiny_modernbert(texts, tmp, seed))
+    _build_atomically(assets.decoder_dir, decoder_manifest,
+                      lambda tmp: build_tiny_gemma3(texts, tmp, seed, lm_steps=steps))
     return assets

@@ -2,6 +2,7 @@ import hashlib
 
 from src.assets import ensure_tiny_assets
 from src.models.tiny import decoder_tokenizer, encoder_tokenizer
+from tests.models.conftest import LM_STEPS
 
 TEXTS = ["Anna: lunch at one? Ben: sure.", "The town of Arden lies in the northern valley."] * 20
 
@@ -29,21 +30,36 @@ def test_tokenizers_carry_the_special_tokens():
 
 
 def test_assets_are_deterministic_and_idempotent(tiny_assets, tmp_path):
-    other = ensure_tiny_assets(tmp_path, seed=0)
+    other = ensure_tiny_assets(tmp_path, seed=0, lm_steps=LM_STEPS)
     for a, b in [(tiny_assets.encoder_dir, other.encoder_dir), (tiny_assets.decoder_dir, other.decoder_dir),
                  (tiny_assets.data_dir, other.data_dir)]:
         assert _digest(a) == _digest(b)
     before = {p: p.stat().st_mtime_ns for p in tmp_path.rglob("*")}
-    ensure_tiny_assets(tmp_path, seed=0)
+    ensure_tiny_assets(tmp_path, seed=0, lm_steps=LM_STEPS)
     assert {p: p.stat().st_mtime_ns for p in tmp_path.rglob("*")} == before
     assert not [p for p in tmp_path.rglob("*tmp-*")]
 
 
-def test_another_seed_rebuilds(tmp_path):
-    a = ensure_tiny_assets(tmp_path, seed=0)
+def test_another_seed_or_warm_up_rebuilds(tmp_path):
+    a = ensure_tiny_assets(tmp_path, seed=0, lm_steps=0)
     first = _digest(a.decoder_dir)
-    ensure_tiny_assets(tmp_path, seed=1)
-    assert _digest(a.decoder_dir) != first
+    ensure_tiny_assets(tmp_path, seed=1, lm_steps=0)
+    second = _digest(a.decoder_dir)
+    ensure_tiny_assets(tmp_path, seed=1, lm_steps=1)
+    assert len({first, second, _digest(a.decoder_dir)}) == 3
+
+
+def test_warm_up_teaches_the_decoder_the_corpus_language(tiny_assets):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from src.data.corpus import corpus_texts
+    from src.models.tiny import gemma3_config, pretrain_lm
+
+    tok = AutoTokenizer.from_pretrained(tiny_assets.decoder_dir)
+    model = AutoModelForCausalLM.from_config(gemma3_config(len(tok)))
+    texts = corpus_texts(0)
+    first = pretrain_lm(model, tok, texts, steps=1, seed=0)
+    assert pretrain_lm(model, tok, texts, steps=20, seed=0) < first - 1.0
 
 
 def test_tiny_models_load_through_the_auto_classes(tiny_assets):
