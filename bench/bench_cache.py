@@ -90,6 +90,10 @@ def bench_reads(n: int, k: int, d: int, tmp: Path) -> list[tuple[str, float, flo
                 rows.append((f"{name}: records (split[i])", _rate(lambda b: [split[i] for i in b], batches), size))
             rows.append((f"{name}: batch tensors (Dataset + collate)",
                          _rate(lambda b: collate(ds.__getitems__(list(b))), batches), size))
+            if fmt == "npy":
+                lean = CacheDataset(split, metadata=False)
+                rows.append((f"{name}: batch tensors, metadata=False (no ids)",
+                             _rate(lambda b: collate(lean.__getitems__(list(b))), batches), size))
             loader = torch.utils.data.DataLoader(ds, batch_size=BATCH, sampler=np.concatenate(batches).tolist(),
                                                  collate_fn=collate, num_workers=2, prefetch_factor=4)
             t0 = time.perf_counter()

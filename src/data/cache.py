@@ -12,8 +12,10 @@ A record: {"id", "source", "input_latents", "target_latents"[, "input_scales", "
 "target_ids", "target_attention_mask", "text", "target_text", "input_ids", "attention_mask"} where latents
 are base64 of (K, D) int8 (with float32 per-vector scales) or float32. Token lists are unpadded.
 
-A build writes into `<root>/.tmp-<fp>-<pid>` and renames it into place after the manifest is
+A build writes into `<root>/.tmp-<fp>-<host>-<pid>` and renames it into place after the manifest is
 written, so a killed build never looks complete and an existing cache is never touched by one.
+Two builders of the same cache (e.g. several ranks) do not clobber each other: the first rename wins
+and the later one discards its copy (unless it was asked to replace the cache).
 """
 
 from __future__ import annotations
@@ -23,7 +25,9 @@ import datetime as _dt
 import hashlib
 import json
 import os
+import re
 import shutil
+import socket
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Optional
@@ -253,7 +257,7 @@ class CacheBuild:
         self.final_dir = Path(final_dir)
         self.final_dir.parent.mkdir(parents=True, exist_ok=True)
         clean_stale_builds(self.final_dir.parent)
-        self.tmp = self.final_dir.parent / f".tmp-{self.final_dir.name}-{os.getpid()}"
+        self.tmp = self.final_dir.parent / f".tmp-{self.final_dir.name}-{_HOST}-{os.getpid()}"
         if self.tmp.exists():
             shutil.rmtree(self.tmp)
         self.tmp.mkdir()
@@ -283,7 +287,9 @@ class CacheBuild:
         self.manifest["extra_files"] = {p.name: {"bytes": p.stat().st_size, "blake2b": _file_digest(p)}
                                         for p in sorted(self.tmp.iterdir()) if p.is_file() and p.name != MANIFEST}
 
-    def commit(self) -> Path:
+    def commit(self, replace: bool = False) -> Path:
+        """Write the manifest, then rename into place. An existing complete cache there is kept (another
+        builder won the race) unless `replace` (a rebuild on purpose, or of a damaged cache)."""
         self.manifest["created_at"] = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
         with open(self.tmp / MANIFEST, "w") as f:
             json.dump(self.manifest, f, indent=1, sort_keys=True)
@@ -291,8 +297,12 @@ class CacheBuild:
             os.fsync(f.fileno())
         _fsync_dir(self.tmp)
         trash = None
-        if self.final_dir.exists():  # replacing a cache on purpose (skip_preprocessing_if_cached=False)
-            trash = self.final_dir.parent / f".trash-{self.final_dir.name}-{os.getpid()}"
+        if self.final_dir.exists():
+            if not replace and (self.final_dir / MANIFEST).exists():
+                shutil.rmtree(self.tmp, ignore_errors=True)
+                self.committed = True
+                return self.final_dir
+            trash = self.final_dir.parent / f".trash-{self.final_dir.name}-{_HOST}-{os.getpid()}"
             os.replace(self.final_dir, trash)
         os.replace(self.tmp, self.final_dir)
         _fsync_dir(self.final_dir.parent)
@@ -300,6 +310,9 @@ class CacheBuild:
         if trash is not None:
             shutil.rmtree(trash, ignore_errors=True)
         return self.final_dir
+
+
+_HOST = re.sub(r"[^A-Za-z0-9_.]", "_", socket.gethostname()) or "host"
 
 
 def _pid_alive(pid: int) -> bool:
@@ -318,10 +331,10 @@ def clean_stale_builds(root: Path) -> None:
         return
     for p in root.iterdir():
         if p.is_dir() and p.name.startswith((".tmp-", ".trash-")):
-            try:
-                pid = int(p.name.rsplit("-", 1)[1])
-            except ValueError:
-                continue
+            parts = p.name.rsplit("-", 2)
+            if len(parts) != 3 or parts[1] != _HOST or not parts[2].isdigit():
+                continue  # another machine's build (shared file system): not ours to judge
+            pid = int(parts[2])
             if pid == os.getpid() or not _pid_alive(pid):
                 shutil.rmtree(p, ignore_errors=True)
 

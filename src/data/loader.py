@@ -72,23 +72,24 @@ class CacheDataset(Dataset):
 
 def _pad_latents(items: list[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
     k = max(1, max(len(x) for x in items))
-    d = items[0].shape[-1]
-    out = torch.zeros(len(items), k, d, dtype=torch.float32)
-    mask = torch.zeros(len(items), k, dtype=torch.bool)
+    if all(len(x) == k for x in items):  # the common case: every row fills all K slots
+        return torch.from_numpy(np.stack(items).astype(np.float32, copy=False)), torch.ones(len(items), k, dtype=torch.bool)
+    out = np.zeros((len(items), k, items[0].shape[-1]), dtype=np.float32)
+    mask = np.zeros((len(items), k), dtype=bool)
     for r, x in enumerate(items):
-        out[r, : len(x)] = torch.from_numpy(np.ascontiguousarray(x))
+        out[r, : len(x)] = x
         mask[r, : len(x)] = True
-    return out, mask
+    return torch.from_numpy(out), torch.from_numpy(mask)
 
 
 def _pad_ids(items: list[np.ndarray], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
     width = max(1, max(len(x) for x in items))
-    ids = torch.full((len(items), width), pad_id, dtype=torch.long)
-    mask = torch.zeros(len(items), width, dtype=torch.long)
+    ids = np.full((len(items), width), pad_id, dtype=np.int64)
+    mask = np.zeros((len(items), width), dtype=np.int64)
     for r, x in enumerate(items):
-        ids[r, : len(x)] = torch.from_numpy(np.asarray(x, dtype=np.int64))
+        ids[r, : len(x)] = x
         mask[r, : len(x)] = 1
-    return ids, mask
+    return torch.from_numpy(ids), torch.from_numpy(mask)
 
 
 class Collate:

@@ -254,6 +254,7 @@ def build_cache(root: Path | str, fingerprint_parts: Mapping[str, Any],
     parts = {"cache_version": CACHE_VERSION, "spec": spec.content_parts(), **fingerprint_parts}
     fp = fingerprint(parts)
     folder = cache_dir_for(root, fp)
+    existed = folder.exists()
     if reuse:
         try:
             if read_manifest(folder) is not None:
@@ -307,7 +308,7 @@ def build_cache(root: Path | str, fingerprint_parts: Mapping[str, Any],
         if before_commit is not None:
             before_commit(build.tmp)
         build.record_extra_files()
-        folder = build.commit()
+        folder = build.commit(replace=existed)
     close = getattr(progress, "close", None)
     if close:
         close()

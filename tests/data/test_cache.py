@@ -295,3 +295,23 @@ def test_truncated_npy_column_is_reported_by_name(tmp_path, small_corpus_dir, to
     path.write_bytes(path.read_bytes()[:-100])
     with pytest.raises(UserError, match="train.input_latents.npy"):
         open_cache(folder)
+
+
+def test_second_builder_of_the_same_cache_keeps_the_first(tmp_path):
+    from src.data.cache import CacheBuild
+
+    manifest = {"format": "latentbridge-cache", "version": 1, "fingerprint": "f" * 64, "latent_dtype": "int8",
+                "fields": [], "source_names": ["dialogue"], "latent_dim": 4}
+    final = tmp_path / ("f" * 16)
+    builds = [CacheBuild(final, manifest), CacheBuild(final, manifest)]
+    builds[1].tmp = builds[1].tmp.with_name(builds[1].tmp.name + "0")  # two builders, one process here
+    builds[1].tmp.mkdir()
+    for n, build in enumerate(builds):
+        w = build.split_writer("dialogue", "train")
+        w.write(b'{"id": "%d"}\n' % n, "dialogue")
+        build.close_split(w, {})
+    builds[0].commit()
+    assert builds[1].commit() == final  # lost the race: discards its copy
+    assert (final / "dialogue/train.jsonl").read_bytes() == b'{"id": "0"}\n'
+    assert sorted(p.name for p in tmp_path.iterdir()) == [final.name]
+    builds[1].__exit__(None, None, None)
