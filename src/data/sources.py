@@ -131,7 +131,7 @@ def _local_files(path: Path, field_name: str) -> tuple[str, dict[str, list[str]]
                             f"expected one of {', '.join(sorted(LOCAL_EXTENSIONS))}.")
         return builder, {"train": [str(path)]}
     files = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in LOCAL_EXTENSIONS
-                   and not p.name.startswith("."))
+                   and not any(part.startswith(".") for part in p.relative_to(path).parts))
     if not files:
         raise UserError(f"{field_name}: folder {path} holds no data files "
                         f"({', '.join(sorted(LOCAL_EXTENSIONS))}).")
@@ -139,10 +139,16 @@ def _local_files(path: Path, field_name: str) -> tuple[str, dict[str, list[str]]
     if len(builders) > 1:
         raise UserError(f"{field_name}: folder {path} mixes file types {sorted(builders)}; keep one type per folder.")
     splits: dict[str, list[str]] = {}
-    for p in files:
+    for p in files:  # train.jsonl, validation-00000-of-00001.parquet, ...; other names: all train
         stem = p.stem.lower().split("-")[0].split(".")[0]
-        split = next((s for s, aliases in SPLIT_ALIASES.items() if stem in aliases), stem)
-        splits.setdefault(split, []).append(str(p))
+        split = next((s for s, aliases in SPLIT_ALIASES.items() if stem in aliases), None)
+        splits.setdefault(split or "", []).append(str(p))
+    if "" in splits:
+        if len(splits) > 1:
+            names = ", ".join(Path(f).name for f in splits[""][:5])
+            raise UserError(f"{field_name}: folder {path} mixes split files (train/validation/test) with "
+                            f"files named after no split ({names}); rename them or point at one file.")
+        splits = {"train": splits.pop("")}
     return builders.pop(), splits
 
 

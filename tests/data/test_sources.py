@@ -132,3 +132,14 @@ def test_caps_limit_each_source_and_the_total(corpus_dir):
     assert 0 < sources.count("wikitext") and len(pre["validation"].examples) <= 3 * 10
     dlg = load_collection(capped, "dialogue")
     assert len(dlg["train"].examples) == 30 and len(dlg["test"].examples) == 200
+
+
+def test_folder_of_shards_is_one_train_split(tmp_path):
+    folder = tmp_path / "shards"
+    folder.mkdir()
+    for k in range(3):
+        _jsonl(folder / f"part{k}.jsonl", [{"text": f"Shard {k} doc {i}. It has two sentences."} for i in range(10)])
+    (folder / ".cache").mkdir()
+    _jsonl(folder / ".cache" / "junk.jsonl", [{"text": "ignored. really ignored."}])
+    dsd = open_dataset(str(folder), "english_pretrain_dataset", hf_cache_dir=str(tmp_path / "hf"))
+    assert list(dsd) == ["train"] and len(dsd["train"]) == 30
