@@ -1,0 +1,54 @@
+"""`--mode train` on the tiny preset with small caps: the whole pipeline, stop, resume auto, hand-off file."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from src.errors import UserError
+from src.modes import ModeOptions
+from src.modes.train import checkpoint_fingerprint, plan, run
+from src.training.checkpoint import find_latest, load_model_file
+from tests.factories import tiny_config
+
+
+def config(root: Path, tmp: Path, **overrides):
+    return tiny_config(
+        tiny_assets_dir=str(root), modernbert_model=str(root / "models/modernbert"),
+        gpt2_model=str(root / "models/gemma3"), dataset_name=str(root / "data/samsum"),
+        wikitext_dataset=str(root / "data/pretrain/wikitext.jsonl"), arxiv_dataset=str(root / "data/pretrain/arxiv.jsonl"),
+        english_pretrain_dataset=str(root / "data/pretrain/english.jsonl"), preprocess_cache_dir=str(tmp / "cache"),
+        checkpoint_dir=str(tmp / "ckpt"), output_dir=str(tmp / "run"), max_train_samples=32,
+        pretrain_middle_max_samples=32, pretrain_adapter_max_samples=32, batch_size=8, save_every=3, log_every=2,
+        pretrain_middle_epochs=1, pretrain_adapter_epochs=1, finetune_middle_epochs=1, finetune_adapter_epochs=1,
+        use_tui=False, **overrides)
+
+
+def test_train_stop_then_resume_auto_then_handoff(tiny_root, tmp_path, capsys):
+    c = config(tiny_root, tmp_path)
+    assert run(c, ModeOptions(), stop_after_steps=5) == 130
+    assert find_latest(c.checkpoint_dir).name == "step-000000005"
+    assert run(c, ModeOptions(resume="auto")) == 0
+    out = capsys.readouterr().out
+    assert "resuming from" in out and "Training done (16 steps)" in out  # 4 stages x 4 batches of 8
+    handoff = load_model_file(Path(c.checkpoint_dir) / c.handoff_best_model_filename, checkpoint_fingerprint(c))
+    assert handoff.stage == "finetune_adapter" and handoff.config["latent_dim"] == c.latent_dim
+    for name in (c.pretrain_best_model_filename, c.finetune_best_model_filename):
+        assert (Path(c.checkpoint_dir) / name).exists()
+    stages = {json.loads(line)["stage"] for line in (Path(c.output_dir) / "metrics.jsonl").read_text().splitlines()}
+    assert stages == {"pretrain_middle", "pretrain_adapter", "finetune_middle", "finetune_adapter"}
+
+
+def test_resume_refuses_an_incompatible_checkpoint(tiny_root, tmp_path):
+    c = config(tiny_root, tmp_path)
+    assert run(c, ModeOptions(), stop_after_steps=1) == 130
+    with pytest.raises(UserError, match="incompatible model configuration.*latent_dim"):
+        run(c.replace(latent_dim=32), ModeOptions(resume="auto"))
+
+
+def test_live_encoding_stages_need_cached_text(tiny_root, tmp_path):
+    with pytest.raises(UserError, match="--cache-store-text"):
+        plan(config(tiny_root, tmp_path, training_phase="phase2"))
+    assert [s.name for s in plan(config(tiny_root, tmp_path, training_phase="phase2", cache_store_text=True))] == ["train_encoder"]
