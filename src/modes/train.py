@@ -85,13 +85,26 @@ def stage_data(c: Config, cache: Any) -> Callable[[Stage], Any]:
     return data_for
 
 
-def resolve_resume(resume: Optional[str], c: Config, fingerprint: ConfigFingerprint) -> Optional[LoadedCheckpoint]:
-    """`--resume auto`: the newest committed checkpoint in checkpoint_dir (none: start fresh); `--resume PATH`: that one."""
+def resolve_resume(resume: Optional[str], c: Config, fingerprint: ConfigFingerprint,
+                   say: Callable[[str], None] = print) -> Optional[LoadedCheckpoint]:
+    """`--resume auto`: the newest committed checkpoint in checkpoint_dir (none: start fresh); `--resume PATH`: that one.
+
+    Without --resume, a checkpoint_dir that already holds step checkpoints is refused: a fresh run's
+    checkpoints would be mixed with (and pruned against) the earlier run's, and `--resume auto` would
+    later pick the wrong one.
+    """
+    latest = find_latest(c.checkpoint_dir)
     if not resume:
+        if latest is not None:
+            raise UserError(f"checkpoint_dir {c.checkpoint_dir} already holds step checkpoints of an earlier run "
+                            f"(newest: {latest.name}). Continue it with --resume auto, or start fresh with another "
+                            "--checkpoint-dir (or delete its step-* folders).")
         return None
     if resume == "auto":
-        latest = find_latest(c.checkpoint_dir)
-        return load_checkpoint(latest, fingerprint) if latest else None
+        if latest is None:
+            say(f"--resume auto: no checkpoint in {c.checkpoint_dir}; starting fresh")
+            return None
+        return load_checkpoint(latest, fingerprint)
     return load_checkpoint(Path(resume), fingerprint)
 
 
@@ -124,7 +137,7 @@ def run(config: Config, options: ModeOptions, *, stop_after_steps: Optional[int]
         with accelerator.main_process_first():  # rank 0 builds the cache, the others then reuse it
             cache = ensure_cache(config, log=display.message).cache
         fingerprint = checkpoint_fingerprint(config)
-        resume = resolve_resume(options.resume, config, fingerprint)
+        resume = resolve_resume(options.resume, config, fingerprint, display.message)
         model = build_model(model_spec(config, device=str(accelerator.device)), seed=config.seed)
         load_cache_encoder_state(cache, model.encoder)  # the compressor the cached latents came from
         if resume is None:

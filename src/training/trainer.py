@@ -151,6 +151,14 @@ def _to_device(batch: Mapping[str, Any], device: torch.device) -> dict[str, Any]
     return {k: v.to(device, non_blocking=True) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
 
 
+def frozen_subtrees(module: nn.Module) -> list[nn.Module]:
+    """The largest submodules with parameters none of which train: kept in eval mode (no dropout) while training."""
+    params = list(module.parameters())
+    if params and not any(p.requires_grad for p in params):
+        return [module]
+    return [m for child in module.children() for m in frozen_subtrees(child)]
+
+
 def _memory_gb(device: torch.device) -> float:
     if device.type == "cuda":
         return torch.cuda.max_memory_allocated(device) / 2**30
@@ -175,6 +183,7 @@ class Trainer:
                                               keep_last=settings.keep_last_checkpoints,
                                               async_save=settings.async_checkpointing, is_main=is_main)
         self._stop_requested = False
+        self._frozen: list[nn.Module] = []
         self._last_saved_step: Optional[int] = None
 
     # ------------------------------------------------------------------ the pipeline
@@ -202,6 +211,7 @@ class Trainer:
         """Train one stage to its end (True when stopped early: Ctrl-C or stop_after_steps)."""
         set_trainable(self.model, stage.trains)
         params = [p for p in self.model.parameters() if p.requires_grad]
+        self._frozen = frozen_subtrees(self.model)
         data = self.data_for(stage)
         accum = self.s.gradient_accumulation_steps
         batches_per_epoch = math.ceil(self._rank_share(len(data.train)) / stage.batch_size)
@@ -242,6 +252,8 @@ class Trainer:
             self._end_epoch(stage, st, data)
 
         self._end_stage(stage, st)
+        del objective
+        self.accelerator.free_memory()  # drop the stage's DDP wrapper (its hooks) before the next stage wraps again
         return False
 
     # ------------------------------------------------------------------ one optimizer update
@@ -251,6 +263,8 @@ class Trainer:
         """Forward + backward over one accumulation window, clip, step. Returns (mean losses, grad norm, samples, tokens)."""
         acc = self.accelerator
         objective.train()
+        for module in self._frozen:  # frozen parts (a frozen middle in stage 4, the backbones) run as at inference
+            module.eval()
         sums: dict[str, torch.Tensor] = {}
         samples = tokens = 0
         for i, batch in enumerate(micro_batches):
@@ -346,9 +360,9 @@ class Trainer:
     def _end_stage(self, stage: Stage, st: LoopState) -> None:
         """Load the stage's best weights back (the next stage and the hand-off start from them), reset counters."""
         self.checkpointer.wait()
+        self.accelerator.wait_for_everyone()  # rank 0 has committed the best file before anyone reads it
         best = self._best_path(stage)
         if best.exists():
-            self.accelerator.wait_for_everyone()
             self.model.load_trainable_state_dict(load_model_file(best).model)
         st.stage_index += 1
         st.epoch = st.batch_in_epoch = st.step = 0

@@ -52,3 +52,10 @@ def test_live_encoding_stages_need_cached_text(tiny_root, tmp_path):
     with pytest.raises(UserError, match="--cache-store-text"):
         plan(config(tiny_root, tmp_path, training_phase="phase2"))
     assert [s.name for s in plan(config(tiny_root, tmp_path, training_phase="phase2", cache_store_text=True))] == ["train_encoder"]
+
+
+def test_fresh_run_refuses_a_checkpoint_dir_of_an_earlier_run(tiny_root, tmp_path):
+    c = config(tiny_root, tmp_path)
+    assert run(c, ModeOptions(), stop_after_steps=3) == 130
+    with pytest.raises(UserError, match=r"already holds step checkpoints.*step-000000003.*--resume auto"):
+        run(c, ModeOptions())

@@ -121,3 +121,14 @@ def test_ctrl_c_saves_and_stops_cleanly(assets, tmp_path):
     ckpt = load_checkpoint(find_latest(tmp_path / "ckpt"), FP)
     assert ckpt.step == 1 and ckpt.loop["batch_in_epoch"] == 2
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handler restored
+
+
+def test_frozen_parts_train_in_eval_mode(assets):
+    from src.models.bridge import set_trainable
+    from src.training.trainer import frozen_subtrees
+
+    model = make_model(assets, seed=0)
+    set_trainable(model, {"adapter"})
+    frozen = frozen_subtrees(model)
+    assert model.middle in frozen and model.adapter not in frozen
+    assert all(not any(p.requires_grad for p in m.parameters()) for m in frozen)
