@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Optional
 
-ASSETS_VERSION = 2
+ASSETS_VERSION = 3
 MANIFEST = "latentbridge_tiny.json"
 
 

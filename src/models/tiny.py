@@ -25,7 +25,7 @@ GEMMA_CHAT_TEMPLATE = (
 )
 TINY_VOCAB_SIZE = 1024
 TINY_HIDDEN = 64
-TINY_LM_STEPS = 200  # language-model warm-up of the tiny decoder (~15 s on one CPU core)
+TINY_LM_STEPS = 300  # language-model warm-up of the tiny decoder (~30 s on one CPU core)
 
 
 def train_bpe(texts: Sequence[str], vocab_size: int, specials: list[str]) -> Any:
@@ -103,11 +103,22 @@ def build_tiny_modernbert(texts: Sequence[str], out_dir: Path, seed: int, **size
     tok.save_pretrained(out_dir)
 
 
+def _warmup_sample(tok: Any, rng: random.Random, texts: list[str], short: list[str]) -> str:
+    """Half plain text, half a chat exchange of two short texts ending in <end_of_turn>: an instruction-tuned
+    decoder knows its turn markers and when to stop, and the pipeline relies on both."""
+    if rng.random() < 0.5 or not short:
+        return tok.bos_token + rng.choice(texts)
+    messages = [{"role": "user", "content": rng.choice(short)}, {"role": "assistant", "content": rng.choice(short)}]
+    return tok.apply_chat_template(messages, tokenize=False)
+
+
 def pretrain_lm(model: Any, tok: Any, texts: Sequence[str], steps: int, seed: int, batch_size: int = 16,
-                max_len: int = 64, lr: float = 3e-3) -> float:
-    """Next-token training on texts, so the tiny decoder knows the corpus' language before the pipeline
-    uses it, as the real Gemma does. Deterministic for a seed (on one machine). Returns the last loss."""
+                max_len: int = 96, lr: float = 3e-3) -> float:
+    """Next-token training on texts, so the tiny decoder knows the corpus' language and the chat turn format
+    before the pipeline uses it, as the real Gemma-it does. Deterministic for a seed (on one machine).
+    Returns the last loss."""
     rng, texts = random.Random(f"tiny-lm-{seed}"), list(texts)
+    short = [t for t in texts if len(t) <= 160]
     opt = torch.optim.AdamW(model.parameters(), lr=lr)
     loss = float("nan")
     model.train()
@@ -115,7 +126,8 @@ def pretrain_lm(model: Any, tok: Any, texts: Sequence[str], steps: int, seed: in
     torch.set_num_threads(1)  # ops this small only lose from threads (10x slower on a busy 2-core machine)
     try:
         for _ in range(steps):
-            batch = tok(rng.sample(texts, batch_size), max_length=max_len, truncation=True, padding=True,
+            samples = [_warmup_sample(tok, rng, texts, short) for _ in range(batch_size)]
+            batch = tok(samples, add_special_tokens=False, max_length=max_len, truncation=True, padding=True,
                         return_tensors="pt")
             labels = batch["input_ids"].masked_fill(batch["attention_mask"] == 0, -100)
             out = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], labels=labels)
