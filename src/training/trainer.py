@@ -429,21 +429,26 @@ class Trainer:
 
     @contextmanager
     def _stop_on_ctrl_c(self) -> Iterator[None]:
-        """First Ctrl-C: finish the step, checkpoint, exit cleanly. Second Ctrl-C: the usual KeyboardInterrupt."""
+        """First Ctrl-C (or SIGTERM, e.g. a cluster preemption): finish the step, checkpoint, exit cleanly.
+        A second one gets the usual behaviour (KeyboardInterrupt / termination)."""
         if threading.current_thread() is not threading.main_thread():
             yield
             return
+        previous: dict[int, Any] = {}
 
         def handler(signum, frame):
             self._stop_requested = True
-            self.display.message("Ctrl-C: saving a checkpoint after this step (press again to abort)")
-            signal.signal(signal.SIGINT, previous)
+            name = "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name
+            self.display.message(f"{name}: saving a checkpoint after this step (again to abort)")
+            signal.signal(signum, previous[signum])
 
-        previous = signal.signal(signal.SIGINT, handler)
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            previous[sig] = signal.signal(sig, handler)
         try:
             yield
         finally:
-            signal.signal(signal.SIGINT, previous)
+            for sig, old in previous.items():
+                signal.signal(sig, old)
 
     def _start_state(self, resume: Optional[LoadedCheckpoint]) -> LoopState:
         plan = [s.name for s in self.stages]

@@ -111,16 +111,20 @@ def test_writes_metrics_best_and_handoff_files(assets, tmp_path):
     assert (tmp_path / "ckpt" / "best_pretrain_adapter.pt").exists()
 
 
-def test_ctrl_c_saves_and_stops_cleanly(assets, tmp_path):
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_ctrl_c_saves_and_stops_cleanly(assets, tmp_path, sig):
+    before = signal.getsignal(signal.SIGTERM)
+
     def interrupting(stage):
-        os.kill(os.getpid(), signal.SIGINT)  # as if the user pressed Ctrl-C during the stage
+        os.kill(os.getpid(), sig)  # as if the user pressed Ctrl-C (or the cluster preempted us) during the stage
         return data_for(stage)
 
     result = build(assets, tmp_path, data=interrupting).train()
     assert result.interrupted and result.state.global_step == 1
     ckpt = load_checkpoint(find_latest(tmp_path / "ckpt"), FP)
     assert ckpt.step == 1 and ckpt.loop["batch_in_epoch"] == 2
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handler restored
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handlers restored
+    assert signal.getsignal(signal.SIGTERM) == before
 
 
 def test_frozen_parts_train_in_eval_mode(assets):
