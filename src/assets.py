@@ -73,10 +73,10 @@ def ensure_tiny_assets(root: Path, seed: int = 0, lm_steps: Optional[int] = None
     decoder_manifest = {**base, "lm_steps": steps}
     if _is_current(assets.encoder_dir, base) and _is_current(assets.decoder_dir, decoder_manifest):
         return assets
-    from src.models.loading import _quiet_transformers
+    from src.models.loading import quiet_transformers
     from src.models.tiny import build_tiny_gemma3, build_tiny_modernbert
 
-    _quiet_transformers()
+    quiet_transformers()
     texts = corpus_texts(seed)
     _build_atomically(assets.encoder_dir, base, lambda tmp: build_tiny_modernbert(texts, tmp, seed))
     _build_atomically(assets.decoder_dir, decoder_manifest,

@@ -5,7 +5,6 @@
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 from typing import Iterable, Optional
 
@@ -19,9 +18,6 @@ from src.models.decoder import Decoder, load_decoder_backbone
 from src.models.encoder import LatentEncoder, load_encoder_backbone
 from src.models.middle import MiddleTransformer
 from src.models.specs import MODEL_PARTS, ModelSpec, SamplingSpec
-
-log = logging.getLogger("latentbridge.models")
-
 
 class LatentBridge(nn.Module):
     def __init__(self, encoder: LatentEncoder, middle: MiddleTransformer, adapter: PrefixAdapter,

@@ -8,7 +8,7 @@ from typing import Any, Callable
 from src.errors import UserError
 
 
-def _quiet_transformers() -> None:
+def quiet_transformers() -> None:
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()
@@ -19,7 +19,7 @@ def load_pretrained(loader: Callable[..., Any], name: str, field: str, what: str
                     allow_download: bool = False, **kwargs: Any) -> Any:
     """`loader.from_pretrained(name, **kwargs)` where `name` is a local folder or a hub name already in the
     local Hugging Face cache. Anything else is a UserError naming `field` and the offline ways forward."""
-    _quiet_transformers()
+    quiet_transformers()
     path = Path(name).expanduser()
     if path.exists():
         if not (path / "config.json").is_file():

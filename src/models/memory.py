@@ -40,9 +40,9 @@ def locate_config(name: str) -> tuple[Optional[Any], str]:
     """(config or None, where it came from): local folder, local hub cache, published, or unknown."""
     from transformers import AutoConfig
 
-    from src.models.loading import _quiet_transformers
+    from src.models.loading import quiet_transformers
 
-    _quiet_transformers()
+    quiet_transformers()
     path = Path(name).expanduser()
     if path.exists():
         try:

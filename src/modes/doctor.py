@@ -171,10 +171,14 @@ def _memory(r: Report, c: Config, decoder_cfg: Any, counts: dict[str, Any], dtyp
     r.add("memory", "total", total, status)
 
 
+def _existing_ancestor(path: Path) -> Path:
+    while not path.exists():
+        path = path.parent
+    return path
+
+
 def _writable(path: Path) -> tuple[bool, str]:
-    probe = path
-    while not probe.exists():
-        probe = probe.parent
+    probe = _existing_ancestor(path)
     ok = os.access(probe, os.W_OK)
     where = "exists" if probe == path else f"will be created under {probe}"
     return ok, where
@@ -186,9 +190,7 @@ def _storage(r: Report, c: Config) -> None:
         ok, where = _writable(path)
         r.add("storage", field_name, f"{path} ({where}, {'writable' if ok else 'NOT writable'})",
               "ok" if ok else "problem")
-    probe = Path(c.checkpoint_dir).expanduser()
-    while not probe.exists():
-        probe = probe.parent
+    probe = _existing_ancestor(Path(c.checkpoint_dir).expanduser())
     free = shutil.disk_usage(probe).free / GIB
     r.add("storage", "free disk", f"{free:.1f} GiB at {probe}", "ok" if free > 2 else "problem")
 
