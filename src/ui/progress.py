@@ -214,11 +214,14 @@ class RichDashboard:
                           transient=False, redirect_stdout=False, redirect_stderr=False)
         self._started = False
 
-    def _refresh(self) -> None:
-        if not self._started:
+    def _refresh(self, start: bool = True) -> None:
+        """Redraw; the live panel starts with the first stage (before that, e.g. while the cache is built
+        under its own progress bar, notes are printed as plain lines)."""
+        if not self._started and start:
             self._live.start()
             self._started = True
-        self._live.refresh()
+        if self._started:
+            self._live.refresh()
 
     def render(self) -> RenderableType:
         t, s = self._t, self._t.stage
@@ -259,15 +262,17 @@ class RichDashboard:
 
     def checkpoint_state(self, writing_step: int | None, last_safe_step: int | None, error: str | None = None) -> None:
         self._t.writing_step, self._t.last_safe_step, self._t.ckpt_error = writing_step, last_safe_step, error
-        self._refresh()
+        self._refresh(start=False)
 
     def sample(self, text: str) -> None:
         self._t.last_sample = " ".join(text.split())
-        self._refresh()
+        self._refresh(start=False)
 
     def message(self, text: str) -> None:
         self._t.messages.append(text)
-        self._refresh()
+        if not self._started:
+            self.console.print(text, markup=False, highlight=False)
+        self._refresh(start=False)
 
     def close(self) -> None:
         if self._started:

@@ -95,3 +95,15 @@ def test_rank1_prints_nothing(capsys):
     display.message("hello")
     display.close()
     assert capsys.readouterr() == ("", "")
+
+
+def test_dashboard_prints_notes_until_the_first_stage_starts_the_panel():
+    out = io.StringIO()
+    console = Console(force_terminal=True, width=100, file=out)
+    dash = RichDashboard(console, clock=FakeClock())
+    dash.message("Building the cache")  # another live progress bar may be running now: no panel yet
+    assert not dash._started and "Building the cache" in out.getvalue()
+    dash.start_stage("pretrain_middle", 1, 4, epochs=1, steps_per_epoch=2)
+    assert dash._started
+    dash.close()
+    assert not dash._started
