@@ -17,15 +17,21 @@ def tiny_root(tmp_path_factory) -> Path:
 
     root = tmp_path_factory.mktemp("tiny_pre")
     ensure_tiny_assets(root, seed=0)
+    # a cut-down copy of the corpus keeps each build to seconds: 96/24/24 dialogues, 120 documents a source
+    sizes = {"train": 96, "validation": 24, "test": 24, "wikitext": 120, "arxiv": 120, "english": 120}
+    for path in (root / "data").rglob("*.jsonl"):
+        small = root / "small" / path.relative_to(root / "data")
+        small.parent.mkdir(parents=True, exist_ok=True)
+        small.write_text("".join(path.read_text().splitlines(keepends=True)[: sizes[path.stem]]))
     return root
 
 
 def _config(root: Path, tmp: Path, **overrides):
     return tiny_config(
         tiny_assets_dir=str(root), modernbert_model=str(root / "models/modernbert"),
-        gpt2_model=str(root / "models/gemma3"), dataset_name=str(root / "data/samsum"),
-        wikitext_dataset=str(root / "data/pretrain/wikitext.jsonl"), arxiv_dataset=str(root / "data/pretrain/arxiv.jsonl"),
-        english_pretrain_dataset=str(root / "data/pretrain/english.jsonl"), preprocess_cache_dir=str(tmp / "cache"),
+        gpt2_model=str(root / "models/gemma3"), dataset_name=str(root / "small/samsum"),
+        wikitext_dataset=str(root / "small/pretrain/wikitext.jsonl"), arxiv_dataset=str(root / "small/pretrain/arxiv.jsonl"),
+        english_pretrain_dataset=str(root / "small/pretrain/english.jsonl"), preprocess_cache_dir=str(tmp / "cache"),
         max_train_samples=48, pretrain_middle_max_samples=60, pretrain_adapter_max_samples=30,
         use_tui=False, **overrides)
 
@@ -100,4 +106,4 @@ def test_stage_rows_apply_each_stage_caps(tiny_root, tmp_path):
     stage2 = stage_rows(config, pre, "pretrain_adapter")
     assert len(stage2) == 30 and len(stage1) <= 60
     assert (pre.sources[stage1] == pre.source_names.index("arxiv")).sum() == 5
-    assert len(stage_rows(config, cache.split("dialogue", "validation"), "finetune_middle")) == 200
+    assert len(stage_rows(config, cache.split("dialogue", "validation"), "finetune_middle")) == 24
