@@ -235,7 +235,7 @@ def _pick_split(dsd, wanted: str, field_name: str, location: str):
                     f"Set the split flag (--train-split/--validation-split/--test-split) to one of those.")
 
 
-def _find_column(columns: list[str], candidates: tuple[str, ...], string_columns: list[str]) -> Optional[str]:
+def _find_column(columns: list[str], candidates: tuple[str, ...]) -> Optional[str]:
     lower = {c.lower(): c for c in columns}
     for name in candidates:
         if name in lower:
@@ -254,7 +254,7 @@ def _string_columns(ds) -> list[str]:
 def text_column(ds, field_name: str, location: str) -> str:
     """The text column of a pretraining dataset, found by schema; a clear error when none fits."""
     strings = _string_columns(ds)
-    col = _find_column(list(ds.column_names), TEXT_FIELDS, strings)
+    col = _find_column(list(ds.column_names), TEXT_FIELDS)
     if col is None and len(strings) == 1:
         col = strings[0]
     if col is None:
@@ -280,9 +280,8 @@ def load_dialogue_split(spec: DataSpec, split: str, max_samples: Optional[int] =
     """(dialogue -> summary) examples of one split, in dataset order, at most `max_samples`."""
     dsd = dsd if dsd is not None else open_dataset(spec.dataset, spec.dataset_field, spec.hf_cache_dir)
     ds = _pick_split(dsd, split, spec.dataset_field, spec.dataset)
-    strings = _string_columns(ds)
-    src = _find_column(ds.column_names, DIALOGUE_FIELDS, strings)
-    tgt = _find_column(ds.column_names, SUMMARY_FIELDS, strings)
+    src = _find_column(ds.column_names, DIALOGUE_FIELDS)
+    tgt = _find_column(ds.column_names, SUMMARY_FIELDS)
     if src is None or tgt is None or src == tgt:
         raise UserError(f"{spec.dataset_field}: {spec.dataset!r} split {split!r} needs a dialogue column "
                         f"({'/'.join(DIALOGUE_FIELDS)}) and a summary column ({'/'.join(SUMMARY_FIELDS)}); "

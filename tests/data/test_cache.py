@@ -1,6 +1,5 @@
 """The cache: end-to-end build, stored fields, fingerprint reuse, atomic builds, corruption, int8 fidelity."""
 
-import json
 import os
 import signal
 import subprocess
