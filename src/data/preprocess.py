@@ -239,13 +239,14 @@ def build_cache(root: Path | str, fingerprint_parts: Mapping[str, Any],
                 load_model: Callable[[], tuple[Tokenizers, EncodeFn]], spec: CacheSpec,
                 reuse: bool = True, progress: Optional[Progress] = None,
                 log: Callable[[str], None] = print,
-                before_commit: Optional[Callable[[Path], None]] = None) -> BuildResult:
+                before_commit: Optional[Callable[[Path], None]] = None, allow_build: bool = True) -> BuildResult:
     """Reuse the complete cache for these settings, or build it atomically.
 
     `fingerprint_parts` must name everything that changes content besides `spec` (models, tokenizers,
     datasets, caps, seed); `load_splits()` -> {collection: {split: LoadedSplit}} and `load_model()` ->
     (tokenizers, encode) are only called when a build is needed. `before_commit(folder)` may add files
     (e.g. the encoder state) to the folder being built; they are recorded and checked like the rest.
+    With `allow_build` off, a missing or damaged cache is a UserError instead of a build.
     """
     t0 = time.perf_counter()
     progress = progress or NullProgress()
@@ -262,7 +263,13 @@ def build_cache(root: Path | str, fingerprint_parts: Mapping[str, Any],
                 log(f"Reusing cache {folder} (fingerprint {fp[:16]}).")
                 return BuildResult(cache, True, time.perf_counter() - t0)
         except UserError as e:
+            if not allow_build:
+                raise
             log(f"Rebuilding the cache: {e}")
+    if not allow_build:
+        raise UserError(f"No complete preprocessed cache for these settings in {root} (fingerprint {fp[:16]}), "
+                        "and run_preprocessing is off. Run `python main.py --mode preprocess` with the same "
+                        "settings first, or pass --run-preprocessing.")
 
     splits = load_splits()
     tok, encode = load_model()

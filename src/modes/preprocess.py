@@ -212,8 +212,9 @@ def load_cache_encoder_state(cache: Cache, encoder: Any) -> None:
 
 
 def ensure_cache(c: Config, reuse: Optional[bool] = None, encoder_state: Optional[Path] = None,
-                 log: Callable[[str], None] = print) -> BuildResult:
-    """The complete cache for `c`: reused when `skip_preprocessing_if_cached` and intact, else built."""
+                 log: Callable[[str], None] = print, allow_build: bool = True) -> BuildResult:
+    """The complete cache for `c`: reused when `skip_preprocessing_if_cached` and intact, else built
+    (unless `allow_build` is off: then a missing cache is a UserError)."""
     if c.tiny_assets_dir:
         from src.assets import ensure_tiny_assets
 
@@ -233,8 +234,9 @@ def ensure_cache(c: Config, reuse: Optional[bool] = None, encoder_state: Optiona
     return build_cache(
         Path(c.preprocess_cache_dir), fingerprint_parts(c, cols, encoder_state),
         lambda: {col: load_collection(dspec, col) for col in cols}, load_model, cache_spec(c),
-        reuse=c.skip_preprocessing_if_cached if reuse is None else reuse,
-        progress=console_progress(use_rich=c.use_tui), log=log, before_commit=before_commit)
+        reuse=(c.skip_preprocessing_if_cached or not allow_build) if reuse is None else reuse,
+        progress=console_progress(use_rich=c.use_tui), log=log, before_commit=before_commit,
+        allow_build=allow_build)
 
 
 def run(config: Config, options: ModeOptions) -> int:

@@ -135,7 +135,7 @@ def run(config: Config, options: ModeOptions, *, stop_after_steps: Optional[int]
     display = make_progress_display(config.use_tui, accelerator.is_main_process)
     try:
         with accelerator.main_process_first():  # rank 0 builds the cache, the others then reuse it
-            cache = ensure_cache(config, log=display.message).cache
+            cache = ensure_cache(config, log=display.message, allow_build=config.run_preprocessing).cache
         fingerprint = checkpoint_fingerprint(config)
         resume = resolve_resume(options.resume, config, fingerprint, display.message)
         model = build_model(model_spec(config, device=str(accelerator.device)), seed=config.seed)

@@ -107,3 +107,14 @@ def test_stage_rows_apply_each_stage_caps(tiny_root, tmp_path):
     assert len(stage2) == 30 and len(stage1) <= 60
     assert (pre.sources[stage1] == pre.source_names.index("arxiv")).sum() == 5
     assert len(stage_rows(config, cache.split("dialogue", "validation"), "finetune_middle")) == 24
+
+
+def test_without_run_preprocessing_a_missing_cache_is_a_clear_error(tiny_root, tmp_path):
+    from src.errors import UserError
+
+    config = _config(tiny_root, tmp_path)
+    with pytest.raises(UserError, match="run_preprocessing is off"):
+        ensure_cache(config, log=lambda m: None, allow_build=False)
+    ensure_cache(config, log=lambda m: None)
+    reused = ensure_cache(config.replace(skip_preprocessing_if_cached=False), log=lambda m: None, allow_build=False)
+    assert reused.reused
