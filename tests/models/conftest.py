@@ -14,21 +14,11 @@ from src.models.bridge import LatentBridge, build_model
 from src.models.specs import AdapterSpec, DecoderSpec, EncoderSpec, MiddleSpec, ModelSpec, RuntimeSpec
 
 DIM, K, P = 32, 4, 6
-LM_STEPS = 10  # a short decoder warm-up: exercises the path, keeps the session fast
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny ops only lose from threads: on a busy 2-core machine two threads made them 10-20x slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="session")
-def tiny_assets(tmp_path_factory: pytest.TempPathFactory) -> TinyAssets:
-    return ensure_tiny_assets(tmp_path_factory.mktemp("tiny"), seed=0, lm_steps=LM_STEPS)
+def tiny_assets(tiny_root: Path) -> TinyAssets:
+    return ensure_tiny_assets(tiny_root, seed=0)  # built once by tests/conftest.py: returns the paths
 
 
 def tiny_spec(assets: TinyAssets, **sections: dict[str, Any]) -> ModelSpec:

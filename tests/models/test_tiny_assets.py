@@ -2,8 +2,8 @@ import hashlib
 
 from src.assets import ensure_tiny_assets
 from src.models.tiny import decoder_tokenizer, encoder_tokenizer
-from tests.models.conftest import LM_STEPS
 
+LM_STEPS = 10  # a short decoder warm-up: exercises the path, keeps the test fast
 TEXTS = ["Anna: lunch at one? Ben: sure.", "The town of Arden lies in the northern valley."] * 20
 
 
@@ -29,13 +29,13 @@ def test_tokenizers_carry_the_special_tokens():
     assert dec.decode(dec("Anna", add_special_tokens=False)["input_ids"]) == "Anna"
 
 
-def test_assets_are_deterministic_and_idempotent(tiny_assets, tmp_path):
-    other = ensure_tiny_assets(tmp_path, seed=0, lm_steps=LM_STEPS)
-    for a, b in [(tiny_assets.encoder_dir, other.encoder_dir), (tiny_assets.decoder_dir, other.decoder_dir),
-                 (tiny_assets.data_dir, other.data_dir)]:
+def test_assets_are_deterministic_and_idempotent(tmp_path):
+    one = ensure_tiny_assets(tmp_path / "one", seed=0, lm_steps=LM_STEPS)
+    two = ensure_tiny_assets(tmp_path / "two", seed=0, lm_steps=LM_STEPS)
+    for a, b in [(one.encoder_dir, two.encoder_dir), (one.decoder_dir, two.decoder_dir), (one.data_dir, two.data_dir)]:
         assert _digest(a) == _digest(b)
     before = {p: p.stat().st_mtime_ns for p in tmp_path.rglob("*")}
-    ensure_tiny_assets(tmp_path, seed=0, lm_steps=LM_STEPS)
+    ensure_tiny_assets(tmp_path / "two", seed=0, lm_steps=LM_STEPS)
     assert {p: p.stat().st_mtime_ns for p in tmp_path.rglob("*")} == before
     assert not [p for p in tmp_path.rglob("*tmp-*")]
 

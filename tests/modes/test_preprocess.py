@@ -12,11 +12,9 @@ from tests.factories import tiny_config
 
 
 @pytest.fixture(scope="session")
-def tiny_root(tmp_path_factory) -> Path:
-    from src.assets import ensure_tiny_assets
-
-    root = tmp_path_factory.mktemp("tiny_pre")
-    ensure_tiny_assets(root, seed=0)
+def small_root(tiny_root: Path) -> Path:
+    """The shared tiny assets plus a cut-down corpus beside them."""
+    root = tiny_root
     # a cut-down copy of the corpus keeps each build to seconds: 96/24/24 dialogues, 120 documents a source
     sizes = {"train": 96, "validation": 24, "test": 24, "wikitext": 120, "arxiv": 120, "english": 120}
     for path in (root / "data").rglob("*.jsonl"):
@@ -36,8 +34,8 @@ def _config(root: Path, tmp: Path, **overrides):
         use_tui=False, **overrides)
 
 
-def test_preprocess_mode_builds_then_reuses(tiny_root, tmp_path, capsys):
-    config = _config(tiny_root, tmp_path)
+def test_preprocess_mode_builds_then_reuses(small_root, tmp_path, capsys):
+    config = _config(small_root, tmp_path)
     assert run(config, ModeOptions()) == 0
     assert "Cache built" in capsys.readouterr().out
     assert run(config, ModeOptions()) == 0
@@ -48,11 +46,11 @@ def test_preprocess_mode_builds_then_reuses(tiny_root, tmp_path, capsys):
     assert (cache.folder / "encoder_state.safetensors").exists()
 
 
-def test_cached_records_match_the_model(tiny_root, tmp_path):
+def test_cached_records_match_the_model(small_root, tmp_path):
     from src.models.bridge import build_model
     from src.modes.specs import model_spec
 
-    config = _config(tiny_root, tmp_path, cache_store_text=True, cache_store_input_ids=True)
+    config = _config(small_root, tmp_path, cache_store_text=True, cache_store_input_ids=True)
     cache = ensure_cache(config, log=lambda m: None).cache
     model = build_model(model_spec(config, "cpu"), seed=config.seed).eval()
     from safetensors.torch import load_file
@@ -78,10 +76,10 @@ def test_cached_records_match_the_model(tiny_root, tmp_path):
     assert split.pad_token_id == model.decoder.pad_id
 
 
-def test_batch_size_does_not_change_the_cache_but_fields_do(tiny_root, tmp_path):
-    base = ensure_cache(_config(tiny_root, tmp_path), log=lambda m: None).cache
-    same = ensure_cache(_config(tiny_root, tmp_path, preprocess_batch_size=7), log=lambda m: None)
-    other = ensure_cache(_config(tiny_root, tmp_path, cache_store_text=True), log=lambda m: None)
+def test_batch_size_does_not_change_the_cache_but_fields_do(small_root, tmp_path):
+    base = ensure_cache(_config(small_root, tmp_path), log=lambda m: None).cache
+    same = ensure_cache(_config(small_root, tmp_path, preprocess_batch_size=7), log=lambda m: None)
+    other = ensure_cache(_config(small_root, tmp_path, cache_store_text=True), log=lambda m: None)
     assert same.reused and same.cache.folder == base.folder
     assert not other.reused and other.cache.folder != base.folder
 
@@ -98,8 +96,8 @@ def test_caps_map_to_the_largest_stage_need(tmp_path):
     assert cache_spec(config).int8 is config.cache_store_embeddings_int8
 
 
-def test_stage_rows_apply_each_stage_caps(tiny_root, tmp_path):
-    config = _config(tiny_root, tmp_path, pretrain_middle_max_samples_arxiv=5)
+def test_stage_rows_apply_each_stage_caps(small_root, tmp_path):
+    config = _config(small_root, tmp_path, pretrain_middle_max_samples_arxiv=5)
     cache = ensure_cache(config, log=lambda m: None).cache
     pre = cache.split("pretrain", "train")
     stage1 = stage_rows(config, pre, "pretrain_middle")
@@ -109,10 +107,10 @@ def test_stage_rows_apply_each_stage_caps(tiny_root, tmp_path):
     assert len(stage_rows(config, cache.split("dialogue", "validation"), "finetune_middle")) == 24
 
 
-def test_without_run_preprocessing_a_missing_cache_is_a_clear_error(tiny_root, tmp_path):
+def test_without_run_preprocessing_a_missing_cache_is_a_clear_error(small_root, tmp_path):
     from src.errors import UserError
 
-    config = _config(tiny_root, tmp_path)
+    config = _config(small_root, tmp_path)
     with pytest.raises(UserError, match="run_preprocessing is off"):
         ensure_cache(config, log=lambda m: None, allow_build=False)
     ensure_cache(config, log=lambda m: None)

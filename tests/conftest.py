@@ -1,0 +1,28 @@
+"""Suite-wide fixtures: one torch thread, and the tiny assets (corpus, tokenizer, models) built once."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+
+@pytest.fixture(scope="session", autouse=True)
+def one_torch_thread():
+    """Tiny ops only lose from threads: on a busy 2-core machine two threads made them 10-20x slower."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="session")
+def tiny_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny preset's bundled corpus and models (src.assets), built once per test session."""
+    from src.assets import ensure_tiny_assets
+
+    root = tmp_path_factory.mktemp("tiny")
+    ensure_tiny_assets(root, seed=0)
+    return root
