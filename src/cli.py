@@ -124,7 +124,10 @@ def _run(**kwargs: Any) -> None:
     try:
         resolved = resolve_config(preset, files, cli_values=cli_values)
         options = ModeOptions(sources=resolved.sources, **_plain(mode_options))
-        code = _load_mode(mode).run(resolved.config, options)
+        module = _load_mode(mode)
+        if mode is not Mode.config:
+            _set_torch_threads(resolved.config.torch_num_threads)
+        code = module.run(resolved.config, options)
     except UserError as error:
         typer.echo(f"Error: {error}", err=True)
         raise typer.Exit(error.exit_code) from None
@@ -132,6 +135,13 @@ def _run(**kwargs: Any) -> None:
         typer.echo("Interrupted.", err=True)
         raise typer.Exit(130) from None
     raise typer.Exit(code)
+
+
+def _set_torch_threads(threads: Optional[int]) -> None:
+    if threads is not None:
+        import torch
+
+        torch.set_num_threads(threads)
 
 
 def _plain(options: dict[str, Any]) -> dict[str, Any]:

@@ -251,3 +251,24 @@ def test_user_error_in_a_real_process_has_no_traceback():
     assert run.returncode == 2
     assert "top_k = -1 (from command line)" in run.stderr
     assert "Traceback" not in run.stderr
+
+
+def test_torch_num_threads_is_applied_before_the_mode_runs(monkeypatch):
+    import importlib.machinery
+    import types
+
+    import torch
+
+    seen = {}
+    fake = types.ModuleType("fake_mode")
+    fake.__spec__ = importlib.machinery.ModuleSpec("fake_mode", None)
+    fake.run = lambda config, options: seen.setdefault("threads", torch.get_num_threads()) and 0
+    monkeypatch.setitem(sys.modules, "fake_mode", fake)
+    monkeypatch.setitem(cli.MODE_MODULES, cli.Mode.doctor, "fake_mode")
+    before = torch.get_num_threads()
+    try:
+        result = invoke(["--mode", "doctor", "--torch-num-threads", "3"])
+    finally:
+        torch.set_num_threads(before)
+    assert result.exit_code == 0, result.output
+    assert seen["threads"] == 3
