@@ -19,7 +19,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 ROUGE = ("rouge1", "rouge2", "rougeL", "rougeLsum")
-LABELS = {"latent": "latent pipeline", "reconstruction": "reconstruction from gold summary latents (ceiling)",
+LABELS = {"latent": "latent pipeline", "reconstruction": "gold summary latents -> adapter -> decoder",
           "constant": "constant baseline", "direct": "direct baseline (decoder fine-tuned on dialogue text)"}
 
 
@@ -27,6 +27,16 @@ def main_py(*args: str) -> float:
     start = time.perf_counter()
     subprocess.run([sys.executable, str(ROOT / "main.py"), *args], cwd=ROOT, check=True)
     return time.perf_counter() - start
+
+
+def asset_flags(root: Path) -> list[str]:
+    """Point every model and data field at `root` and never rebuild it (tiny_assets_dir none)."""
+    pretrain = root / "data" / "pretrain"
+    return ["--tiny-assets-dir", "none", "--modernbert-model", str(root / "models" / "modernbert"),
+            "--gpt2-model", str(root / "models" / "gemma3"), "--dataset-name", str(root / "data" / "samsum"),
+            "--wikitext-dataset", str(pretrain / "wikitext.jsonl"), "--arxiv-dataset", str(pretrain / "arxiv.jsonl"),
+            "--english-pretrain-dataset", str(pretrain / "english.jsonl"),
+            "--preprocess-cache-dir", str(root / "preprocessed")]
 
 
 def markdown(report: dict) -> str:
@@ -51,10 +61,13 @@ def main() -> None:
     parser.add_argument("--preset", default="tiny")
     parser.add_argument("--skip-train", action="store_true")
     parser.add_argument("--no-baselines", action="store_true")
+    parser.add_argument("--assets", type=Path, help="a frozen copy of the tiny assets (models/, data/) to use instead "
+                        "of rebuilding cache/tiny: runs compared with each other must share the same backbones")
     parser.add_argument("extra", nargs="*", help="flags passed to both train and eval (after --)")
     a = parser.parse_args()
     run = a.run_dir.resolve()
-    common = ["--preset", a.preset, "--checkpoint-dir", str(run / "ck"), "--output-dir", str(run / "runs"), *a.extra]
+    common = ["--preset", a.preset, "--checkpoint-dir", str(run / "ck"), "--output-dir", str(run / "runs"),
+              *(asset_flags(a.assets.resolve()) if a.assets else []), *a.extra]
     timings = {}
     if not a.skip_train:
         timings["train_s"] = main_py("--mode", "train", "--no-use-tui", *common)

@@ -4,8 +4,12 @@ One pass over the pairs in batches measures, for each batch:
 
     latents(dialogue) --middle--> predicted latents    vs latents(summary):  latent metrics
     predicted latents (cut at the stop latent) --adapter--> prefix --decoder--> text   ROUGE "latent"
-    latents(summary) --adapter--> prefix --decoder--> text     ROUGE "reconstruction" (the ceiling:
-                                                               what the adapter+decoder make of perfect latents)
+    latents(summary) --adapter--> prefix --decoder--> text     ROUGE "reconstruction": what the adapter and
+                                                               decoder make of perfect latents; the ceiling of
+                                                               the latent path when the adapter was trained on
+                                                               gold latents (stage 2, phase1); after stage 4 has
+                                                               tuned the adapter to the middle's outputs it can
+                                                               score below the latent path
     decoder loss of the reference summary with the true prefix vs a prefix shuffled within the batch
                                                                (prefix use; from both prefixes above)
 

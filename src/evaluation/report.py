@@ -30,7 +30,7 @@ REPORT_KIND = "latentbridge-eval"
 REPORT_VERSION = 1
 SYSTEM_LABELS = {
     "latent": "latent pipeline",
-    "reconstruction": "reconstruction from gold latents (ceiling)",
+    "reconstruction": "gold summary latents -> adapter -> decoder",
     "constant": "constant baseline",
     "direct": "direct baseline (no bottleneck)",
 }

@@ -11,7 +11,6 @@ from pathlib import Path
 import pytest
 import torch
 
-from src.assets import ensure_tiny_assets
 from src.config import Config
 from tests.factories import tiny_config
 
@@ -49,10 +48,9 @@ def write_handoff(config: Config, model=None, seed: int = 0, stage: str = "init"
 
 
 @pytest.fixture(scope="session")
-def tiny_assets_root(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("tiny_assets")
-    ensure_tiny_assets(root, seed=0)
-    return root
+def tiny_assets_root(tiny_root) -> Path:
+    """The suite's tiny assets (tests/conftest.py builds them once per session)."""
+    return tiny_root
 
 
 @pytest.fixture(scope="session")
