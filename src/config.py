@@ -457,13 +457,14 @@ PRESETS: dict[str, dict[str, Any]] = {
         "preprocess_batch_size": 64,
         "pretrain_middle_epochs": 3,
         "pretrain_adapter_epochs": 3,
-        "finetune_middle_epochs": 3,
+        "finetune_middle_epochs": 10,  # cheap stage; 3 -> 10 epochs: ROUGE-L 59.1 -> 60.9 (benchmarks.md)
         "finetune_adapter_epochs": 3,
         "pretrain_adapter_max_samples_wikitext": None,
         "pretrain_adapter_max_samples_arxiv": None,
         "output_dir": "runs/tiny",
         "tiny_assets_dir": "cache/tiny",
         "log_every": 5,
+        "decoder_unfrozen_layers": 2,  # frozen tiny decoder: ROUGE-L 46.6, two layers trained: 59.1
     },
 }
 
