@@ -108,6 +108,16 @@ def load_state(model: Any, state: Mapping[str, Any], path: Path) -> None:
                     f"unexpected {unexpected[:4]}. The checkpoint was written by an incompatible model.")
 
 
+def _ensure_same_backbones(path: Path, found: str, saved: Config) -> None:
+    """Refuse a model file whose backbone folders changed since training (the fingerprint hashes them)."""
+    from src.modes.train import checkpoint_fingerprint
+    from src.training.checkpoint import load_model_file
+
+    expected = checkpoint_fingerprint(saved)
+    if expected.digest != found:
+        load_model_file(path, expected)  # reads again only to raise its error naming what differs
+
+
 def load_handoff(given: Config, checkpoint: Optional[Path] = None, sources: Optional[Mapping[str, str]] = None,
                  device: Optional[str] = None) -> LoadedModel:
     """The hand-off model (or `checkpoint`) ready for inference, and its config with the sampling overrides."""
@@ -125,6 +135,7 @@ def load_handoff(given: Config, checkpoint: Optional[Path] = None, sources: Opti
         print(f"Note: using the checkpoint's own values for {', '.join(ignored)} (only "
               f"{', '.join(SAMPLING_FIELDS)} can change after training).", file=sys.stderr)
     _ensure_backbones(saved)
+    _ensure_same_backbones(path, loaded.fingerprint, saved)
 
     from src.models.bridge import build_model
     from src.modes.specs import model_spec

@@ -97,7 +97,7 @@ def stage_rows(c: Config, split, stage: str):
 # --- fingerprint -----------------------------------------------------------------------------
 
 
-def _model_dir(name: str) -> Optional[Path]:
+def model_dir(name: str) -> Optional[Path]:
     """The local folder of a model: the path itself, or its snapshot in the local hub cache."""
     path = Path(name).expanduser()
     if path.exists():
@@ -130,7 +130,7 @@ def fingerprint_parts(c: Config, collections_: tuple[str, ...], encoder_state: O
     enc = dataclasses.asdict(encoder_spec(c))
     for k in ("unfrozen_layers", "expected_hidden_dim", "hidden_dim_field", "model_field"):
         enc.pop(k, None)
-    enc_dir, dec_dir = _model_dir(c.modernbert_model), _model_dir(c.gpt2_model)
+    enc_dir, dec_dir = model_dir(c.modernbert_model), model_dir(c.gpt2_model)
     rt = runtime_spec(c)
     return {
         "encoder": enc,

@@ -14,7 +14,7 @@ from typing import Any, Callable, Optional
 from src.config import Config
 from src.errors import UserError
 from src.modes import ModeOptions
-from src.training.checkpoint import (ConfigFingerprint, LoadedCheckpoint, config_fingerprint, find_latest,
+from src.training.checkpoint import (ARCHITECTURE_FIELDS, ConfigFingerprint, LoadedCheckpoint, config_fingerprint, find_latest,
                                      load_checkpoint, load_model_file)
 from src.training.stages import BUDGET_KEYS, PIPELINE_STAGES, Stage, StageBudget, plan_stages
 
@@ -22,8 +22,15 @@ BEST_FIELDS = ("pretrain_best_model_filename", "finetune_best_model_filename")
 
 
 def checkpoint_fingerprint(c: Config) -> ConfigFingerprint:
-    """What saved weights must match: checkpoint.ARCHITECTURE_FIELDS of the config."""
-    return config_fingerprint(c.to_dict())
+    """What saved weights must match: checkpoint.ARCHITECTURE_FIELDS of the config, and the content of both
+    backbone folders, since a model file holds only the trainable weights and reads the frozen backbones
+    from their folders (a rebuilt or swapped backbone would silently change a trained model)."""
+    from src.data.cache import hash_path
+    from src.modes.preprocess import model_dir
+
+    backbones = {f"{field}_files": hash_path(folder) if (folder := model_dir(getattr(c, field))) else None
+                 for field in ("modernbert_model", "gpt2_model")}
+    return config_fingerprint({**c.to_dict(), **backbones}, (*ARCHITECTURE_FIELDS, *backbones))
 
 
 def stage_budgets(c: Config) -> dict[str, StageBudget]:

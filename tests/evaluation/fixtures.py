@@ -36,14 +36,15 @@ def write_handoff(config: Config, model=None, seed: int = 0, stage: str = "init"
     """Save `model` (default: a fresh tiny model for `config`) as the hand-off model file of `config`."""
     from src.models.bridge import build_model
     from src.modes.specs import model_spec
-    from src.training.checkpoint import config_fingerprint, write_model_file
+    from src.modes.train import checkpoint_fingerprint
+    from src.training.checkpoint import write_model_file
 
     if model is None:
         torch.manual_seed(seed)
         model = build_model(model_spec(config))
     values = config.to_dict()
     path = Path(config.checkpoint_dir) / config.handoff_best_model_filename
-    return write_model_file(path, model.trainable_state_dict(), config=values, fingerprint=config_fingerprint(values),
+    return write_model_file(path, model.trainable_state_dict(), config=values, fingerprint=checkpoint_fingerprint(config),
                             step=0, stage=stage)
 
 

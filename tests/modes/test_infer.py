@@ -145,3 +145,17 @@ def test_no_input_at_all_is_a_user_error(handoff):
             infer.run(handoff.config, ModeOptions(checkpoint=handoff.path))
     finally:
         sys.stdin = saved
+
+
+def test_a_changed_backbone_folder_is_refused(handoff, tmp_path):
+    import shutil
+
+    copy = tmp_path / "assets"
+    shutil.copytree(Path(handoff.config.tiny_assets_dir) / "models", copy / "models")
+    moved = assets_config(copy, checkpoint_dir=str(tmp_path / "ck"), max_generation_length=8)
+    path = write_handoff(moved)
+    assert run_cli(["--preset", "tiny", "--checkpoint", str(path), "--text", "Anna: hi"]).exit_code == 0
+    config_file = copy / "models" / "gemma3" / "config.json"
+    config_file.write_text(config_file.read_text() + "\n")  # any change to the folder's content counts
+    err = _error(run_cli(["--preset", "tiny", "--checkpoint", str(path), "--text", "Anna: hi"]))
+    assert "gpt2_model_files" in err and "incompatible" in err
