@@ -26,6 +26,7 @@ from src.config import (
     field_types,
     is_optional,
 )
+from src.atomic import write_text_atomic
 from src.errors import UserError
 
 ENV_PREFIX = "LATENTBRIDGE_"
@@ -184,11 +185,8 @@ def write_config_file(config: Config, path: str) -> None:
     """Write the config as JSON or YAML (by extension), atomically, loadable with --config."""
     file = Path(path)
     text = format_config(config, "yaml" if file.suffix.lower() in (".yaml", ".yml") else "json")
-    tmp = file.with_name(file.name + ".tmp")
     try:
-        file.parent.mkdir(parents=True, exist_ok=True)
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, file)
+        write_text_atomic(file, text)
     except OSError as error:
         raise UserError(f"Cannot write the config to {path} (--save-config): {error.strerror}.") from None
 

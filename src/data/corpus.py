@@ -13,9 +13,10 @@ vocabulary stays small enough for a tiny model to learn. Output is byte-identica
 from __future__ import annotations
 
 import json
-import os
 import random
 from pathlib import Path
+
+from src.atomic import write_text_atomic
 
 SPLIT_SIZES = {"train": 2000, "validation": 200, "test": 200}
 PRETRAIN_SIZES = {"wikitext": 1200, "arxiv": 1200, "english": 1200}
@@ -293,14 +294,7 @@ def corpus_paths(root: Path) -> dict[str, Path]:
 
 
 def _write_jsonl_atomic(path: Path, rows: list[dict[str, str]]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    data = "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows).encode("utf-8")
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    write_text_atomic(path, "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows))
 
 
 def write_corpus(root: Path, seed: int = 0) -> None:

@@ -12,12 +12,12 @@ Outputs: standard output gets one summary per line (newlines inside a summary be
 from __future__ import annotations
 
 import json
-import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Iterable, Optional, Sequence
 
+from src.atomic import write_text_atomic
 from src.errors import UserError
 
 TEXT_FIELDS = ("dialogue", "text")
@@ -113,10 +113,7 @@ def write_json(path: Path, obj: dict, what: str = "--output-file") -> None:
 
 
 def _write_atomic(path: Path, text: str, what: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, path)
+        write_text_atomic(path, text)
     except OSError as error:
         raise UserError(f"Cannot write {path} ({what}): {error.strerror or error}.") from None

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
+
+from src.atomic import write_text_atomic
 
 METRICS_FILE = "metrics.jsonl"
 SUMMARY_FILE = "summary.json"
@@ -104,13 +105,7 @@ class MetricsWriter:
         if nonfinite:
             clean["nonfinite"] = nonfinite
         path = self.run_dir / SUMMARY_FILE
-        tmp = path.with_name(path.name + ".tmp")
-        with open(tmp, "w", encoding="utf-8") as f:
-            json.dump(clean, f, indent=2, allow_nan=False, default=str)
-            f.write("\n")
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
+        write_text_atomic(path, json.dumps(clean, indent=2, allow_nan=False, default=str) + "\n")
         return path
 
     def close(self) -> None:
