@@ -171,6 +171,8 @@ def generate_direct(model: Any, tokenizer: Any, texts: Sequence[str], sampling: 
     `SamplingSpec`, cut at the first stop id (the latent path's decoding rules)."""
     import torch
 
+    from src.models.decoder import sampling_kwargs
+
     frame = _framing(model, tokenizer, name)
     model.to(device).eval()
     out: list[str] = []
@@ -181,12 +183,7 @@ def generate_direct(model: Any, tokenizer: Any, texts: Sequence[str], sampling: 
         mask = torch.zeros((len(prompts), width), dtype=torch.long)
         for i, p in enumerate(prompts):  # left padding: generation continues every row at its end
             ids[i, width - len(p):], mask[i, width - len(p):] = torch.tensor(p), 1
-        kwargs: dict[str, Any] = {"do_sample": sampling.do_sample}
-        if sampling.do_sample:
-            kwargs.update(temperature=sampling.temperature, top_p=sampling.top_p,
-                          top_k=sampling.top_k if sampling.top_k > 0 else None)
-        else:
-            kwargs.update(temperature=None, top_p=None, top_k=None)
+        kwargs = sampling_kwargs(sampling)
         with torch.no_grad():
             gen = model.generate(input_ids=ids.to(device), attention_mask=mask.to(device),
                                  max_new_tokens=sampling.max_new_tokens, eos_token_id=frame.stop_ids,

@@ -54,6 +54,14 @@ def target_token_ids(tokenizer: Any, text: str, max_len: int, end_id: int) -> li
     return tokenizer(text, add_special_tokens=False)["input_ids"][: max_len - 1] + [end_id]
 
 
+
+def sampling_kwargs(sampling: SamplingSpec) -> dict[str, Any]:
+    """`generate()` keyword arguments for `sampling`; greedy decoding clears the model's own sampling defaults."""
+    if not sampling.do_sample:
+        return {"do_sample": False, "temperature": None, "top_p": None, "top_k": None}
+    return {"do_sample": True, "temperature": sampling.temperature, "top_p": sampling.top_p,
+            "top_k": sampling.top_k if sampling.top_k > 0 else None}
+
 class Decoder(nn.Module):
     def __init__(self, model: nn.Module, tokenizer: Any, spec: DecoderSpec) -> None:
         super().__init__()
@@ -169,12 +177,7 @@ class Decoder(nn.Module):
         """Token ids generated after the prefix, one list per row, cut before the first stop id."""
         embeds = self._framed(prefix)
         attn = torch.ones(embeds.shape[:2], dtype=torch.long, device=embeds.device)
-        kwargs: dict[str, Any] = {"do_sample": sampling.do_sample}
-        if sampling.do_sample:
-            kwargs.update(temperature=sampling.temperature, top_p=sampling.top_p,
-                          top_k=sampling.top_k if sampling.top_k > 0 else None)
-        else:
-            kwargs.update(temperature=None, top_p=None, top_k=None)
+        kwargs = sampling_kwargs(sampling)
         out = self.model.generate(inputs_embeds=embeds, attention_mask=attn, max_new_tokens=sampling.max_new_tokens,
                                   eos_token_id=self.stop_ids, pad_token_id=self.pad_id, **kwargs)
         rows = []
