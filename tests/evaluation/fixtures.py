@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from src.config import Config
-from tests.factories import tiny_config
+from tests.factories import assets_config
 
 __all__ = ["Handoff", "handoff", "tiny_assets_root", "write_handoff", "assets_config"]
 
@@ -21,15 +21,6 @@ __all__ = ["Handoff", "handoff", "tiny_assets_root", "write_handoff", "assets_co
 class Handoff:
     config: Config  # the config saved in the file (paths into the temporary folder)
     path: Path      # checkpoint_dir / handoff_best_model_filename
-
-
-def assets_config(root: Path, **overrides) -> Config:
-    """The tiny preset pointed at assets under `root` (absolute paths: tests never depend on the cwd)."""
-    return tiny_config(modernbert_model=str(root / "models" / "modernbert"), gpt2_model=str(root / "models" / "gemma3"),
-                       dataset_name=str(root / "data" / "samsum"), tiny_assets_dir=str(root),
-                       wikitext_dataset=str(root / "data" / "pretrain" / "wikitext.jsonl"),
-                       arxiv_dataset=str(root / "data" / "pretrain" / "arxiv.jsonl"),
-                       english_pretrain_dataset=str(root / "data" / "pretrain" / "english.jsonl"), **overrides)
 
 
 def write_handoff(config: Config, model=None, seed: int = 0, stage: str = "init") -> Path:

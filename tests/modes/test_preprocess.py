@@ -8,7 +8,7 @@ import torch
 
 from src.modes import ModeOptions
 from src.modes.preprocess import (cache_spec, data_spec, ensure_cache, load_cache_encoder_state, run, stage_rows)
-from tests.factories import tiny_config
+from tests.factories import assets_config, tiny_config
 
 
 @pytest.fixture(scope="session")
@@ -25,13 +25,12 @@ def small_root(tiny_root: Path) -> Path:
 
 
 def _config(root: Path, tmp: Path, **overrides):
-    return tiny_config(
-        tiny_assets_dir=str(root), modernbert_model=str(root / "models/modernbert"),
-        gpt2_model=str(root / "models/gemma3"), dataset_name=str(root / "small/samsum"),
-        wikitext_dataset=str(root / "small/pretrain/wikitext.jsonl"), arxiv_dataset=str(root / "small/pretrain/arxiv.jsonl"),
-        english_pretrain_dataset=str(root / "small/pretrain/english.jsonl"), preprocess_cache_dir=str(tmp / "cache"),
-        max_train_samples=48, pretrain_middle_max_samples=60, pretrain_adapter_max_samples=30,
-        use_tui=False, **overrides)
+    small = root / "small"
+    return assets_config(
+        root, dataset_name=str(small / "samsum"), wikitext_dataset=str(small / "pretrain/wikitext.jsonl"),
+        arxiv_dataset=str(small / "pretrain/arxiv.jsonl"), english_pretrain_dataset=str(small / "pretrain/english.jsonl"),
+        preprocess_cache_dir=str(tmp / "cache"), max_train_samples=48, pretrain_middle_max_samples=60,
+        pretrain_adapter_max_samples=30, use_tui=False, **overrides)
 
 
 def test_preprocess_mode_builds_then_reuses(small_root, tmp_path, capsys):

@@ -11,19 +11,16 @@ from src.errors import UserError
 from src.modes import ModeOptions
 from src.modes.train import checkpoint_fingerprint, plan, run
 from src.training.checkpoint import find_latest, load_model_file
-from tests.factories import tiny_config
+from tests.factories import assets_config
 
 
 def config(root: Path, tmp: Path, **overrides):
-    return tiny_config(
-        tiny_assets_dir=str(root), modernbert_model=str(root / "models/modernbert"),
-        gpt2_model=str(root / "models/gemma3"), dataset_name=str(root / "data/samsum"),
-        wikitext_dataset=str(root / "data/pretrain/wikitext.jsonl"), arxiv_dataset=str(root / "data/pretrain/arxiv.jsonl"),
-        english_pretrain_dataset=str(root / "data/pretrain/english.jsonl"), preprocess_cache_dir=str(tmp / "cache"),
-        checkpoint_dir=str(tmp / "ckpt"), output_dir=str(tmp / "run"), max_train_samples=32,
-        pretrain_middle_max_samples=32, pretrain_adapter_max_samples=32, batch_size=8, save_every=3, log_every=2,
-        pretrain_middle_epochs=1, pretrain_adapter_epochs=1, finetune_middle_epochs=1, finetune_adapter_epochs=1,
-        use_tui=False, **overrides)
+    """Four one-epoch stages over 32 examples in batches of 8: 16 steps."""
+    return assets_config(
+        root, preprocess_cache_dir=str(tmp / "cache"), checkpoint_dir=str(tmp / "ckpt"), output_dir=str(tmp / "run"),
+        max_train_samples=32, pretrain_middle_max_samples=32, pretrain_adapter_max_samples=32, batch_size=8,
+        save_every=3, log_every=2, pretrain_middle_epochs=1, pretrain_adapter_epochs=1, finetune_middle_epochs=1,
+        finetune_adapter_epochs=1, use_tui=False, **overrides)
 
 
 def test_train_stop_then_resume_auto_then_handoff(tiny_root, tmp_path, capsys):
