@@ -20,6 +20,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from src.data.cache import CacheSplit
+from src.data.preprocess import pad_sequences
 
 
 def select_indices(split: CacheSplit, total_cap: Optional[int] = None,
@@ -83,12 +84,7 @@ def _pad_latents(items: list[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def _pad_ids(items: list[np.ndarray], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
-    width = max(1, max(len(x) for x in items))
-    ids = np.full((len(items), width), pad_id, dtype=np.int64)
-    mask = np.zeros((len(items), width), dtype=np.int64)
-    for r, x in enumerate(items):
-        ids[r, : len(x)] = x
-        mask[r, : len(x)] = 1
+    ids, mask = pad_sequences(items, pad_id)
     return torch.from_numpy(ids), torch.from_numpy(mask)
 
 

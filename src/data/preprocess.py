@@ -85,7 +85,8 @@ def pad_token_id(tokenizer) -> int:
     return 0
 
 
-def _pad(seqs: Sequence[Sequence[int]], pad_id: int) -> tuple[np.ndarray, np.ndarray]:
+def pad_sequences(seqs: Sequence[Sequence[int]], pad_id: int) -> tuple[np.ndarray, np.ndarray]:
+    """Right-padded (ids, mask), both (N, longest) int64; at least one column."""
     width = max(1, max(len(s) for s in seqs))
     ids = np.full((len(seqs), width), pad_id, dtype=np.int64)
     mask = np.zeros((len(seqs), width), dtype=np.int64)
@@ -113,7 +114,7 @@ def encode_batched(encode: EncodeFn, seqs: Sequence[Sequence[int]], pad_id: int,
     with torch.inference_mode():
         for start in range(0, len(order), batch_size):
             idx = order[start:start + batch_size]
-            ids, mask = _pad([seqs[i] for i in idx], pad_id)
+            ids, mask = pad_sequences([seqs[i] for i in idx], pad_id)
             result = encode(torch.from_numpy(ids), torch.from_numpy(mask))
             latents, lmask = result if isinstance(result, tuple) else (result, None)
             latents = latents.detach().float().cpu().numpy()
