@@ -11,7 +11,6 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import inspect
-import sys
 from enum import Enum
 from pathlib import Path
 from typing import Any, Optional
@@ -193,7 +192,3 @@ def build_app() -> typer.Typer:
 
 def main() -> None:
     build_app()(prog_name="main.py")
-
-
-if __name__ == "__main__":
-    sys.exit(main())
