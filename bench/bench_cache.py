@@ -21,18 +21,18 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from src.data.cache import CacheBuild, open_cache  # noqa: E402
-from src.data.loader import CacheDataset, Collate  # noqa: E402
+from latentbridge.data.cache import CacheBuild, open_cache  # noqa: E402
+from latentbridge.data.loader import CacheDataset, Collate  # noqa: E402
 
 BATCH = 256
 
 
 def build_synthetic(folder: Path, n: int, k: int, d: int, int8: bool, fmt: str, seed: int = 0) -> Path:
     """A cache of n records of (k, d) latents and 16-111 target ids, written through the real writers."""
-    from src.data.preprocess import CacheSpec, Chunk, jsonl_lines, npy_layout, npy_rows
-    from src.data.sources import Example
+    from latentbridge.data.preprocess import CacheSpec, Chunk, jsonl_lines, npy_layout, npy_rows
+    from latentbridge.data.sources import Example
 
     rng = np.random.default_rng(seed)
     spec = CacheSpec(max_target_len=128, int8=int8, format=fmt)
@@ -119,9 +119,9 @@ def bench_preprocess(quick: bool, rounds: int = 3) -> list[tuple[str, str, float
     from transformers import ModernBertConfig, ModernBertModel
     from transformers.utils import logging as hf_logging
 
-    from src.data.corpus import dialogue_rows, pretrain_rows
-    from src.data.preprocess import _tokenize, encode_batched
-    from src.models.encoder import SegmentPoolCompressor
+    from latentbridge.data.corpus import dialogue_rows, pretrain_rows
+    from latentbridge.data.preprocess import _tokenize, encode_batched
+    from latentbridge.models.encoder import SegmentPoolCompressor
 
     hf_logging.set_verbosity_error()
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "data"))

@@ -26,9 +26,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from src.training.checkpoint import AsyncCheckpointer, TrainState, config_fingerprint  # noqa: E402
+from latentbridge.training.checkpoint import AsyncCheckpointer, TrainState, config_fingerprint  # noqa: E402
 
 
 def build_state(params_m: float, device: str) -> tuple[TrainState, int]:

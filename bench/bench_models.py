@@ -19,18 +19,18 @@ import time
 from pathlib import Path
 from typing import Callable
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
-from src.assets import ensure_tiny_assets  # noqa: E402
-from src.models.adapter import PrefixAdapter  # noqa: E402
-from src.models.decoder import Decoder  # noqa: E402
-from src.models.encoder import LatentEncoder  # noqa: E402
-from src.models.memory import published_config  # noqa: E402
-from src.models.middle import MiddleTransformer  # noqa: E402
-from src.models.specs import AdapterSpec, DecoderSpec, EncoderSpec, LossSpec, MiddleSpec, SamplingSpec  # noqa: E402
+from latentbridge.assets import ensure_tiny_assets  # noqa: E402
+from latentbridge.models.adapter import PrefixAdapter  # noqa: E402
+from latentbridge.models.decoder import Decoder  # noqa: E402
+from latentbridge.models.encoder import LatentEncoder  # noqa: E402
+from latentbridge.models.memory import published_config  # noqa: E402
+from latentbridge.models.middle import MiddleTransformer  # noqa: E402
+from latentbridge.models.specs import AdapterSpec, DecoderSpec, EncoderSpec, LossSpec, MiddleSpec, SamplingSpec  # noqa: E402
 
 SIZES = {
     # name: (encoder, decoder, latent_dim, K, prefix_len, batch, input_len, target_len)
@@ -141,9 +141,9 @@ def reconstruction(steps: int, decoder_layers: int, assets_root: Path, n_eval: i
     import json
     import random
 
-    from src.config import preset_config
-    from src.models.bridge import build_model, set_trainable
-    from src.modes.specs import model_spec, sampling_spec
+    from latentbridge.config import preset_config
+    from latentbridge.models.bridge import build_model, set_trainable
+    from latentbridge.modes.specs import model_spec, sampling_spec
 
     assets = ensure_tiny_assets(assets_root, seed=0)
     c = preset_config("tiny", modernbert_model=str(assets.encoder_dir), gpt2_model=str(assets.decoder_dir),

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
+
+SRC = str(Path(__file__).resolve().parents[1] / "src")
+# Subprocesses (`python -c ...`, torchrun) import this checkout's package, not another installed copy.
+os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [SRC, os.environ.get("PYTHONPATH")]))
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -20,8 +25,8 @@ def one_torch_thread():
 
 @pytest.fixture(scope="session")
 def tiny_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The tiny preset's bundled corpus and models (src.assets), built once per test session."""
-    from src.assets import ensure_tiny_assets
+    """The tiny preset's bundled corpus and models (latentbridge.assets), built once per test session."""
+    from latentbridge.assets import ensure_tiny_assets
 
     root = tmp_path_factory.mktemp("tiny")
     ensure_tiny_assets(root, seed=0)

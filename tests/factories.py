@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from src.config import Config, preset_config
+from latentbridge.config import Config, preset_config
 
 
 def tiny_config(**overrides: Any) -> Config:

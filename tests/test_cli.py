@@ -12,9 +12,9 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from src import cli
-from src.config import Config, ConfigError, base_type, field_meta, field_names, field_types
-from src.config_sources import env_var, resolve_config
+from latentbridge import cli
+from latentbridge.config import Config, ConfigError, base_type, field_meta, field_names, field_types
+from latentbridge.config_sources import env_var, resolve_config
 
 ROOT = Path(__file__).resolve().parent.parent
 APP = cli.build_app()
@@ -193,7 +193,7 @@ def test_unknown_flag_suggests_the_field():
 
 
 def test_mode_not_available_yet_exits_2(monkeypatch):
-    monkeypatch.setitem(cli.MODE_MODULES, cli.Mode.infer, "src.modes.not_written_yet")
+    monkeypatch.setitem(cli.MODE_MODULES, cli.Mode.infer, "latentbridge.modes.not_written_yet")
     result = invoke(["--mode", "infer"])
     assert result.exit_code == 2
     assert "not available yet" in result.stderr

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from src.config import STAGES, Config, ConfigError, field_meta, field_names, preset_config
+from latentbridge.config import STAGES, Config, ConfigError, field_meta, field_names, preset_config
 from tests.factories import tiny_config
 
 GOLDEN_FIELDS = Path(__file__).parent / "golden" / "config_fields.txt"

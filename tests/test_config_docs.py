@@ -1,12 +1,12 @@
 """docs/configuration.md is generated from Config and must not go stale."""
 
-from src import config_docs
-from src.config import field_names
+from latentbridge import config_docs
+from latentbridge.config import field_names
 
 
 def test_configuration_docs_are_current():
     assert config_docs.DOCS_PATH.read_text(encoding="utf-8") == config_docs.render(), (
-        "docs/configuration.md is stale: run `python -m src.config_docs`")
+        "docs/configuration.md is stale: run `python -m latentbridge.config_docs`")
 
 
 def test_every_field_has_a_docs_row():

@@ -5,9 +5,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from src.data.corpus import corpus_paths, corpus_texts, write_corpus
-from src.data.preprocess import CacheSpec, Tokenizers
-from src.data.sources import DataSpec, PretrainSource
+from latentbridge.data.corpus import corpus_paths, corpus_texts, write_corpus
+from latentbridge.data.preprocess import CacheSpec, Tokenizers
+from latentbridge.data.sources import DataSpec, PretrainSource
 
 LATENT_DIM, K = 16, 4
 

@@ -10,11 +10,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from src.data.cache import MANIFEST, dequantize_int8, open_cache, quantize_int8, read_manifest
-from src.data.loader import CacheDataset, Collate, make_loader, select_indices
-from src.data.preprocess import build_cache, encode_batched
-from src.data.sources import load_collection
-from src.errors import UserError
+from latentbridge.data.cache import MANIFEST, dequantize_int8, open_cache, quantize_int8, read_manifest
+from latentbridge.data.loader import CacheDataset, Collate, make_loader, select_indices
+from latentbridge.data.preprocess import build_cache, encode_batched
+from latentbridge.data.sources import load_collection
+from latentbridge.errors import UserError
 
 from .conftest import LATENT_DIM, K, FakeEncoder, cache_spec, data_spec, tokenizers
 
@@ -114,8 +114,8 @@ import sys, time
 from pathlib import Path
 sys.path.insert(0, {tests!r})
 from conftest import FakeEncoder, make_tokenizer, data_spec, cache_spec, tokenizers
-from src.data.sources import load_collection
-from src.data.preprocess import build_cache
+from latentbridge.data.sources import load_collection
+from latentbridge.data.preprocess import build_cache
 tok = make_tokenizer()
 inner = FakeEncoder(len(tok))
 def slow(ids, mask):
@@ -297,7 +297,7 @@ def test_truncated_npy_column_is_reported_by_name(tmp_path, small_corpus_dir, to
 
 
 def test_second_builder_of_the_same_cache_keeps_the_first(tmp_path):
-    from src.data.cache import CacheBuild
+    from latentbridge.data.cache import CacheBuild
 
     manifest = {"format": "latentbridge-cache", "version": 1, "fingerprint": "f" * 64, "latent_dtype": "int8",
                 "fields": [], "source_names": ["dialogue"], "latent_dim": 4}

@@ -5,7 +5,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from src.data.corpus import SPLIT_SIZES, corpus_paths, corpus_texts, write_corpus
+from latentbridge.data.corpus import SPLIT_SIZES, corpus_paths, corpus_texts, write_corpus
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -17,7 +17,7 @@ def _read_all(root: Path) -> dict[str, bytes]:
 def test_corpus_is_byte_identical_across_runs(tmp_path):
     write_corpus(tmp_path / "a", seed=0)
     # a separate interpreter, with a different hash seed, must write the same bytes
-    code = "import sys; from pathlib import Path; from src.data.corpus import write_corpus; write_corpus(Path(sys.argv[1]), 0)"
+    code = "import sys; from pathlib import Path; from latentbridge.data.corpus import write_corpus; write_corpus(Path(sys.argv[1]), 0)"
     subprocess.run([sys.executable, "-c", code, str(tmp_path / "b")], check=True, cwd=REPO,
                    env={"PYTHONHASHSEED": "123", "PATH": "/usr/bin:/bin"})
     a, b = _read_all(tmp_path / "a"), _read_all(tmp_path / "b")
@@ -49,7 +49,7 @@ def test_samsum_schema_and_split_sizes(tmp_path):
 
 
 def test_summaries_depend_on_dialogue_content():
-    from src.data.corpus import dialogue_rows
+    from latentbridge.data.corpus import dialogue_rows
 
     train = dialogue_rows(0)["train"]
     # nearly every summary is distinct, and names a speaker of its own dialogue

@@ -2,7 +2,7 @@
 
 import io
 
-from src.data.progress import LineProgress, console_progress
+from latentbridge.data.progress import LineProgress, console_progress
 
 
 def test_plain_lines_when_not_a_terminal():

@@ -4,9 +4,9 @@ import json
 
 import pytest
 
-from src.data.sources import (DataSpec, PretrainSource, load_collection, load_dialogue_split,
+from latentbridge.data.sources import (DataSpec, PretrainSource, load_collection, load_dialogue_split,
                               load_pretrain_source, open_dataset, split_document)
-from src.errors import UserError
+from latentbridge.errors import UserError
 
 from .conftest import data_spec
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from src.config import Config
+from latentbridge.config import Config
 from tests.factories import assets_config
 
 __all__ = ["Handoff", "handoff", "tiny_assets_root", "write_handoff", "assets_config"]
@@ -25,10 +25,10 @@ class Handoff:
 
 def write_handoff(config: Config, model=None, seed: int = 0, stage: str = "init") -> Path:
     """Save `model` (default: a fresh tiny model for `config`) as the hand-off model file of `config`."""
-    from src.models.bridge import build_model
-    from src.modes.specs import model_spec
-    from src.modes.train import checkpoint_fingerprint
-    from src.training.checkpoint import write_model_file
+    from latentbridge.models.bridge import build_model
+    from latentbridge.modes.specs import model_spec
+    from latentbridge.modes.train import checkpoint_fingerprint
+    from latentbridge.training.checkpoint import write_model_file
 
     if model is None:
         torch.manual_seed(seed)

@@ -4,10 +4,10 @@ import json
 
 import pytest
 
-from src.evaluation.baselines import (DirectTraining, adapter_stage_steps, constant_baseline, generate_direct,
+from latentbridge.evaluation.baselines import (DirectTraining, adapter_stage_steps, constant_baseline, generate_direct,
                                       train_direct_baseline)
-from src.evaluation.rouge import mean_rouge_l_against
-from src.models.specs import SamplingSpec
+from latentbridge.evaluation.rouge import mean_rouge_l_against
+from latentbridge.models.specs import SamplingSpec
 from tests.evaluation.fixtures import tiny_assets_root  # noqa: F401
 
 
@@ -35,8 +35,8 @@ def test_adapter_stage_steps_follow_the_schedule():
 
 @pytest.fixture(scope="module")
 def decoder(tiny_assets_root):
-    from src.models.decoder import load_decoder_backbone
-    from src.models.specs import DecoderSpec
+    from latentbridge.models.decoder import load_decoder_backbone
+    from latentbridge.models.specs import DecoderSpec
 
     name = str(tiny_assets_root / "models" / "gemma3")
     model, tok = load_decoder_backbone(DecoderSpec(model=name), "sdpa")

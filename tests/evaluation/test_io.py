@@ -5,8 +5,8 @@ import json
 
 import pytest
 
-from src.errors import UserError
-from src.evaluation.io import read_inputs, write_outputs
+from latentbridge.errors import UserError
+from latentbridge.evaluation.io import read_inputs, write_outputs
 
 
 class _Pipe(io.StringIO):

@@ -4,7 +4,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from src.evaluation.latent_metrics import LatentMetricsAccumulator, latent_metrics
+from latentbridge.evaluation.latent_metrics import LatentMetricsAccumulator, latent_metrics
 
 
 def _latents(b=8, k=4, d=16, seed=0):

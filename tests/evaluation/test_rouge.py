@@ -2,7 +2,7 @@
 
 import pytest
 
-from src.evaluation.rouge import ROUGE_TYPES, mean_rouge_l_against, rouge_scores, scorer_description, split_sentences
+from latentbridge.evaluation.rouge import ROUGE_TYPES, mean_rouge_l_against, rouge_scores, scorer_description, split_sentences
 
 
 def test_identical_texts_score_one_and_disjoint_zero():

@@ -9,9 +9,9 @@ from typing import Any
 import pytest
 import torch
 
-from src.assets import TinyAssets, ensure_tiny_assets
-from src.models.bridge import LatentBridge, build_model
-from src.models.specs import AdapterSpec, DecoderSpec, EncoderSpec, MiddleSpec, ModelSpec, RuntimeSpec
+from latentbridge.assets import TinyAssets, ensure_tiny_assets
+from latentbridge.models.bridge import LatentBridge, build_model
+from latentbridge.models.specs import AdapterSpec, DecoderSpec, EncoderSpec, MiddleSpec, ModelSpec, RuntimeSpec
 
 DIM, K, P = 32, 4, 6
 

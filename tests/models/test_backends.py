@@ -3,9 +3,9 @@ import logging
 import pytest
 import torch
 
-from src.errors import UserError
-from src.models.backends import resolve_attention, resolve_device, resolve_dtype
-from src.models.bridge import build_model
+from latentbridge.errors import UserError
+from latentbridge.models.backends import resolve_attention, resolve_device, resolve_dtype
+from latentbridge.models.bridge import build_model
 from tests.models.conftest import tiny_spec
 
 

@@ -2,9 +2,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from src.models.backends import compile_in_place
-from src.models.middle import MiddleTransformer
-from src.models.specs import MiddleSpec
+from latentbridge.models.backends import compile_in_place
+from latentbridge.models.middle import MiddleTransformer
+from latentbridge.models.specs import MiddleSpec
 
 
 @pytest.mark.slow

@@ -1,8 +1,8 @@
 import pytest
 import torch
 
-from src.models.bridge import set_trainable
-from src.models.specs import SamplingSpec
+from latentbridge.models.bridge import set_trainable
+from latentbridge.models.specs import SamplingSpec
 from tests.models.conftest import DIALOGUES, SUMMARIES, make_model
 
 
@@ -88,7 +88,7 @@ def test_loss_ignores_padded_target_positions(model):
 
 
 def test_chunked_loss_matches_one_chunk_in_value_and_gradient(model, monkeypatch):
-    import src.models.decoder as decoder_module
+    import latentbridge.models.decoder as decoder_module
 
     set_trainable(model, {"adapter"})
     latents = torch.nn.functional.normalize(torch.randn(3, 4, 32), dim=-1)

@@ -1,6 +1,6 @@
 import torch
 
-from src.models.layers import RMSNorm, apply_rope, rope_cos_sin
+from latentbridge.models.layers import RMSNorm, apply_rope, rope_cos_sin
 
 
 def test_rope_scores_depend_only_on_relative_position():

@@ -2,8 +2,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from src.models.middle import MiddleTransformer, init_stop_latent
-from src.models.specs import STOP_LATENT_INITS, LossSpec, MiddleSpec
+from latentbridge.models.middle import MiddleTransformer, init_stop_latent
+from latentbridge.models.specs import STOP_LATENT_INITS, LossSpec, MiddleSpec
 
 SPEC = MiddleSpec(latent_dim=16, latent_seq_len=4, layers=2, num_heads=2, ffn_multiplier=2.0, dropout=0.0)
 

@@ -1,6 +1,6 @@
 import torch
 
-from src.models.encoder import SegmentPoolCompressor
+from latentbridge.models.encoder import SegmentPoolCompressor
 from tests.models.conftest import DIALOGUES, DIM, K, P, SUMMARIES
 
 

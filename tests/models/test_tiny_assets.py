@@ -1,7 +1,7 @@
 import hashlib
 
-from src.assets import ensure_tiny_assets
-from src.models.tiny import decoder_tokenizer, encoder_tokenizer
+from latentbridge.assets import ensure_tiny_assets
+from latentbridge.models.tiny import decoder_tokenizer, encoder_tokenizer
 
 LM_STEPS = 10  # a short decoder warm-up: exercises the path, keeps the test fast
 TEXTS = ["Anna: lunch at one? Ben: sure.", "The town of Arden lies in the northern valley."] * 20
@@ -52,8 +52,8 @@ def test_another_seed_or_warm_up_rebuilds(tmp_path):
 def test_warm_up_teaches_the_decoder_the_corpus_language(tiny_assets):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from src.data.corpus import corpus_texts
-    from src.models.tiny import gemma3_config, pretrain_lm
+    from latentbridge.data.corpus import corpus_texts
+    from latentbridge.models.tiny import gemma3_config, pretrain_lm
 
     tok = AutoTokenizer.from_pretrained(tiny_assets.decoder_dir)
     model = AutoModelForCausalLM.from_config(gemma3_config(len(tok)))

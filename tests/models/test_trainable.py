@@ -1,8 +1,8 @@
 import pytest
 import torch
 
-from src.errors import UserError
-from src.models.bridge import load_trainable, save_trainable, set_trainable
+from latentbridge.errors import UserError
+from latentbridge.models.bridge import load_trainable, save_trainable, set_trainable
 from tests.models.conftest import DIALOGUES, SUMMARIES, make_model
 
 
@@ -105,7 +105,7 @@ def test_gradient_checkpointing_gives_the_same_gradients(tiny_assets):
 
 
 def test_seeded_build_is_reproducible_and_leaves_the_global_rng_alone(tiny_assets):
-    from src.models.bridge import build_model
+    from latentbridge.models.bridge import build_model
     from tests.models.conftest import tiny_spec
 
     torch.manual_seed(123)

@@ -1,7 +1,7 @@
 import json
 
-from src.modes import ModeOptions
-from src.modes.doctor import build_report, run
+from latentbridge.modes import ModeOptions
+from latentbridge.modes.doctor import build_report, run
 from tests.factories import tiny_config
 
 

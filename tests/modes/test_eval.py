@@ -7,8 +7,8 @@ import json
 import pytest
 from typer.testing import CliRunner
 
-from src import cli
-from src.evaluation.rouge import ROUGE_TYPES
+from latentbridge import cli
+from latentbridge.evaluation.rouge import ROUGE_TYPES
 from tests.evaluation.fixtures import assets_config, tiny_assets_root, write_handoff  # noqa: F401
 
 APP = cli.build_app()
@@ -71,8 +71,8 @@ def test_default_report_goes_into_the_run_folder(tiny_assets_root, tmp_path):
     config = assets_config(tiny_assets_root, checkpoint_dir=str(tmp_path / "ck"), output_dir=str(tmp_path / "runs"),
                            max_generation_length=1, batch_size=100)
     write_handoff(config)
-    from src.evaluation.loading import load_handoff
-    from src.modes import ModeOptions, eval as eval_mode
+    from latentbridge.evaluation.loading import load_handoff
+    from latentbridge.modes import ModeOptions, eval as eval_mode
 
     assert eval_mode.run(config, ModeOptions(split="test")) == 0
     assert json.loads((tmp_path / "runs" / "eval_test.json").read_text())["split"] == "test"

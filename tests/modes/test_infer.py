@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from src import cli
-from src.config_sources import resolve_config
-from src.errors import UserError
-from src.modes import ModeOptions, infer
+from latentbridge import cli
+from latentbridge.config_sources import resolve_config
+from latentbridge.errors import UserError
+from latentbridge.modes import ModeOptions, infer
 from tests.evaluation.fixtures import Handoff, assets_config, handoff, tiny_assets_root, write_handoff  # noqa: F401
 
 APP = cli.build_app()
@@ -64,12 +64,12 @@ def test_a_seed_makes_samples_reproducible(handoff):
 
 def test_only_sampling_flags_override_the_checkpoint_config(handoff):
     given = resolve_config("tiny", cli_values={"max_generation_length": "3", "latent_dim": "32", "seed": "5"})
-    from src.evaluation.loading import load_handoff
+    from latentbridge.evaluation.loading import load_handoff
 
     loaded = load_handoff(given.config, handoff.path, given.sources)
     assert loaded.config.max_generation_length == 3 and loaded.config.seed == 5
     assert loaded.config.latent_dim == handoff.config.latent_dim and loaded.ignored == ("latent_dim",)
-    from src.modes.specs import sampling_spec
+    from latentbridge.modes.specs import sampling_spec
 
     assert sampling_spec(loaded.config).max_new_tokens == 3
 
@@ -112,8 +112,8 @@ def test_foreign_file_exits_2(tmp_path):
 def test_checkpoint_from_an_incompatible_config_exits_2(handoff, tmp_path):
     # weights of a latent_dim 32 model saved under a header claiming latent_dim 64
     small = assets_config(Path(handoff.config.tiny_assets_dir), latent_dim=32, checkpoint_dir=str(tmp_path / "a"))
-    from src.models.bridge import build_model
-    from src.modes.specs import model_spec
+    from latentbridge.models.bridge import build_model
+    from latentbridge.modes.specs import model_spec
 
     lying = handoff.config.replace(checkpoint_dir=str(tmp_path / "b"))
     path = write_handoff(lying, model=build_model(model_spec(small)))
@@ -122,7 +122,7 @@ def test_checkpoint_from_an_incompatible_config_exits_2(handoff, tmp_path):
 
 
 def test_checkpoint_with_unknown_config_fields_exits_2(handoff, tmp_path):
-    from src.training.checkpoint import config_fingerprint, load_model_file, write_model_file
+    from latentbridge.training.checkpoint import config_fingerprint, load_model_file, write_model_file
 
     mf = load_model_file(handoff.path)
     values = {**mf.config, "latent_warp_factor": 9}

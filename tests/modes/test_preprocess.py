@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from src.modes import ModeOptions
-from src.modes.preprocess import (cache_spec, data_spec, ensure_cache, load_cache_encoder_state, run, stage_rows)
+from latentbridge.modes import ModeOptions
+from latentbridge.modes.preprocess import (cache_spec, data_spec, ensure_cache, load_cache_encoder_state, run, stage_rows)
 from tests.factories import assets_config, tiny_config
 
 
@@ -46,8 +46,8 @@ def test_preprocess_mode_builds_then_reuses(small_root, tmp_path, capsys):
 
 
 def test_cached_records_match_the_model(small_root, tmp_path):
-    from src.models.bridge import build_model
-    from src.modes.specs import model_spec
+    from latentbridge.models.bridge import build_model
+    from latentbridge.modes.specs import model_spec
 
     config = _config(small_root, tmp_path, cache_store_text=True, cache_store_input_ids=True)
     cache = ensure_cache(config, log=lambda m: None).cache
@@ -107,7 +107,7 @@ def test_stage_rows_apply_each_stage_caps(small_root, tmp_path):
 
 
 def test_without_run_preprocessing_a_missing_cache_is_a_clear_error(small_root, tmp_path):
-    from src.errors import UserError
+    from latentbridge.errors import UserError
 
     config = _config(small_root, tmp_path)
     with pytest.raises(UserError, match="run_preprocessing is off"):

@@ -9,15 +9,15 @@ from __future__ import annotations
 
 import pytest
 
-from src.modes import ModeOptions
+from latentbridge.modes import ModeOptions
 from tests.evaluation.fixtures import assets_config, tiny_assets_root  # noqa: F401
 
 
 @pytest.mark.slow
 def test_a_fast_trained_model_beats_the_constant_baseline(tiny_assets_root, tmp_path):
-    from src.modes import train
-    from src.modes.eval import evaluate
-    from src.evaluation.loading import load_handoff
+    from latentbridge.modes import train
+    from latentbridge.modes.eval import evaluate
+    from latentbridge.evaluation.loading import load_handoff
 
     config = assets_config(tiny_assets_root, checkpoint_dir=str(tmp_path / "ck"), output_dir=str(tmp_path / "runs"),
                            preprocess_cache_dir=str(tmp_path / "cache"), run_pretraining=False,
@@ -25,9 +25,9 @@ def test_a_fast_trained_model_beats_the_constant_baseline(tiny_assets_root, tmp_
                            use_tui=False, max_generation_length=32)
     assert train.run(config, ModeOptions()) == 0
     report = evaluate(load_handoff(config), "validation", baselines=False)
-    from src.data.sources import load_dialogue_split
-    from src.modes.eval import constant_system
-    from src.modes.preprocess import data_spec
+    from latentbridge.data.sources import load_dialogue_split
+    from latentbridge.modes.eval import constant_system
+    from latentbridge.modes.preprocess import data_spec
 
     spec = data_spec(config)
     references = [e.target_text for e in load_dialogue_split(spec, "validation").examples]

@@ -17,9 +17,9 @@ import pytest
 import torch
 from torch import nn
 
-from src.errors import UserError
-from src.training import checkpoint as ck
-from src.training.checkpoint import (
+from latentbridge.errors import UserError
+from latentbridge.training import checkpoint as ck
+from latentbridge.training.checkpoint import (
     AsyncCheckpointer,
     CheckpointWriteError,
     TrainState,
@@ -32,7 +32,7 @@ from src.training.checkpoint import (
     should_save,
     write_model_file,
 )
-from src.training.schedule import build_scheduler
+from latentbridge.training.schedule import build_scheduler
 
 REPO = Path(__file__).resolve().parents[2]
 FP = config_fingerprint({"latent_dim": 8, "prefix_len": 2})
@@ -339,7 +339,7 @@ def test_step_checkpoint_folder_loads_as_model_file(saved):
 KILLED_SAVER = textwrap.dedent(
     """
     import sys, time, torch
-    from src.training import checkpoint as ck
+    from latentbridge.training import checkpoint as ck
     saver = ck.AsyncCheckpointer(sys.argv[1], fingerprint=ck.config_fingerprint({}), keep_last=1)
     state = lambda: ck.TrainState(stage="s", model={"w": torch.randn(256, 256)}, loop={"i": 1})
     saver.save(1, state()); saver.wait()

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import torch
 
-from src.config_sources import write_config_file
-from src.modes.train import checkpoint_fingerprint
-from src.training.checkpoint import find_latest, load_model_file
+from latentbridge.config_sources import write_config_file
+from latentbridge.modes.train import checkpoint_fingerprint
+from latentbridge.training.checkpoint import find_latest, load_model_file
 from tests.training.test_train_mode import config
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from src.training.metrics import MetricsWriter, StepMetrics
+from latentbridge.training.metrics import MetricsWriter, StepMetrics
 
 FIELDS = {"time", "stage", "epoch", "step", "loss", "losses", "lr", "grad_norm", "samples_per_s",
           "tokens_per_s", "memory_gb", "split"}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from src.training.schedule import build_scheduler, optimizer_steps
+from latentbridge.training.schedule import build_scheduler, optimizer_steps
 
 
 def lrs(warmup: int, total: int, kind: str = "linear") -> list[float]:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from src.errors import UserError
-from src.training.stages import BUDGET_KEYS, Stage, StageBudget, plan_stages
+from latentbridge.errors import UserError
+from latentbridge.training.stages import BUDGET_KEYS, Stage, StageBudget, plan_stages
 
 
 def plan(**kw):

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from src.errors import UserError
-from src.modes import ModeOptions
-from src.modes.train import checkpoint_fingerprint, plan, run
-from src.training.checkpoint import find_latest, load_model_file
+from latentbridge.errors import UserError
+from latentbridge.modes import ModeOptions
+from latentbridge.modes.train import checkpoint_fingerprint, plan, run
+from latentbridge.training.checkpoint import find_latest, load_model_file
 from tests.factories import assets_config
 
 

@@ -11,11 +11,11 @@ import pytest
 import torch
 from torch.utils.data import Dataset
 
-from src.assets import ensure_tiny_assets
-from src.data.loader import Collate
-from src.training.checkpoint import config_fingerprint, find_latest, load_checkpoint, load_model_file
-from src.training.stages import BUDGET_KEYS, StageBudget, plan_stages
-from src.training.trainer import StageData, Trainer, TrainSettings
+from latentbridge.assets import ensure_tiny_assets
+from latentbridge.data.loader import Collate
+from latentbridge.training.checkpoint import config_fingerprint, find_latest, load_checkpoint, load_model_file
+from latentbridge.training.stages import BUDGET_KEYS, StageBudget, plan_stages
+from latentbridge.training.trainer import StageData, Trainer, TrainSettings
 from tests.models.conftest import DIM, K, make_model
 
 FP = config_fingerprint({"latent_dim": DIM})
@@ -128,8 +128,8 @@ def test_ctrl_c_saves_and_stops_cleanly(assets, tmp_path, sig):
 
 
 def test_frozen_parts_train_in_eval_mode(assets):
-    from src.models.bridge import set_trainable
-    from src.training.trainer import frozen_subtrees
+    from latentbridge.models.bridge import set_trainable
+    from latentbridge.training.trainer import frozen_subtrees
 
     model = make_model(assets, seed=0)
     set_trainable(model, {"adapter"})

@@ -6,8 +6,8 @@ import io
 
 from rich.console import Console
 
-from src.training.metrics import StepMetrics
-from src.ui.progress import NullDisplay, PlainProgress, RichDashboard, make_progress_display
+from latentbridge.training.metrics import StepMetrics
+from latentbridge.ui.progress import NullDisplay, PlainProgress, RichDashboard, make_progress_display
 
 
 class FakeClock:

@@ -1,0 +1,200 @@
+"""Where config values come from, and the one precedence that layers them.
+
+defaults < --preset < --config FILE (each in order) < LATENTBRIDGE_<FIELD> environment < CLI flags.
+
+Values from files, the environment and the command line are converted by the field's type with one
+grammar, so `5e-5` means the same float everywhere and `none` clears an Optional field anywhere.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping, Optional, Sequence
+
+from latentbridge.config import (
+    PRESETS,
+    Config,
+    ConfigError,
+    Problem,
+    base_type,
+    closest_field,
+    did_you_mean,
+    field_names,
+    field_types,
+    is_optional,
+)
+from latentbridge.atomic import write_text_atomic
+from latentbridge.errors import UserError
+
+ENV_PREFIX = "LATENTBRIDGE_"
+_TRUE = {"true", "1", "yes", "on", "y", "t"}
+_FALSE = {"false", "0", "no", "off", "n", "f"}
+_NONE = {"none", "null", "~", ""}
+
+
+@dataclass(frozen=True)
+class ResolvedConfig:
+    """The config plus, for each field, the source that set it ('default', 'preset tiny', a file, ...)."""
+
+    config: Config
+    sources: dict[str, str]
+
+
+def resolve_config(
+    preset: Optional[str] = None,
+    config_files: Sequence[str] = (),
+    environ: Optional[Mapping[str, str]] = None,
+    cli_values: Optional[Mapping[str, Any]] = None,
+) -> ResolvedConfig:
+    """Layer every source in precedence order, convert, validate, and report all problems at once."""
+    environ = os.environ if environ is None else environ
+    values: dict[str, Any] = {}
+    sources = {name: "default" for name in field_names()}
+    problems: list[Problem] = []
+    layers = [_preset_layer(preset)] if preset else []
+    layers += [_file_layer(path) for path in config_files]
+    layers += [_env_layer(environ), (dict(cli_values or {}), "command line")]
+    for raw, source in layers:
+        for name, value in raw.items():
+            converted, problem = convert_value(name, value)
+            if problem:
+                problems.append(problem)
+            else:
+                values[name] = converted
+            sources[name] = source
+    try:
+        config = Config(**values)
+    except ConfigError as error:
+        reported = {p.field for p in problems}
+        problems += [p for p in error.problems if p.field not in reported]
+    if problems:
+        raise ConfigError(problems, sources)
+    return ResolvedConfig(config, sources)
+
+
+def convert_value(name: str, raw: Any) -> tuple[Any, Optional[Problem]]:
+    """Convert `raw` (a string from env/CLI, or a parsed JSON/YAML value) to the field's type."""
+    annotation = field_types()[name]
+    kind = base_type(annotation)
+    optional = is_optional(annotation)
+    expected = f"a {kind.__name__}" + (" or none" if optional else "")
+    if raw is None or (isinstance(raw, str) and raw.strip().lower() in _NONE and kind is not str):
+        return (None, None) if optional else (raw, Problem(name, raw, f"a {kind.__name__}, not none"))
+    if isinstance(raw, str) and kind is str and optional and raw.strip().lower() in _NONE - {""}:
+        return None, None
+    try:
+        return _convert(kind, raw), None
+    except (TypeError, ValueError):
+        return raw, Problem(name, raw, expected)
+
+
+def _convert(kind: type, raw: Any) -> Any:
+    if kind is bool:
+        if isinstance(raw, bool):
+            return raw
+        text = str(raw).strip().lower()
+        if text in _TRUE | _FALSE and not isinstance(raw, (int, float)):
+            return text in _TRUE
+        raise ValueError(raw)
+    if isinstance(raw, bool) or isinstance(raw, (list, dict)):
+        raise TypeError(raw)
+    if kind is int:
+        if isinstance(raw, str) and raw.strip().lstrip("+-").isdigit():
+            return int(raw)
+        number = float(raw)  # accepts 1e3 and 1000.0, refuses 2.5
+        if number.is_integer():
+            return int(number)
+        raise ValueError(raw)
+    if kind is float:
+        return float(raw)
+    return str(raw)
+
+
+def _preset_layer(name: str) -> tuple[dict[str, Any], str]:
+    if name not in PRESETS:
+        raise UserError(f"Unknown preset {name!r} (--preset): expected one of {', '.join(PRESETS)}.")
+    return dict(PRESETS[name]), f"preset {name}"
+
+
+def _file_layer(path: str) -> tuple[dict[str, Any], str]:
+    data = read_config_file(path)
+    unknown = [key for key in data if key not in field_names()]
+    if unknown:
+        details = "; ".join(f"{key!r}{did_you_mean(key)}" for key in unknown)
+        raise UserError(f"Config file {path} has unknown key(s): {details}. Keys are Config field names, "
+                        "as listed by `python main.py --mode config`.")
+    return data, str(path)
+
+
+def read_config_file(path: str) -> dict[str, Any]:
+    """A flat mapping of field -> value from a .json, .yaml or .yml file."""
+    file = Path(path)
+    if file.suffix.lower() not in (".json", ".yaml", ".yml"):
+        raise UserError(f"Config file {path} (--config): expected a .json, .yaml or .yml file.")
+    try:
+        text = file.read_text(encoding="utf-8")
+    except OSError as error:
+        raise UserError(f"Config file {path} (--config) cannot be read: {error.strerror}.") from None
+    try:
+        data = json.loads(text) if file.suffix.lower() == ".json" else _load_yaml(text)
+    except ValueError as error:
+        raise UserError(f"Config file {path} (--config) is not valid "
+                        f"{file.suffix.lstrip('.').upper()}: {error}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise UserError(f"Config file {path} (--config): expected a mapping of field names to values, "
+                        f"found a {type(data).__name__}.")
+    return data
+
+
+def _load_yaml(text: str) -> Any:
+    import yaml
+
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        raise ValueError(str(error).replace("\n", " ")) from None
+
+
+def _env_layer(environ: Mapping[str, str]) -> tuple[dict[str, Any], str]:
+    values, unknown = {}, []
+    for key, value in environ.items():
+        if not key.startswith(ENV_PREFIX):
+            continue
+        name = key[len(ENV_PREFIX):].lower()
+        if name in field_names():
+            values[name] = value
+        else:
+            close = closest_field(name)
+            unknown.append(key + (f" (did you mean {env_var(close)}?)" if close else ""))
+    if unknown:
+        raise UserError(f"Unknown environment variable(s): {'; '.join(unknown)}. Variables named "
+                        f"{ENV_PREFIX}<FIELD> set Config fields; unset the others.")
+    return values, "environment"
+
+
+def env_var(name: str) -> str:
+    return ENV_PREFIX + name.upper()
+
+
+def write_config_file(config: Config, path: str) -> None:
+    """Write the config as JSON or YAML (by extension), atomically, loadable with --config."""
+    file = Path(path)
+    text = format_config(config, "yaml" if file.suffix.lower() in (".yaml", ".yml") else "json")
+    try:
+        write_text_atomic(file, text)
+    except OSError as error:
+        raise UserError(f"Cannot write the config to {path} (--save-config): {error.strerror}.") from None
+
+
+def format_config(config: Config, fmt: str) -> str:
+    values = config.to_dict()
+    if fmt == "json":
+        return json.dumps(values, indent=2) + "\n"
+    import yaml
+
+    return yaml.safe_dump(values, sort_keys=False)

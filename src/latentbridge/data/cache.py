@@ -1,0 +1,586 @@
+"""The preprocessed latent cache: record codec, atomic builds, manifest, corruption checks, random access.
+
+Layout (one folder per fingerprint, so caches of different settings live side by side):
+
+    <cache root>/<fingerprint[:16]>/
+        manifest.json                    written last; its presence means "complete"
+        <collection>/<split>.jsonl       one JSON record per line
+        <collection>/<split>.offsets.npy uint64 byte offsets, n + 1 entries (cache_write_offsets_index)
+        <collection>/<split>.sources.npy uint8 source code per record (caps per source without a scan)
+
+A record: {"id", "source", "input_latents", "target_latents"[, "input_scales", "target_scales"],
+"target_ids", "target_attention_mask", "text", "target_text", "input_ids", "attention_mask"} where latents
+are base64 of (K, D) int8 (with float32 per-vector scales) or float32. Token lists are unpadded.
+
+A build writes into `<root>/.tmp-<fp>-<host>-<pid>` and renames it into place after the manifest is
+written, so a killed build never looks complete and an existing cache is never touched by one.
+Two builders of the same cache (e.g. several ranks) do not clobber each other: the first rename wins
+and the later one discards its copy (unless it was asked to replace the cache).
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as _dt
+import hashlib
+import json
+import os
+import re
+import shutil
+import socket
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable, Mapping, Optional
+
+import numpy as np
+
+from latentbridge.errors import UserError
+
+CACHE_FORMAT = "latentbridge-cache"
+CACHE_VERSION = 1
+MANIFEST = "manifest.json"
+OPTIONAL_FIELDS = ("text", "input_ids", "attention_mask", "target_ids", "target_attention_mask")
+# the private mask key kept beside each token column while building a batch
+_MASK_OF = {"target_ids": "_target_len", "target_attention_mask": "_target_len",
+            "input_ids": "_input_len", "attention_mask": "_input_len"}
+
+
+# --- quantisation ----------------------------------------------------------------------------
+
+
+def quantize_int8(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(..., D) float -> (int8 values, float32 per-vector scales); x ~= q * scale[..., None]."""
+    x = np.asarray(x, dtype=np.float32)
+    scale = np.abs(x).max(axis=-1) / 127.0
+    scale = np.where(scale > 0, scale, 1.0).astype(np.float32)
+    q = np.clip(np.rint(x / scale[..., None]), -127, 127).astype(np.int8)
+    return q, scale
+
+
+def dequantize_int8(q: np.ndarray, scale: np.ndarray) -> np.ndarray:
+    return q.astype(np.float32) * scale[..., None].astype(np.float32)
+
+
+def _b64(a: np.ndarray) -> str:
+    return base64.b64encode(np.ascontiguousarray(a).tobytes()).decode("ascii")
+
+
+def _unb64(s: str, dtype) -> np.ndarray:
+    return np.frombuffer(base64.b64decode(s, validate=True), dtype=dtype)
+
+
+# --- fingerprint -----------------------------------------------------------------------------
+
+
+def fingerprint(parts: Mapping[str, Any]) -> str:
+    """sha256 of the canonical JSON of everything that changes the cache's content."""
+    blob = json.dumps(parts, sort_keys=True, default=str, separators=(",", ":")).encode()
+    return hashlib.sha256(blob).hexdigest()
+
+
+def hash_path(path: os.PathLike | str, names: Optional[Iterable[str]] = None) -> Optional[str]:
+    """Content hash of a local file or folder (only `names` inside it when given); None if absent."""
+    path = Path(path)
+    if not path.exists():
+        return None
+    files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
+    if names is not None and path.is_dir():
+        wanted = set(names)
+        files = [p for p in files if p.name in wanted]
+    h = hashlib.blake2b(digest_size=16)
+    for p in files:
+        h.update(str(p.relative_to(path) if path.is_dir() else p.name).encode() + b"\0")
+        with open(p, "rb") as f:
+            for block in iter(lambda: f.read(1 << 22), b""):
+                h.update(block)
+    return h.hexdigest()
+
+
+def library_versions() -> dict[str, str]:
+    import importlib.metadata as md
+
+    out = {}
+    for name in ("numpy", "torch", "transformers", "tokenizers", "datasets"):
+        try:
+            out[name] = md.version(name)
+        except md.PackageNotFoundError:
+            pass
+    return out
+
+
+# --- records ---------------------------------------------------------------------------------
+
+
+def encode_record(example_id: str, source: str, input_latents: np.ndarray, target_latents: np.ndarray,
+                  int8: bool, extra: Mapping[str, Any]) -> bytes:
+    """One JSON line for a record; latents are (K, D) float arrays."""
+    rec: dict[str, Any] = {"id": example_id, "source": source}
+    for name, lat in (("input", input_latents), ("target", target_latents)):
+        if int8:
+            q, s = quantize_int8(lat)
+            rec[f"{name}_latents"], rec[f"{name}_scales"] = _b64(q), _b64(s)
+        else:
+            rec[f"{name}_latents"] = _b64(np.asarray(lat, dtype=np.float32))
+    rec.update(extra)
+    return (json.dumps(rec, ensure_ascii=False, separators=(",", ":")) + "\n").encode("utf-8")
+
+
+def decode_record(line: bytes, latent_dim: int, int8: bool) -> dict[str, Any]:
+    """A stored line -> dict with float32 (K, D) latents and int64 token arrays."""
+    rec = json.loads(line)
+    for name in ("input", "target"):
+        if f"{name}_latents" not in rec:  # npy format: latents live in array columns
+            continue
+        if int8:
+            q = _unb64(rec[f"{name}_latents"], np.int8).reshape(-1, latent_dim)
+            s = _unb64(rec.pop(f"{name}_scales"), np.float32)
+            if len(s) != len(q):
+                raise ValueError("scale count does not match latent count")
+            rec[f"{name}_latents"] = dequantize_int8(q, s)
+        else:
+            rec[f"{name}_latents"] = _unb64(rec[f"{name}_latents"], np.float32).reshape(-1, latent_dim).copy()
+    for key in ("target_ids", "target_attention_mask", "input_ids", "attention_mask"):
+        if key in rec:
+            rec[key] = np.asarray(rec[key], dtype=np.int64)
+    return rec
+
+
+# --- writing ---------------------------------------------------------------------------------
+
+
+def _fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _file_digest(path: Path) -> str:
+    h = hashlib.blake2b(digest_size=16)
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 22), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+class SplitWriter:
+    """Appends records of one split: the jsonl file, its byte offsets and its source codes, and in the
+    `npy` format also fixed-width array columns (padded rows + a lengths table), allocated on first use."""
+
+    def __init__(self, folder: Path, collection: str, split: str, write_offsets: bool, count: Optional[int] = None):
+        self.rel = f"{collection}/{split}"
+        (folder / collection).mkdir(parents=True, exist_ok=True)
+        self.path = folder / f"{self.rel}.jsonl"
+        self.folder, self.write_offsets, self.count = folder, write_offsets, count
+        self._f = open(self.path, "wb")
+        self.offsets = [0]
+        self.sources: list[str] = []
+        self.columns: dict[str, np.ndarray] = {}  # name -> (count, width, *inner) memmap
+        self.layout: dict[str, Any] = {}
+        self.lengths: Optional[np.ndarray] = None  # (count, n_columns) int32
+
+    def write(self, line: bytes, source: str) -> None:
+        self._f.write(line)
+        self.offsets.append(self.offsets[-1] + len(line))
+        self.sources.append(source)
+
+    def allocate(self, layout: Mapping[str, tuple[int, tuple[int, ...], str, int]]) -> None:
+        """Array columns: name -> (width, inner shape, dtype, pad value); rows are written by `write_row`."""
+        assert self.count is not None, "array columns need the record count up front"
+        self.layout = {k: [int(w), [int(x) for x in inner], str(dt), pad] for k, (w, inner, dt, pad) in layout.items()}
+        for name, (width, inner, dtype, pad) in self.layout.items():
+            p = self.folder / f"{self.rel}.{name}.npy"
+            arr = np.lib.format.open_memmap(p, mode="w+", dtype=np.dtype(dtype), shape=(self.count, width, *inner))
+            if pad:
+                arr[:] = pad
+            self.columns[name] = arr
+        self.lengths = np.zeros((self.count, len(self.layout)), dtype=np.int32)
+
+    def write_row(self, row: int, arrays: Mapping[str, np.ndarray]) -> None:
+        for c, (name, arr) in enumerate(arrays.items()):
+            column = self.columns[name]
+            if len(arr) > column.shape[1]:
+                raise ValueError(f"{name}: {len(arr)} entries exceed the column width {column.shape[1]}")
+            column[row, : len(arr)] = arr
+            self.lengths[row, list(self.layout).index(name)] = len(arr)
+
+    def close(self, source_names: list[str]) -> dict[str, Any]:
+        """Flush everything to disk; return this split's manifest entry."""
+        self._f.flush()
+        os.fsync(self._f.fileno())
+        self._f.close()
+        code = {name: i for i, name in enumerate(source_names)}
+        files = {f"{self.rel}.jsonl": self.path}
+        arrays = {"sources": np.asarray([code[s] for s in self.sources], dtype=np.uint8)}
+        if self.write_offsets or self.columns:  # array columns always come with the index
+            arrays["offsets"] = np.asarray(self.offsets, dtype=np.uint64)
+        if self.lengths is not None:
+            arrays["lengths"] = self.lengths
+        for name, column in self.columns.items():
+            column.flush()
+            files[f"{self.rel}.{name}.npy"] = Path(column.filename)
+            del column
+        self.columns.clear()
+        for name, arr in arrays.items():
+            p = self.folder / f"{self.rel}.{name}.npy"
+            with open(p, "wb") as f:
+                np.save(f, arr)
+            files[f"{self.rel}.{name}.npy"] = p
+        for p in files.values():
+            with open(p, "rb+") as f:
+                os.fsync(f.fileno())
+        entry: dict[str, Any] = {"count": len(self.sources),
+                                 "files": {rel: {"bytes": p.stat().st_size, "blake2b": _file_digest(p)}
+                                           for rel, p in files.items()}}
+        if self.layout:  # a list: the order is the order of the lengths table (the manifest sorts keys)
+            entry["columns"] = [[name, *spec] for name, spec in self.layout.items()]
+        return entry
+
+
+class CacheBuild:
+    """A cache being built in a temporary folder; `commit()` writes the manifest and renames it into place.
+
+    with CacheBuild(final_dir, manifest_base) as build:
+        w = build.split_writer("dialogue", "train"); w.write(line, source); ...
+        build.close_split(w, skipped={...})
+        build.commit()
+    Leaving the block without commit() (an error) removes the temporary folder.
+    """
+
+    def __init__(self, final_dir: Path, manifest: Mapping[str, Any], write_offsets: bool = True):
+        self.final_dir = Path(final_dir)
+        self.final_dir.parent.mkdir(parents=True, exist_ok=True)
+        clean_stale_builds(self.final_dir.parent)
+        self.tmp = self.final_dir.parent / f".tmp-{self.final_dir.name}-{_HOST}-{os.getpid()}"
+        if self.tmp.exists():
+            shutil.rmtree(self.tmp)
+        self.tmp.mkdir()
+        self.manifest = dict(manifest)
+        self.manifest["splits"] = {}
+        self.write_offsets = write_offsets
+        self.committed = False
+
+    def __enter__(self) -> "CacheBuild":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if not self.committed:
+            shutil.rmtree(self.tmp, ignore_errors=True)
+
+    def split_writer(self, collection: str, split: str, count: Optional[int] = None) -> SplitWriter:
+        return SplitWriter(self.tmp, collection, split, self.write_offsets, count)
+
+    def close_split(self, writer: SplitWriter, skipped: Mapping[str, int]) -> None:
+        entry = writer.close(self.manifest["source_names"])
+        entry["skipped"] = dict(skipped)
+        entry["sources"] = {name: writer.sources.count(name) for name in sorted(set(writer.sources))}
+        self.manifest["splits"][writer.rel] = entry
+
+    def record_extra_files(self) -> None:
+        """Files added at the top of the folder (besides the manifest) are recorded for the size check."""
+        self.manifest["extra_files"] = {p.name: {"bytes": p.stat().st_size, "blake2b": _file_digest(p)}
+                                        for p in sorted(self.tmp.iterdir()) if p.is_file() and p.name != MANIFEST}
+
+    def commit(self, replace: bool = False) -> Path:
+        """Write the manifest, then rename into place. An existing complete cache there is kept (another
+        builder won the race) unless `replace` (a rebuild on purpose, or of a damaged cache)."""
+        self.manifest["created_at"] = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+        with open(self.tmp / MANIFEST, "w") as f:
+            json.dump(self.manifest, f, indent=1, sort_keys=True)
+            f.flush()
+            os.fsync(f.fileno())
+        _fsync_dir(self.tmp)
+        trash = None
+        if self.final_dir.exists():
+            if not replace and (self.final_dir / MANIFEST).exists():
+                shutil.rmtree(self.tmp, ignore_errors=True)
+                self.committed = True
+                return self.final_dir
+            trash = self.final_dir.parent / f".trash-{self.final_dir.name}-{_HOST}-{os.getpid()}"
+            os.replace(self.final_dir, trash)
+        os.replace(self.tmp, self.final_dir)
+        _fsync_dir(self.final_dir.parent)
+        self.committed = True
+        if trash is not None:
+            shutil.rmtree(trash, ignore_errors=True)
+        return self.final_dir
+
+
+_HOST = re.sub(r"[^A-Za-z0-9_.]", "_", socket.gethostname()) or "host"
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def clean_stale_builds(root: Path) -> None:
+    """Remove temporary folders left by builds whose process is gone (e.g. killed with SIGKILL)."""
+    if not root.exists():
+        return
+    for p in root.iterdir():
+        if p.is_dir() and p.name.startswith((".tmp-", ".trash-")):
+            parts = p.name.rsplit("-", 2)
+            if len(parts) != 3 or parts[1] != _HOST or not parts[2].isdigit():
+                continue  # another machine's build (shared file system): not ours to judge
+            pid = int(parts[2])
+            if pid == os.getpid() or not _pid_alive(pid):
+                shutil.rmtree(p, ignore_errors=True)
+
+
+# --- reading ---------------------------------------------------------------------------------
+
+
+def cache_dir_for(root: os.PathLike | str, fp: str) -> Path:
+    return Path(root) / fp[:16]
+
+
+def _corrupt(path: Path, why: str) -> UserError:
+    return UserError(f"Cache file {path} is corrupted or truncated ({why}). Delete the folder "
+                     f"{path.parent.parent if path.name != MANIFEST else path.parent} and preprocess again "
+                     f"(`--mode preprocess --no-skip-preprocessing-if-cached`).")
+
+
+def read_manifest(folder: Path) -> Optional[dict[str, Any]]:
+    """The manifest of a complete cache, or None when there is none (incomplete or absent)."""
+    path = Path(folder) / MANIFEST
+    if not path.exists():
+        return None
+    try:
+        manifest = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise _corrupt(path, f"unreadable manifest: {e}") from e
+    if manifest.get("format") != CACHE_FORMAT:
+        raise UserError(f"{path} is not a latentbridge cache manifest.")
+    if manifest.get("version") != CACHE_VERSION:
+        raise UserError(f"Cache {folder} has version {manifest.get('version')}, this code reads "
+                        f"{CACHE_VERSION}; preprocess again.")
+    return manifest
+
+
+def check_files(folder: Path, manifest: Mapping[str, Any], full: bool = False) -> None:
+    """Every file of the manifest exists with its recorded size (and checksum when `full`)."""
+    listed = [entry["files"] for entry in manifest["splits"].values()] + [manifest.get("extra_files", {})]
+    for files in listed:
+        for rel, meta in files.items():
+            p = folder / rel
+            if not p.exists():
+                raise _corrupt(p, "file missing")
+            size = p.stat().st_size
+            if size != meta["bytes"]:
+                raise _corrupt(p, f"{size} bytes on disk, {meta['bytes']} recorded")
+            if full and _file_digest(p) != meta["blake2b"]:
+                raise _corrupt(p, "checksum mismatch")
+
+
+class CacheSplit:
+    """Random access to the records of one split: `split[i]` reads one line at its byte offset."""
+
+    def __init__(self, folder: Path, rel: str, entry: Mapping[str, Any], manifest: Mapping[str, Any]):
+        self.path = folder / f"{rel}.jsonl"
+        self.rel = rel
+        self.count = int(entry["count"])
+        self.latent_dim = int(manifest["latent_dim"])
+        self.int8 = manifest["latent_dtype"] == "int8"
+        self.fields = tuple(manifest["fields"])
+        self.pad_token_id = int(manifest.get("pad_token_id", 0))
+        self.source_names = list(manifest["source_names"])
+        self.sources = np.load(folder / f"{rel}.sources.npy")
+        offsets_path = folder / f"{rel}.offsets.npy"
+        if offsets_path.exists():
+            try:
+                self.offsets = np.load(offsets_path)  # 8 bytes a record, in memory: no page faults per read
+            except (ValueError, OSError, EOFError) as e:
+                raise _corrupt(offsets_path, f"unreadable index: {e}") from e
+        else:  # no index written: one scan now, O(1) afterwards
+            self.offsets = self._scan()
+        if len(self.offsets) != self.count + 1 or int(self.offsets[-1]) != self.path.stat().st_size:
+            raise _corrupt(self.path, "offsets index does not match the file")
+        if len(self.sources) != self.count:
+            raise _corrupt(folder / f"{rel}.sources.npy", "wrong number of entries")
+        self.layout: dict[str, Any] = {c[0]: c[1:] for c in entry.get("columns", [])}  # npy: array columns
+        self.folder = folder
+        self._fd: Optional[int] = None
+        self._pid: Optional[int] = None
+        self._columns: Optional[dict[str, np.ndarray]] = None
+        if self.layout:
+            self._open_columns()
+
+    def _open_columns(self) -> dict[str, np.ndarray]:
+        if self._columns is None:  # memmaps are opened per process, never pickled
+            cols = {}
+            for name in list(self.layout) + ["lengths"]:
+                p = self.folder / f"{self.rel}.{name}.npy"
+                try:
+                    cols[name] = np.load(p, mmap_mode="r")
+                except (ValueError, OSError) as e:
+                    raise _corrupt(p, f"unreadable array: {e}") from e
+                if len(cols[name]) != self.count:
+                    raise _corrupt(p, f"{len(cols[name])} rows, {self.count} records")
+            self._columns = cols
+        return self._columns
+
+    @property
+    def binary(self) -> bool:
+        return bool(self.layout)
+
+    def _scan(self) -> np.ndarray:
+        offsets = [0]
+        with open(self.path, "rb") as f:
+            for line in f:
+                offsets.append(offsets[-1] + len(line))
+        return np.asarray(offsets, dtype=np.uint64)
+
+    def __len__(self) -> int:
+        return self.count
+
+    def _file(self) -> int:
+        if self._fd is None or self._pid != os.getpid():  # one descriptor per (worker) process
+            self._fd, self._pid = os.open(self.path, os.O_RDONLY), os.getpid()
+        return self._fd
+
+    def read_line(self, i: int) -> bytes:
+        if not 0 <= i < self.count:
+            raise IndexError(i)
+        start, end = int(self.offsets[i]), int(self.offsets[i + 1])
+        return os.pread(self._file(), end - start, start)
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        line = self.read_line(int(i))
+        try:
+            rec = decode_record(line, self.latent_dim, self.int8)
+        except (ValueError, KeyError, TypeError, UnicodeDecodeError) as e:
+            raise _corrupt(self.path, f"record {i} does not decode: {e}") from e
+        if self.layout:
+            batch = self._column_batch(np.asarray([int(i)]))
+            for key, value in batch.items():
+                if key.endswith("_latent_mask"):
+                    continue
+                if key.endswith("_latents"):
+                    rec[key] = value[0][batch[key[:-1] + "_mask"][0]]
+                elif key in ("target_ids", "input_ids", "target_attention_mask", "attention_mask"):
+                    rec[key] = value[0][: int(batch[_MASK_OF[key]][0].sum())]
+        return rec
+
+    def _column_batch(self, rows: np.ndarray) -> dict[str, np.ndarray]:
+        """npy format: padded arrays for `rows` (each trimmed to the batch's longest row) with masks."""
+        cols = self._open_columns()
+        names = list(self.layout)
+        lengths = np.asarray(cols["lengths"][rows])                            # (B, C)
+        out: dict[str, np.ndarray] = {}
+        for side in ("input", "target"):
+            c = names.index(f"{side}_latents")
+            k = max(1, int(lengths[:, c].max()))
+            x = np.asarray(cols[f"{side}_latents"][rows, :k])                  # (B, k, D)
+            if self.int8:
+                x = dequantize_int8(x, np.asarray(cols[f"{side}_scales"][rows, :k]))
+            mask = np.arange(k)[None, :] < lengths[:, c][:, None]               # (B, k)
+            out[f"{side}_latents"], out[f"{side}_latent_mask"] = x.astype(np.float32, copy=False), mask
+        for ids, mask_name in (("target_ids", "target_attention_mask"), ("input_ids", "attention_mask")):
+            source = ids if ids in names else mask_name if mask_name in names else None
+            if source is None:
+                continue
+            c = names.index(source)
+            width = max(1, int(lengths[:, c].max()))
+            mask = (np.arange(width)[None, :] < lengths[:, c][:, None]).astype(np.int64)
+            if ids in names:
+                out[ids] = np.asarray(cols[ids][rows, :width], dtype=np.int64)
+            if mask_name in self.fields:
+                out[mask_name] = mask
+            out[_MASK_OF[ids]] = mask
+            out[_MASK_OF[mask_name]] = mask
+        return out
+
+    def get_batch(self, rows, metadata: bool = True) -> dict[str, Any]:
+        """A collated batch of `rows` straight from the array columns (npy format only).
+
+        `metadata=False` leaves out "id" (and text), which are read from the jsonl lines: 2-3x faster."""
+        import torch
+
+        rows = np.asarray(rows, dtype=np.int64)
+        if not self.layout:
+            raise TypeError("get_batch needs the npy format; use Collate over records for jsonl")
+        if len(rows) and (rows.min() < 0 or rows.max() >= self.count):
+            raise IndexError(rows)
+        arrays = self._column_batch(rows)
+        batch: dict[str, Any] = {}
+        for key, value in arrays.items():
+            if key.startswith("_"):
+                continue
+            batch[key] = torch.from_numpy(value)
+        batch["index"] = torch.from_numpy(rows.copy())
+        batch["source"] = [self.source_names[c] for c in self.sources[rows]]
+        if metadata:
+            wanted = ("id", "text", "target_text") if "text" in self.fields else ("id",)
+            metas = [json.loads(self.read_line(int(i))) for i in rows]
+            for key in wanted:
+                batch[key] = [m.get(key) for m in metas]
+        return batch
+
+    def indices_of(self, source: str) -> np.ndarray:
+        if source not in self.source_names:
+            return np.zeros(0, dtype=np.int64)
+        return np.flatnonzero(self.sources == self.source_names.index(source))
+
+    def __getstate__(self):  # picklable for DataLoader workers: descriptors and memmaps are reopened
+        state = dict(self.__dict__)
+        state["_fd"] = state["_pid"] = state["_columns"] = None
+        return state
+
+    def close(self) -> None:
+        if self._fd is not None and self._pid == os.getpid():
+            os.close(self._fd)
+        self._fd = None
+
+
+@dataclass
+class Cache:
+    """A complete cache folder: its manifest and its splits ("dialogue/train", "pretrain/validation", ...)."""
+
+    folder: Path
+    manifest: dict[str, Any]
+
+    @property
+    def fingerprint(self) -> str:
+        return self.manifest["fingerprint"]
+
+    def names(self) -> list[str]:
+        return sorted(self.manifest["splits"])
+
+    def split(self, collection: str, split: str) -> CacheSplit:
+        rel = f"{collection}/{split}"
+        if rel not in self.manifest["splits"]:
+            raise UserError(f"Cache {self.folder} has no {rel} split (it has {', '.join(self.names())}).")
+        return CacheSplit(self.folder, rel, self.manifest["splits"][rel], self.manifest)
+
+
+def open_cache(folder: os.PathLike | str, expected_fingerprint: Optional[str] = None, full_check: bool = False) -> Cache:
+    """Open a complete cache; UserError naming the file when it is incomplete, foreign or corrupted."""
+    folder = Path(folder)
+    manifest = read_manifest(folder)
+    if manifest is None:
+        raise UserError(f"No complete cache in {folder} (no {MANIFEST}); run `--mode preprocess`.")
+    if expected_fingerprint is not None and manifest.get("fingerprint") != expected_fingerprint:
+        raise UserError(f"Cache {folder} was built with different settings (fingerprint "
+                        f"{manifest.get('fingerprint', '?')[:16]}, expected {expected_fingerprint[:16]}).")
+    check_files(folder, manifest, full=full_check)
+    return Cache(folder, manifest)
+
+
+def find_complete_cache(root: os.PathLike | str, fp: str) -> Optional[Cache]:
+    """The complete, intact cache for fingerprint `fp` under `root`, or None when absent or incomplete."""
+    folder = cache_dir_for(root, fp)
+    if not (folder / MANIFEST).exists():
+        return None
+    return open_cache(folder, expected_fingerprint=fp)

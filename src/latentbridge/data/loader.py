@@ -1,0 +1,132 @@
+"""Training-time reading of the cache: a torch Dataset over a CacheSplit, a collate, a DataLoader factory.
+
+A batch (B rows, K_max latents, L_max target tokens):
+    input_latents         (B, K_in, D) float32     input_latent_mask   (B, K_in) bool
+    target_latents        (B, K_tg, D) float32     target_latent_mask  (B, K_tg) bool
+    target_ids            (B, L) long, padded with the decoder pad id   [when stored]
+    target_attention_mask (B, L) long, 1 on real tokens                 [when target ids or mask stored]
+    input_ids / attention_mask (B, T) long                              [when stored]
+    index (B,) long: row in the split;  id, source, text, target_text: lists
+Both cache formats give the same batch: jsonl through `Collate` over records, npy in one read of its
+array columns (`CacheDataset.__getitems__`, which DataLoader calls for each batch).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Optional, Sequence
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from latentbridge.data.cache import CacheSplit
+from latentbridge.data.preprocess import pad_sequences
+
+
+def select_indices(split: CacheSplit, total_cap: Optional[int] = None,
+                   source_caps: Optional[dict[str, Optional[int]]] = None, seed: int = 0) -> np.ndarray:
+    """Rows of `split` honouring a cap per source and a total cap (seeded random subsets, sorted).
+
+    Without caps: every row. The total cap keeps the source mix (round-robin over sources).
+    """
+    rng = np.random.default_rng(seed)
+    per_source = []
+    for name in split.source_names:
+        idx = split.indices_of(name)
+        cap = (source_caps or {}).get(name)
+        if cap is not None and cap < len(idx):
+            idx = np.sort(rng.choice(idx, size=cap, replace=False))
+        per_source.append(rng.permutation(idx))
+    if total_cap is not None and sum(len(p) for p in per_source) > total_cap:
+        order = np.argsort(np.concatenate([np.arange(len(p)) for p in per_source]), kind="stable")
+        taken = np.concatenate(per_source)[order][:total_cap] if per_source else np.zeros(0, np.int64)
+        return np.sort(taken)
+    return np.sort(np.concatenate(per_source)) if per_source else np.zeros(0, np.int64)
+
+
+class CacheDataset(Dataset):
+    """Records of one cache split (optionally a subset of its rows) as dicts of numpy arrays."""
+
+    def __init__(self, split: CacheSplit, indices: Optional[Sequence[int]] = None, metadata: bool = True):
+        """`metadata=False`: npy batches leave out "id"/"text" (read from the jsonl lines), 2-3x faster."""
+        self.split = split
+        self.indices = None if indices is None else np.asarray(indices, dtype=np.int64)
+        self.metadata = metadata
+
+    def __len__(self) -> int:
+        return len(self.split) if self.indices is None else len(self.indices)
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        row = int(i) if self.indices is None else int(self.indices[i])
+        rec = self.split[row]
+        rec["index"] = row
+        return rec
+
+    def __getitems__(self, items: list[int]):
+        """A whole batch at once (DataLoader calls this with a batch sampler): the npy format reads it
+        straight from its array columns as one collated dict; jsonl returns the records for Collate."""
+        if self.split.binary:
+            rows = np.asarray(items, dtype=np.int64) if self.indices is None else self.indices[np.asarray(items)]
+            return self.split.get_batch(rows, metadata=self.metadata)
+        return [self[i] for i in items]
+
+
+def _pad_latents(items: list[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
+    k = max(1, max(len(x) for x in items))
+    if all(len(x) == k for x in items):  # the common case: every row fills all K slots
+        return torch.from_numpy(np.stack(items).astype(np.float32, copy=False)), torch.ones(len(items), k, dtype=torch.bool)
+    out = np.zeros((len(items), k, items[0].shape[-1]), dtype=np.float32)
+    mask = np.zeros((len(items), k), dtype=bool)
+    for r, x in enumerate(items):
+        out[r, : len(x)] = x
+        mask[r, : len(x)] = True
+    return torch.from_numpy(out), torch.from_numpy(mask)
+
+
+def _pad_ids(items: list[np.ndarray], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    ids, mask = pad_sequences(items, pad_id)
+    return torch.from_numpy(ids), torch.from_numpy(mask)
+
+
+class Collate:
+    """Pads latents (with masks) and token ids (decoder pad id for targets) into a batch dict."""
+
+    def __init__(self, target_pad_id: int = 0, input_pad_id: int = 0):
+        self.target_pad_id, self.input_pad_id = target_pad_id, input_pad_id
+
+    def __call__(self, recs: list[dict[str, Any]] | dict[str, Any]) -> dict[str, Any]:
+        if isinstance(recs, dict):  # already a batch (CacheDataset.__getitems__ on the npy format)
+            return recs
+        batch: dict[str, Any] = {}
+        batch["input_latents"], batch["input_latent_mask"] = _pad_latents([r["input_latents"] for r in recs])
+        batch["target_latents"], batch["target_latent_mask"] = _pad_latents([r["target_latents"] for r in recs])
+        if "target_ids" in recs[0]:
+            batch["target_ids"], batch["target_attention_mask"] = _pad_ids([r["target_ids"] for r in recs],
+                                                                           self.target_pad_id)
+        elif "target_attention_mask" in recs[0]:
+            _, batch["target_attention_mask"] = _pad_ids([r["target_attention_mask"] for r in recs], 0)
+        if "input_ids" in recs[0]:
+            batch["input_ids"], mask = _pad_ids([r["input_ids"] for r in recs], self.input_pad_id)
+            batch["attention_mask"] = mask
+        elif "attention_mask" in recs[0]:
+            _, batch["attention_mask"] = _pad_ids([r["attention_mask"] for r in recs], 0)
+        batch["index"] = torch.tensor([r["index"] for r in recs], dtype=torch.long)
+        for key in ("id", "source", "text", "target_text"):
+            if key in recs[0]:
+                batch[key] = [r[key] for r in recs]
+        return batch
+
+
+def make_loader(dataset: CacheDataset, batch_size: int, shuffle: bool = False, num_workers: int = 0,
+                prefetch_factor: Optional[int] = None, seed: int = 0, drop_last: bool = False,
+                sampler=None, pin_memory: bool = False) -> DataLoader:
+    """A DataLoader over cache records; `prefetch_factor` only applies (and is only passed) with workers."""
+    kwargs: dict[str, Any] = {}
+    if num_workers > 0:
+        kwargs["persistent_workers"] = True
+        if prefetch_factor is not None:
+            kwargs["prefetch_factor"] = prefetch_factor
+    generator = torch.Generator().manual_seed(seed) if shuffle and sampler is None else None
+    return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle if sampler is None else False,
+                      sampler=sampler, num_workers=num_workers, collate_fn=Collate(dataset.split.pad_token_id),
+                      drop_last=drop_last, generator=generator, pin_memory=pin_memory, **kwargs)

@@ -1,0 +1,102 @@
+"""The eval report: one JSON document and its Rich rendering.
+
+    {
+      "report": "latentbridge-eval", "version": 1, "created": ISO time,
+      "dataset": ..., "split": ..., "n_examples": ...,
+      "checkpoint": {"path", "step", "stage", "fingerprint"},
+      "scorer": "rouge-score ... use_stemmer=True ...",
+      "sampling": {temperature, top_p, top_k, do_sample, max_generation_length, seed},
+      "systems": {"latent": {rouge1, rouge2, rougeL, rougeLsum},
+                  "reconstruction": {...}, "constant": {..., "summary", "pool_size"},
+                  "direct": {..., "steps", "lr", ...}},
+      "latent_metrics": {mse, cosine, retrieval_top1, retrieval_chance, length_accuracy, n_examples, n_slots},
+      "prefix_use": {"pipeline": {loss_true_prefix, loss_shuffled_prefix, gap, n_examples}, "gold": {...}},
+      "samples": [{"id", "dialogue", "reference", "latent", ...}],
+      "notes": [...], "seconds": {...}
+    }
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+from typing import Any, Mapping, Optional
+
+from rich.console import Console, Group
+from rich.table import Table
+
+from latentbridge.evaluation.rouge import ROUGE_TYPES
+
+REPORT_KIND = "latentbridge-eval"
+REPORT_VERSION = 1
+SYSTEM_LABELS = {
+    "latent": "latent pipeline",
+    "reconstruction": "gold summary latents -> adapter -> decoder",
+    "constant": "constant baseline",
+    "direct": "direct baseline (no bottleneck)",
+}
+ROUGE_LABELS = {"rouge1": "ROUGE-1", "rouge2": "ROUGE-2", "rougeL": "ROUGE-L", "rougeLsum": "ROUGE-Lsum"}
+
+
+def build_report(*, dataset: str, split: str, n_examples: int, checkpoint: Mapping[str, Any], scorer: str,
+                 sampling: Mapping[str, Any], systems: Mapping[str, Mapping[str, Any]],
+                 latent_metrics: Mapping[str, Any], prefix_use: Mapping[str, Any], samples: list[dict],
+                 notes: Optional[list[str]] = None, seconds: Optional[Mapping[str, float]] = None) -> dict[str, Any]:
+    return {
+        "report": REPORT_KIND, "version": REPORT_VERSION,
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "dataset": dataset, "split": split, "n_examples": n_examples, "checkpoint": dict(checkpoint),
+        "scorer": scorer, "sampling": dict(sampling), "systems": {k: dict(v) for k, v in systems.items()},
+        "latent_metrics": dict(latent_metrics), "prefix_use": {k: dict(v) for k, v in prefix_use.items()},
+        "samples": samples, "notes": list(notes or []), "seconds": dict(seconds or {}),
+    }
+
+
+def _f(value: Any, digits: int = 4) -> str:
+    return "-" if value is None else f"{value:.{digits}f}" if isinstance(value, float) else str(value)
+
+
+def rouge_table(report: Mapping[str, Any]) -> Table:
+    table = Table(title=f"ROUGE F1 x 100 on {report['dataset']} / {report['split']} (n = {report['n_examples']})",
+                  caption=report["scorer"])
+    table.add_column("system")
+    for t in ROUGE_TYPES:
+        table.add_column(ROUGE_LABELS[t], justify="right")
+    for name, scores in report["systems"].items():
+        table.add_row(SYSTEM_LABELS.get(name, name), *[_f(100 * scores[t], 2) if t in scores else "-"
+                                                       for t in ROUGE_TYPES])
+    return table
+
+
+def diagnostics_table(report: Mapping[str, Any]) -> Table:
+    lm, pu = report["latent_metrics"], report["prefix_use"]
+    table = Table(title="Latent path, stage by stage")
+    table.add_column("measure")
+    table.add_column("value", justify="right")
+    table.add_row("middle: latent MSE (pred vs summary latents)", _f(lm["mse"]))
+    table.add_row("middle: latent cosine", _f(lm["cosine"]))
+    table.add_row("middle: in-batch retrieval top-1 (chance)",
+                  f"{_f(lm['retrieval_top1'], 3)} ({_f(lm['retrieval_chance'], 3)})")
+    if lm.get("length_accuracy") is not None:
+        table.add_row("middle: stop at the right length", _f(lm["length_accuracy"], 3))
+    for key, label in (("pipeline", "predicted"), ("gold", "gold")):
+        if key in pu:
+            u = pu[key]
+            table.add_row(f"decoder loss, {label} prefix: true / shuffled (gap)",
+                          f"{_f(u['loss_true_prefix'], 3)} / {_f(u['loss_shuffled_prefix'], 3)} ({_f(u['gap'], 3)})")
+    return table
+
+
+def render_report(report: Mapping[str, Any], console: Optional[Console] = None) -> None:
+    """Both tables, the baselines' details and any notes, on the terminal (stderr-safe Console)."""
+    console = console or Console()
+    parts: list[Any] = [rouge_table(report), diagnostics_table(report)]
+    constant = report["systems"].get("constant")
+    if constant and "summary" in constant:
+        parts.append(f"constant baseline: {constant['summary']!r} (best mean ROUGE-L of {constant['pool_size']} "
+                     "training summaries)")
+    direct = report["systems"].get("direct")
+    if direct and "steps" in direct:
+        parts.append(f"direct baseline: {direct['steps']} optimizer steps, lr {direct['lr']}, final train loss "
+                     f"{_f(direct.get('final_train_loss'), 3)}")
+    parts += [f"note: {n}" for n in report.get("notes", [])]
+    console.print(Group(*parts))

@@ -1,0 +1,100 @@
+"""Attention backend, precision and compile decisions, each made once with a note for the log."""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import logging
+from typing import Optional, Union
+
+import torch
+
+from latentbridge.models.specs import ATTENTION_IMPLEMENTATIONS
+
+log = logging.getLogger("latentbridge.models")
+
+HALF_DTYPES = (torch.float16, torch.bfloat16)
+
+
+def flash_attn_available() -> bool:
+    """True when the flash_attn package imports (not only when it is installed)."""
+    if importlib.util.find_spec("flash_attn") is None:
+        return False
+    try:
+        import flash_attn  # noqa: F401
+    except Exception:  # a broken build raises anything from ImportError to OSError
+        return False
+    return True
+
+
+def _device_type(device: Union[str, torch.device]) -> str:
+    return torch.device(device).type if not isinstance(device, torch.device) else device.type
+
+
+def resolve_attention(requested: str, device: Union[str, torch.device], dtype: torch.dtype,
+                      flash_available: Optional[bool] = None) -> tuple[str, Optional[str]]:
+    """(implementation, note): flash_attention_2 only with flash_attn importable, CUDA and a half dtype;
+    otherwise sdpa, with one note saying why. eager and sdpa are honoured as asked."""
+    if requested not in ATTENTION_IMPLEMENTATIONS:
+        raise ValueError(f"attn_implementation {requested!r} is not one of {ATTENTION_IMPLEMENTATIONS}")
+    if requested != "flash_attention_2":
+        return requested, None
+    why = []
+    if not (flash_attn_available() if flash_available is None else flash_available):
+        why.append("the flash_attn package does not import")
+    if _device_type(device) != "cuda":
+        why.append(f"the device is {_device_type(device)}, not cuda")
+    if dtype not in HALF_DTYPES:
+        why.append(f"the dtype is {str(dtype).replace('torch.', '')}, not bf16/fp16")
+    if not why:
+        return "flash_attention_2", None
+    return "sdpa", f"attention: flash_attention_2 requested but {' and '.join(why)}; using sdpa"
+
+
+def resolve_dtype(use_bf16: bool, use_fp16: bool, device: Union[str, torch.device],
+                  bf16_supported: Optional[bool] = None) -> tuple[torch.dtype, Optional[str]]:
+    """(compute dtype, note). bf16 preferred; never fp16 (Gemma 3 overflows in fp16); fp32 on CPU."""
+    kind = _device_type(device)
+    if kind == "cpu":
+        asked = "bf16" if use_bf16 else "fp16" if use_fp16 else None
+        note = f"precision: {asked} requested but the device is cpu; using fp32" if asked else None
+        return torch.float32, note
+    if bf16_supported is None:
+        bf16_supported = kind == "cuda" and torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+        bf16_supported = bf16_supported or kind == "mps"
+    if (use_bf16 or use_fp16) and bf16_supported:
+        note = None if use_bf16 else "precision: fp16 requested but Gemma 3 is unstable in fp16; using bf16"
+        return torch.bfloat16, note
+    if use_bf16 or use_fp16:
+        return torch.float32, (f"precision: {'bf16' if use_bf16 else 'fp16'} requested but this {kind} device "
+                               "has no bf16 (and Gemma 3 is unstable in fp16); using fp32")
+    return torch.float32, None
+
+
+def autocast(device: Union[str, torch.device], dtype: torch.dtype):
+    """An autocast context for half dtypes, a no-op for fp32."""
+    if dtype == torch.float32:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=_device_type(device), dtype=dtype)
+
+
+def compile_in_place(module: torch.nn.Module, mode: str) -> torch.nn.Module:
+    """torch.compile the module's forward in place: state_dict keys stay free of `_orig_mod.`."""
+    module.compile(mode=None if mode == "default" else mode)
+    return module
+
+
+def log_note(note: Optional[str]) -> None:
+    if note:
+        log.warning(note)
+
+
+def resolve_device(requested: str) -> tuple[str, Optional[str]]:
+    """(device, note): auto picks cuda, then mps, then cpu; an unavailable cuda/mps falls back to cpu."""
+    cuda = torch.cuda.is_available()
+    mps = getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()
+    if requested == "auto":
+        return ("cuda" if cuda else "mps" if mps else "cpu"), None
+    if (requested == "cuda" and not cuda) or (requested == "mps" and not mps):
+        return "cpu", f"device: {requested} requested but not available; using cpu"
+    return requested, None

@@ -1,0 +1,180 @@
+"""LatentBridge: the four parts in one module, what trains, and the trainable state on disk.
+
+    text --encoder--> latents (B,K,D) --middle--> target latents --adapter--> prefix (B,P,H) --decoder--> text
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Iterable, Optional
+
+import torch
+from torch import nn
+
+from latentbridge.errors import UserError
+from latentbridge.models.adapter import PrefixAdapter
+from latentbridge.models.backends import compile_in_place, log_note, resolve_attention, resolve_dtype
+from latentbridge.models.decoder import Decoder, load_decoder_backbone
+from latentbridge.models.encoder import LatentEncoder, load_encoder_backbone
+from latentbridge.models.middle import MiddleTransformer
+from latentbridge.models.specs import MODEL_PARTS, ModelSpec, SamplingSpec
+
+class LatentBridge(nn.Module):
+    def __init__(self, encoder: LatentEncoder, middle: MiddleTransformer, adapter: PrefixAdapter,
+                 decoder: Decoder, spec: ModelSpec) -> None:
+        super().__init__()
+        self.encoder, self.middle, self.adapter, self.decoder = encoder, middle, adapter, decoder
+        self.spec = spec
+        self.attn_implementation = "sdpa"
+        self.compute_dtype = torch.float32
+        self.dtype_note: Optional[str] = None
+        self.attn_note: Optional[str] = None
+
+    # --- the pipeline, one call per arrow
+    def encode(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(latents (B, K, D), latent_mask (B, K))."""
+        return self.encoder(input_ids, attention_mask)
+
+    def predict(self, latents: torch.Tensor, latent_mask: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """Middle output for every slot (B, K, D): use with middle.latent_loss while training."""
+        return self.middle(latents, latent_mask)
+
+    def predict_until_stop(self, latents: torch.Tensor, latent_mask: Optional[torch.Tensor] = None
+                           ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Middle output cut at the stop latent: (latents (B, K, D), mask (B, K))."""
+        return self.middle.generate(latents, latent_mask)
+
+    def prefix(self, latents: torch.Tensor, latent_mask: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """(B, prefix_len, decoder_hidden) in the decoder's embedding space."""
+        return self.adapter(latents, latent_mask)
+
+    def latent_loss(self, pred: torch.Tensor, target: torch.Tensor, target_mask: torch.Tensor
+                    ) -> dict[str, torch.Tensor]:
+        return self.middle.latent_loss(pred, target, target_mask, self.spec.loss)
+
+    def decoder_loss(self, prefix: torch.Tensor, target_ids: torch.Tensor, target_mask: torch.Tensor) -> torch.Tensor:
+        return self.decoder.loss(prefix, target_ids, target_mask)
+
+    @torch.no_grad()
+    def generate(self, texts: list[str], max_input_len: int, sampling: SamplingSpec, use_middle: bool = True
+                 ) -> list[str]:
+        """Text in, text out: encode, (middle until stop), adapter, decoder sampling."""
+        device = next(self.adapter.parameters()).device
+        ids, mask = self.encoder.tokenize(texts, max_input_len, device)
+        latents, latent_mask = self.encode(ids, mask)
+        if use_middle:
+            latents, latent_mask = self.predict_until_stop(latents, latent_mask)
+        return self.decoder.decode(self.decoder.generate(self.prefix(latents, latent_mask), sampling))
+
+    # --- which parameters train, and their state on disk
+    def part_modules(self, part: str) -> list[nn.Module]:
+        """The modules that a part trains: encoder/decoder mean only their top unfrozen layers."""
+        return {
+            "encoder": self.encoder.trainable_backbone_modules(),
+            "compressor": [self.encoder.compressor],
+            "middle": [self.middle],
+            "adapter": [self.adapter],
+            "decoder": self.decoder.trainable_backbone_modules(),
+        }[part]
+
+    def trainable_state_dict(self) -> dict[str, torch.Tensor]:
+        """Every parameter and buffer any phase may train: compressor, middle, adapter and the top
+        unfrozen encoder/decoder layers (whether or not they train right now). Not the frozen backbones."""
+        keep = {id(t) for part in MODEL_PARTS for m in self.part_modules(part)
+                for t in [*m.parameters(), *m.buffers()]}
+        full = self.state_dict(keep_vars=True)
+        return {k: v.detach() for k, v in full.items() if id(v) in keep}
+
+    def load_trainable_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        expected = set(self.trainable_state_dict())
+        missing, unexpected = expected - set(state), set(state) - expected
+        if missing or unexpected:
+            raise UserError("The saved model state does not fit this model (was it saved with other sizes or "
+                            f"unfrozen layer counts?): missing {sorted(missing)[:5]}, unexpected "
+                            f"{sorted(unexpected)[:5]}.")
+        result = self.load_state_dict(state, strict=False)
+        assert not result.unexpected_keys, result.unexpected_keys
+
+
+def set_trainable(model: LatentBridge, parts: Iterable[str]) -> list[str]:
+    """Freeze everything, then unfreeze `parts` (subset of MODEL_PARTS; "encoder" / "decoder" mean their top
+    `unfrozen_layers` layers from the spec). Returns the names of the trainable parameters."""
+    parts = set(parts)
+    unknown = parts - set(MODEL_PARTS)
+    if unknown:
+        raise ValueError(f"unknown parts {sorted(unknown)}; expected a subset of {MODEL_PARTS}")
+    model.requires_grad_(False)
+    for part in parts:
+        for module in model.part_modules(part):
+            module.requires_grad_(True)
+    return [n for n, p in model.named_parameters() if p.requires_grad]
+
+
+def save_trainable(model: LatentBridge, path: Path) -> None:
+    """Write trainable_state_dict() as safetensors (no pickle)."""
+    from safetensors.torch import save_file
+
+    state = {k: v.contiguous().cpu() for k, v in model.trainable_state_dict().items()}
+    save_file(state, str(path))
+
+
+def load_trainable(model: LatentBridge, path: Path) -> None:
+    from safetensors.torch import load_file
+
+    try:
+        state = load_file(str(path))
+    except Exception as e:  # safetensors raises its own error types for torn files
+        raise UserError(f"Cannot read the model state in {path}: {e}") from e
+    model.load_trainable_state_dict(state)
+
+
+def _seeded(seed: Optional[int], build):
+    if seed is None:
+        return build()
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return build()
+
+
+def build_model(spec: ModelSpec, seed: Optional[int] = None) -> LatentBridge:
+    """Load both backbones (local folder or local hub cache), build the small parts, apply the runtime choices.
+
+    With `seed`, the compressor, middle and adapter are initialised from seed, seed + 1, seed + 2 without
+    touching the global RNG (the compressor then equals `LatentEncoder(...)` built right after
+    `torch.manual_seed(seed)`, as preprocessing does); without it they draw from the global RNG.
+
+    Weights load in fp32 (train under backends.autocast for bf16); the resolved compute dtype and
+    attention backend are logged once and kept on the model (`compute_dtype`, `attn_implementation`)."""
+    rt = spec.runtime
+    device = torch.device(rt.device)
+    compute_dtype, dtype_note = resolve_dtype(rt.use_bf16, rt.use_fp16, device)
+    attn, attn_note = resolve_attention(rt.attn_implementation, device, compute_dtype)
+    log_note(dtype_note)
+    log_note(attn_note)
+    # flash_attention_2 needs half-precision weights; the other backends run fp32 weights under autocast
+    weight_dtype = compute_dtype if attn == "flash_attention_2" else torch.float32
+    enc_backbone, enc_tok = load_encoder_backbone(spec.encoder, attn, rt.allow_download, weight_dtype)
+    dec_model, dec_tok = load_decoder_backbone(spec.decoder, attn, rt.allow_download, weight_dtype)
+    for name, n, layers, field in (
+            ("encoder", spec.encoder.unfrozen_layers, len(enc_backbone.layers), "num_encoder_unfrozen_layers"),
+            ("decoder", spec.decoder.unfrozen_layers, len(dec_model.model.layers), "decoder_unfrozen_layers")):
+        if n > layers:
+            raise UserError(f"{field} is {n} but the {name} has only {layers} layers; set --"
+                            f"{field.replace('_', '-')} to at most {layers}.")
+    encoder = _seeded(seed, lambda: LatentEncoder(enc_backbone, enc_tok, spec.encoder))
+    decoder = Decoder(dec_model, dec_tok, spec.decoder)
+    middle = _seeded(None if seed is None else seed + 1, lambda: MiddleTransformer(spec.middle))
+    adapter = _seeded(None if seed is None else seed + 2,
+                      lambda: PrefixAdapter(spec.adapter, decoder.hidden_size, decoder.token_embedding_rms()))
+    model = LatentBridge(encoder, middle, adapter, decoder, spec)
+    model.attn_implementation, model.attn_note, model.dtype_note = attn, attn_note, dtype_note
+    model.compute_dtype = compute_dtype
+    if rt.gradient_checkpointing:
+        for backbone in (enc_backbone, dec_model):
+            backbone.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+    model.to(device)
+    set_trainable(model, ())
+    if rt.compile:
+        for module in (middle, adapter, encoder.compressor):
+            compile_in_place(module, rt.compile_mode)
+    return model

@@ -1,0 +1,190 @@
+"""Decoder: a Gemma 3 causal LM conditioned on the adapter's prefix through `inputs_embeds`.
+
+Input layout: [head] [prefix (P)] [tail] [target tokens]. For an instruction-tuned checkpoint (its
+tokenizer has a chat template, or the name ends with -it) head/tail are the chat turn markers around
+the user's content, read off the template itself: for Gemma `<bos><start_of_turn>user\\n` and
+`<end_of_turn>\\n<start_of_turn>model\\n`; targets end with `<end_of_turn>` and generation stops on
+`<eos>` (1) or `<end_of_turn>` (106). For a base checkpoint head is `<bos>`, tail is empty and targets
+end with `<eos>`. Token embeddings come from `embed_tokens`, which already multiplies by sqrt(hidden).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.checkpoint import checkpoint
+
+from latentbridge.models.loading import check_hidden_dim, load_pretrained
+from latentbridge.models.specs import DecoderSpec, SamplingSpec
+
+CE_CHUNK = 1024  # target tokens whose logits exist at once in the loss
+_CONTENT = "\u2063LATENTBRIDGE_PREFIX\u2063"
+
+
+def load_decoder_backbone(spec: DecoderSpec, attn_implementation: str, allow_download: bool = False,
+                          dtype: torch.dtype = torch.float32) -> tuple[Any, Any]:
+    """(Gemma3ForCausalLM, tokenizer) through AutoModelForCausalLM/AutoTokenizer; hidden size checked."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = load_pretrained(AutoTokenizer, spec.model, spec.model_field, "tokenizer", allow_download)
+    model = load_pretrained(AutoModelForCausalLM, spec.model, spec.model_field, "decoder", allow_download,
+                            attn_implementation=attn_implementation, dtype=dtype)
+    check_hidden_dim(model.config.hidden_size, spec.expected_hidden_dim, spec.hidden_dim_field, spec.model)
+    return model, tokenizer
+
+
+def is_instruction_tuned(tokenizer: Any, name: str) -> bool:
+    return bool(getattr(tokenizer, "chat_template", None)) or name.rstrip("/").endswith("-it")
+
+
+def target_end_id(tokenizer: Any, name: str) -> int:
+    """The token that closes every target: <end_of_turn> for instruction-tuned checkpoints, else <eos>."""
+    if is_instruction_tuned(tokenizer, name):
+        end = tokenizer.convert_tokens_to_ids("<end_of_turn>")
+        if end is not None and end != tokenizer.unk_token_id:
+            return int(end)
+    return int(tokenizer.eos_token_id)
+
+
+def target_token_ids(tokenizer: Any, text: str, max_len: int, end_id: int) -> list[int]:
+    """One target as the decoder trains on it: no BOS, at most max_len - 1 text tokens, then end_id."""
+    return tokenizer(text, add_special_tokens=False)["input_ids"][: max_len - 1] + [end_id]
+
+
+
+def sampling_kwargs(sampling: SamplingSpec) -> dict[str, Any]:
+    """`generate()` keyword arguments for `sampling`; greedy decoding clears the model's own sampling defaults."""
+    if not sampling.do_sample:
+        return {"do_sample": False, "temperature": None, "top_p": None, "top_k": None}
+    return {"do_sample": True, "temperature": sampling.temperature, "top_p": sampling.top_p,
+            "top_k": sampling.top_k if sampling.top_k > 0 else None}
+
+class Decoder(nn.Module):
+    def __init__(self, model: nn.Module, tokenizer: Any, spec: DecoderSpec) -> None:
+        super().__init__()
+        self.model = model
+        self.tokenizer = tokenizer
+        self.spec = spec
+        self.chat = is_instruction_tuned(tokenizer, spec.model)
+        head, tail = self._frame_text()
+        self.register_buffer("head_ids", self._ids(head), persistent=False)
+        self.register_buffer("tail_ids", self._ids(tail), persistent=False)
+        self.end_id = target_end_id(tokenizer, spec.model)
+        self.stop_ids = sorted({tokenizer.eos_token_id, self.end_id})
+        self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+
+    def _frame_text(self) -> tuple[str, str]:
+        bos = self.tokenizer.bos_token or ""
+        if not self.chat:
+            return bos, ""
+        if getattr(self.tokenizer, "chat_template", None):
+            text = self.tokenizer.apply_chat_template([{"role": "user", "content": _CONTENT}], tokenize=False,
+                                                      add_generation_prompt=True)
+            head, tail = text.split(_CONTENT)
+            return head, tail
+        return f"{bos}<start_of_turn>user\n", "<end_of_turn>\n<start_of_turn>model\n"
+
+    def _ids(self, text: str) -> torch.Tensor:
+        return torch.tensor(self.tokenizer(text, add_special_tokens=False)["input_ids"], dtype=torch.long)
+
+    @property
+    def hidden_size(self) -> int:
+        return self.model.config.hidden_size
+
+    @property
+    def layers(self) -> nn.ModuleList:
+        return self.model.model.layers
+
+    def trainable_backbone_modules(self) -> list[nn.Module]:
+        """The top `unfrozen_layers` layers and the final norm (embeddings / tied lm_head stay frozen)."""
+        n = self.spec.unfrozen_layers
+        return (list(self.layers[-n:]) + [self.model.model.norm]) if n > 0 else []
+
+    def embed(self, ids: torch.Tensor) -> torch.Tensor:
+        """Token embeddings exactly as the model sees them (scaled by sqrt(hidden) for Gemma)."""
+        return self.model.get_input_embeddings()(ids)
+
+    @torch.no_grad()
+    def token_embedding_rms(self) -> float:
+        """RMS of the real scaled token embeddings: the scale the prefix must come out at."""
+        emb = self.model.get_input_embeddings()
+        scale = float(getattr(emb, "embed_scale", torch.tensor(1.0)))
+        return float(emb.weight.float().pow(2).mean().sqrt()) * scale
+
+    def target_ids(self, texts: list[str], max_len: int, device: torch.device | str = "cpu"
+                   ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(ids, mask) of targets as the decoder is trained on them: no BOS, text truncated to
+        max_len - 1 tokens, then the end token (<end_of_turn> for -it, <eos> otherwise), right-padded."""
+        rows = [target_token_ids(self.tokenizer, t, max_len, self.end_id) for t in texts]
+        width = max(len(r) for r in rows)
+        ids = torch.full((len(rows), width), self.pad_id, dtype=torch.long)
+        mask = torch.zeros((len(rows), width), dtype=torch.long)
+        for i, r in enumerate(rows):
+            ids[i, : len(r)] = torch.tensor(r)
+            mask[i, : len(r)] = 1
+        return ids.to(device), mask.to(device)
+
+    def _framed(self, prefix: torch.Tensor) -> torch.Tensor:
+        B = prefix.shape[0]
+        head = self.embed(self.head_ids)[None].expand(B, -1, -1)
+        tail = self.embed(self.tail_ids)[None].expand(B, -1, -1)
+        return torch.cat([head, prefix.to(head.dtype), tail], dim=1)   # (B, h + P + t, H)
+
+    def loss(self, prefix: torch.Tensor, target_ids: torch.Tensor, target_mask: torch.Tensor,
+             reduction: str = "mean") -> torch.Tensor:
+        """Teacher-forced token cross-entropy of the targets given the prefix (framing positions carry no
+        loss). reduction "mean": over all valid target tokens of the batch; "none": per row (B,)."""
+        framed = self._framed(prefix)                                          # (B, F, H)
+        F_len, T = framed.shape[1], target_ids.shape[1]
+        embeds = torch.cat([framed, self.embed(target_ids)], dim=1)           # (B, F + T, H)
+        attn = torch.cat([target_mask.new_ones(target_mask.shape[0], F_len), target_mask], dim=1)
+        hidden = self.model.model(inputs_embeds=embeds, attention_mask=attn).last_hidden_state
+        # hidden state at position s predicts token s + 1: the targets are read from F-1 .. F+T-2
+        mask = target_mask.bool()
+        h = hidden[:, F_len - 1: F_len - 1 + T][mask]                         # (N, H) valid targets only
+        ce = self._token_ce(h, target_ids[mask])                              # (N,)
+        if reduction == "none":
+            rows = torch.arange(mask.shape[0], device=mask.device)[:, None].expand_as(mask)[mask]
+            per_row = torch.zeros(mask.shape[0], device=ce.device, dtype=ce.dtype).index_add(0, rows, ce)
+            return per_row / mask.sum(1).clamp_min(1)
+        return ce.sum() / mask.sum().clamp_min(1)
+
+    def _token_ce(self, h: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """Cross-entropy per token from hidden states (N, H), CE_CHUNK tokens at a time. While training, each
+        chunk's logits are recomputed in backward instead of stored: with Gemma's 262k vocabulary the logits
+        of a whole batch would otherwise be the largest tensor of the step."""
+        chunks = []
+        for start in range(0, h.shape[0], CE_CHUNK):
+            args = (h[start: start + CE_CHUNK], labels[start: start + CE_CHUNK])
+            if torch.is_grad_enabled() and h.requires_grad:
+                chunks.append(checkpoint(self._chunk_ce, *args, use_reentrant=False))
+            else:
+                chunks.append(self._chunk_ce(*args))
+        return torch.cat(chunks) if chunks else h.new_zeros(0, dtype=torch.float32)
+
+    def _chunk_ce(self, h: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        logits = self.model.lm_head(h).float()                                # (n, V)
+        cap = getattr(self.model.config, "final_logit_softcapping", None)
+        if cap:
+            logits = torch.tanh(logits / cap) * cap
+        return F.cross_entropy(logits, labels, reduction="none")
+
+    @torch.no_grad()
+    def generate(self, prefix: torch.Tensor, sampling: SamplingSpec) -> list[list[int]]:
+        """Token ids generated after the prefix, one list per row, cut before the first stop id."""
+        embeds = self._framed(prefix)
+        attn = torch.ones(embeds.shape[:2], dtype=torch.long, device=embeds.device)
+        kwargs = sampling_kwargs(sampling)
+        out = self.model.generate(inputs_embeds=embeds, attention_mask=attn, max_new_tokens=sampling.max_new_tokens,
+                                  eos_token_id=self.stop_ids, pad_token_id=self.pad_id, **kwargs)
+        rows = []
+        for row in out.tolist():  # with inputs_embeds only, generate returns just the new tokens
+            cut = next((i for i, t in enumerate(row) if t in self.stop_ids), len(row))
+            rows.append(row[:cut])
+        return rows
+
+    def decode(self, rows: list[list[int]]) -> list[str]:
+        return [t.strip() for t in self.tokenizer.batch_decode(rows, skip_special_tokens=True)]

@@ -1,0 +1,482 @@
+"""One training loop for every stage: `Trainer.train()` runs the planned stages, `train_step()` is one update.
+
+    for each stage (src/latentbridge/training/stages.py):
+        freeze everything but stage.trains; AdamW + warmup/decay schedule over the trainable parameters
+        for each epoch: a seeded order of the stage's examples (resumable mid-epoch)
+            for each window of gradient_accumulation_steps micro-batches: train_step()
+            log every log_every steps, step checkpoint every save_every steps
+        validate after every epoch; the best epoch goes to the stage's best-model file
+        the stage ends by loading its best weights back, so the next stage starts from them
+    finally: the hand-off model file (best_model.pt) and summary.json
+
+The trainer never reads the Config: `src/latentbridge/modes/train.py` builds the model, the data and `TrainSettings`.
+Accelerate provides the device, autocast, backward, gradient clipping and DDP wrapping; accumulation
+is explicit (`no_sync` on all but the last micro-batch) so a window is never split across a checkpoint.
+"""
+
+from __future__ import annotations
+
+import math
+import signal
+import threading
+import time
+from contextlib import contextmanager, nullcontext
+from dataclasses import asdict, dataclass, field
+from itertools import islice
+from pathlib import Path
+from typing import Any, Callable, Iterator, Mapping, Optional
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+
+from latentbridge.errors import UserError
+from latentbridge.models.bridge import LatentBridge, set_trainable
+from latentbridge.models.specs import SamplingSpec
+from latentbridge.training.checkpoint import (AsyncCheckpointer, ConfigFingerprint, LoadedCheckpoint, TrainState,
+                                     capture_rng_state, load_model_file, restore_rng_state, should_save)
+from latentbridge.training.metrics import MetricsWriter, StepMetrics
+from latentbridge.training.schedule import build_scheduler, optimizer_steps
+from latentbridge.training.stages import Stage
+from latentbridge.ui.progress import NullDisplay, ProgressDisplay
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    """The run settings the loop needs (built from the Config in src/latentbridge/modes/train.py)."""
+
+    learning_rate: float
+    weight_decay: float = 0.01
+    warmup_steps: int = 0
+    gradient_accumulation_steps: int = 1
+    max_grad_norm: float = 1.0  # 0 disables clipping
+    save_every: int = 500
+    log_every: int = 10
+    keep_last_checkpoints: int = 3
+    async_checkpointing: bool = True
+    checkpoint_dir: Path = Path("checkpoints")
+    run_dir: Path = Path("runs")
+    best_filenames: Mapping[str, str] = field(default_factory=dict)  # Stage.best_filename_field -> file name
+    handoff_filename: str = "best_model.pt"
+    seed: int = 0
+    max_seq_len: int = 512  # live encoding of inputs (stages that train the encoder/compressor)
+    max_target_len: int = 256
+    num_workers: int = 0
+    prefetch_factor: Optional[int] = None
+    sample_max_tokens: int = 48  # greedy sample shown after each validation of a token stage
+    stop_after_steps: Optional[int] = None  # checkpoint and stop after this many optimizer steps in all (smoke runs)
+
+
+@dataclass
+class StageData:
+    """A stage's examples: train and validation datasets (records as latentbridge.data.loader yields) and their collate."""
+
+    train: Dataset
+    validation: Optional[Dataset]
+    collate: Callable[[list], dict]
+
+
+@dataclass
+class LoopState:
+    """Where the pipeline is; saved in every step checkpoint (JSON) for an exact resume."""
+
+    plan: list[str]
+    stage_index: int = 0
+    epoch: int = 0
+    batch_in_epoch: int = 0  # micro-batches of this epoch already trained (always whole windows)
+    step: int = 0            # optimizer steps in this stage
+    global_step: int = 0     # optimizer steps over the whole pipeline (names the checkpoints)
+    best_val: float = math.inf
+    best: dict[str, float] = field(default_factory=dict)  # stage -> best validation loss
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> "LoopState":
+        return cls(**{k: data[k] for k in cls.__dataclass_fields__ if k in data})
+
+
+@dataclass
+class TrainResult:
+    state: LoopState
+    interrupted: bool
+    handoff: Optional[Path]
+
+
+class StageObjective(nn.Module):
+    """forward(batch) -> {"loss": what the stage minimises, plus detached components}. Wrapped by DDP."""
+
+    def __init__(self, model: LatentBridge, stage: Stage, max_seq_len: int, max_target_len: int) -> None:
+        super().__init__()
+        self.model, self.stage = model, stage
+        self.max_seq_len, self.max_target_len = max_seq_len, max_target_len
+
+    def forward(self, batch: Mapping[str, Any]) -> dict[str, torch.Tensor]:
+        m = self.model
+        if self.stage.objective == "latent":
+            pred = m.predict(batch["input_latents"], batch["input_latent_mask"])             # (B, K, D)
+            return m.latent_loss(pred, batch["target_latents"], batch["target_latent_mask"])
+        latents, mask = self.decoder_input(batch)
+        ce = m.decoder_loss(m.prefix(latents, mask), batch["target_ids"], batch["target_attention_mask"])
+        return {"loss": ce, "ce": ce.detach()}
+
+    def decoder_input(self, batch: Mapping[str, Any]) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
+        """Latents the adapter reads: middle(input latents) when the stage uses the middle, else the target's own."""
+        if not self.stage.uses_middle:
+            return self._latents(batch, "target_text", "target_latents", self.max_target_len)
+        latents, mask = self._latents(batch, "text", "input_latents", self.max_seq_len)
+        if "middle" in self.stage.trains:
+            return self.model.predict(latents, mask), None
+        return self.model.predict_until_stop(latents, mask)   # as at inference: cut at the stop latent
+
+    def _latents(self, batch, text_key: str, cached_key: str, max_len: int):
+        if self.stage.uses_cache:
+            return batch[cached_key], batch[f"{cached_key[:-1]}_mask"]
+        if text_key not in batch:
+            raise UserError(f"Stage {self.stage.name} encodes text live but the cache holds no text; "
+                            "preprocess with --cache-store-text.")
+        device = next(self.model.adapter.parameters()).device
+        ids, mask = self.model.encoder.tokenize(batch[text_key], max_len, device)
+        return self.model.encode(ids, mask)
+
+
+def epoch_order(n: int, seed: int, stage_index: int, epoch: int) -> list[int]:
+    """The example order of one epoch: a permutation fixed by (seed, stage, epoch), so a resume can skip into it."""
+    g = torch.Generator().manual_seed(seed * 1_000_003 + stage_index * 10_007 + epoch)
+    return torch.randperm(n, generator=g).tolist()
+
+
+def _to_device(batch: Mapping[str, Any], device: torch.device) -> dict[str, Any]:
+    return {k: v.to(device, non_blocking=True) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
+
+
+def frozen_subtrees(module: nn.Module) -> list[nn.Module]:
+    """The largest submodules with parameters none of which train: kept in eval mode (no dropout) while training."""
+    params = list(module.parameters())
+    if params and not any(p.requires_grad for p in params):
+        return [module]
+    return [m for child in module.children() for m in frozen_subtrees(child)]
+
+
+def _memory_gb(device: torch.device) -> float:
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**30
+    import psutil
+
+    return psutil.Process().memory_info().rss / 2**30
+
+
+class Trainer:
+    def __init__(self, model: LatentBridge, stages: tuple[Stage, ...], data_for: Callable[[Stage], StageData],
+                 settings: TrainSettings, *, fingerprint: ConfigFingerprint, config: Mapping[str, Any],
+                 accelerator: Any = None, display: Optional[ProgressDisplay] = None) -> None:
+        from accelerate import Accelerator
+
+        self.model, self.stages, self.data_for, self.s = model, stages, data_for, settings
+        self.accelerator = accelerator or Accelerator(cpu=next(model.parameters()).device.type == "cpu")
+        is_main = self.accelerator.is_main_process
+        self.config = dict(config)
+        self.display = display or NullDisplay()
+        self.metrics = MetricsWriter(settings.run_dir, is_main=is_main)
+        self.checkpointer = AsyncCheckpointer(settings.checkpoint_dir, fingerprint=fingerprint,
+                                              keep_last=settings.keep_last_checkpoints,
+                                              async_save=settings.async_checkpointing, is_main=is_main)
+        self._stop_requested = False
+        self._frozen: list[nn.Module] = []
+        self._last_saved_step: Optional[int] = None
+
+    # ------------------------------------------------------------------ the pipeline
+
+    def train(self, resume: Optional[LoadedCheckpoint] = None) -> TrainResult:
+        """Run every stage from the start, or from `resume` (exactly where it stopped)."""
+        state = self._start_state(resume)
+        interrupted = False
+        with self._stop_on_ctrl_c():
+            try:
+                while state.stage_index < len(self.stages) and not interrupted:
+                    interrupted = self._run_stage(self.stages[state.stage_index], state, resume)
+                    resume = None
+                handoff = None if interrupted else self._write_handoff(state)
+            finally:
+                self.checkpointer.close()
+                self._show_checkpoint_state()
+                self.metrics.write_summary({"global_step": state.global_step, "interrupted": interrupted,
+                                            "stages": state.plan, "best_validation_loss": state.best,
+                                            "last_checkpoint": str(self.checkpointer.status().last_committed_path)})
+                self.metrics.close()
+        return TrainResult(state, interrupted, handoff)
+
+    def _run_stage(self, stage: Stage, st: LoopState, resume: Optional[LoadedCheckpoint]) -> bool:
+        """Train one stage to its end (True when stopped early: Ctrl-C or stop_after_steps)."""
+        set_trainable(self.model, stage.trains)
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        self._frozen = frozen_subtrees(self.model)
+        data = self.data_for(stage)
+        accum = self.s.gradient_accumulation_steps
+        batches_per_epoch = math.ceil(self._rank_share(len(data.train)) / stage.batch_size)
+        steps_per_epoch = optimizer_steps(batches_per_epoch, 1, accum)
+        optimizer = torch.optim.AdamW(params, lr=self.s.learning_rate, weight_decay=self.s.weight_decay)
+        scheduler = build_scheduler(optimizer, warmup_steps=self.s.warmup_steps,
+                                    total_steps=steps_per_epoch * stage.epochs)
+        objective = self.accelerator.prepare(StageObjective(self.model, stage, self.s.max_seq_len, self.s.max_target_len))
+        if resume is not None:
+            optimizer.load_state_dict(resume.optimizer)
+            scheduler.load_state_dict(resume.scheduler)
+            restore_rng_state(resume.rng)
+        self.display.start_stage(stage.name, st.stage_index + 1, len(self.stages), epochs=stage.epochs,
+                                 steps_per_epoch=steps_per_epoch, start_step=st.step)
+        self.checkpointer.prepare(self._train_state(stage, st, optimizer, scheduler))  # allocate copy buffers now
+        window = _LogWindow(time.perf_counter())
+
+        while st.epoch < stage.epochs:
+            for micro_batches in self._windows(data, stage, st):
+                losses, grad_norm, samples, tokens = self.train_step(objective, params, optimizer, scheduler, micro_batches)
+                st.batch_in_epoch += len(micro_batches)
+                st.step += 1
+                st.global_step += 1
+                window.add(losses, samples, tokens)
+                if st.step % self.s.log_every == 0 or st.step == steps_per_epoch * stage.epochs:
+                    self._log(stage, st, window, scheduler, grad_norm)
+                    window = _LogWindow(time.perf_counter())
+                if should_save(st.global_step, self.s.save_every):
+                    self._save(stage, st, optimizer, scheduler)
+                if self._should_stop(st):
+                    if self._last_saved_step != st.global_step:
+                        self._save(stage, st, optimizer, scheduler)
+                    self.checkpointer.wait()
+                    self._show_checkpoint_state()
+                    self.display.message(f"stopped at step {st.global_step}; resume with --resume auto")
+                    return True
+                self._show_checkpoint_state()
+            self._end_epoch(stage, st, data)
+
+        self._end_stage(stage, st)
+        del objective
+        self.accelerator.free_memory()  # drop the stage's DDP wrapper (its hooks) before the next stage wraps again
+        return False
+
+    # ------------------------------------------------------------------ one optimizer update
+
+    def train_step(self, objective: nn.Module, params: list[nn.Parameter], optimizer: torch.optim.Optimizer,
+                   scheduler: Any, micro_batches: list[dict[str, Any]]) -> tuple[dict[str, float], float, int, int]:
+        """Forward + backward over one accumulation window, clip, step. Returns (mean losses, grad norm, samples, tokens)."""
+        acc = self.accelerator
+        objective.train()
+        for module in self._frozen:  # frozen parts (a frozen middle in stage 4, the backbones) run as at inference
+            module.eval()
+        sums: dict[str, torch.Tensor] = {}
+        samples = tokens = 0
+        for i, batch in enumerate(micro_batches):
+            batch = _to_device(batch, acc.device)
+            sync = acc.no_sync(objective) if i < len(micro_batches) - 1 else nullcontext()
+            with sync, acc.autocast():
+                out = objective(batch)
+                acc.backward(out["loss"] / len(micro_batches))
+            for k, v in out.items():
+                sums[k] = sums.get(k, 0) + v.detach().float()
+            samples += len(batch["index"])
+            if "target_attention_mask" in batch:
+                tokens += int(batch["target_attention_mask"].sum())
+        grad_norm = (acc.clip_grad_norm_(params, self.s.max_grad_norm) if self.s.max_grad_norm > 0
+                     else torch.linalg.vector_norm(torch.stack([p.grad.norm() for p in params if p.grad is not None])))
+        optimizer.step()
+        scheduler.step()
+        optimizer.zero_grad(set_to_none=True)
+        losses = {("total" if k == "loss" else k): float(v) / len(micro_batches) for k, v in sums.items()}
+        return losses, float(grad_norm), samples, tokens
+
+    # ------------------------------------------------------------------ data
+
+    def _rank_share(self, n: int) -> int:
+        return n // self.accelerator.num_processes
+
+    def _windows(self, data: StageData, stage: Stage, st: LoopState) -> Iterator[list[dict[str, Any]]]:
+        """Accumulation windows of the rest of this epoch, starting after the batches already trained."""
+        order = epoch_order(len(data.train), self.s.seed, st.stage_index, st.epoch)
+        acc = self.accelerator
+        mine = order[acc.process_index::acc.num_processes][: self._rank_share(len(order))]
+        rest = mine[st.batch_in_epoch * stage.batch_size:]
+        if not rest:
+            return
+        loader = self._loader(data.train, rest, stage.batch_size, data.collate)
+        batches = iter(loader)
+        while window := list(islice(batches, self.s.gradient_accumulation_steps)):
+            yield window
+
+    def _loader(self, dataset: Dataset, indices: list[int], batch_size: int, collate: Callable) -> DataLoader:
+        kwargs: dict[str, Any] = {}
+        if self.s.num_workers > 0:
+            kwargs = {"num_workers": self.s.num_workers, "prefetch_factor": self.s.prefetch_factor}
+        # a private generator: creating the iterator must not draw from the global RNG (exact resume)
+        return DataLoader(dataset, batch_size=batch_size, sampler=indices, collate_fn=collate,
+                          generator=torch.Generator().manual_seed(self.s.seed),
+                          pin_memory=self.accelerator.device.type == "cuda", **kwargs)
+
+    # ------------------------------------------------------------------ epoch and stage ends
+
+    @torch.no_grad()
+    def validate(self, stage: Stage, data: StageData) -> Optional[dict[str, float]]:
+        """Mean validation losses of the stage's objective (all ranks reduced), or None without validation data."""
+        if data.validation is None or len(data.validation) == 0:
+            return None
+        acc = self.accelerator
+        objective = StageObjective(self.model, stage, self.s.max_seq_len, self.s.max_target_len).eval()
+        indices = list(range(len(data.validation)))[acc.process_index::acc.num_processes]
+        sums: dict[str, torch.Tensor] = {}
+        n = 0
+        for batch in self._loader(data.validation, indices, stage.batch_size, data.collate):
+            batch = _to_device(batch, acc.device)
+            with acc.autocast():
+                out = objective(batch)
+            rows = len(batch["index"])
+            for k, v in out.items():
+                sums[k] = sums.get(k, 0) + v.detach().float() * rows
+            n += rows
+        keys = sorted(sums)
+        totals = acc.reduce(torch.stack([sums[k] for k in keys] + [torch.tensor(float(n), device=acc.device)]), "sum")
+        return {("total" if k == "loss" else k): float(totals[i] / totals[-1].clamp_min(1)) for i, k in enumerate(keys)}
+
+    def _end_epoch(self, stage: Stage, st: LoopState, data: StageData) -> None:
+        val = self.validate(stage, data)
+        if val is not None:
+            self.metrics.write(StepMetrics(stage.name, st.epoch, st.step, val, global_step=st.global_step,
+                                           split="validation"))
+            self.display.update(StepMetrics(stage.name, st.epoch, st.step, val, split="validation"))
+        loss = val["total"] if val is not None else -float(st.epoch)  # no validation data: the last epoch is best
+        if loss < st.best_val:
+            st.best_val = loss
+            if val is not None:
+                st.best[stage.name] = loss
+            path = self._best_path(stage)
+            self.checkpointer.save_model(path, self.model.trainable_state_dict(), config=self.config,
+                                         step=st.global_step, stage=stage.name)
+            self.display.message(f"{stage.name} epoch {st.epoch + 1}: best so far, saving {path.name}")
+        if stage.objective == "tokens" and data.validation is not None and len(data.validation):
+            self._show_sample(stage, data)
+        st.epoch += 1
+        st.batch_in_epoch = 0
+
+    def _end_stage(self, stage: Stage, st: LoopState) -> None:
+        """Load the stage's best weights back (the next stage and the hand-off start from them), reset counters."""
+        self.checkpointer.wait()
+        self.accelerator.wait_for_everyone()  # rank 0 has committed the best file before anyone reads it
+        best = self._best_path(stage)
+        if best.exists():
+            self.model.load_trainable_state_dict(load_model_file(best).model)
+        st.stage_index += 1
+        st.epoch = st.batch_in_epoch = st.step = 0
+        st.best_val = math.inf
+
+    def _write_handoff(self, state: LoopState) -> Optional[Path]:
+        if not self.stages:
+            return None
+        path = self.s.checkpoint_dir / self.s.handoff_filename
+        self.checkpointer.save_model(path, self.model.trainable_state_dict(), config=self.config,
+                                     step=state.global_step, stage=self.stages[-1].name)
+        self.checkpointer.wait()
+        self.display.message(f"hand-off model written to {path}")
+        return path
+
+    def _best_path(self, stage: Stage) -> Path:
+        return self.s.checkpoint_dir / self.s.best_filenames.get(stage.best_filename_field, f"best_{stage.name}.pt")
+
+    @torch.no_grad()
+    def _show_sample(self, stage: Stage, data: StageData) -> None:
+        if not self.accelerator.is_main_process:
+            return
+        batch = _to_device(data.collate([data.validation[0]]), self.accelerator.device)
+        objective = StageObjective(self.model, stage, self.s.max_seq_len, self.s.max_target_len).eval()
+        with self.accelerator.autocast():
+            latents, mask = objective.decoder_input(batch)
+            rows = self.model.decoder.generate(self.model.prefix(latents, mask),
+                                               SamplingSpec(max_new_tokens=self.s.sample_max_tokens, do_sample=False))
+        output = self.model.decoder.decode(rows)[0]
+        ids = batch["target_ids"][0][batch["target_attention_mask"][0].bool()].tolist()
+        target = self.model.decoder.decode([ids])[0]
+        self.display.sample(f"target: {target} | output: {output}")
+
+    # ------------------------------------------------------------------ checkpoints, logging, stopping
+
+    def _train_state(self, stage: Stage, st: LoopState, optimizer, scheduler) -> TrainState:
+        return TrainState(stage=stage.name, model=self.model.trainable_state_dict(), optimizer=optimizer.state_dict(),
+                          scheduler=scheduler.state_dict(), loop=st.to_json(), rng=capture_rng_state(),
+                          config=self.config)
+
+    def _save(self, stage: Stage, st: LoopState, optimizer, scheduler) -> None:
+        self.checkpointer.save(st.global_step, self._train_state(stage, st, optimizer, scheduler))
+        self._last_saved_step = st.global_step
+
+    def _show_checkpoint_state(self) -> None:
+        status = self.checkpointer.status()
+        self.display.checkpoint_state(status.writing_step, status.last_committed_step, status.error)
+
+    def _log(self, stage: Stage, st: LoopState, window: "_LogWindow", scheduler, grad_norm: float) -> None:
+        seconds = max(time.perf_counter() - window.started, 1e-9)
+        m = StepMetrics(stage=stage.name, epoch=st.epoch, step=st.step, losses=window.mean(), lr=scheduler.get_last_lr()[0],
+                        grad_norm=grad_norm, samples_per_s=window.samples / seconds,
+                        tokens_per_s=window.tokens / seconds if window.tokens else None,
+                        memory_gb=_memory_gb(self.accelerator.device), global_step=st.global_step)
+        self.metrics.write(m)
+        self.display.update(m)
+
+    def _should_stop(self, st: LoopState) -> bool:
+        stop = self._stop_requested or (self.s.stop_after_steps is not None and st.global_step >= self.s.stop_after_steps)
+        if self.accelerator.num_processes > 1:  # every rank stops at the same step
+            flag = torch.tensor(float(stop), device=self.accelerator.device)
+            stop = bool(self.accelerator.reduce(flag, "sum") > 0)
+        return stop
+
+    @contextmanager
+    def _stop_on_ctrl_c(self) -> Iterator[None]:
+        """First Ctrl-C (or SIGTERM, e.g. a cluster preemption): finish the step, checkpoint, exit cleanly.
+        A second one gets the usual behaviour (KeyboardInterrupt / termination)."""
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        previous: dict[int, Any] = {}
+
+        def handler(signum, frame):
+            self._stop_requested = True
+            name = "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name
+            self.display.message(f"{name}: saving a checkpoint after this step (again to abort)")
+            signal.signal(signum, previous[signum])
+
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            previous[sig] = signal.signal(sig, handler)
+        try:
+            yield
+        finally:
+            for sig, old in previous.items():
+                signal.signal(sig, old)
+
+    def _start_state(self, resume: Optional[LoadedCheckpoint]) -> LoopState:
+        plan = [s.name for s in self.stages]
+        if resume is None:
+            return LoopState(plan=plan)
+        st = LoopState.from_json(resume.loop)
+        if st.plan != plan:
+            raise UserError(f"checkpoint {resume.path} belongs to a run with stages {st.plan}; this run plans {plan}. "
+                            "Use the same pipeline settings, or start fresh with another --checkpoint-dir.")
+        self.model.load_trainable_state_dict(resume.model)
+        self.display.message(f"resuming from {resume.path} (stage {resume.stage}, step {st.global_step})")
+        return st
+
+
+class _LogWindow:
+    """Sums since the last metrics line."""
+
+    def __init__(self, started: float) -> None:
+        self.started = started
+        self.sums: dict[str, float] = {}
+        self.steps = self.samples = self.tokens = 0
+
+    def add(self, losses: Mapping[str, float], samples: int, tokens: int) -> None:
+        for k, v in losses.items():
+            self.sums[k] = self.sums.get(k, 0.0) + v
+        self.steps += 1
+        self.samples += samples
+        self.tokens += tokens
+
+    def mean(self) -> dict[str, float]:
+        return {k: v / max(1, self.steps) for k, v in self.sums.items()}
