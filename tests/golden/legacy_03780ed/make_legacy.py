@@ -22,7 +22,6 @@ head = nn.Linear(4, 5, bias=False)
 head.weight = emb.weight
 model = nn.ModuleDict({"emb": emb, "head": head, "mid": nn.Linear(4, 3)})
 opt = torch.optim.AdamW(model.parameters(), lr=1e-2)
-model(torch.tensor([1, 2])) if False else None
 loss = model["head"](model["emb"](torch.tensor([1, 2]))).pow(2).mean() + model["mid"](torch.ones(1, 4)).sum()
 loss.backward(); opt.step()
 state = ck.TrainState(stage="pretrain_middle", model=model.state_dict(), optimizer=opt.state_dict(),
