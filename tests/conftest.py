@@ -31,3 +31,12 @@ def tiny_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("tiny")
     ensure_tiny_assets(root, seed=0)
     return root
+
+
+@pytest.fixture
+def legacy_files(tmp_path: Path) -> Path:
+    """A copy of tests/golden/legacy_03780ed: a checkpoint, a model file, a cache and the backbone folder
+    they fingerprint, written by latentbridge at 03780ed (before issue 10), for tests to load or damage."""
+    import shutil
+
+    return Path(shutil.copytree(Path(__file__).parent / "golden" / "legacy_03780ed", tmp_path / "legacy"))

@@ -26,8 +26,8 @@ from latentbridge.config import (
     field_types,
     is_optional,
 )
-from latentbridge.atomic import write_text_atomic
 from latentbridge.errors import UserError
+from latentbridge.files import write_text_atomic
 
 ENV_PREFIX = "LATENTBRIDGE_"
 _TRUE = {"true", "1", "yes", "on", "y", "t"}

@@ -314,3 +314,46 @@ def test_second_builder_of_the_same_cache_keeps_the_first(tmp_path):
     assert (final / "dialogue/train.jsonl").read_bytes() == b'{"id": "0"}\n'
     assert sorted(p.name for p in tmp_path.iterdir()) == [final.name]
     builds[1].__exit__(None, None, None)
+
+
+# --- caches written before issue 10 (blake2b digests; tests/golden/legacy_03780ed) ------------
+
+
+def test_new_manifests_record_sha256(tmp_path, small_corpus_dir, tokenizer, fake_encoder):
+    manifest = _build(tmp_path, small_corpus_dir, tokenizer, fake_encoder).cache.manifest
+    entries = [e for split in manifest["splits"].values() for e in split["files"].values()]
+    assert entries and all(set(e) == {"bytes", "sha256"} for e in entries)
+
+
+def test_cache_written_before_issue_10_still_verifies(legacy_files):
+    folder = legacy_files / "cache" / ("e" * 16)
+    cache = open_cache(folder, expected_fingerprint="e" * 64, full_check=True)
+    split = cache.split("dialogue", "train")
+    assert [split[i]["id"] for i in range(len(split))] == ["ex0", "ex1", "ex2"]
+    assert split[2]["target_ids"].tolist() == [5, 6, 2]
+    path = folder / "dialogue/train.jsonl"
+    data = bytearray(path.read_bytes())
+    data[-5] ^= 1  # same size, other content
+    path.write_bytes(bytes(data))
+    with pytest.raises(UserError, match="train.jsonl.*checksum mismatch"):
+        open_cache(folder, full_check=True)
+
+
+def test_cache_built_before_issue_10_is_reused_for_the_same_files(tmp_path, legacy_files, small_corpus_dir,
+                                                                  tokenizer, fake_encoder):
+    from latentbridge.files import hash_path
+
+    old = _build(tmp_path, small_corpus_dir, tokenizer, fake_encoder,  # as 03780ed fingerprinted the backbone
+                 parts={"encoder_files": "f83f62375060447000759d63457080a2"}).cache
+
+    def boom():
+        raise AssertionError("must not load data or models when the cache is reused")
+
+    again = build_cache(tmp_path, {"encoder_files": hash_path(legacy_files / "backbone")}, boom, boom, cache_spec(),
+                        log=lambda m: None)
+    assert again.reused and again.cache.folder == old.folder
+    weights = legacy_files / "backbone" / "sub" / "weights.bin"
+    weights.write_bytes(weights.read_bytes()[::-1])
+    changed = _build(tmp_path, small_corpus_dir, tokenizer, fake_encoder,
+                     parts={"encoder_files": hash_path(legacy_files / "backbone")})
+    assert not changed.reused and changed.cache.folder != old.folder

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import base64
 import datetime as _dt
-import hashlib
 import json
 import os
 import re
@@ -30,11 +29,13 @@ import shutil
 import socket
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Optional
+from typing import Any, Mapping, Optional
 
 import numpy as np
 
 from latentbridge.errors import UserError
+from latentbridge.files import digest_matches, file_entry, fsync_file, json_digest, publish_dir
+from latentbridge.files import hash_path  # noqa: F401  (fingerprint builders import it from here)
 
 CACHE_FORMAT = "latentbridge-cache"
 CACHE_VERSION = 1
@@ -74,26 +75,7 @@ def _unb64(s: str, dtype) -> np.ndarray:
 
 def fingerprint(parts: Mapping[str, Any]) -> str:
     """sha256 of the canonical JSON of everything that changes the cache's content."""
-    blob = json.dumps(parts, sort_keys=True, default=str, separators=(",", ":")).encode()
-    return hashlib.sha256(blob).hexdigest()
-
-
-def hash_path(path: os.PathLike | str, names: Optional[Iterable[str]] = None) -> Optional[str]:
-    """Content hash of a local file or folder (only `names` inside it when given); None if absent."""
-    path = Path(path)
-    if not path.exists():
-        return None
-    files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
-    if names is not None and path.is_dir():
-        wanted = set(names)
-        files = [p for p in files if p.name in wanted]
-    h = hashlib.blake2b(digest_size=16)
-    for p in files:
-        h.update(str(p.relative_to(path) if path.is_dir() else p.name).encode() + b"\0")
-        with open(p, "rb") as f:
-            for block in iter(lambda: f.read(1 << 22), b""):
-                h.update(block)
-    return h.hexdigest()
+    return json_digest(parts)
 
 
 def library_versions() -> dict[str, str]:
@@ -146,27 +128,6 @@ def decode_record(line: bytes, latent_dim: int, int8: bool) -> dict[str, Any]:
 
 
 # --- writing ---------------------------------------------------------------------------------
-
-
-def _fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def _file_digest(path: Path) -> str:
-    h = hashlib.blake2b(digest_size=16)
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 22), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 class SplitWriter:
@@ -233,11 +194,8 @@ class SplitWriter:
                 np.save(f, arr)
             files[f"{self.rel}.{name}.npy"] = p
         for p in files.values():
-            with open(p, "rb+") as f:
-                os.fsync(f.fileno())
-        entry: dict[str, Any] = {"count": len(self.sources),
-                                 "files": {rel: {"bytes": p.stat().st_size, "blake2b": _file_digest(p)}
-                                           for rel, p in files.items()}}
+            fsync_file(p)
+        entry: dict[str, Any] = {"count": len(self.sources), "files": {rel: file_entry(p) for rel, p in files.items()}}
         if self.layout:  # a list: the order is the order of the lengths table (the manifest sorts keys)
             entry["columns"] = [[name, *spec] for name, spec in self.layout.items()]
         return entry
@@ -284,7 +242,7 @@ class CacheBuild:
 
     def record_extra_files(self) -> None:
         """Files added at the top of the folder (besides the manifest) are recorded for the size check."""
-        self.manifest["extra_files"] = {p.name: {"bytes": p.stat().st_size, "blake2b": _file_digest(p)}
+        self.manifest["extra_files"] = {p.name: file_entry(p)
                                         for p in sorted(self.tmp.iterdir()) if p.is_file() and p.name != MANIFEST}
 
     def commit(self, replace: bool = False) -> Path:
@@ -293,22 +251,13 @@ class CacheBuild:
         self.manifest["created_at"] = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
         with open(self.tmp / MANIFEST, "w") as f:
             json.dump(self.manifest, f, indent=1, sort_keys=True)
-            f.flush()
-            os.fsync(f.fileno())
-        _fsync_dir(self.tmp)
-        trash = None
-        if self.final_dir.exists():
-            if not replace and (self.final_dir / MANIFEST).exists():
-                shutil.rmtree(self.tmp, ignore_errors=True)
-                self.committed = True
-                return self.final_dir
+        fsync_file(self.tmp / MANIFEST)
+        if not replace and (self.final_dir / MANIFEST).exists():
+            shutil.rmtree(self.tmp, ignore_errors=True)
+        else:  # a trash folder left by a crash is swept by clean_stale_builds
             trash = self.final_dir.parent / f".trash-{self.final_dir.name}-{_HOST}-{os.getpid()}"
-            os.replace(self.final_dir, trash)
-        os.replace(self.tmp, self.final_dir)
-        _fsync_dir(self.final_dir.parent)
+            publish_dir(self.tmp, self.final_dir, aside=trash)
         self.committed = True
-        if trash is not None:
-            shutil.rmtree(trash, ignore_errors=True)
         return self.final_dir
 
 
@@ -380,7 +329,7 @@ def check_files(folder: Path, manifest: Mapping[str, Any], full: bool = False) -
             size = p.stat().st_size
             if size != meta["bytes"]:
                 raise _corrupt(p, f"{size} bytes on disk, {meta['bytes']} recorded")
-            if full and _file_digest(p) != meta["blake2b"]:
+            if full and not digest_matches(p, meta):  # also the blake2b digests recorded before issue 10
                 raise _corrupt(p, "checksum mismatch")
 
 

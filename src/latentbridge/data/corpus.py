@@ -16,7 +16,7 @@ import json
 import random
 from pathlib import Path
 
-from latentbridge.atomic import write_text_atomic
+from latentbridge.files import write_text_atomic
 
 SPLIT_SIZES = {"train": 2000, "validation": 200, "test": 200}
 PRETRAIN_SIZES = {"wikitext": 1200, "arxiv": 1200, "english": 1200}

@@ -18,10 +18,12 @@ from typing import Any, Callable, Mapping, Optional, Sequence
 import numpy as np
 
 from latentbridge.data.cache import (CACHE_FORMAT, CACHE_VERSION, Cache, CacheBuild, cache_dir_for, encode_record,
-                            fingerprint, library_versions, open_cache, quantize_int8, read_manifest)
+                                     find_complete_cache, fingerprint, library_versions, open_cache, quantize_int8,
+                                     read_manifest)
 from latentbridge.data.progress import NullProgress, Progress
 from latentbridge.data.sources import Example, LoadedSplit
 from latentbridge.errors import UserError
+from latentbridge.files import with_legacy_digests
 
 EncodeFn = Callable[[Any, Any], Any]
 FORMATS = ("jsonl", "npy")
@@ -235,6 +237,13 @@ class BuildResult:
     seconds: float
 
 
+def _legacy_cache(root: Path | str, parts: Mapping[str, Any]) -> Optional[Cache]:
+    """The complete cache that a latentbridge from before issue 10 built for these settings, if any: it
+    named its folder by a fingerprint whose file digests (models, data) were blake2b, now sha256."""
+    legacy_parts = with_legacy_digests(parts)
+    return None if legacy_parts is None else find_complete_cache(root, fingerprint(legacy_parts))
+
+
 def build_cache(root: Path | str, fingerprint_parts: Mapping[str, Any],
                 load_splits: Callable[[], Mapping[str, Mapping[str, LoadedSplit]]],
                 load_model: Callable[[], tuple[Tokenizers, EncodeFn]], spec: CacheSpec,
@@ -263,6 +272,11 @@ def build_cache(root: Path | str, fingerprint_parts: Mapping[str, Any],
                 cache = open_cache(folder, expected_fingerprint=fp)
                 log(f"Reusing cache {folder} (fingerprint {fp[:16]}).")
                 return BuildResult(cache, True, time.perf_counter() - t0)
+            legacy = _legacy_cache(root, parts)
+            if legacy is not None:
+                log(f"Reusing cache {legacy.folder}: built for these settings by a latentbridge from before "
+                    "issue 10, whose fingerprint hashed files with blake2b.")
+                return BuildResult(legacy, True, time.perf_counter() - t0)
         except UserError as e:
             if not allow_build:
                 raise

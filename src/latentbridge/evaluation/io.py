@@ -17,8 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Iterable, Optional, Sequence
 
-from latentbridge.atomic import write_text_atomic
 from latentbridge.errors import UserError
+from latentbridge.files import write_text_atomic
 
 TEXT_FIELDS = ("dialogue", "text")
 

@@ -1,0 +1,73 @@
+"""The on-disk format: the codec, the folder layout, and files byte-identical to those written before the split."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import torch
+from safetensors import safe_open
+
+from latentbridge.training.checkpoint import (AsyncCheckpointer, ConfigFingerprint, TrainState, find_latest,
+                                             load_checkpoint, load_model_file, write_model_file)
+from latentbridge.training.checkpoint.format import decode_state, encode_state
+from tests.factories import tiny_checkpointer, tiny_train_state
+
+LEGACY_STEP = "checkpoints/step-000000003"
+
+
+def test_codec_round_trips_nested_state_without_pickle():
+    t = torch.arange(6.0).reshape(2, 3)
+    state = {"a": [t, (1, "x", None)], "b": {3: t + 1, "c": float("-inf")}, "n": np.int64(7), "ok": True}
+    tensors: dict[str, torch.Tensor] = {}
+    skeleton = encode_state(state, "s", tensors, lambda key, x: x.clone())
+    json.dumps(skeleton)  # JSON all the way down; tensors sit beside it
+    assert sorted(tensors) == ["s/a/0", "s/b/3"]
+    back = decode_state(json.loads(json.dumps(skeleton)), tensors)
+    assert torch.equal(back["a"][0], t) and back["a"][1] == (1, "x", None) and torch.equal(back["b"][3], t + 1)
+    assert math.isinf(back["b"]["c"]) and back["n"] == 7 and back["ok"] is True
+
+
+def test_find_latest_ignores_partial_and_unmanifested(tmp_path):
+    d = tmp_path / "ckpt"
+    with tiny_checkpointer(tmp_path) as saver:
+        saver.save(1, tiny_train_state(1))
+    (d / "step-000000009.partial").mkdir()
+    (d / "step-000000008").mkdir()  # no manifest: never picked
+    assert find_latest(d).name == "step-000000001"
+    assert find_latest(tmp_path / "missing") is None
+
+
+def test_resaving_a_checkpoint_from_before_the_split_writes_the_same_bytes(tmp_path, legacy_files):
+    old = legacy_files / LEGACY_STEP
+    manifest = json.loads((old / "manifest.json").read_text())
+    loaded = load_checkpoint(old, None)
+    fingerprint = ConfigFingerprint(manifest["fingerprint"], manifest["fingerprint_fields"])
+    with AsyncCheckpointer(tmp_path / "new", fingerprint=fingerprint) as saver:
+        saver.save(3, TrainState(stage=loaded.stage, model=loaded.model, optimizer=loaded.optimizer,
+                                 scheduler=loaded.scheduler, scaler=loaded.scaler, loop=loaded.loop,
+                                 config=loaded.config))
+    new = tmp_path / "new" / old.name
+    for name in ("model.safetensors", "state.safetensors", "state.json", "config.json"):
+        assert (new / name).read_bytes() == (old / name).read_bytes(), name
+    again = json.loads((new / "manifest.json").read_text())
+    assert {**again, "created_unix": 0} == {**manifest, "created_unix": 0}
+
+
+def _header_and_data(path):
+    """A safetensors file's JSON header (its metadata map is stored in no fixed order) and its tensor bytes."""
+    blob = path.read_bytes()
+    n = int.from_bytes(blob[:8], "little")
+    return json.loads(blob[8:8 + n]), blob[8 + n:]
+
+
+def test_rewriting_a_model_file_from_before_the_split_writes_the_same_header_and_tensors(tmp_path, legacy_files):
+    old = legacy_files / "checkpoints/best_model.pt"
+    with safe_open(str(old), framework="pt") as f:
+        meta = f.metadata()
+    loaded = load_model_file(old)
+    fingerprint = ConfigFingerprint(meta["fingerprint"], json.loads(meta["fingerprint_fields"]))
+    path = write_model_file(tmp_path / old.name, loaded.model, config=loaded.config, step=loaded.step,
+                            stage=loaded.stage, fingerprint=fingerprint)
+    assert _header_and_data(path) == _header_and_data(old)
