@@ -30,7 +30,9 @@ def checkpoint_fingerprint(c: Config) -> ConfigFingerprint:
 
     backbones = {f"{field}_files": hash_path(folder) if (folder := model_dir(getattr(c, field))) else None
                  for field in ("modernbert_model", "gpt2_model")}
-    return config_fingerprint({**c.to_dict(), **backbones}, (*ARCHITECTURE_FIELDS, *backbones))
+    # only an mlp middle fingerprints its own fields: transformer checkpoints keep the digest they were written with
+    mlp = ("middle_architecture", "middle_layers") if c.middle_architecture == "mlp" else ()
+    return config_fingerprint({**c.to_dict(), **backbones}, (*ARCHITECTURE_FIELDS, *mlp, *backbones))
 
 
 def stage_budgets(c: Config) -> dict[str, StageBudget]:
