@@ -64,6 +64,7 @@ def test_all_problems_are_reported_at_once():
     ({"training_phase": "phase2", "num_encoder_unfrozen_layers": 0}, "num_encoder_unfrozen_layers"),
     ({"handoff_best_model_filename": "best_model_pretrain.pt"}, "handoff_best_model_filename"),
     ({"max_generation_length": 2000}, "max_generation_length"),
+    ({"cache_use_embeddings_for_training": False}, "cache_store_text"),
 ])
 def test_cross_field_rules_name_the_field(changes, field):
     with pytest.raises(ConfigError) as caught:
@@ -77,6 +78,12 @@ def test_mlp_middle_has_no_heads_to_check():
     assert Config(middle_num_heads=5, middle_architecture="mlp").middle_num_heads == 5
     with pytest.raises(ConfigError, match="adapter_num_heads"):  # the adapter's heads still are
         Config(adapter_num_heads=5, middle_architecture="mlp")
+
+
+def test_live_middle_stages_ask_for_cached_text_by_flag():
+    with pytest.raises(ConfigError, match=r"(?s)cache_store_text = False.*--cache-store-text"):
+        Config(cache_use_embeddings_for_training=False)
+    assert not Config(cache_use_embeddings_for_training=False, cache_store_text=True).cache_use_embeddings_for_training
 
 
 def test_odd_head_size_is_fine_without_rope():

@@ -168,7 +168,8 @@ class Config:
     cache_store_target_ids: bool = _fields(True, "Store decoder target ids")
     cache_store_target_attention_mask: bool = _fields(True, "Store decoder target masks")
     cache_store_embeddings_int8: bool = _fields(True, "Store latents as int8 with a per-vector scale")
-    cache_use_embeddings_for_training: bool = _fields(True, "Train middle stages from cached latents")
+    cache_use_embeddings_for_training: bool = _fields(True, "Middle stages read cached latents (false: they encode "
+                                                      "the cached text live, needs --cache-store-text)")
     cache_write_offsets_index: bool = _fields(True, "Write a byte-offset index for O(1) random access")
 
     # Pipeline Control
@@ -405,6 +406,10 @@ def _head_problems(c: Config) -> list[Problem]:
 
 def _cross_field_problems(c: Config) -> list[Problem]:
     problems = _head_problems(c)
+    if not c.cache_use_embeddings_for_training and not c.cache_store_text:
+        problems.append(Problem("cache_store_text", False, "true when cache_use_embeddings_for_training is false: "
+                                "the middle stages then encode the cached text live (or turn "
+                                "--cache-use-embeddings-for-training back on)"))
     if c.latent_seq_len > c.max_seq_len:
         problems.append(Problem("latent_seq_len", c.latent_seq_len,
                                 f"at most max_seq_len ({c.max_seq_len}): each latent pools at least one token"))

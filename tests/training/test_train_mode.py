@@ -85,3 +85,10 @@ def test_resume_refuses_a_checkpoint_of_the_other_middle(tiny_root, tmp_path):
     with pytest.raises(UserError, match="incompatible model configuration.*middle_architecture: checkpoint None, now 'mlp'"):
         run(c.replace(middle_architecture="mlp"), ModeOptions(resume="auto"))
 
+
+def test_middle_stages_train_from_live_latents(tiny_root, tmp_path, capsys):
+    c = config(tiny_root, tmp_path, cache_use_embeddings_for_training=False, cache_store_text=True,
+               preprocess_format="npy")
+    assert [s.name for s in plan(c) if not s.uses_cache] == ["pretrain_middle", "finetune_middle"]
+    assert run(c, ModeOptions()) == 0
+    assert "Training done (16 steps)" in capsys.readouterr().out

@@ -54,7 +54,8 @@ def plan(c: Config) -> tuple[Stage, ...]:
                          run_pretraining=c.run_pretraining, run_finetuning=c.run_finetuning,
                          adapter_pretrain_use_middle=c.adapter_pretrain_use_middle,
                          freeze_encoder_compression=c.freeze_encoder_compression_in_pipeline,
-                         train_decoder_layers=c.decoder_unfrozen_layers > 0, budgets=stage_budgets(c))
+                         train_decoder_layers=c.decoder_unfrozen_layers > 0, budgets=stage_budgets(c),
+                         latent_stages_use_cache=c.cache_use_embeddings_for_training)
     live = [s.name for s in stages if not s.uses_cache]
     if live and not c.cache_store_text:
         raise UserError(f"Stage(s) {', '.join(live)} encode text live (they train the encoder or compressor), "
