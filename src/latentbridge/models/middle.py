@@ -152,9 +152,9 @@ class MiddleMLP(LatentMiddle):
 
     Flattened rather than one MLP per slot: a per-slot MLP can neither move content between positions
     (every summary latent depends on the whole dialogue) nor place the stop latent, whose slot depends
-    on how long the target is, not on any one input latent. The residual stream starts at the input
-    latents, so an untrained MLP predicts "target = input", the natural baseline. Inputs are padded to
-    K slots (the encoder gives at most K) and masked slots zeroed, so padding never reaches the output."""
+    on how long the target is, not on any one input latent. The residual stream carries the input
+    latents through, so the blocks learn a correction to "target = input". Inputs are padded to K
+    slots (the encoder gives at most K) and masked slots zeroed, so padding never reaches the output."""
 
     def __init__(self, spec: MiddleSpec) -> None:
         super().__init__(spec)
