@@ -30,6 +30,10 @@ def resolved(args: list[str], env: dict[str, str] | None = None) -> dict[str, An
     return json.loads(result.stdout)
 
 
+# A field whose other value is valid only with another field set (a cross-field rule) -> that setting.
+COMPANIONS = {"cache_use_embeddings_for_training": {"cache_store_text": True}}
+
+
 def alternative_value(name: str) -> Any:
     """A valid value of field `name` that differs from its default (a one-choice field keeps its one)."""
     default = Config.__dataclass_fields__[name].default
@@ -50,7 +54,7 @@ def alternative_value(name: str) -> Any:
     for candidate in candidates:
         if candidate != default:
             try:
-                Config(**{name: candidate})
+                Config(**{name: candidate, **COMPANIONS.get(name, {})})
                 return candidate
             except ConfigError:
                 continue
@@ -71,10 +75,11 @@ def flag_args(name: str, value: Any) -> list[str]:
 @pytest.mark.parametrize("name", field_names())
 def test_every_field_is_set_by_flag_env_and_file(name, tmp_path):
     value = alternative_value(name)
-    assert resolved(flag_args(name, value))[name] == value
-    assert resolved([], env={env_var(name): as_text(value)})[name] == value
+    settings = {name: value, **COMPANIONS.get(name, {})}
+    assert resolved([arg for k, v in settings.items() for arg in flag_args(k, v)])[name] == value
+    assert resolved([], env={env_var(k): as_text(v) for k, v in settings.items()})[name] == value
     file = tmp_path / "run.yaml"
-    file.write_text(yaml.safe_dump({name: value}))
+    file.write_text(yaml.safe_dump(settings))
     assert resolved(["--config", str(file)])[name] == value
 
 

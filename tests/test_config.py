@@ -64,6 +64,7 @@ def test_all_problems_are_reported_at_once():
     ({"training_phase": "phase2", "num_encoder_unfrozen_layers": 0}, "num_encoder_unfrozen_layers"),
     ({"handoff_best_model_filename": "best_model_pretrain.pt"}, "handoff_best_model_filename"),
     ({"max_generation_length": 2000}, "max_generation_length"),
+    ({"cache_use_embeddings_for_training": False}, "cache_store_text"),
 ])
 def test_cross_field_rules_name_the_field(changes, field):
     with pytest.raises(ConfigError) as caught:
@@ -71,10 +72,26 @@ def test_cross_field_rules_name_the_field(changes, field):
     assert [p.field for p in caught.value.problems] == [field]
 
 
+def test_mlp_middle_has_no_heads_to_check():
+    with pytest.raises(ConfigError, match="middle_num_heads"):
+        Config(middle_num_heads=5)
+    assert Config(middle_num_heads=5, middle_architecture="mlp").middle_num_heads == 5
+    with pytest.raises(ConfigError, match="adapter_num_heads"):  # the adapter's heads still are
+        Config(adapter_num_heads=5, middle_architecture="mlp")
+
+
+def test_live_middle_stages_ask_for_cached_text_by_flag():
+    with pytest.raises(ConfigError, match=r"(?s)cache_store_text = False.*--cache-store-text"):
+        Config(cache_use_embeddings_for_training=False)
+    assert not Config(cache_use_embeddings_for_training=False, cache_store_text=True).cache_use_embeddings_for_training
+
+
 def test_odd_head_size_is_fine_without_rope():
     config = Config(latent_dim=12, middle_num_heads=4, adapter_num_heads=4, middle_use_rope=False,
                     adapter_use_rope=False, use_prefix_rope=False)
     assert config.latent_dim == 12
+    # each head count is checked against its own RoPE flags
+    assert Config(latent_dim=12, middle_num_heads=4, adapter_num_heads=2, middle_use_rope=False).latent_dim == 12
 
 
 @pytest.mark.parametrize("name,value", [

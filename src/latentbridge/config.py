@@ -63,13 +63,15 @@ class Config:
     prefix_len: int = _dims(50, "Number of prefix vectors the adapter feeds the decoder", gt=0)
     modernbert_hidden_dim: int = _dims(768, "ModernBERT hidden size (checked against the loaded encoder)", gt=0)
     gpt2_hidden_dim: int = _dims(640, "Gemma hidden size (checked against the loaded decoder)", gt=0)
-    middle_hidden_dim: int = _dims(512, "Middle model FFN dimension (legacy MLP middle)", gt=0)
-    middle_layers: int = _dims(4, "Number of middle MLP layers (legacy)", gt=0)
-    middle_transformer_layers: int = _dims(4, "Number of middle transformer blocks", gt=0)
-    middle_num_heads: int = _dims(4, "Attention heads in the middle transformer (must divide latent_dim)", gt=0)
-    middle_ffn_multiplier: float = _dims(4.0, "Middle FFN width = latent_dim x this", gt=0)
-    middle_dropout: float = _dims(0.1, "Dropout in the middle transformer", ge=0, lt=1)
-    middle_use_rope: bool = _dims(True, "Rotary position embeddings in the middle transformer")
+    middle_architecture: str = _dims("transformer", "Middle model: transformer, or mlp (the legacy MLP over the "
+                                     "flattened latents, an ablation baseline)", choices=("transformer", "mlp"))
+    middle_hidden_dim: int = _dims(512, "Hidden width of each residual MLP block (mlp middle only)", gt=0)
+    middle_layers: int = _dims(4, "Number of residual MLP blocks (mlp middle only)", gt=0)
+    middle_transformer_layers: int = _dims(4, "Number of transformer blocks (transformer middle only)", gt=0)
+    middle_num_heads: int = _dims(4, "Attention heads of the transformer middle (must divide latent_dim)", gt=0)
+    middle_ffn_multiplier: float = _dims(4.0, "Transformer middle FFN width = latent_dim x this", gt=0)
+    middle_dropout: float = _dims(0.1, "Dropout in the middle (either architecture)", ge=0, lt=1)
+    middle_use_rope: bool = _dims(True, "Rotary position embeddings in the transformer middle")
     adapter_num_heads: int = _dims(4, "Attention heads in the prefix adapter (must divide latent_dim)", gt=0)
     adapter_dropout: float = _dims(0.1, "Dropout in the prefix adapter", ge=0, lt=1)
     adapter_use_rope: bool = _dims(True, "Rotary position embeddings on the adapter's latent keys")
@@ -108,7 +110,7 @@ class Config:
     # Attention and Normalization
     attn_implementation: str = _attn("flash_attention_2", "Requested attention backend (falls back to sdpa)",
                                      choices=("flash_attention_2", "sdpa", "eager"))
-    use_rmsnorm: bool = _attn(True, "RMSNorm (else LayerNorm) in the middle transformer and adapter")
+    use_rmsnorm: bool = _attn(True, "RMSNorm (else LayerNorm) in the middle (either architecture) and adapter")
     rmsnorm_eps: float = _attn(1e-6, "Epsilon of the norms", gt=0)
     use_prefix_rope: bool = _attn(True, "Rotary position embeddings on the adapter's prefix queries")
     rope_base: int = _attn(10000, "RoPE base frequency", gt=0)
@@ -166,7 +168,8 @@ class Config:
     cache_store_target_ids: bool = _fields(True, "Store decoder target ids")
     cache_store_target_attention_mask: bool = _fields(True, "Store decoder target masks")
     cache_store_embeddings_int8: bool = _fields(True, "Store latents as int8 with a per-vector scale")
-    cache_use_embeddings_for_training: bool = _fields(True, "Train middle stages from cached latents")
+    cache_use_embeddings_for_training: bool = _fields(True, "Middle stages read cached latents (false: they encode "
+                                                      "the cached text live, needs --cache-store-text)")
     cache_write_offsets_index: bool = _fields(True, "Write a byte-offset index for O(1) random access")
 
     # Pipeline Control
@@ -386,15 +389,27 @@ def describe_bounds(name: str) -> str:
     return " and ".join(_BOUND_TESTS[b][1].format(v) for b, v in bounds.items())
 
 
-def _cross_field_problems(c: Config) -> list[Problem]:
+def _head_problems(c: Config) -> list[Problem]:
+    """Head counts must divide latent_dim, into even head sizes where RoPE rotates them."""
+    rope = {"middle_num_heads": c.middle_use_rope} if c.middle_architecture == "transformer" else {}  # mlp: no heads
+    rope["adapter_num_heads"] = c.adapter_use_rope or c.use_prefix_rope
     problems = []
-    for heads_field in ("middle_num_heads", "adapter_num_heads"):
+    for heads_field, uses_rope in rope.items():
         heads = getattr(c, heads_field)
         if c.latent_dim % heads:
             problems.append(Problem(heads_field, heads, f"a divisor of latent_dim ({c.latent_dim})"))
-        elif (c.latent_dim // heads) % 2 and (c.middle_use_rope or c.adapter_use_rope or c.use_prefix_rope):
+        elif (c.latent_dim // heads) % 2 and uses_rope:
             problems.append(Problem(heads_field, heads, f"a head size latent_dim/{heads_field} that is even, "
                                     "as RoPE rotates pairs (or turn RoPE off)"))
+    return problems
+
+
+def _cross_field_problems(c: Config) -> list[Problem]:
+    problems = _head_problems(c)
+    if not c.cache_use_embeddings_for_training and not c.cache_store_text:
+        problems.append(Problem("cache_store_text", False, "true when cache_use_embeddings_for_training is false: "
+                                "the middle stages then encode the cached text live (or turn "
+                                "--cache-use-embeddings-for-training back on)"))
     if c.latent_seq_len > c.max_seq_len:
         problems.append(Problem("latent_seq_len", c.latent_seq_len,
                                 f"at most max_seq_len ({c.max_seq_len}): each latent pools at least one token"))

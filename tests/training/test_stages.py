@@ -45,6 +45,12 @@ def test_unfrozen_compressor_trains_live_in_stage4():
     assert stage.trains == {"adapter", "compressor"} and not stage.uses_cache
 
 
+def test_without_cached_latents_the_middle_stages_encode_live():
+    assert [(s.name, s.uses_cache) for s in plan(latent_stages_use_cache=False)] == [
+        ("pretrain_middle", False), ("pretrain_adapter", True), ("finetune_middle", False), ("finetune_adapter", True)]
+    assert [s.uses_cache for s in plan(training_phase="phase3", latent_stages_use_cache=False)] == [False, False]
+
+
 def test_phase1_aligns_the_decoder_only():
     assert summary(plan(training_phase="phase1")) == [
         ("pretrain_adapter", ("adapter",), "pretrain", "tokens", False, True),

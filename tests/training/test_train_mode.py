@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import pytest
@@ -56,3 +57,38 @@ def test_fresh_run_refuses_a_checkpoint_dir_of_an_earlier_run(tiny_root, tmp_pat
     assert run(c, ModeOptions(), stop_after_steps=3) == 130
     with pytest.raises(UserError, match=r"already holds step checkpoints.*step-000000003.*--resume auto"):
         run(c, ModeOptions())
+
+
+def test_mlp_middle_plans_builds_and_trains_through_the_pipeline(tiny_root, tmp_path, capsys):
+    c = config(tiny_root, tmp_path, middle_architecture="mlp", middle_layers=2, middle_hidden_dim=48)
+    assert [s.name for s in plan(c)] == ["pretrain_middle", "pretrain_adapter", "finetune_middle", "finetune_adapter"]
+    assert run(c, ModeOptions()) == 0
+    assert "Training done (16 steps)" in capsys.readouterr().out
+    handoff = load_model_file(Path(c.checkpoint_dir) / c.handoff_best_model_filename, checkpoint_fingerprint(c))
+    assert handoff.model["middle.ffns.1.up.weight"].shape == (48, c.latent_seq_len * c.latent_dim)
+    lines = [json.loads(line) for line in (Path(c.output_dir) / "metrics.jsonl").read_text().splitlines()]
+    middle_losses = [line["loss"] for line in lines if line["stage"] == "finetune_middle" and line["split"] == "train"]
+    assert middle_losses and all(math.isfinite(loss) for loss in middle_losses)
+
+
+def test_only_an_mlp_middle_enters_the_checkpoint_fingerprint(tiny_root, tmp_path):
+    transformer = checkpoint_fingerprint(config(tiny_root, tmp_path))
+    assert "middle_architecture" not in transformer.fields  # checkpoints written before the field keep their digest
+    mlp = checkpoint_fingerprint(config(tiny_root, tmp_path, middle_architecture="mlp"))
+    assert mlp.fields["middle_architecture"] == "mlp" and mlp.digest != transformer.digest
+    assert checkpoint_fingerprint(config(tiny_root, tmp_path, middle_architecture="mlp", middle_layers=2)).digest != mlp.digest
+
+
+def test_resume_refuses_a_checkpoint_of_the_other_middle(tiny_root, tmp_path):
+    c = config(tiny_root, tmp_path)
+    assert run(c, ModeOptions(), stop_after_steps=1) == 130
+    with pytest.raises(UserError, match="incompatible model configuration.*middle_architecture: checkpoint None, now 'mlp'"):
+        run(c.replace(middle_architecture="mlp"), ModeOptions(resume="auto"))
+
+
+def test_middle_stages_train_from_live_latents(tiny_root, tmp_path, capsys):
+    c = config(tiny_root, tmp_path, cache_use_embeddings_for_training=False, cache_store_text=True,
+               preprocess_format="npy")
+    assert [s.name for s in plan(c) if not s.uses_cache] == ["pretrain_middle", "finetune_middle"]
+    assert run(c, ModeOptions()) == 0
+    assert "Training done (16 steps)" in capsys.readouterr().out

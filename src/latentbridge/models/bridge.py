@@ -16,11 +16,11 @@ from latentbridge.models.adapter import PrefixAdapter
 from latentbridge.models.backends import compile_in_place, log_note, resolve_attention, resolve_dtype
 from latentbridge.models.decoder import Decoder, load_decoder_backbone
 from latentbridge.models.encoder import LatentEncoder, load_encoder_backbone
-from latentbridge.models.middle import MiddleTransformer
+from latentbridge.models.middle import LatentMiddle, build_middle
 from latentbridge.models.specs import MODEL_PARTS, ModelSpec, SamplingSpec
 
 class LatentBridge(nn.Module):
-    def __init__(self, encoder: LatentEncoder, middle: MiddleTransformer, adapter: PrefixAdapter,
+    def __init__(self, encoder: LatentEncoder, middle: LatentMiddle, adapter: PrefixAdapter,
                  decoder: Decoder, spec: ModelSpec) -> None:
         super().__init__()
         self.encoder, self.middle, self.adapter, self.decoder = encoder, middle, adapter, decoder
@@ -163,7 +163,7 @@ def build_model(spec: ModelSpec, seed: Optional[int] = None) -> LatentBridge:
                             f"{field.replace('_', '-')} to at most {layers}.")
     encoder = _seeded(seed, lambda: LatentEncoder(enc_backbone, enc_tok, spec.encoder))
     decoder = Decoder(dec_model, dec_tok, spec.decoder)
-    middle = _seeded(None if seed is None else seed + 1, lambda: MiddleTransformer(spec.middle))
+    middle = _seeded(None if seed is None else seed + 1, lambda: build_middle(spec.middle))
     adapter = _seeded(None if seed is None else seed + 2,
                       lambda: PrefixAdapter(spec.adapter, decoder.hidden_size, decoder.token_embedding_rms()))
     model = LatentBridge(encoder, middle, adapter, decoder, spec)

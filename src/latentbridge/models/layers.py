@@ -1,4 +1,4 @@
-"""Building blocks shared by the middle transformer and the prefix adapter: norms, RoPE, attention."""
+"""Building blocks shared by the middle models and the prefix adapter: norms, RoPE, attention, FFN."""
 
 from __future__ import annotations
 
@@ -82,9 +82,8 @@ class Attention(nn.Module):
 
 
 class FeedForward(nn.Module):
-    def __init__(self, dim: int, multiplier: float, dropout: float) -> None:
+    def __init__(self, dim: int, hidden: int, dropout: float) -> None:
         super().__init__()
-        hidden = max(1, int(round(dim * multiplier)))
         self.up = nn.Linear(dim, hidden)
         self.down = nn.Linear(hidden, dim)
         self.drop = nn.Dropout(dropout)
@@ -103,7 +102,7 @@ class Block(nn.Module):
         self.norm_kv = make_norm(dim, use_rmsnorm, eps) if cross else None
         self.attn = Attention(dim, num_heads, dropout, rope_base)
         self.norm_ffn = make_norm(dim, use_rmsnorm, eps)
-        self.ffn = FeedForward(dim, ffn_multiplier, dropout)
+        self.ffn = FeedForward(dim, max(1, int(round(dim * ffn_multiplier))), dropout)
         self.drop = nn.Dropout(dropout)
 
     def forward(self, x: torch.Tensor, kv: Optional[torch.Tensor] = None, key_mask: Optional[torch.Tensor] = None,

@@ -76,7 +76,7 @@ def part_counts(spec: ModelSpec, encoder_config: Optional[Any], decoder_config: 
 
     from latentbridge.models.adapter import PrefixAdapter
     from latentbridge.models.encoder import SegmentPoolCompressor
-    from latentbridge.models.middle import MiddleTransformer
+    from latentbridge.models.middle import build_middle
 
     out: dict[str, Optional[PartCount]] = {}
     with torch.device("meta"):
@@ -90,7 +90,7 @@ def part_counts(spec: ModelSpec, encoder_config: Optional[Any], decoder_config: 
             out["compressor"] = PartCount(_count(comp), _count(comp))
         else:
             out["encoder"] = out["compressor"] = None
-        middle = MiddleTransformer(spec.middle)
+        middle = build_middle(spec.middle)
         out["middle"] = PartCount(_count(middle), _count(middle))
         if decoder_config is not None:
             dec = AutoModelForCausalLM.from_config(decoder_config)

@@ -35,16 +35,20 @@ class EncoderSpec:
 
 @dataclass(frozen=True)
 class MiddleSpec:
-    """Pre-norm transformer from input latents to target latents (plus the stop latent)."""
+    """The middle: input latents to target latents (plus the stop latent), by a pre-norm transformer
+    (`layers` .. `use_rope`) or, with architecture "mlp", by residual MLP blocks (`mlp_*`)."""
 
     latent_dim: int
     latent_seq_len: int
+    architecture: str = "transformer"  # or "mlp" (models.middle.MIDDLES)
     layers: int = 4
     num_heads: int = 4
     ffn_multiplier: float = 4.0
     dropout: float = 0.1
     use_rope: bool = True
     rope_base: float = 10000.0
+    mlp_layers: int = 4
+    mlp_hidden_dim: int = 512
     use_rmsnorm: bool = True
     norm_eps: float = 1e-6
     normalize_latent: bool = True

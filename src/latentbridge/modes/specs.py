@@ -19,6 +19,7 @@ def middle_spec(c: Config) -> MiddleSpec:
     return MiddleSpec(latent_dim=c.latent_dim, latent_seq_len=c.latent_seq_len, layers=c.middle_transformer_layers,
                       num_heads=c.middle_num_heads, ffn_multiplier=c.middle_ffn_multiplier, dropout=c.middle_dropout,
                       use_rope=c.middle_use_rope, rope_base=float(c.rope_base), use_rmsnorm=c.use_rmsnorm,
+                      architecture=c.middle_architecture, mlp_layers=c.middle_layers, mlp_hidden_dim=c.middle_hidden_dim,
                       norm_eps=c.rmsnorm_eps, normalize_latent=c.normalize_latent, use_stop_latent=c.use_stop_latent,
                       stop_latent_init=c.stop_latent_init, stop_latent_seed=c.stop_latent_seed,
                       stop_cosine_threshold=c.stop_latent_cosine_threshold)

@@ -30,7 +30,9 @@ def checkpoint_fingerprint(c: Config) -> ConfigFingerprint:
 
     backbones = {f"{field}_files": hash_path(folder) if (folder := model_dir(getattr(c, field))) else None
                  for field in ("modernbert_model", "gpt2_model")}
-    return config_fingerprint({**c.to_dict(), **backbones}, (*ARCHITECTURE_FIELDS, *backbones))
+    # only an mlp middle fingerprints its own fields: transformer checkpoints keep the digest they were written with
+    mlp = ("middle_architecture", "middle_layers") if c.middle_architecture == "mlp" else ()
+    return config_fingerprint({**c.to_dict(), **backbones}, (*ARCHITECTURE_FIELDS, *mlp, *backbones))
 
 
 def stage_budgets(c: Config) -> dict[str, StageBudget]:
@@ -52,7 +54,8 @@ def plan(c: Config) -> tuple[Stage, ...]:
                          run_pretraining=c.run_pretraining, run_finetuning=c.run_finetuning,
                          adapter_pretrain_use_middle=c.adapter_pretrain_use_middle,
                          freeze_encoder_compression=c.freeze_encoder_compression_in_pipeline,
-                         train_decoder_layers=c.decoder_unfrozen_layers > 0, budgets=stage_budgets(c))
+                         train_decoder_layers=c.decoder_unfrozen_layers > 0, budgets=stage_budgets(c),
+                         latent_stages_use_cache=c.cache_use_embeddings_for_training)
     live = [s.name for s in stages if not s.uses_cache]
     if live and not c.cache_store_text:
         raise UserError(f"Stage(s) {', '.join(live)} encode text live (they train the encoder or compressor), "

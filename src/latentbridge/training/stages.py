@@ -5,7 +5,8 @@ docs/pipeline.md explains every stage, phase and mode.
 
 Decoder input of a token stage: `uses_middle` -> middle(input latents); otherwise the target
 text's own latents (reconstruction: the adapter learns to read latents back into their text).
-A stage that trains the encoder or compressor encodes text live; the others read the cache.
+A stage that trains the encoder or compressor encodes text live, and so do the latent (middle) stages
+when `latent_stages_use_cache` is off; the others read the cached latents.
 """
 
 from __future__ import annotations
@@ -52,6 +53,7 @@ class Stage:
     max_samples: int | None = None
     dataset_caps: tuple[tuple[str, int | None], ...] = ()
     description: str = ""
+    encodes_live: bool = False  # encode the text through the (frozen) encoder even though it does not train
 
     def __post_init__(self) -> None:
         problems = []
@@ -78,28 +80,30 @@ class Stage:
 
     @property
     def uses_cache(self) -> bool:
-        """Inputs come from the preprocessed cache unless the encoder or compressor trains."""
-        return not (self.trains & {"encoder", "compressor"})
+        """Latents come from the preprocessed cache unless the stage encodes live or trains the encoder/compressor."""
+        return not (self.encodes_live or self.trains & {"encoder", "compressor"})
 
 
 def _stage(name: str, budget: StageBudget, *, trains: set[str], data: str, objective: str, uses_middle: bool,
-           best: str, description: str) -> Stage | None:
+           best: str, description: str, encodes_live: bool = False) -> Stage | None:
     """The stage, or None when its budget has 0 epochs (left out of the plan)."""
     if budget.epochs == 0:
         return None
     return Stage(name=name, trains=frozenset(trains), data=data, objective=objective, uses_middle=uses_middle,
                  best_filename_field=best, epochs=budget.epochs, batch_size=budget.batch_size,
-                 max_samples=budget.max_samples, dataset_caps=tuple(budget.dataset_caps), description=description)
+                 max_samples=budget.max_samples, dataset_caps=tuple(budget.dataset_caps), description=description,
+                 encodes_live=encodes_live)
 
 
 def plan_stages(*, pipeline_mode: str, training_phase: str, run_pretraining: bool, run_finetuning: bool,
                 adapter_pretrain_use_middle: bool, freeze_encoder_compression: bool, train_decoder_layers: bool,
-                budgets: Mapping[str, StageBudget]) -> tuple[Stage, ...]:
+                budgets: Mapping[str, StageBudget], latent_stages_use_cache: bool = True) -> tuple[Stage, ...]:
     """The stages to run, in order. Stages with 0 epochs are left out; an empty plan is a UserError.
 
     `training_phase` other than normal selects a diagnostic plan and takes precedence over
     `pipeline_mode`. `run_pretraining`/`run_finetuning` pick the pretrain (1-2) and finetune
-    (3-4) halves of two_stage_scientific and of phase1/phase3.
+    (3-4) halves of two_stage_scientific and of phase1/phase3. `latent_stages_use_cache` off: the
+    middle stages encode their input and target text live instead of reading cached latents.
     """
     if pipeline_mode not in PIPELINE_MODES:
         raise UserError(f"pipeline_mode {pipeline_mode!r} is not one of {', '.join(PIPELINE_MODES)}.")
@@ -114,7 +118,7 @@ def plan_stages(*, pipeline_mode: str, training_phase: str, run_pretraining: boo
 
     def pretrain_middle() -> Stage | None:
         return _stage("pretrain_middle", budget("pretrain_middle"), trains={"middle"}, data="pretrain", objective="latent",
-                      uses_middle=True, best=PRETRAIN_BEST,
+                      uses_middle=True, best=PRETRAIN_BEST, encodes_live=not latent_stages_use_cache,
                       description="middle: latents(segment A) -> latents(segment B) of pretraining text")
 
     def pretrain_adapter(use_middle: bool) -> Stage | None:
@@ -124,7 +128,8 @@ def plan_stages(*, pipeline_mode: str, training_phase: str, run_pretraining: boo
 
     def finetune_middle() -> Stage | None:
         return _stage("finetune_middle", budget("finetune_middle"), trains={"middle"}, data="dialogue", objective="latent",
-                      uses_middle=True, best=FINETUNE_BEST, description="middle: latents(dialogue) -> latents(summary)")
+                      uses_middle=True, best=FINETUNE_BEST, encodes_live=not latent_stages_use_cache,
+                      description="middle: latents(dialogue) -> latents(summary)")
 
     def finetune_adapter(use_middle: bool, extra: set[str] = frozenset()) -> Stage | None:
         source = "middle(latents(dialogue))" if use_middle else "latents(summary)"

@@ -59,7 +59,7 @@ class TrainSettings:
     best_filenames: Mapping[str, str] = field(default_factory=dict)  # Stage.best_filename_field -> file name
     handoff_filename: str = "best_model.pt"
     seed: int = 0
-    max_seq_len: int = 512  # live encoding of inputs (stages that train the encoder/compressor)
+    max_seq_len: int = 512  # live encoding of inputs (stages that do not read cached latents)
     max_target_len: int = 256
     num_workers: int = 0
     prefetch_factor: Optional[int] = None
@@ -115,8 +115,9 @@ class StageObjective(nn.Module):
     def forward(self, batch: Mapping[str, Any]) -> dict[str, torch.Tensor]:
         m = self.model
         if self.stage.objective == "latent":
-            pred = m.predict(batch["input_latents"], batch["input_latent_mask"])             # (B, K, D)
-            return m.latent_loss(pred, batch["target_latents"], batch["target_latent_mask"])
+            latents, mask = self._latents(batch, "text", "input_latents", self.max_seq_len)
+            target, target_mask = self._latents(batch, "target_text", "target_latents", self.max_target_len)
+            return m.latent_loss(m.predict(latents, mask), target, target_mask)  # predict: (B, K, D)
         latents, mask = self.decoder_input(batch)
         ce = m.decoder_loss(m.prefix(latents, mask), batch["target_ids"], batch["target_attention_mask"])
         return {"loss": ce, "ce": ce.detach()}
@@ -131,6 +132,7 @@ class StageObjective(nn.Module):
         return self.model.predict_until_stop(latents, mask)   # as at inference: cut at the stop latent
 
     def _latents(self, batch, text_key: str, cached_key: str, max_len: int):
+        """(latents, mask): read from the cache, or encoded live from the cached text when the stage does not use it."""
         if self.stage.uses_cache:
             return batch[cached_key], batch[f"{cached_key[:-1]}_mask"]
         if text_key not in batch:
