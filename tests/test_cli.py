@@ -192,13 +192,6 @@ def test_unknown_flag_suggests_the_field():
     assert "--learning-rate" in result.output
 
 
-def test_mode_not_available_yet_exits_2(monkeypatch):
-    monkeypatch.setitem(cli.MODE_MODULES, cli.Mode.infer, "latentbridge.modes.not_written_yet")
-    result = invoke(["--mode", "infer"])
-    assert result.exit_code == 2
-    assert "not available yet" in result.stderr
-
-
 @pytest.mark.parametrize("suffix", [".json", ".yaml"])
 def test_saved_config_loads_back_equal(suffix, tmp_path):
     saved = tmp_path / f"resolved{suffix}"

@@ -9,7 +9,6 @@ never import torch.
 from __future__ import annotations
 
 import importlib
-import importlib.util
 import inspect
 import sys
 from enum import Enum
@@ -149,10 +148,7 @@ def _plain(options: dict[str, Any]) -> dict[str, Any]:
 
 
 def _load_mode(mode: Mode) -> Any:
-    module = MODE_MODULES[mode]
-    if importlib.util.find_spec(module) is None:
-        raise UserError(f"--mode {mode.value} is not available yet in this version of latentbridge.")
-    return importlib.import_module(module)
+    return importlib.import_module(MODE_MODULES[mode])
 
 
 class SectionedCommand(TyperCommand):

@@ -18,7 +18,10 @@ from typing import Any, Callable, Optional
 
 from latentbridge.errors import UserError
 
+# The name lists the pipeline is built from; training/stages.py imports them from here.
 STAGES = ("pretrain_middle", "pretrain_adapter", "finetune_middle", "finetune_adapter")
+PIPELINE_MODES = ("two_stage_scientific", "end_to_end")
+TRAINING_PHASES = ("normal", "phase1", "phase2", "phase3")
 
 
 def _section(name: str) -> Callable[..., Any]:
@@ -171,7 +174,7 @@ class Config:
 
     # Pipeline Control
     pipeline_mode: str = _pipe("two_stage_scientific", "Training pipeline (see docs/pipeline.md)",
-                               choices=("two_stage_scientific", "end_to_end"))
+                               choices=PIPELINE_MODES)
     run_preprocessing: bool = _pipe(True, "Build the cache before training when it is missing or stale")
     run_pretraining: bool = _pipe(True, "Run stages 1-2 (pretrain middle, pretrain adapter)")
     run_finetuning: bool = _pipe(True, "Run stages 3-4 (finetune middle, finetune adapter)")
@@ -210,7 +213,7 @@ class Config:
     # Diagnostic Modes
     training_phase: str = _diag("normal", "normal: full pipeline; phase1: decoder alignment only; "
                                 "phase2: encoder training; phase3: middle model only",
-                                choices=("normal", "phase1", "phase2", "phase3"))
+                                choices=TRAINING_PHASES)
 
     # Run
     seed: int = _run(0, "Global seed (data order, init, sampling)")

@@ -42,7 +42,8 @@ def test_tiny_end_to_end_preprocess_and_loader(tmp_path, small_corpus_dir, token
     assert rec["input_latents"].shape == (K, LATENT_DIM) and rec["target_latents"].shape == (K, LATENT_DIM)
     assert rec["target_ids"][-1] == tokenizer.eos_token_id and rec["target_attention_mask"].sum() == len(rec["target_ids"])
     for workers in (0, 2):
-        loader = make_loader(CacheDataset(train), batch_size=8, shuffle=True, num_workers=workers,
+        order = np.random.default_rng(0).permutation(len(train)).tolist()
+        loader = make_loader(CacheDataset(train), order, 8, Collate(train.pad_token_id), num_workers=workers,
                              prefetch_factor=2 if workers else None)
         batch = next(iter(loader))
         assert batch["input_latents"].shape == (8, K, LATENT_DIM)
@@ -74,7 +75,8 @@ def test_store_flags_change_the_stored_fields(tmp_path, small_corpus_dir, tokeni
     assert set(rec_all) == base | {"text", "target_text", "input_ids", "attention_mask", "target_ids",
                                    "target_attention_mask"}
     assert cache_all.manifest["fields"] == ["text", "input_ids", "attention_mask", "target_ids", "target_attention_mask"]
-    batch = next(iter(make_loader(CacheDataset(cache_all.split("dialogue", "train")), batch_size=4)))
+    split = cache_all.split("dialogue", "train")
+    batch = next(iter(make_loader(CacheDataset(split), range(len(split)), 4, Collate(split.pad_token_id))))
     assert batch["input_ids"].shape == batch["attention_mask"].shape and len(batch["text"]) == 4
 
 
@@ -283,7 +285,8 @@ def test_npy_and_jsonl_give_identical_batches(tmp_path, small_corpus_dir, tokeni
 def test_npy_loader_with_workers_and_subset(tmp_path, small_corpus_dir, tokenizer, fake_encoder):
     split = _build(tmp_path, small_corpus_dir, tokenizer, fake_encoder, cache_spec(format="npy")).cache.split("dialogue", "train")
     ds = CacheDataset(split, indices=np.arange(10, 40))
-    loader = make_loader(ds, batch_size=8, shuffle=True, num_workers=2, prefetch_factor=2)
+    order = np.random.default_rng(0).permutation(len(ds)).tolist()
+    loader = make_loader(ds, order, 8, Collate(split.pad_token_id), num_workers=2, prefetch_factor=2)
     seen = sorted(int(i) for batch in loader for i in batch["index"])
     assert seen == list(range(10, 40))
 

@@ -70,11 +70,12 @@ def evaluate_model(model: Any, dialogues: Sequence[str], summaries: Sequence[str
     """The latent path's ROUGE, the reconstruction ceiling, latent metrics and prefix use on the pairs.
 
     Returns {"outputs": PathOutputs, "rouge": {path: {type: F}}, "latent_metrics", "prefix_use", "seconds"}."""
-    from latentbridge.evaluation.generation import seed_everything
+    from accelerate.utils import set_seed
+
     from latentbridge.models.backends import autocast
 
     if seed is not None:
-        seed_everything(seed)
+        set_seed(seed)
     start = time.perf_counter()
     device = next(model.adapter.parameters()).device
     outputs, latents_acc = PathOutputs(), LatentMetricsAccumulator()

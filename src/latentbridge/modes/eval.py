@@ -126,7 +126,8 @@ def direct_system(loaded: Any, train: list, dialogues: list[str]) -> tuple[dict 
     import dataclasses
 
     from latentbridge.evaluation.baselines import DirectTraining, generate_direct, train_direct_baseline
-    from latentbridge.evaluation.generation import seed_everything
+    from accelerate.utils import set_seed
+
     from latentbridge.models.decoder import load_decoder_backbone
     from latentbridge.modes.specs import decoder_spec, sampling_spec
 
@@ -142,10 +143,10 @@ def direct_system(loaded: Any, train: list, dialogues: list[str]) -> tuple[dict 
     device = str(next(loaded.model.adapter.parameters()).device)
     spec = dataclasses.replace(decoder_spec(c), unfrozen_layers=0)
     model, tokenizer = load_decoder_backbone(spec, loaded.model.attn_implementation)
-    seed_everything(c.seed)
+    set_seed(c.seed)
     result = train_direct_baseline(model, tokenizer, [(e.input_text, e.target_text) for e in train], settings,
                                    name=c.gpt2_model, device=device)
-    seed_everything(c.seed)
+    set_seed(c.seed)
     outputs = generate_direct(model, tokenizer, dialogues, sampling_spec(c), name=c.gpt2_model,
                               max_input_len=c.max_seq_len, batch_size=c.batch_size, device=device)
     details = {"steps": result.steps, "lr": settings.lr, "batch_size": settings.batch_size,

@@ -4,7 +4,7 @@ Two kinds of files, both written through `<name>.partial` + fsync + rename:
 
 - **Step checkpoints** (`<checkpoint_dir>/step-000000500/`, for `--resume`): a folder with
   `model.safetensors` (the unwrapped model's state dict), `state.safetensors` (every other
-  tensor: optimizer moments, RNG states), `state.json` (optimizer/scheduler/scaler
+  tensor: optimizer moments, RNG states), `state.json` (optimizer/scheduler
   skeletons, loop state incl. data position, python/numpy RNG), `config.json` (the
   resolved config) and `manifest.json`, written LAST, listing every file with its size
   and sha256, the step, the stage and the config fingerprint. A folder without a valid
@@ -120,7 +120,6 @@ class TrainState:
     model: Mapping[str, torch.Tensor]
     optimizer: Mapping[str, Any] | None = None
     scheduler: Mapping[str, Any] | None = None
-    scaler: Mapping[str, Any] | None = None
     loop: Mapping[str, Any] = field(default_factory=dict)
     rng: Mapping[str, Any] | None = None
     config: Mapping[str, Any] = field(default_factory=dict)
@@ -136,7 +135,6 @@ class LoadedCheckpoint:
     model: dict[str, torch.Tensor]
     optimizer: dict[str, Any] | None
     scheduler: dict[str, Any] | None
-    scaler: dict[str, Any] | None
     loop: dict[str, Any]
     rng: dict[str, Any] | None
     config: dict[str, Any]
@@ -305,8 +303,8 @@ def _snapshot(step: int, state: TrainState, buffers: _Buffers) -> _Snapshot:
     tensors: dict[str, torch.Tensor] = {}
     state_json = {
         name: _encode(value, name, tensors, buffers)
-        for name, value in (("optimizer", state.optimizer), ("scheduler", state.scheduler), ("scaler", state.scaler),
-                            ("loop", dict(state.loop)), ("rng", state.rng))
+        for name, value in (("optimizer", state.optimizer), ("scheduler", state.scheduler), ("loop", dict(state.loop)),
+                            ("rng", state.rng))
     }
     buffers.finish()
     config = json.loads(json.dumps(dict(state.config), default=str))
@@ -656,7 +654,7 @@ def load_checkpoint(path: str | Path, expected_fingerprint: ConfigFingerprint | 
     decoded = {k: _decode(v, tensors) for k, v in state.items()}
     return LoadedCheckpoint(
         path=path, step=int(manifest["step"]), stage=str(manifest["stage"]), model=model,
-        optimizer=decoded.get("optimizer"), scheduler=decoded.get("scheduler"), scaler=decoded.get("scaler"),
+        optimizer=decoded.get("optimizer"), scheduler=decoded.get("scheduler"),
         loop=decoded.get("loop") or {}, rng=decoded.get("rng"), config=config, manifest=manifest,
     )
 

@@ -30,6 +30,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
+from latentbridge.data.loader import make_loader
 from latentbridge.errors import UserError
 from latentbridge.models.bridge import LatentBridge, set_trainable
 from latentbridge.models.specs import SamplingSpec
@@ -305,13 +306,8 @@ class Trainer:
             yield window
 
     def _loader(self, dataset: Dataset, indices: list[int], batch_size: int, collate: Callable) -> DataLoader:
-        kwargs: dict[str, Any] = {}
-        if self.s.num_workers > 0:
-            kwargs = {"num_workers": self.s.num_workers, "prefetch_factor": self.s.prefetch_factor}
-        # a private generator: creating the iterator must not draw from the global RNG (exact resume)
-        return DataLoader(dataset, batch_size=batch_size, sampler=indices, collate_fn=collate,
-                          generator=torch.Generator().manual_seed(self.s.seed),
-                          pin_memory=self.accelerator.device.type == "cuda", **kwargs)
+        return make_loader(dataset, indices, batch_size, collate, seed=self.s.seed, num_workers=self.s.num_workers,
+                           prefetch_factor=self.s.prefetch_factor, pin_memory=self.accelerator.device.type == "cuda")
 
     # ------------------------------------------------------------------ epoch and stage ends
 
