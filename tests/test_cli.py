@@ -12,7 +12,7 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from latentbridge import cli
+from latentbridge import cli, modes
 from latentbridge.config import Config, ConfigError, base_type, field_meta, field_names, field_types
 from latentbridge.config_sources import env_var, resolve_config
 
@@ -257,7 +257,7 @@ def test_torch_num_threads_is_applied_before_the_mode_runs(monkeypatch):
     fake.__spec__ = importlib.machinery.ModuleSpec("fake_mode", None)
     fake.run = lambda config, options: seen.setdefault("threads", torch.get_num_threads()) and 0
     monkeypatch.setitem(sys.modules, "fake_mode", fake)
-    monkeypatch.setitem(cli.MODE_MODULES, cli.Mode.doctor, "fake_mode")
+    monkeypatch.setitem(modes.MODE_MODULES, "doctor", "fake_mode")
     before = torch.get_num_threads()
     try:
         result = invoke(["--mode", "doctor", "--torch-num-threads", "3"])

@@ -10,6 +10,7 @@ needed to expose it. Sources are layered in src/latentbridge/config_sources.py; 
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import functools
 import math
 import typing
@@ -294,8 +295,6 @@ def field_meta(name: str) -> dict[str, Any]:
 
 def closest_field(name: str) -> Optional[str]:
     """The field a misspelt `name` most likely meant, if any is close."""
-    import difflib
-
     close = difflib.get_close_matches(name.lower().replace("-", "_"), field_names(), n=1, cutoff=0.6)
     return close[0] if close else None
 

@@ -4,7 +4,7 @@ import torch
 from latentbridge.errors import UserError
 from latentbridge.models.bridge import set_trainable
 from latentbridge.training.checkpoint import config_fingerprint, load_model_file, write_model_file
-from tests.models.conftest import DIALOGUES, SUMMARIES, make_model
+from tests.factories import DIALOGUES, SUMMARIES, make_model, tiny_spec
 
 
 def _full_loss(model):
@@ -100,7 +100,6 @@ def test_gradient_checkpointing_gives_the_same_gradients(tiny_assets):
 
 def test_seeded_build_is_reproducible_and_leaves_the_global_rng_alone(tiny_assets):
     from latentbridge.models.bridge import build_model
-    from tests.models.conftest import tiny_spec
 
     torch.manual_seed(123)
     a = build_model(tiny_spec(tiny_assets), seed=5)

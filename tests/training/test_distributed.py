@@ -10,15 +10,15 @@ from collections import Counter
 from pathlib import Path
 
 from latentbridge.config_sources import write_config_file
-from latentbridge.modes.train import checkpoint_fingerprint
+from latentbridge.recipe import checkpoint_fingerprint
 from latentbridge.training.checkpoint import load_model_file
-from tests.training.test_train_mode import config
+from tests.factories import train_config
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_two_cpu_processes_train_and_only_rank0_reports(tiny_root, tmp_path):
-    c = config(tiny_root, tmp_path)
+    c = train_config(tiny_root, tmp_path)
     write_config_file(c, str(tmp_path / "run.yaml"))
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     run = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",

@@ -9,22 +9,14 @@ import pytest
 
 from latentbridge.errors import UserError
 from latentbridge.modes import ModeOptions
-from latentbridge.modes.train import checkpoint_fingerprint, plan, run
+from latentbridge.modes.train import run
+from latentbridge.recipe import checkpoint_fingerprint, plan
 from latentbridge.training.checkpoint import find_latest, load_model_file
-from tests.factories import assets_config
-
-
-def config(root: Path, tmp: Path, **overrides):
-    """Four one-epoch stages over 32 examples in batches of 8: 16 steps."""
-    return assets_config(
-        root, preprocess_cache_dir=str(tmp / "cache"), checkpoint_dir=str(tmp / "ckpt"), output_dir=str(tmp / "run"),
-        max_train_samples=32, pretrain_middle_max_samples=32, pretrain_adapter_max_samples=32, batch_size=8,
-        save_every=3, log_every=2, pretrain_middle_epochs=1, pretrain_adapter_epochs=1, finetune_middle_epochs=1,
-        finetune_adapter_epochs=1, use_tui=False, **overrides)
+from tests.factories import train_config
 
 
 def test_train_stop_then_resume_auto_then_handoff(tiny_root, tmp_path, capsys):
-    c = config(tiny_root, tmp_path)
+    c = train_config(tiny_root, tmp_path)
     assert run(c, ModeOptions(), stop_after_steps=5) == 130
     assert find_latest(c.checkpoint_dir).name == "step-000000005"
     assert run(c, ModeOptions(resume="auto")) == 0
@@ -39,7 +31,7 @@ def test_train_stop_then_resume_auto_then_handoff(tiny_root, tmp_path, capsys):
 
 
 def test_resume_refuses_an_incompatible_checkpoint(tiny_root, tmp_path):
-    c = config(tiny_root, tmp_path)
+    c = train_config(tiny_root, tmp_path)
     assert run(c, ModeOptions(), stop_after_steps=1) == 130
     with pytest.raises(UserError, match="incompatible model configuration.*latent_dim"):
         run(c.replace(latent_dim=32), ModeOptions(resume="auto"))
@@ -47,12 +39,12 @@ def test_resume_refuses_an_incompatible_checkpoint(tiny_root, tmp_path):
 
 def test_live_encoding_stages_need_cached_text(tiny_root, tmp_path):
     with pytest.raises(UserError, match="--cache-store-text"):
-        plan(config(tiny_root, tmp_path, training_phase="phase2"))
-    assert [s.name for s in plan(config(tiny_root, tmp_path, training_phase="phase2", cache_store_text=True))] == ["train_encoder"]
+        plan(train_config(tiny_root, tmp_path, training_phase="phase2"))
+    assert [s.name for s in plan(train_config(tiny_root, tmp_path, training_phase="phase2", cache_store_text=True))] == ["train_encoder"]
 
 
 def test_fresh_run_refuses_a_checkpoint_dir_of_an_earlier_run(tiny_root, tmp_path):
-    c = config(tiny_root, tmp_path)
+    c = train_config(tiny_root, tmp_path)
     assert run(c, ModeOptions(), stop_after_steps=3) == 130
     with pytest.raises(UserError, match=r"already holds step checkpoints.*step-000000003.*--resume auto"):
         run(c, ModeOptions())

@@ -23,6 +23,7 @@ from __future__ import annotations
 import base64
 import datetime as _dt
 import hashlib
+import importlib.metadata as md
 import json
 import os
 import re
@@ -97,8 +98,6 @@ def hash_path(path: os.PathLike | str, names: Optional[Iterable[str]] = None) ->
 
 
 def library_versions() -> dict[str, str]:
-    import importlib.metadata as md
-
     out = {}
     for name in ("numpy", "torch", "transformers", "tokenizers", "datasets"):
         try:
@@ -506,7 +505,7 @@ class CacheSplit:
         """A collated batch of `rows` straight from the array columns (npy format only).
 
         `metadata=False` leaves out "id" (and text), which are read from the jsonl lines: 2-3x faster."""
-        import torch
+        import torch  # only training reads batches; the recipe imports this module torch-free
 
         rows = np.asarray(rows, dtype=np.int64)
         if not self.layout:

@@ -25,9 +25,11 @@ from dataclasses import dataclass, field
 from typing import Any, Optional, Sequence
 
 import torch
+from accelerate.utils import set_seed
 
 from latentbridge.evaluation.latent_metrics import LatentMetricsAccumulator
 from latentbridge.evaluation.rouge import rouge_scores
+from latentbridge.models.backends import autocast
 
 
 @dataclass
@@ -70,10 +72,6 @@ def evaluate_model(model: Any, dialogues: Sequence[str], summaries: Sequence[str
     """The latent path's ROUGE, the reconstruction ceiling, latent metrics and prefix use on the pairs.
 
     Returns {"outputs": PathOutputs, "rouge": {path: {type: F}}, "latent_metrics", "prefix_use", "seconds"}."""
-    from accelerate.utils import set_seed
-
-    from latentbridge.models.backends import autocast
-
     if seed is not None:
         set_seed(seed)
     start = time.perf_counter()
