@@ -210,6 +210,16 @@ def test_config_table_shows_sources():
     assert "5" in seed_row and "command line" in seed_row
 
 
+def test_config_table_shows_the_effective_precision_next_to_the_flags():
+    rows = invoke(["--mode", "config", "--preset", "tiny", "--use-bf16"], env={"COLUMNS": "250"}).stdout.splitlines()
+    names = [line.split("│")[2].strip() if line.count("│") > 3 else "" for line in rows]
+    row = rows[names.index("precision (effective)")]
+    assert names.index("precision (effective)") == names.index("use_bf16") + 1
+    assert "fp32" in row and "the device is cpu" in row
+    gpu = invoke(["--mode", "config", "--use-bf16"], env={"COLUMNS": "250"}).stdout
+    assert "bf16 on a device with bf16, else fp32" in gpu and "--mode doctor" in gpu
+
+
 def test_help_lists_every_flag_and_the_presets():
     help_text = invoke(["--help"], env={"COLUMNS": "200"}).stdout
     for name in field_names():

@@ -10,7 +10,7 @@ import pytest
 from latentbridge.errors import UserError
 from latentbridge.modes import ModeOptions
 from latentbridge.modes.train import run
-from latentbridge.recipe import checkpoint_fingerprint, plan
+from latentbridge.recipe import checkpoint_fingerprint
 from latentbridge.training.checkpoint import find_latest, load_model_file
 from tests.factories import train_config
 
@@ -35,12 +35,6 @@ def test_resume_refuses_an_incompatible_checkpoint(tiny_root, tmp_path):
     assert run(c, ModeOptions(), stop_after_steps=1) == 130
     with pytest.raises(UserError, match="incompatible model configuration.*latent_dim"):
         run(c.replace(latent_dim=32), ModeOptions(resume="auto"))
-
-
-def test_live_encoding_stages_need_cached_text(tiny_root, tmp_path):
-    with pytest.raises(UserError, match="--cache-store-text"):
-        plan(train_config(tiny_root, tmp_path, training_phase="phase2"))
-    assert [s.name for s in plan(train_config(tiny_root, tmp_path, training_phase="phase2", cache_store_text=True))] == ["train_encoder"]
 
 
 def test_fresh_run_refuses_a_checkpoint_dir_of_an_earlier_run(tiny_root, tmp_path):
