@@ -41,6 +41,14 @@ def assets_config(root: Path, **overrides: Any) -> Config:
     return tiny_config(**{**paths, **overrides})
 
 
+def link_tiny_assets(folder: Path, root: Path) -> None:
+    """Make `folder/cache/tiny` (where the tiny preset builds its assets) hold the assets under `root`, so
+    the preset's relative paths work in `folder` without building them again."""
+    (folder / "cache" / "tiny").mkdir(parents=True, exist_ok=True)
+    for part in ("data", "models"):
+        (folder / "cache" / "tiny" / part).symlink_to(root / part)
+
+
 def train_config(root: Path, tmp: Path, **overrides: Any) -> Config:
     """`--mode train` at small caps over the tiny assets: four one-epoch stages over 32 examples in batches
     of 8 (16 steps), everything written under `tmp`."""

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.factories import link_tiny_assets
+
 DOC = Path(__file__).resolve().parents[1] / "docs" / "python-api.md"
 API = ("load_config", "run", "load", "generate", "encode")
 
@@ -19,9 +21,7 @@ def code_blocks(text: str) -> list[str]:
 
 def test_the_documented_examples_run(tiny_root, tmp_path, monkeypatch, capsys):
     """The doc's `cache/tiny` is the session's tiny assets (the preset builds them there on first use)."""
-    for part in ("data", "models"):
-        (tmp_path / "cache" / "tiny").mkdir(parents=True, exist_ok=True)
-        (tmp_path / "cache" / "tiny" / part).symlink_to(tiny_root / part)
+    link_tiny_assets(tmp_path, tiny_root)
     monkeypatch.chdir(tmp_path)
     blocks = code_blocks(DOC.read_text(encoding="utf-8"))
     assert all(re.search(rf"\b{name}\(", "".join(blocks)) for name in API)

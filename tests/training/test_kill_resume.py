@@ -1,5 +1,6 @@
 """A training process killed with SIGKILL and resumed with --resume auto ends with the same weights as a run
-that was never interrupted (CPU, one thread, fixed seed)."""
+that was never interrupted (CPU, one thread, fixed seed). Slow: three training processes, ~25 s; the
+default run keeps the in-process stop/resume tests (test_train_mode.py, test_trainer.py)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 import torch
 
 from latentbridge.config_sources import write_config_file
@@ -36,6 +38,7 @@ def kill_after_first_checkpoint(process: subprocess.Popen, checkpoint_dir: Path)
     assert process.wait(timeout=60) == -signal.SIGKILL, "training finished before it could be killed"
 
 
+@pytest.mark.slow
 def test_kill9_then_resume_matches_an_uninterrupted_run(tiny_root, tmp_path):
     settings = dict(max_train_samples=96, pretrain_middle_max_samples=96, pretrain_adapter_max_samples=96,
                     save_every=5, preprocess_cache_dir=str(tmp_path / "cache"))
