@@ -77,7 +77,8 @@ def tiny_spec(assets: Any, **sections: dict[str, Any]) -> ModelSpec:
     """A small ModelSpec over the tiny assets (latentbridge.assets.TinyAssets); `middle={"layers": 1}` etc.
     override one section's fields."""
     spec = ModelSpec(
-        encoder=EncoderSpec(model=str(assets.encoder_dir), latent_dim=TINY_DIM, latent_seq_len=TINY_K, unfrozen_layers=1),
+        encoder=EncoderSpec(model=str(assets.encoder_dir), latent_dim=TINY_DIM, latent_seq_len=TINY_K,
+                            unfrozen_layers=1),
         middle=MiddleSpec(latent_dim=TINY_DIM, latent_seq_len=TINY_K, layers=2, num_heads=4, ffn_multiplier=2.0,
                           dropout=0.0),
         adapter=AdapterSpec(latent_dim=TINY_DIM, prefix_len=TINY_P, num_heads=4, dropout=0.0),

@@ -39,7 +39,8 @@ def test_each_stage_budget_carries_the_caps_its_rows_honour():
 def test_live_encoding_stages_need_cached_text():
     with pytest.raises(UserError, match="--cache-store-text"):
         recipe.plan(tiny_config(training_phase="phase2"))
-    assert [s.name for s in recipe.plan(tiny_config(training_phase="phase2", cache_store_text=True))] == ["train_encoder"]
+    stages = recipe.plan(tiny_config(training_phase="phase2", cache_store_text=True))
+    assert [s.name for s in stages] == ["train_encoder"]
 
 
 def test_model_spec_takes_every_part_from_the_config():

@@ -18,7 +18,8 @@ import click
 import typer
 from typer.core import TyperCommand
 
-from latentbridge.config import PRESET_HELP, PRESETS, Config, base_type, field_meta, field_names, field_types, is_optional
+from latentbridge.config import (PRESET_HELP, PRESETS, Config, base_type, field_meta, field_names, field_types,
+                                 is_optional)
 from latentbridge.config_sources import resolve_config
 from latentbridge.errors import UserError
 from latentbridge.modes import MODE_MODULES, run as run_mode

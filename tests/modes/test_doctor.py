@@ -23,7 +23,8 @@ def test_tiny_preset_is_ready_before_its_assets_exist(tmp_path, capsys):
     assert report["problems"] == []
     values = {row["item"]: row["value"] for rows in report.values() if isinstance(rows, list) for row in rows
               if isinstance(row, dict)}
-    assert values["attention"] == "sdpa" and values["precision"] == "fp32 (requested fp32: use_bf16=False, use_fp16=False)"
+    assert values["attention"] == "sdpa"
+    assert values["precision"] == "fp32 (requested fp32: use_bf16=False, use_fp16=False)"
     assert "built on first use" in values["encoder (modernbert_model)"]
     assert "trainable at most" in values["middle"] and "GiB" in values["total"]
     assert not (tmp_path / "tiny").exists()  # doctor writes nothing

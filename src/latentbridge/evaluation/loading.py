@@ -62,7 +62,8 @@ class TrainedModel:
         """The model's config with `sampling` (SAMPLING_FIELDS) applied, validated like any Config change."""
         other = sorted(set(sampling) - set(SAMPLING_FIELDS))
         if other:
-            raise TypeError(f"generate() takes the sampling fields {', '.join(SAMPLING_FIELDS)}; not {', '.join(other)}")
+            raise TypeError(f"generate() takes the sampling fields {', '.join(SAMPLING_FIELDS)}; "
+                            f"not {', '.join(other)}")
         return self.config.replace(**sampling) if sampling else self.config
 
     def generate(self, texts: Sequence[str], *, batch_size: Optional[int] = None,

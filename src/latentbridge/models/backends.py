@@ -58,7 +58,8 @@ def resolve_precision(use_bf16: bool, use_fp16: bool, device: Union[str, torch.d
     """("bf16" | "fp32", note): models/precision.py's rule, with this machine's bf16 support."""
     kind = _device_type(device)
     if bf16_supported is None:
-        bf16_supported = kind == "mps" or (kind == "cuda" and torch.cuda.is_available() and torch.cuda.is_bf16_supported())
+        cuda_bf16 = kind == "cuda" and torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+        bf16_supported = kind == "mps" or cuda_bf16
     return effective_precision(use_bf16, use_fp16, kind, bf16_supported)
 
 

@@ -27,7 +27,8 @@ from rich.table import Table
 from latentbridge import recipe
 from latentbridge.config import Config
 from latentbridge.models import tiny
-from latentbridge.models.backends import DTYPES, flash_attn_available, resolve_attention, resolve_device, resolve_precision
+from latentbridge.models.backends import (DTYPES, flash_attn_available, resolve_attention, resolve_device,
+                                         resolve_precision)
 from latentbridge.models.memory import estimate_adapter_stage_memory, locate_config, part_counts
 from latentbridge.modes import ModeOptions
 
