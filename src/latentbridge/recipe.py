@@ -21,7 +21,7 @@ from latentbridge.data.sources import DataSpec, PretrainSource
 from latentbridge.errors import UserError
 from latentbridge.models.specs import (AdapterSpec, DecoderSpec, EncoderSpec, LossSpec, MiddleSpec, ModelSpec,
                                        RuntimeSpec, SamplingSpec)
-from latentbridge.training.stages import BUDGET_KEYS, Stage, StageBudget, plan_stages
+from latentbridge.training.stages import BUDGET_KEYS, DATA_COLLECTIONS, Stage, StageBudget, plan_stages
 
 if TYPE_CHECKING:
     from latentbridge.training.checkpoint import ConfigFingerprint
@@ -148,7 +148,7 @@ def cache_spec(c: Config) -> CacheSpec:
 
 def collections(c: Config) -> tuple[str, ...]:
     """Pretraining text only when stages 1-2 run; dialogues always (stages 3-4, eval)."""
-    return ("pretrain", "dialogue") if c.run_pretraining else ("dialogue",)
+    return DATA_COLLECTIONS if c.run_pretraining else ("dialogue",)
 
 
 def model_dir(name: str) -> Optional[Path]:
