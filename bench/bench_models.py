@@ -143,7 +143,7 @@ def reconstruction(steps: int, decoder_layers: int, assets_root: Path, n_eval: i
 
     from latentbridge.config import preset_config
     from latentbridge.models.bridge import build_model, set_trainable
-    from latentbridge.modes.specs import model_spec, sampling_spec
+    from latentbridge.recipe import model_spec, sampling_spec
 
     assets = ensure_tiny_assets(assets_root, seed=0)
     c = preset_config("tiny", modernbert_model=str(assets.encoder_dir), gpt2_model=str(assets.decoder_dir),

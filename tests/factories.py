@@ -1,17 +1,28 @@
-"""Test factories shared across the suite."""
+"""Helpers shared across the suite: configs, small specs and models, fakes. Fixtures live in conftest files,
+helpers only here (tests import nothing from conftest files or from each other)."""
 
 from __future__ import annotations
 
+import dataclasses
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+import torch
+from tokenizers import Tokenizer, models, pre_tokenizers, processors, trainers
+from transformers import PreTrainedTokenizerFast
+
+from latentbridge import recipe
 from latentbridge.config import Config, preset_config
+from latentbridge.data.corpus import corpus_paths, corpus_texts
+from latentbridge.data.preprocess import CacheSpec, Tokenizers
+from latentbridge.data.sources import DataSpec, PretrainSource
+from latentbridge.models.bridge import LatentBridge, build_model
+from latentbridge.models.specs import AdapterSpec, DecoderSpec, EncoderSpec, MiddleSpec, ModelSpec, RuntimeSpec
+from latentbridge.training.checkpoint import (AsyncCheckpointer, ConfigFingerprint, TrainState, config_fingerprint,
+                                             write_model_file)
 
-if TYPE_CHECKING:
-    from latentbridge.training.checkpoint import AsyncCheckpointer, ConfigFingerprint, TrainState
-
-# The checkpoint factories import torch inside: the config and CLI tests use this module without it.
-
+# ------------------------------------------------------------------------------------------ configs
 
 def tiny_config(**overrides: Any) -> Config:
     """The `tiny` preset with `overrides`: CPU, small dims, local models and data."""
@@ -30,19 +41,142 @@ def assets_config(root: Path, **overrides: Any) -> Config:
     return tiny_config(**{**paths, **overrides})
 
 
+def link_tiny_assets(folder: Path, root: Path) -> None:
+    """Make `folder/cache/tiny` (where the tiny preset builds its assets) hold the assets under `root`, so
+    the preset's relative paths work in `folder` without building them again."""
+    (folder / "cache" / "tiny").mkdir(parents=True, exist_ok=True)
+    for part in ("data", "models"):
+        (folder / "cache" / "tiny" / part).symlink_to(root / part)
+
+
+def train_config(root: Path, tmp: Path, **overrides: Any) -> Config:
+    """`--mode train` at small caps over the tiny assets: four one-epoch stages over 32 examples in batches
+    of 8 (16 steps), everything written under `tmp`."""
+    return assets_config(
+        root, preprocess_cache_dir=str(tmp / "cache"), checkpoint_dir=str(tmp / "ckpt"), output_dir=str(tmp / "run"),
+        max_train_samples=32, pretrain_middle_max_samples=32, pretrain_adapter_max_samples=32, batch_size=8,
+        save_every=3, log_every=2, pretrain_middle_epochs=1, pretrain_adapter_epochs=1, finetune_middle_epochs=1,
+        finetune_adapter_epochs=1, use_tui=False, **overrides)
+
+
+# ------------------------------------------------------------------------------------------ models
+
+TINY_DIM, TINY_K, TINY_P = 32, 4, 6  # latent_dim, latent_seq_len, prefix_len of `tiny_spec`
+
+DIALOGUES = ["Anna: are we still on for lunch at one? Ben: sure, see you at the cafe.",
+             "Tom: I lost my keys again. Mia: check the kitchen drawer.",
+             "Sue: party on Friday at my place! Joe: great, I will bring snacks.",
+             "Max: hi"]
+SUMMARIES = ["Anna and Ben will have lunch at one at the cafe.",
+             "Tom lost his keys; Mia suggests the kitchen drawer.",
+             "Sue hosts a party on Friday and Joe brings snacks.",
+             "Max says hi."]
+
+
+def tiny_spec(assets: Any, **sections: dict[str, Any]) -> ModelSpec:
+    """A small ModelSpec over the tiny assets (latentbridge.assets.TinyAssets); `middle={"layers": 1}` etc.
+    override one section's fields."""
+    spec = ModelSpec(
+        encoder=EncoderSpec(model=str(assets.encoder_dir), latent_dim=TINY_DIM, latent_seq_len=TINY_K,
+                            unfrozen_layers=1),
+        middle=MiddleSpec(latent_dim=TINY_DIM, latent_seq_len=TINY_K, layers=2, num_heads=4, ffn_multiplier=2.0,
+                          dropout=0.0),
+        adapter=AdapterSpec(latent_dim=TINY_DIM, prefix_len=TINY_P, num_heads=4, dropout=0.0),
+        decoder=DecoderSpec(model=str(assets.decoder_dir), unfrozen_layers=1),
+        runtime=RuntimeSpec(device="cpu", attn_implementation="sdpa"),
+    )
+    changes = {name: dataclasses.replace(getattr(spec, name), **fields) for name, fields in sections.items()}
+    return dataclasses.replace(spec, **changes)
+
+
+def make_model(assets: Any, seed: int = 0, **sections: dict[str, Any]) -> LatentBridge:
+    """A LatentBridge of `tiny_spec`, its small parts drawn after `torch.manual_seed(seed)`."""
+    torch.manual_seed(seed)
+    return build_model(tiny_spec(assets, **sections))
+
+
+@dataclass(frozen=True)
+class Handoff:
+    config: Config  # the config saved in the file (paths into the temporary folder)
+    path: Path      # checkpoint_dir / handoff_best_model_filename
+
+
+def write_handoff(config: Config, model: Any = None, seed: int = 0, stage: str = "init") -> Path:
+    """Save `model` (default: a fresh tiny model for `config`) as the hand-off model file of `config`, through
+    the training checkpoint format: infer and eval are tested end to end without training."""
+    if model is None:
+        torch.manual_seed(seed)
+        model = build_model(recipe.model_spec(config))
+    path = Path(config.checkpoint_dir) / config.handoff_best_model_filename
+    return write_model_file(path, model.trainable_state_dict(), config=config.to_dict(),
+                            fingerprint=recipe.checkpoint_fingerprint(config), step=0, stage=stage)
+
+
+# ------------------------------------------------------------------------------------------ data fakes
+
+FAKE_DIM, FAKE_K = 16, 4  # latent size and slots of `FakeEncoder`
+
+
+def make_tokenizer() -> PreTrainedTokenizerFast:
+    """A WordLevel tokenizer trained on the bundled corpus ([CLS] text [SEP], <eos>)."""
+    tok = Tokenizer(models.WordLevel(unk_token="[UNK]"))
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "<eos>"]
+    tok.train_from_iterator(corpus_texts(0), trainers.WordLevelTrainer(special_tokens=specials))
+    tok.post_processor = processors.TemplateProcessing(
+        single="[CLS] $A [SEP]", special_tokens=[("[CLS]", 2), ("[SEP]", 3)])
+    return PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="[PAD]", unk_token="[UNK]",
+                                   cls_token="[CLS]", sep_token="[SEP]", eos_token="<eos>")
+
+
+class FakeEncoder:
+    """Deterministic stand-in for encoder + compressor: embed, mean-pool FAKE_K contiguous segments."""
+
+    def __init__(self, vocab: int, dim: int = FAKE_DIM, k: int = FAKE_K):
+        g = torch.Generator().manual_seed(0)
+        self.table = torch.randn(vocab, dim, generator=g)
+        self.k = k
+        self.calls: list[tuple[int, int]] = []  # (batch, padded length) per call
+
+    def __call__(self, input_ids, attention_mask):
+        self.calls.append(tuple(input_ids.shape))
+        x = self.table[input_ids] * attention_mask[..., None]  # (B, T, D)
+        b, t, d = x.shape
+        seg = torch.clamp((torch.arange(t)[None, :] * self.k) // attention_mask.sum(1, keepdim=True).clamp(min=1),
+                          max=self.k - 1)  # (B, T) segment of each position
+        onehot = torch.nn.functional.one_hot(seg, self.k).float() * attention_mask[..., None]  # (B, T, K)
+        pooled = onehot.transpose(1, 2) @ x / onehot.sum(1)[..., None].clamp(min=1)  # (B, K, D)
+        return pooled
+
+
+def corpus_data_spec(corpus_dir: Path, **overrides: Any) -> DataSpec:
+    """A DataSpec over a corpus written by latentbridge.data.corpus.write_corpus."""
+    p = corpus_paths(corpus_dir)
+    base = dict(dataset=str(p["dataset"]),
+                pretrain=tuple(PretrainSource(n, str(p[n]), f"{n}_dataset") for n in ("wikitext", "arxiv", "english")),
+                hf_cache_dir=str(corpus_dir / ".hf"))
+    base.update(overrides)
+    return DataSpec(**base)
+
+
+def small_cache_spec(**overrides: Any) -> CacheSpec:
+    return CacheSpec(**{"max_seq_len": 64, "max_target_len": 24, "batch_size": 16, **overrides})
+
+
+def fake_tokenizers(tok: Any) -> Tokenizers:
+    """The same tokenizer for encoder and decoder."""
+    return Tokenizers(encoder=tok, decoder=tok)
+
+
+# ------------------------------------------------------------------------------------------ checkpoints
+
 def tiny_fingerprint() -> ConfigFingerprint:
     """The fingerprint the checkpoint tests save under."""
-    from latentbridge.training.checkpoint import config_fingerprint
-
     return config_fingerprint({"latent_dim": 8, "prefix_len": 2})
 
 
 def tiny_train_state(step: int = 0, stage: str = "pretrain_middle") -> TrainState:
     """A TrainState around a seeded nn.Linear(4, 3): a small model whose weights differ per step."""
-    import torch
-
-    from latentbridge.training.checkpoint import TrainState
-
     torch.manual_seed(step)
     model = torch.nn.Linear(4, 3)
     return TrainState(stage=stage, model=model.state_dict(), loop={"epoch": 0, "batch": step}, config={"latent_dim": 8})
@@ -50,8 +184,6 @@ def tiny_train_state(step: int = 0, stage: str = "pretrain_middle") -> TrainStat
 
 def tiny_checkpointer(root: Path, **kw: Any) -> AsyncCheckpointer:
     """An AsyncCheckpointer writing to `root`/ckpt under tiny_fingerprint() unless `fingerprint` is given."""
-    from latentbridge.training.checkpoint import AsyncCheckpointer
-
     kw.setdefault("fingerprint", tiny_fingerprint())
     return AsyncCheckpointer(root / "ckpt", **kw)
 

@@ -12,7 +12,7 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from latentbridge import cli
+from latentbridge import cli, modes
 from latentbridge.config import Config, ConfigError, base_type, field_meta, field_names, field_types
 from latentbridge.config_sources import env_var, resolve_config
 
@@ -197,13 +197,6 @@ def test_unknown_flag_suggests_the_field():
     assert "--learning-rate" in result.output
 
 
-def test_mode_not_available_yet_exits_2(monkeypatch):
-    monkeypatch.setitem(cli.MODE_MODULES, cli.Mode.infer, "latentbridge.modes.not_written_yet")
-    result = invoke(["--mode", "infer"])
-    assert result.exit_code == 2
-    assert "not available yet" in result.stderr
-
-
 @pytest.mark.parametrize("suffix", [".json", ".yaml"])
 def test_saved_config_loads_back_equal(suffix, tmp_path):
     saved = tmp_path / f"resolved{suffix}"
@@ -220,6 +213,16 @@ def test_config_table_shows_sources():
     assert result.exit_code == 0
     seed_row = next(line for line in result.stdout.splitlines() if " seed " in line)
     assert "5" in seed_row and "command line" in seed_row
+
+
+def test_config_table_shows_the_effective_precision_next_to_the_flags():
+    rows = invoke(["--mode", "config", "--preset", "tiny", "--use-bf16"], env={"COLUMNS": "250"}).stdout.splitlines()
+    names = [line.split("│")[2].strip() if line.count("│") > 3 else "" for line in rows]
+    row = rows[names.index("precision (effective)")]
+    assert names.index("precision (effective)") == names.index("use_bf16") + 1
+    assert "fp32" in row and "the device is cpu" in row
+    gpu = invoke(["--mode", "config", "--use-bf16"], env={"COLUMNS": "250"}).stdout
+    assert "bf16 on a device with bf16, else fp32" in gpu and "--mode doctor" in gpu
 
 
 def test_help_lists_every_flag_and_the_presets():
@@ -269,7 +272,7 @@ def test_torch_num_threads_is_applied_before_the_mode_runs(monkeypatch):
     fake.__spec__ = importlib.machinery.ModuleSpec("fake_mode", None)
     fake.run = lambda config, options: seen.setdefault("threads", torch.get_num_threads()) and 0
     monkeypatch.setitem(sys.modules, "fake_mode", fake)
-    monkeypatch.setitem(cli.MODE_MODULES, cli.Mode.doctor, "fake_mode")
+    monkeypatch.setitem(modes.MODE_MODULES, "doctor", "fake_mode")
     before = torch.get_num_threads()
     try:
         result = invoke(["--mode", "doctor", "--torch-num-threads", "3"])

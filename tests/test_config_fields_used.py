@@ -36,13 +36,13 @@ PRETRAIN_SOURCE_CAPS = [f"{stage}_max_samples_{source}" for stage, source in [
     ("pretrain_adapter", "wikitext"), ("pretrain_adapter", "arxiv")]]
 # field -> why it is read only through a computed name (checked: an f-string getattr can spell it)
 READ_BY_COMPUTED_NAME = {
-    **{f"{stage}_epochs": "Config.stage_epochs(stage) reads f'{stage}_epochs' (modes/train.py stage_budgets)"
+    **{f"{stage}_epochs": "Config.stage_epochs(stage) reads f'{stage}_epochs' (recipe.stage_budgets)"
        for stage in STAGES},
     **{f"{stage}_batch_size": "Config.stage_batch_size(stage) reads f'{stage}_batch_size' (stage_budgets)"
        for stage in STAGES},
-    **{f"{stage}_max_samples": "Config.stage_max_samples(stage) reads f'{stage}_max_samples' (stage caps)"
-       for stage in ("pretrain_middle", "pretrain_adapter")},
-    **{name: "modes/preprocess.py stage_source_caps reads f'{stage}_max_samples_{source}'"
+    **{f"{stage}_max_samples": "Config.stage_max_samples(stage) reads f'{stage}_max_samples' (recipe stage caps)"
+       for stage in STAGES},
+    **{name: "recipe.py stage caps read f'{stage}_max_samples_{source}'"
        for name in PRETRAIN_SOURCE_CAPS},
 }
 

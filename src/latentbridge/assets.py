@@ -18,6 +18,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Optional
 
+from latentbridge.data.corpus import corpus_texts, write_corpus
+from latentbridge.models.loading import quiet_transformers
+from latentbridge.models.tiny import TINY_LM_STEPS, build_tiny_gemma3, build_tiny_modernbert
+
 ASSETS_VERSION = 3
 MANIFEST = "latentbridge_tiny.json"
 
@@ -61,20 +65,15 @@ def _build_atomically(folder: Path, manifest: dict, build: Callable[[Path], None
 def ensure_tiny_assets(root: Path, seed: int = 0, lm_steps: Optional[int] = None) -> TinyAssets:
     """Write the corpus, then train the tokenizers on it and save the tiny models; idempotent.
     `lm_steps`: language-model warm-up steps of the tiny decoder (default TINY_LM_STEPS; tests use fewer)."""
-    from latentbridge.data.corpus import corpus_texts, write_corpus
-
     root = Path(root)
     assets = TinyAssets(root, root / "data", root / "models" / "modernbert", root / "models" / "gemma3")
     base = {"seed": seed, "version": ASSETS_VERSION}
     _build_atomically(assets.data_dir, base, lambda tmp: write_corpus(tmp, seed))
-    from latentbridge.models.tiny import TINY_LM_STEPS
 
     steps = TINY_LM_STEPS if lm_steps is None else lm_steps
     decoder_manifest = {**base, "lm_steps": steps}
     if _is_current(assets.encoder_dir, base) and _is_current(assets.decoder_dir, decoder_manifest):
         return assets
-    from latentbridge.models.loading import quiet_transformers
-    from latentbridge.models.tiny import build_tiny_gemma3, build_tiny_modernbert
 
     quiet_transformers()
     texts = corpus_texts(seed)

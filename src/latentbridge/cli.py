@@ -2,14 +2,12 @@
 
 Every field becomes `--kebab-case` (bools as `--x/--no-x`). Config flags are parsed as text and
 converted by src/latentbridge/config_sources.py, the same grammar as config files and environment variables, so
-all mistakes are reported together. Modes run lazily imported modules: `--help` and `--mode config`
-never import torch.
+all mistakes are reported together. Each mode runs through latentbridge.modes.run, which imports its
+module only then: `--help` and `--mode config` never import torch.
 """
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
 import inspect
 import sys
 from enum import Enum
@@ -20,19 +18,14 @@ import click
 import typer
 from typer.core import TyperCommand
 
-from latentbridge.config import PRESET_HELP, PRESETS, base_type, field_meta, field_names, field_types, is_optional
+from latentbridge.config import (PRESET_HELP, PRESETS, Config, base_type, field_meta, field_names, field_types,
+                                 is_optional)
 from latentbridge.config_sources import resolve_config
 from latentbridge.errors import UserError
-from latentbridge.modes import ModeOptions
+from latentbridge.modes import MODE_MODULES, run as run_mode
 
 
-class Mode(str, Enum):
-    preprocess = "preprocess"
-    train = "train"
-    infer = "infer"
-    eval = "eval"
-    config = "config"
-    doctor = "doctor"
+Mode = Enum("Mode", {name: name for name in MODE_MODULES}, type=str)  # --mode's choices
 
 
 class OutputFormat(str, Enum):
@@ -41,18 +34,9 @@ class OutputFormat(str, Enum):
     yaml = "yaml"
 
 
-MODE_MODULES = {
-    Mode.preprocess: "latentbridge.modes.preprocess",
-    Mode.train: "latentbridge.modes.train",
-    Mode.infer: "latentbridge.modes.infer",
-    Mode.eval: "latentbridge.modes.eval",
-    Mode.config: "latentbridge.modes.show_config",
-    Mode.doctor: "latentbridge.modes.doctor",
-}
-
 _RUN_PANEL = "Mode and sources"
 _MODE_PARAMETERS = [
-    ("mode", Mode, typer.Option(Mode.train, "--mode", help="What to run.", rich_help_panel=_RUN_PANEL)),
+    ("mode", Mode, typer.Option(Mode["train"], "--mode", help="What to run.", rich_help_panel=_RUN_PANEL)),
     ("preset", Optional[str], typer.Option(
         None, "--preset", rich_help_panel=_RUN_PANEL, metavar="[" + "|".join(PRESETS) + "]",
         help="Start from a preset: " + "; ".join(f"{k}: {v}" for k, v in PRESET_HELP.items()) + ".")),
@@ -109,25 +93,19 @@ def _field_parameter(name: str) -> inspect.Parameter:
 
 
 def _default_text(name: str) -> str:
-    from latentbridge.config import Config
-
     value = Config.__dataclass_fields__[name].default
     return "none" if value is None else str(value)
 
 
 def _run(**kwargs: Any) -> None:
-    mode: Mode = kwargs.pop("mode")
+    mode = kwargs.pop("mode")
     preset: Optional[str] = kwargs.pop("preset")
     files = [str(p) for p in kwargs.pop("config") or []]
     mode_options = {name: kwargs.pop(name) for name in _MODE_OPTION_NAMES}
     cli_values = {name: value for name, value in kwargs.items() if value is not None}
     try:
         resolved = resolve_config(preset, files, cli_values=cli_values)
-        options = ModeOptions(sources=resolved.sources, **_plain(mode_options))
-        module = _load_mode(mode)
-        if mode is not Mode.config:
-            _set_torch_threads(resolved.config.torch_num_threads)
-        code = module.run(resolved.config, options)
+        code = run_mode(mode.value, resolved.config, sources=resolved.sources, **_plain(mode_options))
     except UserError as error:
         typer.echo(f"Error: {error}", err=True)
         raise typer.Exit(error.exit_code) from None
@@ -137,22 +115,8 @@ def _run(**kwargs: Any) -> None:
     raise typer.Exit(code)
 
 
-def _set_torch_threads(threads: Optional[int]) -> None:
-    if threads is not None:
-        import torch
-
-        torch.set_num_threads(threads)
-
-
 def _plain(options: dict[str, Any]) -> dict[str, Any]:
     return {k: (v.value if isinstance(v, Enum) else v) for k, v in options.items()}
-
-
-def _load_mode(mode: Mode) -> Any:
-    module = MODE_MODULES[mode]
-    if importlib.util.find_spec(module) is None:
-        raise UserError(f"--mode {mode.value} is not available yet in this version of latentbridge.")
-    return importlib.import_module(module)
 
 
 class SectionedCommand(TyperCommand):

@@ -10,6 +10,7 @@ needed to expose it. Sources are layered in src/latentbridge/config_sources.py; 
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import functools
 import math
 import typing
@@ -18,7 +19,10 @@ from typing import Any, Callable, Optional
 
 from latentbridge.errors import UserError
 
+# The name lists the pipeline is built from; training/stages.py imports them from here.
 STAGES = ("pretrain_middle", "pretrain_adapter", "finetune_middle", "finetune_adapter")
+PIPELINE_MODES = ("two_stage_scientific", "end_to_end")
+TRAINING_PHASES = ("normal", "phase1", "phase2", "phase3")
 
 
 def _section(name: str) -> Callable[..., Any]:
@@ -174,7 +178,7 @@ class Config:
 
     # Pipeline Control
     pipeline_mode: str = _pipe("two_stage_scientific", "Training pipeline (see docs/pipeline.md)",
-                               choices=("two_stage_scientific", "end_to_end"))
+                               choices=PIPELINE_MODES)
     run_preprocessing: bool = _pipe(True, "Build the cache before training when it is missing or stale")
     run_pretraining: bool = _pipe(True, "Run stages 1-2 (pretrain middle, pretrain adapter)")
     run_finetuning: bool = _pipe(True, "Run stages 3-4 (finetune middle, finetune adapter)")
@@ -213,7 +217,7 @@ class Config:
     # Diagnostic Modes
     training_phase: str = _diag("normal", "normal: full pipeline; phase1: decoder alignment only; "
                                 "phase2: encoder training; phase3: middle model only",
-                                choices=("normal", "phase1", "phase2", "phase3"))
+                                choices=TRAINING_PHASES)
 
     # Run
     seed: int = _run(0, "Global seed (data order, init, sampling)")
@@ -294,8 +298,6 @@ def field_meta(name: str) -> dict[str, Any]:
 
 def closest_field(name: str) -> Optional[str]:
     """The field a misspelt `name` most likely meant, if any is close."""
-    import difflib
-
     close = difflib.get_close_matches(name.lower().replace("-", "_"), field_names(), n=1, cutoff=0.6)
     return close[0] if close else None
 

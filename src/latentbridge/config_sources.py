@@ -30,6 +30,7 @@ from latentbridge.errors import UserError
 from latentbridge.files import write_text_atomic
 
 ENV_PREFIX = "LATENTBRIDGE_"
+PYTHON_SOURCE = "python"  # the source of values given from Python (load_config, latentbridge.run)
 _TRUE = {"true", "1", "yes", "on", "y", "t"}
 _FALSE = {"false", "0", "no", "off", "n", "f"}
 _NONE = {"none", "null", "~", ""}
@@ -48,15 +49,17 @@ def resolve_config(
     config_files: Sequence[str] = (),
     environ: Optional[Mapping[str, str]] = None,
     cli_values: Optional[Mapping[str, Any]] = None,
+    cli_source: str = "command line",
 ) -> ResolvedConfig:
-    """Layer every source in precedence order, convert, validate, and report all problems at once."""
+    """Layer every source in precedence order, convert, validate, and report all problems at once.
+    `cli_source` names the last layer in messages (`load_config` passes PYTHON_SOURCE)."""
     environ = os.environ if environ is None else environ
     values: dict[str, Any] = {}
     sources = {name: "default" for name in field_names()}
     problems: list[Problem] = []
     layers = [_preset_layer(preset)] if preset else []
     layers += [_file_layer(path) for path in config_files]
-    layers += [_env_layer(environ), (dict(cli_values or {}), "command line")]
+    layers += [_env_layer(environ), (dict(cli_values or {}), cli_source)]
     for raw, source in layers:
         for name, value in raw.items():
             converted, problem = convert_value(name, value)
@@ -73,6 +76,18 @@ def resolve_config(
     if problems:
         raise ConfigError(problems, sources)
     return ResolvedConfig(config, sources)
+
+
+def load_config(preset: Optional[str] = None, files: Sequence[str | Path] = (), **overrides: Any) -> Config:
+    """A Config from Python, with the CLI's precedence: defaults < `preset` < `files` (JSON/YAML, later wins)
+    < `overrides` (field=value, as Python values or as the text a flag takes). The environment is not read.
+    Mistakes raise ConfigError (a UserError) naming every bad field at once."""
+    unknown = [Problem(name, value, f"a Config field{did_you_mean(name)}") for name, value in overrides.items()
+               if name not in field_names()]
+    if unknown:
+        raise ConfigError(unknown)
+    return resolve_config(preset, [str(f) for f in files], environ={}, cli_values=overrides,
+                          cli_source=PYTHON_SOURCE).config
 
 
 def convert_value(name: str, raw: Any) -> tuple[Any, Optional[Problem]]:
@@ -152,7 +167,7 @@ def read_config_file(path: str) -> dict[str, Any]:
 
 
 def _load_yaml(text: str) -> Any:
-    import yaml
+    import yaml  # only YAML files need it; --help stays lighter
 
     try:
         return yaml.safe_load(text)
@@ -195,6 +210,6 @@ def format_config(config: Config, fmt: str) -> str:
     values = config.to_dict()
     if fmt == "json":
         return json.dumps(values, indent=2) + "\n"
-    import yaml
+    import yaml  # only YAML output needs it; --help stays lighter
 
     return yaml.safe_dump(values, sort_keys=False)

@@ -16,16 +16,16 @@ from latentbridge.data.preprocess import build_cache, encode_batched
 from latentbridge.data.sources import load_collection
 from latentbridge.errors import UserError
 
-from .conftest import LATENT_DIM, K, FakeEncoder, cache_spec, data_spec, tokenizers
+from tests.factories import FAKE_DIM, FAKE_K, FakeEncoder, corpus_data_spec, fake_tokenizers, small_cache_spec
 
 REPO = Path(__file__).resolve().parents[2]
 
 
 def _build(root, small_corpus_dir, tok, enc, spec=None, parts=None, collections=("dialogue",), reuse=True, **data):
-    ds = data_spec(small_corpus_dir, **{"dialogue_max_train": 64, "pretrain_max_train": 60, **data})
+    ds = corpus_data_spec(small_corpus_dir, **{"dialogue_max_train": 64, "pretrain_max_train": 60, **data})
     return build_cache(root, parts or {"model": "fake"},
                        lambda: {c: load_collection(ds, c) for c in collections},
-                       lambda: (tokenizers(tok), enc), spec or cache_spec(), reuse=reuse, log=lambda m: None)
+                       lambda: (fake_tokenizers(tok), enc), spec or small_cache_spec(), reuse=reuse, log=lambda m: None)
 
 
 def test_tiny_end_to_end_preprocess_and_loader(tmp_path, small_corpus_dir, tokenizer, fake_encoder):
@@ -39,13 +39,14 @@ def test_tiny_end_to_end_preprocess_and_loader(tmp_path, small_corpus_dir, token
     pre = cache.split("pretrain", "train")
     assert len(pre) == 60 and set(cache.manifest["splits"]["pretrain/train"]["sources"]) == {"wikitext", "arxiv", "english"}
     rec = train[5]
-    assert rec["input_latents"].shape == (K, LATENT_DIM) and rec["target_latents"].shape == (K, LATENT_DIM)
+    assert rec["input_latents"].shape == (FAKE_K, FAKE_DIM) and rec["target_latents"].shape == (FAKE_K, FAKE_DIM)
     assert rec["target_ids"][-1] == tokenizer.eos_token_id and rec["target_attention_mask"].sum() == len(rec["target_ids"])
     for workers in (0, 2):
-        loader = make_loader(CacheDataset(train), batch_size=8, shuffle=True, num_workers=workers,
+        order = np.random.default_rng(0).permutation(len(train)).tolist()
+        loader = make_loader(CacheDataset(train), order, 8, Collate(train.pad_token_id), num_workers=workers,
                              prefetch_factor=2 if workers else None)
         batch = next(iter(loader))
-        assert batch["input_latents"].shape == (8, K, LATENT_DIM)
+        assert batch["input_latents"].shape == (8, FAKE_K, FAKE_DIM)
         assert batch["target_latent_mask"].all()
         assert batch["target_ids"].shape == batch["target_attention_mask"].shape
         lengths = batch["target_attention_mask"].sum(1)
@@ -54,7 +55,7 @@ def test_tiny_end_to_end_preprocess_and_loader(tmp_path, small_corpus_dir, token
 
 
 def test_records_match_the_encoder_output(tmp_path, small_corpus_dir, tokenizer, fake_encoder):
-    cache = _build(tmp_path, small_corpus_dir, tokenizer, fake_encoder, cache_spec(int8=False, store_input_ids=True)).cache
+    cache = _build(tmp_path, small_corpus_dir, tokenizer, fake_encoder, small_cache_spec(int8=False, store_input_ids=True)).cache
     rec = cache.split("dialogue", "train")[7]
     import torch
 
@@ -64,8 +65,8 @@ def test_records_match_the_encoder_output(tmp_path, small_corpus_dir, tokenizer,
 
 
 def test_store_flags_change_the_stored_fields(tmp_path, small_corpus_dir, tokenizer, fake_encoder):
-    minimal = cache_spec(store_target_ids=False, store_target_attention_mask=False)
-    everything = cache_spec(store_text=True, store_input_ids=True, store_attention_mask=True)
+    minimal = small_cache_spec(store_target_ids=False, store_target_attention_mask=False)
+    everything = small_cache_spec(store_text=True, store_input_ids=True, store_attention_mask=True)
     rec_min = _build(tmp_path, small_corpus_dir, tokenizer, fake_encoder, minimal).cache.split("dialogue", "train")[0]
     cache_all = _build(tmp_path, small_corpus_dir, tokenizer, fake_encoder, everything).cache
     rec_all = cache_all.split("dialogue", "train")[0]
@@ -74,7 +75,8 @@ def test_store_flags_change_the_stored_fields(tmp_path, small_corpus_dir, tokeni
     assert set(rec_all) == base | {"text", "target_text", "input_ids", "attention_mask", "target_ids",
                                    "target_attention_mask"}
     assert cache_all.manifest["fields"] == ["text", "input_ids", "attention_mask", "target_ids", "target_attention_mask"]
-    batch = next(iter(make_loader(CacheDataset(cache_all.split("dialogue", "train")), batch_size=4)))
+    split = cache_all.split("dialogue", "train")
+    batch = next(iter(make_loader(CacheDataset(split), range(len(split)), 4, Collate(split.pad_token_id))))
     assert batch["input_ids"].shape == batch["attention_mask"].shape and len(batch["text"]) == 4
 
 
@@ -85,19 +87,19 @@ def test_same_settings_reuse_the_cache_without_loading_anything(tmp_path, small_
         raise AssertionError("must not load data or models when the cache is reused")
 
     start = time.perf_counter()
-    again = build_cache(tmp_path, {"model": "fake"}, boom, boom, cache_spec(), log=lambda m: None)
+    again = build_cache(tmp_path, {"model": "fake"}, boom, boom, small_cache_spec(), log=lambda m: None)
     assert again.reused and again.cache.folder == first.cache.folder
     assert time.perf_counter() - start < 2.0
 
 
 def test_changed_settings_build_a_new_cache(tmp_path, small_corpus_dir, tokenizer, fake_encoder):
     a = _build(tmp_path, small_corpus_dir, tokenizer, fake_encoder).cache
-    b = _build(tmp_path, small_corpus_dir, tokenizer, fake_encoder, cache_spec(max_target_len=12)).cache
+    b = _build(tmp_path, small_corpus_dir, tokenizer, fake_encoder, small_cache_spec(max_target_len=12)).cache
     c = _build(tmp_path, small_corpus_dir, tokenizer, fake_encoder, parts={"model": "other"}).cache
-    d = _build(tmp_path, small_corpus_dir, tokenizer, fake_encoder, cache_spec(int8=False)).cache
+    d = _build(tmp_path, small_corpus_dir, tokenizer, fake_encoder, small_cache_spec(int8=False)).cache
     assert len({a.folder, b.folder, c.folder, d.folder}) == 4
     # batch size changes speed, not content: same cache
-    e = _build(tmp_path, small_corpus_dir, tokenizer, fake_encoder, cache_spec(batch_size=3))
+    e = _build(tmp_path, small_corpus_dir, tokenizer, fake_encoder, small_cache_spec(batch_size=3))
     assert e.reused and e.cache.folder == a.folder
 
 
@@ -112,8 +114,8 @@ def test_no_reuse_rebuilds_in_place(tmp_path, small_corpus_dir, tokenizer, fake_
 KILL_SCRIPT = """
 import sys, time
 from pathlib import Path
-sys.path.insert(0, {tests!r})
-from conftest import FakeEncoder, make_tokenizer, data_spec, cache_spec, tokenizers
+sys.path.insert(0, {repo!r})
+from tests.factories import FakeEncoder, corpus_data_spec, fake_tokenizers, make_tokenizer, small_cache_spec
 from latentbridge.data.sources import load_collection
 from latentbridge.data.preprocess import build_cache
 tok = make_tokenizer()
@@ -121,15 +123,15 @@ inner = FakeEncoder(len(tok))
 def slow(ids, mask):
     time.sleep(0.05)
     return inner(ids, mask)
-ds = data_spec(Path({corpus!r}), dialogue_max_train=64)
+ds = corpus_data_spec(Path({corpus!r}), dialogue_max_train=64)
 build_cache(Path({root!r}), {{"model": "fake"}}, lambda: {{"dialogue": load_collection(ds, "dialogue")}},
-            lambda: (tokenizers(tok), slow), cache_spec(batch_size=4, chunk_batches=1), log=print)
+            lambda: (fake_tokenizers(tok), slow), small_cache_spec(batch_size=4, chunk_batches=1), log=print)
 """
 
 
 def test_killed_build_never_looks_complete_and_is_rebuilt(tmp_path, small_corpus_dir, tokenizer, fake_encoder):
     root = tmp_path / "cache"
-    script = KILL_SCRIPT.format(tests=str(REPO / "tests" / "data"), corpus=str(small_corpus_dir), root=str(root))
+    script = KILL_SCRIPT.format(repo=str(REPO), corpus=str(small_corpus_dir), root=str(root))
     proc = subprocess.Popen([sys.executable, "-c", script], cwd=REPO)
     try:
         deadline = time.time() + 60
@@ -147,7 +149,7 @@ def test_killed_build_never_looks_complete_and_is_rebuilt(tmp_path, small_corpus
     assert not list(root.glob(f"*/{MANIFEST}"))  # nothing looks complete
     assert [p.name for p in root.iterdir() if not p.name.startswith(".")] == []
 
-    result = _build(root, small_corpus_dir, tokenizer, fake_encoder, cache_spec(batch_size=4))
+    result = _build(root, small_corpus_dir, tokenizer, fake_encoder, small_cache_spec(batch_size=4))
     assert not result.reused and len(result.cache.split("dialogue", "train")) == 64
     assert not list(root.glob(".tmp-*"))  # the dead build's leftovers are gone
 
@@ -207,8 +209,8 @@ def test_int8_latents_keep_mean_cosine_above_0_999():
 
 
 def test_int8_cache_matches_fp32_cache(tmp_path, small_corpus_dir, tokenizer, fake_encoder):
-    a = _build(tmp_path, small_corpus_dir, tokenizer, fake_encoder, cache_spec(int8=True)).cache.split("dialogue", "train")
-    b = _build(tmp_path, small_corpus_dir, tokenizer, fake_encoder, cache_spec(int8=False)).cache.split("dialogue", "train")
+    a = _build(tmp_path, small_corpus_dir, tokenizer, fake_encoder, small_cache_spec(int8=True)).cache.split("dialogue", "train")
+    b = _build(tmp_path, small_corpus_dir, tokenizer, fake_encoder, small_cache_spec(int8=False)).cache.split("dialogue", "train")
     x = np.stack([b[i]["input_latents"] for i in range(len(b))])
     y = np.stack([a[i]["input_latents"] for i in range(len(a))])
     cos = (x * y).sum(-1) / (np.linalg.norm(x, axis=-1) * np.linalg.norm(y, axis=-1))
@@ -219,7 +221,7 @@ def test_int8_cache_matches_fp32_cache(tmp_path, small_corpus_dir, tokenizer, fa
 def test_without_offsets_index_reads_after_one_scan(tmp_path, small_corpus_dir, tokenizer, fake_encoder):
     with_index = _build(tmp_path, small_corpus_dir, tokenizer, fake_encoder).cache.split("dialogue", "train")
     no_index = _build(tmp_path, small_corpus_dir, tokenizer, fake_encoder,
-                      cache_spec(write_offsets_index=False)).cache.split("dialogue", "train")
+                      small_cache_spec(write_offsets_index=False)).cache.split("dialogue", "train")
     assert not no_index.path.with_name("train.offsets.npy").exists()
     assert no_index[10]["id"] == with_index[10]["id"]
     np.testing.assert_array_equal(no_index.offsets, with_index.offsets)
@@ -255,7 +257,7 @@ def test_npy_and_jsonl_give_identical_batches(tmp_path, small_corpus_dir, tokeni
     import torch
 
     splits = {fmt: _build(tmp_path, small_corpus_dir, tokenizer, fake_encoder,
-                          cache_spec(format=fmt, int8=int8, **fields)).cache.split("dialogue", "train")
+                          small_cache_spec(format=fmt, int8=int8, **fields)).cache.split("dialogue", "train")
               for fmt in ("jsonl", "npy")}
     assert splits["npy"].binary and not splits["jsonl"].binary
     rows = [5, 0, 63, 17, 17, 2, 40]
@@ -281,15 +283,16 @@ def test_npy_and_jsonl_give_identical_batches(tmp_path, small_corpus_dir, tokeni
 
 
 def test_npy_loader_with_workers_and_subset(tmp_path, small_corpus_dir, tokenizer, fake_encoder):
-    split = _build(tmp_path, small_corpus_dir, tokenizer, fake_encoder, cache_spec(format="npy")).cache.split("dialogue", "train")
+    split = _build(tmp_path, small_corpus_dir, tokenizer, fake_encoder, small_cache_spec(format="npy")).cache.split("dialogue", "train")
     ds = CacheDataset(split, indices=np.arange(10, 40))
-    loader = make_loader(ds, batch_size=8, shuffle=True, num_workers=2, prefetch_factor=2)
+    order = np.random.default_rng(0).permutation(len(ds)).tolist()
+    loader = make_loader(ds, order, 8, Collate(split.pad_token_id), num_workers=2, prefetch_factor=2)
     seen = sorted(int(i) for batch in loader for i in batch["index"])
     assert seen == list(range(10, 40))
 
 
 def test_truncated_npy_column_is_reported_by_name(tmp_path, small_corpus_dir, tokenizer, fake_encoder):
-    folder = _build(tmp_path, small_corpus_dir, tokenizer, fake_encoder, cache_spec(format="npy")).cache.folder
+    folder = _build(tmp_path, small_corpus_dir, tokenizer, fake_encoder, small_cache_spec(format="npy")).cache.folder
     path = folder / "dialogue/train.input_latents.npy"
     path.write_bytes(path.read_bytes()[:-100])
     with pytest.raises(UserError, match="train.input_latents.npy"):
@@ -349,7 +352,7 @@ def test_cache_built_before_issue_10_is_reused_for_the_same_files(tmp_path, lega
     def boom():
         raise AssertionError("must not load data or models when the cache is reused")
 
-    again = build_cache(tmp_path, {"encoder_files": hash_path(legacy_files / "backbone")}, boom, boom, cache_spec(),
+    again = build_cache(tmp_path, {"encoder_files": hash_path(legacy_files / "backbone")}, boom, boom, small_cache_spec(),
                         log=lambda m: None)
     assert again.reused and again.cache.folder == old.folder
     weights = legacy_files / "backbone" / "sub" / "weights.bin"

@@ -8,7 +8,7 @@ from latentbridge.data.sources import (DataSpec, PretrainSource, load_collection
                               load_pretrain_source, open_dataset, split_document)
 from latentbridge.errors import UserError
 
-from .conftest import data_spec
+from tests.factories import corpus_data_spec
 
 
 def _jsonl(path, rows):
@@ -93,7 +93,7 @@ def test_unreachable_hub_name_fails_fast_with_a_hint(tmp_path, monkeypatch):
 
 
 def test_missing_split_lists_available_ones(tmp_path, corpus_dir):
-    spec = data_spec(corpus_dir, validation_split="dev2")
+    spec = corpus_data_spec(corpus_dir, validation_split="dev2")
     with pytest.raises(UserError, match=r"no split 'dev2'.*test.*train.*validation"):
         load_collection(spec, "dialogue")
 
@@ -110,21 +110,21 @@ def test_split_document_cuts_at_a_sentence_boundary_near_the_middle():
 
 
 def test_validation_split_is_deterministic_and_disjoint(corpus_dir):
-    spec = data_spec(corpus_dir, validation_fraction=0.1)
+    spec = corpus_data_spec(corpus_dir, validation_fraction=0.1)
     source = spec.pretrain[0]
     one, two = load_pretrain_source(spec, source), load_pretrain_source(spec, source)
     ids = lambda part: [e.id for e in part.examples]
     assert ids(one["train"]) == ids(two["train"]) and ids(one["validation"]) == ids(two["validation"])
     assert len(one["validation"].examples) == 120
     assert not set(ids(one["train"])) & set(ids(one["validation"]))
-    other = load_pretrain_source(data_spec(corpus_dir, validation_fraction=0.1, seed=1), source)
+    other = load_pretrain_source(corpus_data_spec(corpus_dir, validation_fraction=0.1, seed=1), source)
     assert ids(other["validation"]) != ids(one["validation"])
 
 
 def test_caps_limit_each_source_and_the_total(corpus_dir):
-    capped = data_spec(corpus_dir, pretrain=tuple(
+    capped = corpus_data_spec(corpus_dir, pretrain=tuple(
         PretrainSource(s.name, s.location, s.field, 50 if s.name == "wikitext" else None)
-        for s in data_spec(corpus_dir).pretrain), pretrain_max_train=200, dialogue_max_train=30)
+        for s in corpus_data_spec(corpus_dir).pretrain), pretrain_max_train=200, dialogue_max_train=30)
     pre = load_collection(capped, "pretrain")
     sources = [e.source for e in pre["train"].examples]
     assert len(sources) == 200 and sources.count("wikitext") == 50

@@ -8,7 +8,6 @@ from latentbridge.evaluation.baselines import (DirectTraining, adapter_stage_ste
                                       train_direct_baseline)
 from latentbridge.evaluation.rouge import mean_rouge_l_against
 from latentbridge.models.specs import SamplingSpec
-from tests.evaluation.fixtures import tiny_assets_root  # noqa: F401
 
 
 def test_constant_picks_the_best_mean_rouge_l_of_the_pool():
@@ -34,18 +33,18 @@ def test_adapter_stage_steps_follow_the_schedule():
 
 
 @pytest.fixture(scope="module")
-def decoder(tiny_assets_root):
+def decoder(tiny_root):
     from latentbridge.models.decoder import load_decoder_backbone
     from latentbridge.models.specs import DecoderSpec
 
-    name = str(tiny_assets_root / "models" / "gemma3")
+    name = str(tiny_root / "models" / "gemma3")
     model, tok = load_decoder_backbone(DecoderSpec(model=name), "sdpa")
     return model, tok, name
 
 
-def test_direct_trains_every_parameter_for_the_given_steps_and_lowers_the_loss(decoder, tiny_assets_root):
+def test_direct_trains_every_parameter_for_the_given_steps_and_lowers_the_loss(decoder, tiny_root):
     model, tok, name = decoder
-    rows = [json.loads(line) for line in (tiny_assets_root / "data" / "samsum" / "train.jsonl").open()][:16]
+    rows = [json.loads(line) for line in (tiny_root / "data" / "samsum" / "train.jsonl").open()][:16]
     pairs = [(r["dialogue"], r["summary"]) for r in rows]
     before = {n: p.detach().clone() for n, p in model.named_parameters()}
     result = train_direct_baseline(model, tok, pairs, DirectTraining(steps=6, lr=3e-3, batch_size=8, max_input_len=64,

@@ -6,7 +6,7 @@ import torch
 from latentbridge.errors import UserError
 from latentbridge.models.backends import resolve_attention, resolve_device, resolve_dtype
 from latentbridge.models.bridge import build_model
-from tests.models.conftest import tiny_spec
+from tests.factories import tiny_spec
 
 
 def test_flash_attention_falls_back_to_sdpa_with_a_reason():

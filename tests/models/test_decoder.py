@@ -3,7 +3,7 @@ import torch
 
 from latentbridge.models.bridge import set_trainable
 from latentbridge.models.specs import SamplingSpec
-from tests.models.conftest import DIALOGUES, SUMMARIES, make_model
+from tests.factories import DIALOGUES, SUMMARIES, make_model
 
 
 @pytest.fixture(scope="module")

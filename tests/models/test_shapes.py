@@ -1,17 +1,17 @@
 import torch
 
 from latentbridge.models.encoder import SegmentPoolCompressor
-from tests.models.conftest import DIALOGUES, DIM, K, P, SUMMARIES
+from tests.factories import DIALOGUES, SUMMARIES, TINY_DIM, TINY_K, TINY_P
 
 
 def test_pipeline_shapes(model):
     ids, mask = model.encoder.tokenize(DIALOGUES, 64)
     latents, latent_mask = model.encode(ids, mask)
-    assert latents.shape == (4, K, DIM) and latent_mask.shape == (4, K)
+    assert latents.shape == (4, TINY_K, TINY_DIM) and latent_mask.shape == (4, TINY_K)
     pred = model.predict(latents, latent_mask)
-    assert pred.shape == (4, K, DIM)
+    assert pred.shape == (4, TINY_K, TINY_DIM)
     prefix = model.prefix(latents, latent_mask)
-    assert prefix.shape == (4, P, model.decoder.hidden_size)
+    assert prefix.shape == (4, TINY_P, model.decoder.hidden_size)
     target_ids, target_mask = model.decoder.target_ids(SUMMARIES, 32)
     loss = model.decoder_loss(prefix, target_ids, target_mask)
     assert loss.ndim == 0 and torch.isfinite(loss)
@@ -58,7 +58,7 @@ def test_padding_in_a_batch_does_not_change_a_text_latents(model):
 
 
 def test_prefix_comes_out_at_token_embedding_scale(model):
-    latents = torch.nn.functional.normalize(torch.randn(3, K, DIM), dim=-1)
+    latents = torch.nn.functional.normalize(torch.randn(3, TINY_K, TINY_DIM), dim=-1)
     prefix = model.prefix(latents)
     ids = torch.randint(0, model.decoder.model.config.vocab_size, (64,))
     token_rms = model.decoder.embed(ids).pow(2).mean().sqrt()

@@ -2,8 +2,9 @@ import pytest
 import torch
 
 from latentbridge.errors import UserError
-from latentbridge.models.bridge import load_trainable, save_trainable, set_trainable
-from tests.models.conftest import DIALOGUES, SUMMARIES, make_model
+from latentbridge.models.bridge import set_trainable
+from latentbridge.training.checkpoint import config_fingerprint, load_model_file, write_model_file
+from tests.factories import DIALOGUES, SUMMARIES, make_model, tiny_spec
 
 
 def _full_loss(model):
@@ -52,7 +53,8 @@ def test_save_load_round_trip_gives_identical_outputs(tiny_assets, tmp_path):
         for m in a.part_modules("decoder") + a.part_modules("encoder"):
             for p in m.parameters():
                 p.add_(0.01 * torch.randn_like(p))
-    save_trainable(a, tmp_path / "state.safetensors")
+    path = write_model_file(tmp_path / "best_model.pt", a.trainable_state_dict(), config={},
+                            fingerprint=config_fingerprint({}), step=1, stage="s")  # as the trainer saves a best model
     b = make_model(tiny_assets, seed=2)
     ids, mask = a.encoder.tokenize(DIALOGUES, 64)
     target_ids, target_mask = a.decoder.target_ids(SUMMARIES, 32)
@@ -65,7 +67,7 @@ def test_save_load_round_trip_gives_identical_outputs(tiny_assets, tmp_path):
     a.eval(), b.eval()
     with torch.no_grad():
         before = outputs(b)
-        load_trainable(b, tmp_path / "state.safetensors")
+        b.load_trainable_state_dict(load_model_file(path).model)  # as a stage hand-over loads it back
         for x, y, z in zip(outputs(a), outputs(b), before):
             assert torch.equal(x, y)
         assert not torch.equal(before[1], outputs(a)[1])
@@ -78,18 +80,10 @@ def test_state_holds_only_the_trainable_parts(model):
                    or "embed" in k for k in keys)
 
 
-def test_torn_state_file_is_a_user_error(model, tmp_path):
-    save_trainable(model, tmp_path / "s.safetensors")
-    data = (tmp_path / "s.safetensors").read_bytes()
-    (tmp_path / "s.safetensors").write_bytes(data[: len(data) // 2])
-    with pytest.raises(UserError, match="Cannot read"):
-        load_trainable(model, tmp_path / "s.safetensors")
-
-
-def test_state_from_other_sizes_is_a_user_error(tiny_assets, tmp_path):
-    save_trainable(make_model(tiny_assets, decoder={"unfrozen_layers": 2}), tmp_path / "s.safetensors")
+def test_state_from_other_sizes_is_a_user_error(tiny_assets):
+    other = make_model(tiny_assets, decoder={"unfrozen_layers": 2}).trainable_state_dict()
     with pytest.raises(UserError, match="does not fit"):
-        load_trainable(make_model(tiny_assets), tmp_path / "s.safetensors")
+        make_model(tiny_assets).load_trainable_state_dict(other)
 
 
 def test_gradient_checkpointing_gives_the_same_gradients(tiny_assets):
@@ -106,7 +100,6 @@ def test_gradient_checkpointing_gives_the_same_gradients(tiny_assets):
 
 def test_seeded_build_is_reproducible_and_leaves_the_global_rng_alone(tiny_assets):
     from latentbridge.models.bridge import build_model
-    from tests.models.conftest import tiny_spec
 
     torch.manual_seed(123)
     a = build_model(tiny_spec(tiny_assets), seed=5)

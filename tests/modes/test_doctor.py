@@ -23,10 +23,17 @@ def test_tiny_preset_is_ready_before_its_assets_exist(tmp_path, capsys):
     assert report["problems"] == []
     values = {row["item"]: row["value"] for rows in report.values() if isinstance(rows, list) for row in rows
               if isinstance(row, dict)}
-    assert values["attention"] == "sdpa" and values["precision"] == "float32"
+    assert values["attention"] == "sdpa"
+    assert values["precision"] == "fp32 (requested fp32: use_bf16=False, use_fp16=False)"
     assert "built on first use" in values["encoder (modernbert_model)"]
     assert "trainable at most" in values["middle"] and "GiB" in values["total"]
     assert not (tmp_path / "tiny").exists()  # doctor writes nothing
+
+
+def test_precision_shows_what_the_device_gives_next_to_the_request(tmp_path):
+    rows = dict((item, value) for item, value, _ in build_report(_tiny(tmp_path, use_bf16=True)).sections["runtime"])
+    assert rows["precision"].startswith("fp32 (requested bf16: use_bf16=True, use_fp16=False)")
+    assert "the device is cpu" in rows["precision"]
 
 
 def test_table_output_names_every_section(tmp_path, capsys):

@@ -9,16 +9,16 @@ from typer.testing import CliRunner
 
 from latentbridge import cli
 from latentbridge.evaluation.rouge import ROUGE_TYPES
-from tests.evaluation.fixtures import assets_config, tiny_assets_root, write_handoff  # noqa: F401
+from tests.factories import assets_config, write_handoff
 
 APP = cli.build_app()
 
 
 @pytest.fixture(scope="module")
-def quick_handoff(tiny_assets_root, tmp_path_factory):
+def quick_handoff(tiny_root, tmp_path_factory):
     """A hand-off whose config makes the direct baseline short: 32 training pairs, 1 epoch of batch 16."""
     work = tmp_path_factory.mktemp("eval")
-    config = assets_config(tiny_assets_root, checkpoint_dir=str(work / "ck"), output_dir=str(work / "runs"),
+    config = assets_config(tiny_root, checkpoint_dir=str(work / "ck"), output_dir=str(work / "runs"),
                            max_generation_length=4, batch_size=50, max_train_samples=32,
                            finetune_adapter_batch_size=16, finetune_adapter_epochs=1)
     return config, write_handoff(config)
@@ -67,8 +67,8 @@ def test_terminal_shows_the_tables(report):
     assert "ROUGE-L" in out and "constant baseline" in out and "direct baseline" in out and "retrieval" in out
 
 
-def test_default_report_goes_into_the_run_folder(tiny_assets_root, tmp_path):
-    config = assets_config(tiny_assets_root, checkpoint_dir=str(tmp_path / "ck"), output_dir=str(tmp_path / "runs"),
+def test_default_report_goes_into_the_run_folder(tiny_root, tmp_path):
+    config = assets_config(tiny_root, checkpoint_dir=str(tmp_path / "ck"), output_dir=str(tmp_path / "runs"),
                            max_generation_length=1, batch_size=100)
     write_handoff(config)
     from latentbridge.evaluation.loading import load_handoff

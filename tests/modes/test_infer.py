@@ -12,7 +12,7 @@ from latentbridge import cli
 from latentbridge.config_sources import resolve_config
 from latentbridge.errors import UserError
 from latentbridge.modes import ModeOptions, infer
-from tests.evaluation.fixtures import Handoff, assets_config, handoff, tiny_assets_root, write_handoff  # noqa: F401
+from tests.factories import Handoff, assets_config, write_handoff
 
 APP = cli.build_app()
 
@@ -69,7 +69,7 @@ def test_only_sampling_flags_override_the_checkpoint_config(handoff):
     loaded = load_handoff(given.config, handoff.path, given.sources)
     assert loaded.config.max_generation_length == 3 and loaded.config.seed == 5
     assert loaded.config.latent_dim == handoff.config.latent_dim and loaded.ignored == ("latent_dim",)
-    from latentbridge.modes.specs import sampling_spec
+    from latentbridge.recipe import sampling_spec
 
     assert sampling_spec(loaded.config).max_new_tokens == 3
 
@@ -113,7 +113,7 @@ def test_checkpoint_from_an_incompatible_config_exits_2(handoff, tmp_path):
     # weights of a latent_dim 32 model saved under a header claiming latent_dim 64
     small = assets_config(Path(handoff.config.tiny_assets_dir), latent_dim=32, checkpoint_dir=str(tmp_path / "a"))
     from latentbridge.models.bridge import build_model
-    from latentbridge.modes.specs import model_spec
+    from latentbridge.recipe import model_spec
 
     lying = handoff.config.replace(checkpoint_dir=str(tmp_path / "b"))
     path = write_handoff(lying, model=build_model(model_spec(small)))

@@ -6,9 +6,12 @@ import numpy as np
 import pytest
 import torch
 
+from latentbridge.caching import ensure_cache, load_cache_encoder_state
 from latentbridge.modes import ModeOptions
-from latentbridge.modes.preprocess import (cache_spec, data_spec, ensure_cache, load_cache_encoder_state, run, stage_rows)
-from tests.factories import assets_config, tiny_config
+from latentbridge.modes.preprocess import run
+from latentbridge.modes.train import stage_data
+from latentbridge.recipe import model_spec, plan
+from tests.factories import assets_config
 
 
 @pytest.fixture(scope="session")
@@ -47,7 +50,6 @@ def test_preprocess_mode_builds_then_reuses(small_root, tmp_path, capsys):
 
 def test_cached_records_match_the_model(small_root, tmp_path):
     from latentbridge.models.bridge import build_model
-    from latentbridge.modes.specs import model_spec
 
     config = _config(small_root, tmp_path, cache_store_text=True, cache_store_input_ids=True)
     cache = ensure_cache(config, log=lambda m: None).cache
@@ -83,27 +85,22 @@ def test_batch_size_does_not_change_the_cache_but_fields_do(small_root, tmp_path
     assert not other.reused and other.cache.folder != base.folder
 
 
-def test_caps_map_to_the_largest_stage_need(tmp_path):
-    config = tiny_config(max_train_samples=None, pretrain_middle_max_samples_wikitext=100,
-                         pretrain_adapter_max_samples_wikitext=300, pretrain_middle_max_samples_arxiv=50,
-                         pretrain_adapter_max_samples_arxiv=None, pretrain_adapter_max_samples=200,
-                         finetune_middle_max_samples=10, finetune_adapter_max_samples=20)
-    spec = data_spec(config)
-    caps = {s.name: s.max_samples for s in spec.pretrain}
-    assert caps == {"wikitext": 200, "arxiv": 200, "english": None}  # stage 1 has no english cap
-    assert spec.dialogue_max_train == 20 and spec.pretrain_max_train is None
-    assert cache_spec(config).int8 is config.cache_store_embeddings_int8
-
-
-def test_stage_rows_apply_each_stage_caps(small_root, tmp_path):
+def test_each_stage_trains_on_its_capped_rows(small_root, tmp_path):
     config = _config(small_root, tmp_path, pretrain_middle_max_samples_arxiv=5)
     cache = ensure_cache(config, log=lambda m: None).cache
+    data = {stage.name: stage_data(cache, config.seed)(stage) for stage in plan(config)}  # as --mode train reads
     pre = cache.split("pretrain", "train")
-    stage1 = stage_rows(config, pre, "pretrain_middle")
-    stage2 = stage_rows(config, pre, "pretrain_adapter")
+    stage1, stage2 = data["pretrain_middle"].train.indices, data["pretrain_adapter"].train.indices
     assert len(stage2) == 30 and len(stage1) <= 60
     assert (pre.sources[stage1] == pre.source_names.index("arxiv")).sum() == 5
-    assert len(stage_rows(config, cache.split("dialogue", "validation"), "finetune_middle")) == 24
+    assert len(data["finetune_middle"].train) == 48  # max_train_samples
+    assert len(data["finetune_middle"].validation) == 24  # validation is never capped
+
+
+def test_a_bf16_request_on_cpu_reuses_the_fp32_cache(small_root, tmp_path):
+    fp32 = ensure_cache(_config(small_root, tmp_path), log=lambda m: None).cache
+    bf16 = ensure_cache(_config(small_root, tmp_path, use_bf16=True, use_fp16=True), log=lambda m: None)
+    assert bf16.reused and bf16.cache.folder == fp32.folder  # the encoder computed in fp32 both times
 
 
 def test_without_run_preprocessing_a_missing_cache_is_a_clear_error(small_root, tmp_path):

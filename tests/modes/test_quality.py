@@ -10,16 +10,16 @@ from __future__ import annotations
 import pytest
 
 from latentbridge.modes import ModeOptions
-from tests.evaluation.fixtures import assets_config, tiny_assets_root  # noqa: F401
+from tests.factories import assets_config
 
 
 @pytest.mark.slow
-def test_a_fast_trained_model_beats_the_constant_baseline(tiny_assets_root, tmp_path):
+def test_a_fast_trained_model_beats_the_constant_baseline(tiny_root, tmp_path):
     from latentbridge.modes import train
     from latentbridge.modes.eval import evaluate
     from latentbridge.evaluation.loading import load_handoff
 
-    config = assets_config(tiny_assets_root, checkpoint_dir=str(tmp_path / "ck"), output_dir=str(tmp_path / "runs"),
+    config = assets_config(tiny_root, checkpoint_dir=str(tmp_path / "ck"), output_dir=str(tmp_path / "runs"),
                            preprocess_cache_dir=str(tmp_path / "cache"), run_pretraining=False,
                            decoder_unfrozen_layers=2, finetune_middle_epochs=2, finetune_adapter_epochs=2,
                            use_tui=False, max_generation_length=32)
@@ -27,7 +27,7 @@ def test_a_fast_trained_model_beats_the_constant_baseline(tiny_assets_root, tmp_
     report = evaluate(load_handoff(config), "validation", baselines=False)
     from latentbridge.data.sources import load_dialogue_split
     from latentbridge.modes.eval import constant_system
-    from latentbridge.modes.preprocess import data_spec
+    from latentbridge.recipe import data_spec
 
     spec = data_spec(config)
     references = [e.target_text for e in load_dialogue_split(spec, "validation").examples]

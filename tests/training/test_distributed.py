@@ -1,4 +1,5 @@
-"""The tiny pipeline under torchrun on 2 CPU processes (gloo): it trains, and only rank 0 writes and prints."""
+"""The tiny pipeline under torchrun on 2 CPU processes (gloo): it trains, and only rank 0 writes and prints.
+Slow: two processes under torchrun, ~20 s; tests/test_main.py keeps one process end to end in the default run."""
 
 from __future__ import annotations
 
@@ -9,16 +10,19 @@ import sys
 from collections import Counter
 from pathlib import Path
 
+import pytest
+
 from latentbridge.config_sources import write_config_file
-from latentbridge.modes.train import checkpoint_fingerprint
+from latentbridge.recipe import checkpoint_fingerprint
 from latentbridge.training.checkpoint import load_model_file
-from tests.training.test_train_mode import config
+from tests.factories import train_config
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
+@pytest.mark.slow
 def test_two_cpu_processes_train_and_only_rank0_reports(tiny_root, tmp_path):
-    c = config(tiny_root, tmp_path)
+    c = train_config(tiny_root, tmp_path)
     write_config_file(c, str(tmp_path / "run.yaml"))
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     run = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",

@@ -1,5 +1,6 @@
 """A training process killed with SIGKILL and resumed with --resume auto ends with the same weights as a run
-that was never interrupted (CPU, one thread, fixed seed)."""
+that was never interrupted (CPU, one thread, fixed seed). Slow: three training processes, ~25 s; the
+default run keeps the in-process stop/resume tests (test_train_mode.py, test_trainer.py)."""
 
 from __future__ import annotations
 
@@ -10,12 +11,13 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 import torch
 
 from latentbridge.config_sources import write_config_file
-from latentbridge.modes.train import checkpoint_fingerprint
+from latentbridge.recipe import checkpoint_fingerprint
 from latentbridge.training.checkpoint import find_latest, load_model_file
-from tests.training.test_train_mode import config
+from tests.factories import train_config
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -36,11 +38,12 @@ def kill_after_first_checkpoint(process: subprocess.Popen, checkpoint_dir: Path)
     assert process.wait(timeout=60) == -signal.SIGKILL, "training finished before it could be killed"
 
 
+@pytest.mark.slow
 def test_kill9_then_resume_matches_an_uninterrupted_run(tiny_root, tmp_path):
     settings = dict(max_train_samples=96, pretrain_middle_max_samples=96, pretrain_adapter_max_samples=96,
                     save_every=5, preprocess_cache_dir=str(tmp_path / "cache"))
-    whole = config(tiny_root, tmp_path / "whole").replace(**settings)
-    killed = config(tiny_root, tmp_path / "killed").replace(**settings)
+    whole = train_config(tiny_root, tmp_path / "whole").replace(**settings)
+    killed = train_config(tiny_root, tmp_path / "killed").replace(**settings)
     for c, name in ((whole, "whole.yaml"), (killed, "killed.yaml")):
         write_config_file(c, str(tmp_path / name))
 

@@ -7,9 +7,10 @@ import pytest
 import torch
 
 from latentbridge.models.bridge import build_model, set_trainable
-from latentbridge.modes.preprocess import ensure_cache, load_cache_encoder_state
-from latentbridge.modes.specs import model_spec
-from latentbridge.modes.train import plan, stage_data
+from latentbridge.caching import ensure_cache, load_cache_encoder_state
+from latentbridge.recipe import model_spec
+from latentbridge.modes.train import stage_data
+from latentbridge.recipe import plan
 from latentbridge.training.trainer import StageObjective
 from tests.factories import assets_config
 
@@ -64,7 +65,7 @@ def test_live_latents_give_the_cached_losses_within_int8_error(cached, stage_nam
     stage = {s.name: s for s in plan(c)}[stage_name]
     live_stage = {s.name: s for s in plan(c.replace(cache_use_embeddings_for_training=False))}[stage_name]
     assert stage.uses_cache and not live_stage.uses_cache
-    data = stage_data(c, cache)(stage)
+    data = stage_data(cache, c.seed)(stage)
     batch = data.collate([data.train[i] for i in range(ROWS)])
     text_only = {k: v for k, v in batch.items() if "latent" not in k}  # the live stage has nothing cached to read
     model = model_fitted_to(c, cache, lambda m: StageObjective(m, stage, c.max_seq_len, c.max_target_len), batch)

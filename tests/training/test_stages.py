@@ -88,8 +88,6 @@ def test_empty_plan_is_a_user_error():
         plan(run_pretraining=False, run_finetuning=False)
     with pytest.raises(UserError, match="0 epochs"):
         plan(training_phase="phase2", budgets={"train_encoder": StageBudget(0, 8)})
-    with pytest.raises(UserError, match="training_phase 'phase9'"):
-        plan(training_phase="phase9")
 
 
 def test_stage_validates_itself():

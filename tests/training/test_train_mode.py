@@ -10,22 +10,14 @@ import pytest
 
 from latentbridge.errors import UserError
 from latentbridge.modes import ModeOptions
-from latentbridge.modes.train import checkpoint_fingerprint, plan, run
+from latentbridge.modes.train import run
+from latentbridge.recipe import checkpoint_fingerprint, plan
 from latentbridge.training.checkpoint import find_latest, load_model_file
-from tests.factories import assets_config
-
-
-def config(root: Path, tmp: Path, **overrides):
-    """Four one-epoch stages over 32 examples in batches of 8: 16 steps."""
-    return assets_config(
-        root, preprocess_cache_dir=str(tmp / "cache"), checkpoint_dir=str(tmp / "ckpt"), output_dir=str(tmp / "run"),
-        max_train_samples=32, pretrain_middle_max_samples=32, pretrain_adapter_max_samples=32, batch_size=8,
-        save_every=3, log_every=2, pretrain_middle_epochs=1, pretrain_adapter_epochs=1, finetune_middle_epochs=1,
-        finetune_adapter_epochs=1, use_tui=False, **overrides)
+from tests.factories import train_config
 
 
 def test_train_stop_then_resume_auto_then_handoff(tiny_root, tmp_path, capsys):
-    c = config(tiny_root, tmp_path)
+    c = train_config(tiny_root, tmp_path)
     assert run(c, ModeOptions(), stop_after_steps=5) == 130
     assert find_latest(c.checkpoint_dir).name == "step-000000005"
     assert run(c, ModeOptions(resume="auto")) == 0
@@ -40,27 +32,21 @@ def test_train_stop_then_resume_auto_then_handoff(tiny_root, tmp_path, capsys):
 
 
 def test_resume_refuses_an_incompatible_checkpoint(tiny_root, tmp_path):
-    c = config(tiny_root, tmp_path)
+    c = train_config(tiny_root, tmp_path)
     assert run(c, ModeOptions(), stop_after_steps=1) == 130
     with pytest.raises(UserError, match="incompatible model configuration.*latent_dim"):
         run(c.replace(latent_dim=32), ModeOptions(resume="auto"))
 
 
-def test_live_encoding_stages_need_cached_text(tiny_root, tmp_path):
-    with pytest.raises(UserError, match="--cache-store-text"):
-        plan(config(tiny_root, tmp_path, training_phase="phase2"))
-    assert [s.name for s in plan(config(tiny_root, tmp_path, training_phase="phase2", cache_store_text=True))] == ["train_encoder"]
-
-
 def test_fresh_run_refuses_a_checkpoint_dir_of_an_earlier_run(tiny_root, tmp_path):
-    c = config(tiny_root, tmp_path)
+    c = train_config(tiny_root, tmp_path)
     assert run(c, ModeOptions(), stop_after_steps=3) == 130
     with pytest.raises(UserError, match=r"already holds step checkpoints.*step-000000003.*--resume auto"):
         run(c, ModeOptions())
 
 
 def test_mlp_middle_plans_builds_and_trains_through_the_pipeline(tiny_root, tmp_path, capsys):
-    c = config(tiny_root, tmp_path, middle_architecture="mlp", middle_layers=2, middle_hidden_dim=48)
+    c = train_config(tiny_root, tmp_path, middle_architecture="mlp", middle_layers=2, middle_hidden_dim=48)
     assert [s.name for s in plan(c)] == ["pretrain_middle", "pretrain_adapter", "finetune_middle", "finetune_adapter"]
     assert run(c, ModeOptions()) == 0
     assert "Training done (16 steps)" in capsys.readouterr().out
@@ -72,22 +58,22 @@ def test_mlp_middle_plans_builds_and_trains_through_the_pipeline(tiny_root, tmp_
 
 
 def test_only_an_mlp_middle_enters_the_checkpoint_fingerprint(tiny_root, tmp_path):
-    transformer = checkpoint_fingerprint(config(tiny_root, tmp_path))
+    transformer = checkpoint_fingerprint(train_config(tiny_root, tmp_path))
     assert "middle_architecture" not in transformer.fields  # checkpoints written before the field keep their digest
-    mlp = checkpoint_fingerprint(config(tiny_root, tmp_path, middle_architecture="mlp"))
+    mlp = checkpoint_fingerprint(train_config(tiny_root, tmp_path, middle_architecture="mlp"))
     assert mlp.fields["middle_architecture"] == "mlp" and mlp.digest != transformer.digest
-    assert checkpoint_fingerprint(config(tiny_root, tmp_path, middle_architecture="mlp", middle_layers=2)).digest != mlp.digest
+    assert checkpoint_fingerprint(train_config(tiny_root, tmp_path, middle_architecture="mlp", middle_layers=2)).digest != mlp.digest
 
 
 def test_resume_refuses_a_checkpoint_of_the_other_middle(tiny_root, tmp_path):
-    c = config(tiny_root, tmp_path)
+    c = train_config(tiny_root, tmp_path)
     assert run(c, ModeOptions(), stop_after_steps=1) == 130
     with pytest.raises(UserError, match="incompatible model configuration.*middle_architecture: checkpoint None, now 'mlp'"):
         run(c.replace(middle_architecture="mlp"), ModeOptions(resume="auto"))
 
 
 def test_middle_stages_train_from_live_latents(tiny_root, tmp_path, capsys):
-    c = config(tiny_root, tmp_path, cache_use_embeddings_for_training=False, cache_store_text=True,
+    c = train_config(tiny_root, tmp_path, cache_use_embeddings_for_training=False, cache_store_text=True,
                preprocess_format="npy")
     assert [s.name for s in plan(c) if not s.uses_cache] == ["pretrain_middle", "finetune_middle"]
     assert run(c, ModeOptions()) == 0

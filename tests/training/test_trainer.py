@@ -16,9 +16,9 @@ from latentbridge.data.loader import Collate
 from latentbridge.training.checkpoint import config_fingerprint, find_latest, load_checkpoint, load_model_file
 from latentbridge.training.stages import BUDGET_KEYS, StageBudget, plan_stages
 from latentbridge.training.trainer import StageData, Trainer, TrainSettings
-from tests.models.conftest import DIM, K, make_model
+from tests.factories import TINY_DIM, TINY_K, make_model
 
-FP = config_fingerprint({"latent_dim": DIM})
+FP = config_fingerprint({"latent_dim": TINY_DIM})
 
 
 @pytest.fixture(scope="session")
@@ -35,8 +35,8 @@ class FakeRecords(Dataset):
         for i in range(n):
             length = int(rng.integers(3, 9))
             ids = rng.integers(5, vocab, size=length)
-            self.rows.append({"input_latents": rng.standard_normal((K, DIM)).astype(np.float32),
-                              "target_latents": rng.standard_normal((int(rng.integers(1, K + 1)), DIM)).astype(np.float32),
+            self.rows.append({"input_latents": rng.standard_normal((TINY_K, TINY_DIM)).astype(np.float32),
+                              "target_latents": rng.standard_normal((int(rng.integers(1, TINY_K + 1)), TINY_DIM)).astype(np.float32),
                               "target_ids": ids, "target_attention_mask": np.ones(length, dtype=np.int64)})
 
     def __len__(self) -> int:
@@ -66,7 +66,7 @@ def settings(tmp_path, **kw) -> TrainSettings:
 
 def build(assets, tmp_path, data=data_for, **kw) -> Trainer:
     model = make_model(assets, seed=0, middle={"dropout": 0.1}, adapter={"dropout": 0.1})
-    return Trainer(model, stages(), data, settings(tmp_path, **kw), fingerprint=FP, config={"latent_dim": DIM})
+    return Trainer(model, stages(), data, settings(tmp_path, **kw), fingerprint=FP, config={"latent_dim": TINY_DIM})
 
 
 def weights(trainer: Trainer) -> dict[str, torch.Tensor]:
@@ -106,7 +106,7 @@ def test_writes_metrics_best_and_handoff_files(assets, tmp_path):
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert summary["global_step"] == 9 and not summary["interrupted"]
     handoff = load_model_file(result.handoff, FP)
-    assert handoff.stage == "pretrain_adapter" and handoff.config == {"latent_dim": DIM}
+    assert handoff.stage == "pretrain_adapter" and handoff.config == {"latent_dim": TINY_DIM}
     assert (tmp_path / "ckpt" / "best_model_pretrain.pt").exists() is False  # no filenames given: stage-named files
     assert (tmp_path / "ckpt" / "best_pretrain_adapter.pt").exists()
 

@@ -7,7 +7,8 @@ import io
 from rich.console import Console
 
 from latentbridge.training.metrics import StepMetrics
-from latentbridge.ui.progress import NullDisplay, PlainProgress, RichDashboard, make_progress_display
+from latentbridge.training.progress import NullDisplay
+from latentbridge.ui.progress import PlainProgress, RichDashboard, make_progress_display
 
 
 class FakeClock:

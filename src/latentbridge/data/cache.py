@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import base64
 import datetime as _dt
+import importlib.metadata as md
 import json
 import os
 import re
@@ -79,8 +80,6 @@ def fingerprint(parts: Mapping[str, Any]) -> str:
 
 
 def library_versions() -> dict[str, str]:
-    import importlib.metadata as md
-
     out = {}
     for name in ("numpy", "torch", "transformers", "tokenizers", "datasets"):
         try:
@@ -455,7 +454,7 @@ class CacheSplit:
         """A collated batch of `rows` straight from the array columns (npy format only).
 
         `metadata=False` leaves out "id" (and text), which are read from the jsonl lines: 2-3x faster."""
-        import torch
+        import torch  # only training reads batches; the recipe imports this module torch-free
 
         rows = np.asarray(rows, dtype=np.int64)
         if not self.layout:

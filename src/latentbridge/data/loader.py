@@ -1,4 +1,4 @@
-"""Training-time reading of the cache: a torch Dataset over a CacheSplit, a collate, a DataLoader factory.
+"""Training-time reading of the cache: a torch Dataset over a CacheSplit, a collate, the DataLoader the trainer uses.
 
 A batch (B rows, K_max latents, L_max target tokens):
     input_latents         (B, K_in, D) float32     input_latent_mask   (B, K_in) bool
@@ -13,7 +13,7 @@ array columns (`CacheDataset.__getitems__`, which DataLoader calls for each batc
 
 from __future__ import annotations
 
-from typing import Any, Optional, Sequence
+from typing import Any, Callable, Optional, Sequence
 
 import numpy as np
 import torch
@@ -117,16 +117,13 @@ class Collate:
         return batch
 
 
-def make_loader(dataset: CacheDataset, batch_size: int, shuffle: bool = False, num_workers: int = 0,
-                prefetch_factor: Optional[int] = None, seed: int = 0, drop_last: bool = False,
-                sampler=None, pin_memory: bool = False) -> DataLoader:
-    """A DataLoader over cache records; `prefetch_factor` only applies (and is only passed) with workers."""
+def make_loader(dataset: Dataset, order: Sequence[int], batch_size: int, collate: Callable, *, seed: int = 0,
+                num_workers: int = 0, prefetch_factor: Optional[int] = None, pin_memory: bool = False) -> DataLoader:
+    """Batches of `dataset` rows in the given `order` (the trainer's seeded, resumable epoch order).
+    `prefetch_factor` only applies (and is only passed) with workers."""
     kwargs: dict[str, Any] = {}
     if num_workers > 0:
-        kwargs["persistent_workers"] = True
-        if prefetch_factor is not None:
-            kwargs["prefetch_factor"] = prefetch_factor
-    generator = torch.Generator().manual_seed(seed) if shuffle and sampler is None else None
-    return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle if sampler is None else False,
-                      sampler=sampler, num_workers=num_workers, collate_fn=Collate(dataset.split.pad_token_id),
-                      drop_last=drop_last, generator=generator, pin_memory=pin_memory, **kwargs)
+        kwargs = {"num_workers": num_workers, "prefetch_factor": prefetch_factor}
+    # a private generator: creating the iterator must not draw from the global RNG (exact resume)
+    return DataLoader(dataset, batch_size=batch_size, sampler=order, collate_fn=collate,
+                      generator=torch.Generator().manual_seed(seed), pin_memory=pin_memory, **kwargs)

@@ -109,7 +109,7 @@ def encode_batched(encode: EncodeFn, seqs: Sequence[Sequence[int]], pad_id: int,
     on the first batch), and results are put back in the original order. `info["k"]` receives the
     largest K the encode function returned (its latent slots).
     """
-    import torch
+    import torch  # only a cache build encodes; the recipe imports this module torch-free
 
     order = np.argsort([-len(s) for s in seqs], kind="stable") if sort_by_length else np.arange(len(seqs))
     out: list[Optional[np.ndarray]] = [None] * len(seqs)

@@ -11,17 +11,21 @@ reads the config module.
 
 from __future__ import annotations
 
+import codecs
 import contextlib
+import hashlib
 import math
 import os
 import re
 import socket
+import tempfile
 import threading
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator, Optional
 
+import huggingface_hub.constants as hub_constants
 import numpy as np
 
 from latentbridge.errors import UserError
@@ -111,8 +115,7 @@ def _hub_reachable(timeout: float = 3.0) -> bool:
 @contextlib.contextmanager
 def _offline() -> Iterator[None]:
     """Make `datasets` use only its local cache (no network retries that hang)."""
-    import datasets.config
-    import huggingface_hub.constants as hub_constants
+    import datasets.config  # datasets takes seconds to import; the recipe imports this module
 
     saved = (datasets.config.HF_HUB_OFFLINE, hub_constants.HF_HUB_OFFLINE)
     datasets.config.HF_HUB_OFFLINE = hub_constants.HF_HUB_OFFLINE = True
@@ -153,8 +156,6 @@ def _local_files(path: Path, field_name: str) -> tuple[str, dict[str, list[str]]
 
 
 def _is_utf8(path: str) -> bool:
-    import codecs
-
     decoder = codecs.getincrementaldecoder("utf-8")()
     try:
         with open(path, "rb") as f:
@@ -168,9 +169,6 @@ def _is_utf8(path: str) -> bool:
 
 def _utf8_files(data_files: dict[str, list[str]], hf_cache_dir: Optional[str]) -> dict[str, list[str]]:
     """Text files with invalid UTF-8 are replaced by a repaired copy (bad bytes -> U+FFFD)."""
-    import hashlib
-    import tempfile
-
     out: dict[str, list[str]] = {}
     for split, files in data_files.items():
         out[split] = []
@@ -195,7 +193,7 @@ def _utf8_files(data_files: dict[str, list[str]], hf_cache_dir: Optional[str]) -
 
 def open_dataset(location: str, field_name: str, hf_cache_dir: Optional[str] = None):
     """A `datasets.DatasetDict` for a hub name or local file/folder; UserError when it cannot be had."""
-    import datasets
+    import datasets  # takes seconds to import; the recipe imports this module
 
     datasets.disable_progress_bars()
     path = Path(location).expanduser()

@@ -19,7 +19,13 @@ import random
 from dataclasses import dataclass, field
 from typing import Any, Optional, Sequence
 
+import torch
+import torch.nn.functional as F
+
 from latentbridge.evaluation.rouge import mean_rouge_l_against
+from latentbridge.models.decoder import Decoder, sampling_kwargs
+from latentbridge.models.specs import DecoderSpec
+from latentbridge.training.schedule import build_scheduler, optimizer_steps
 
 DEFAULT_POOL_SIZE = 300
 
@@ -80,9 +86,6 @@ class DirectResult:
 
 def _framing(model: Any, tokenizer: Any, name: str) -> Any:
     """The latent path's Decoder wrapper around the same backbone: head/tail ids, end and stop ids."""
-    from latentbridge.models.decoder import Decoder
-    from latentbridge.models.specs import DecoderSpec
-
     return Decoder(model, tokenizer, DecoderSpec(model=name))
 
 
@@ -93,8 +96,6 @@ def _prompt_ids(frame: Any, text: str, max_input_len: int) -> list[int]:
 
 def _training_batch(frame: Any, pairs: Sequence[tuple[str, str]], max_input_len: int, max_target_len: int):
     """Right-padded rows [head dialogue tail summary end] with labels only on the summary tokens."""
-    import torch
-
     rows, labels = [], []
     for dialogue, summary in pairs:
         prompt = _prompt_ids(frame, dialogue, max_input_len)
@@ -112,8 +113,6 @@ def _training_batch(frame: Any, pairs: Sequence[tuple[str, str]], max_input_len:
 
 def direct_loss(model: Any, ids, mask, labels):
     """Mean token cross-entropy of the labelled (summary) tokens; the model's own logit soft-capping applies."""
-    import torch.nn.functional as F
-
     logits = model(input_ids=ids, attention_mask=mask).logits[:, :-1].float()   # (B, T-1, V)
     return F.cross_entropy(logits.transpose(1, 2), labels[:, 1:], ignore_index=-100)
 
@@ -123,10 +122,6 @@ def train_direct_baseline(model: Any, tokenizer: Any, pairs: Sequence[tuple[str,
     """Fine-tune every parameter of the causal LM `model` on (dialogue, summary) `pairs` for exactly
     `settings.steps` optimizer steps (the pairs are cycled in a seeded order). `name` is the model's
     hub name or folder (decides the chat framing, as in the latent path). Trains in place."""
-    import torch
-
-    from latentbridge.training.schedule import build_scheduler
-
     if not pairs:
         raise ValueError("the direct baseline needs training pairs")
     frame = _framing(model, tokenizer, name)
@@ -169,10 +164,6 @@ def generate_direct(model: Any, tokenizer: Any, texts: Sequence[str], sampling: 
                     max_input_len: int = 512, batch_size: int = 32, device: str = "cpu") -> list[str]:
     """Summaries from the direct model: left-padded prompts [head dialogue tail], sampling per the
     `SamplingSpec`, cut at the first stop id (the latent path's decoding rules)."""
-    import torch
-
-    from latentbridge.models.decoder import sampling_kwargs
-
     frame = _framing(model, tokenizer, name)
     model.to(device).eval()
     out: list[str] = []
@@ -198,6 +189,4 @@ def generate_direct(model: Any, tokenizer: Any, texts: Sequence[str], sampling: 
 
 def adapter_stage_steps(n_examples: int, batch_size: int, epochs: int, accumulation: int) -> int:
     """Optimizer steps of an adapter stage over `n_examples` (the schedule's own count)."""
-    from latentbridge.training.schedule import optimizer_steps
-
     return optimizer_steps(math.ceil(n_examples / batch_size), epochs, accumulation)

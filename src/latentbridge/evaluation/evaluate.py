@@ -25,9 +25,11 @@ from dataclasses import dataclass, field
 from typing import Any, Optional, Sequence
 
 import torch
+from accelerate.utils import set_seed
 
 from latentbridge.evaluation.latent_metrics import LatentMetricsAccumulator
 from latentbridge.evaluation.rouge import rouge_scores
+from latentbridge.models.backends import autocast
 
 
 @dataclass
@@ -70,11 +72,8 @@ def evaluate_model(model: Any, dialogues: Sequence[str], summaries: Sequence[str
     """The latent path's ROUGE, the reconstruction ceiling, latent metrics and prefix use on the pairs.
 
     Returns {"outputs": PathOutputs, "rouge": {path: {type: F}}, "latent_metrics", "prefix_use", "seconds"}."""
-    from latentbridge.evaluation.generation import seed_everything
-    from latentbridge.models.backends import autocast
-
     if seed is not None:
-        seed_everything(seed)
+        set_seed(seed)
     start = time.perf_counter()
     device = next(model.adapter.parameters()).device
     outputs, latents_acc = PathOutputs(), LatentMetricsAccumulator()

@@ -5,7 +5,10 @@ from __future__ import annotations
 import sys
 from typing import Any, Callable, Optional, Sequence
 
+from accelerate.utils import set_seed
+
 from latentbridge.errors import UserError
+from latentbridge.models.backends import autocast
 
 # A text longer than this many times max_seq_len encoder tokens is refused: the model would see only
 # its first part (training truncates at max_seq_len too), so its summary would silently miss the rest.
@@ -35,24 +38,11 @@ def check_lengths(tokenizer: Any, texts: Sequence[str], where: Sequence[str], ma
              f"as in training (first: {truncated[0]}).")
 
 
-def seed_everything(seed: int) -> None:
-    import random
-
-    import numpy as np
-    import torch
-
-    random.seed(seed)
-    np.random.seed(seed % (2 ** 32))
-    torch.manual_seed(seed)
-
-
 def summarize(model: Any, texts: Sequence[str], *, max_input_len: int, sampling: Any, batch_size: int,
               seed: Optional[int] = None, use_middle: bool = True) -> list[str]:
     """Generate one output per text, in batches; `seed` fixes sampling (same seed, same texts -> same outputs)."""
-    from latentbridge.models.backends import autocast
-
     if seed is not None:
-        seed_everything(seed)
+        set_seed(seed)
     device = next(model.adapter.parameters()).device
     out: list[str] = []
     with autocast(device, model.compute_dtype):

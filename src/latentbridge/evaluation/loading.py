@@ -1,38 +1,54 @@
-"""Load the hand-off model file for `infer` and `eval`, with the config it was trained under.
+"""A trained model file and the config it was trained under: the Python API's model (docs/python-api.md),
+which `--mode infer` and `--mode eval` use too.
+
+    load(path) -> TrainedModel                         a model file, or a folder holding best_model.pt
+    load_handoff(config, checkpoint, sources)          the run's hand-off model, as infer/eval load it
+    TrainedModel.generate(texts, **sampling)           text in, text out: batched, seeded
+    TrainedModel.encode(texts)                         the latents the middle and adapter work on
 
 The model file (src/latentbridge/training/checkpoint.py) carries the resolved training config in its header, so a
-trained model needs no flags repeated. Flags (or LATENTBRIDGE_* variables) may change only how text
-is sampled (`SAMPLING_FIELDS`) and where things are (`LOCATION_FIELDS`: the model file, the dataset
-and split to evaluate, the run folder); any other field given explicitly is ignored with one note,
-because the weights only fit the architecture and settings they were trained with.
+trained model needs no flags repeated. Flags (or LATENTBRIDGE_* variables, or the fields of a Config run
+from Python) may change only how text is sampled (`SAMPLING_FIELDS`) and where things are
+(`LOCATION_FIELDS`: the model file, the dataset and split to evaluate, the run folder); any other field
+given explicitly is ignored with one note, because the weights only fit the architecture and settings
+they were trained with.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import logging
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping, Optional
+from typing import Any, Mapping, Optional, Sequence
 
+import torch
+
+from latentbridge import recipe
+from latentbridge.assets import ensure_tiny_assets
 from latentbridge.config import Config, ConfigError, field_names
+from latentbridge.config_sources import PYTHON_SOURCE
 from latentbridge.errors import UserError
-
-log = logging.getLogger("latentbridge.evaluation")
+from latentbridge.evaluation.generation import check_lengths, summarize
+from latentbridge.models.backends import autocast
+from latentbridge.models.bridge import LatentBridge, build_model
+from latentbridge.training.checkpoint import MANIFEST_NAME, load_model_file
 
 SAMPLING_FIELDS = ("temperature", "top_p", "top_k", "do_sample", "max_generation_length", "seed")
 # Where things are rather than what the model is: an explicit value wins (find the model file, evaluate
 # another dataset or split, write the report into this run's folder).
 LOCATION_FIELDS = ("checkpoint_dir", "handoff_best_model_filename", "output_dir", "dataset_name", "train_split",
                    "validation_split", "test_split")
-EXPLICIT_SOURCES = ("command line", "environment")
+EXPLICIT_SOURCES = ("command line", "environment", PYTHON_SOURCE)
+HANDOFF_DEFAULT = Config.__dataclass_fields__["handoff_best_model_filename"].default
 
 
 @dataclass
-class LoadedModel:
-    model: Any            # latentbridge.models.bridge.LatentBridge, in eval mode
-    config: Config        # the checkpoint's config with the sampling overrides applied
+class TrainedModel:
+    """A trained LatentBridge, in eval mode, with the config it was trained under (sampling overrides applied)."""
+
+    model: LatentBridge
+    config: Config
     path: Path
     step: int
     stage: str
@@ -41,6 +57,43 @@ class LoadedModel:
 
     def describe(self) -> dict[str, Any]:
         return {"path": str(self.path), "step": self.step, "stage": self.stage, "fingerprint": self.fingerprint}
+
+    def with_sampling(self, **sampling: Any) -> Config:
+        """The model's config with `sampling` (SAMPLING_FIELDS) applied, validated like any Config change."""
+        other = sorted(set(sampling) - set(SAMPLING_FIELDS))
+        if other:
+            raise TypeError(f"generate() takes the sampling fields {', '.join(SAMPLING_FIELDS)}; "
+                            f"not {', '.join(other)}")
+        return self.config.replace(**sampling) if sampling else self.config
+
+    def generate(self, texts: Sequence[str], *, batch_size: Optional[int] = None,
+                 where: Optional[Sequence[str]] = None, **sampling: Any) -> list[str]:
+        """One output text per input text, in batches of `batch_size` (default: the config's). `sampling`
+        overrides the config's temperature, top_p, top_k, do_sample, max_generation_length and seed; the
+        same seed and texts give the same outputs. A text longer than 4 x max_seq_len tokens is refused
+        (`where` names each text in that error; default `texts[i]`), a longer than max_seq_len one is
+        truncated with a note, as in training."""
+        c = self.with_sampling(**sampling)
+        texts = list(texts)
+        check_lengths(self.model.encoder.tokenizer, texts, where or [f"texts[{i}]" for i in range(len(texts))],
+                      c.max_seq_len)
+        return summarize(self.model, texts, max_input_len=c.max_seq_len, sampling=recipe.sampling_spec(c),
+                         batch_size=batch_size or c.batch_size, seed=c.seed)
+
+    @torch.no_grad()
+    def encode(self, texts: Sequence[str], *, batch_size: Optional[int] = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """(latents (N, latent_seq_len, latent_dim) float32, mask (N, latent_seq_len) bool) of `texts`, on the
+        model's device: what the encoder and compressor make of each text (truncated to max_seq_len tokens)."""
+        c, device = self.config, next(self.model.adapter.parameters()).device
+        size = batch_size or c.batch_size
+        latents, masks = [], []
+        with autocast(device, self.model.compute_dtype):
+            for start in range(0, len(texts), size):
+                ids, mask = self.model.encoder.tokenize(list(texts[start:start + size]), c.max_seq_len, device)
+                batch_latents, batch_mask = self.model.encode(ids, mask)
+                latents.append(batch_latents.float())
+                masks.append(batch_mask)
+        return torch.cat(latents), torch.cat(masks)
 
 
 def handoff_path(config: Config, checkpoint: Optional[Path]) -> Path:
@@ -81,10 +134,7 @@ def _ensure_backbones(config: Config) -> None:
     """The tiny preset's models are built on first use; build them here too when they are missing."""
     if not config.tiny_assets_dir:
         return
-    missing = [name for name in (config.modernbert_model, config.gpt2_model) if not Path(name).exists()]
-    if missing:
-        from latentbridge.assets import ensure_tiny_assets
-
+    if any(not Path(name).exists() for name in (config.modernbert_model, config.gpt2_model)):
         ensure_tiny_assets(Path(config.tiny_assets_dir), config.seed)
 
 
@@ -110,40 +160,49 @@ def load_state(model: Any, state: Mapping[str, Any], path: Path) -> None:
 
 def _ensure_same_backbones(path: Path, found: str, saved: Config) -> None:
     """Refuse a model file whose backbone folders changed since training (the fingerprint hashes them)."""
-    from latentbridge.modes.train import checkpoint_fingerprint
-    from latentbridge.training.checkpoint import load_model_file
-
-    expected = checkpoint_fingerprint(saved)
+    expected = recipe.checkpoint_fingerprint(saved)
     if expected.digest != found:
         load_model_file(path, expected)  # reads again only to raise its error naming what differs
 
 
-def load_handoff(given: Config, checkpoint: Optional[Path] = None, sources: Optional[Mapping[str, str]] = None,
-                 device: Optional[str] = None) -> LoadedModel:
-    """The hand-off model (or `checkpoint`) ready for inference, and its config with the sampling overrides."""
-    from latentbridge.training.checkpoint import load_model_file
+def load(path: str | Path, *, device: Optional[str] = None) -> TrainedModel:
+    """The trained model in `path`: a model file (`best_model.pt`, ...), a step checkpoint folder, or a folder
+    holding the hand-off file `best_model.pt` (a run's checkpoint_dir). `device`: default the config's."""
+    path = Path(path)
+    if path.is_dir() and not (path / MANIFEST_NAME).exists():
+        path = path / HANDOFF_DEFAULT
+    if not path.exists():
+        raise UserError(f"No trained model at {path}. Give a model file written by `--mode train` (or the "
+                        f"checkpoint_dir holding its {HANDOFF_DEFAULT}).")
+    return _load(path, device=device)
 
+
+def load_handoff(given: Config, checkpoint: Optional[Path] = None, sources: Optional[Mapping[str, str]] = None,
+                 device: Optional[str] = None) -> TrainedModel:
+    """The hand-off model of `given`'s run (or `checkpoint`), with the explicitly given sampling and location
+    fields of `given` applied (`sources`: field -> where its value came from)."""
     path = handoff_path(given, checkpoint)
     if not path.exists():
         how = "--checkpoint" if checkpoint is not None else "checkpoint_dir / handoff_best_model_filename"
         raise UserError(f"No trained model at {path} (from {how}). Train one first (`python main.py --mode train "
                         "--preset tiny`), or point --checkpoint at a model file written by training.")
+    return _load(path, given, sources, device)
+
+
+def _load(path: Path, given: Optional[Config] = None, sources: Optional[Mapping[str, str]] = None,
+          device: Optional[str] = None) -> TrainedModel:
     loaded = load_model_file(path)
     saved = checkpoint_config(loaded.config, path)
-    config, ignored = apply_overrides(saved, given, sources or {})
+    config, ignored = apply_overrides(saved, given, sources or {}) if given is not None else (saved, ())
     if ignored:
         print(f"Note: using the checkpoint's own values for {', '.join(ignored)} (only "
               f"{', '.join(SAMPLING_FIELDS)} can change after training).", file=sys.stderr)
     _ensure_backbones(saved)
     _ensure_same_backbones(path, loaded.fingerprint, saved)
-
-    from latentbridge.models.bridge import build_model
-    from latentbridge.modes.specs import model_spec
-
-    spec = model_spec(config, device)
+    spec = recipe.model_spec(config, device)
     spec = dataclasses.replace(spec, runtime=dataclasses.replace(spec.runtime, gradient_checkpointing=False,
                                                                  compile=False))
     model = build_model(spec)
     load_state(model, loaded.model, path)
     model.eval()
-    return LoadedModel(model, config, path, loaded.step, loaded.stage, loaded.fingerprint, ignored)
+    return TrainedModel(model, config, path, loaded.step, loaded.stage, loaded.fingerprint, ignored)

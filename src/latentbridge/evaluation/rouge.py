@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from importlib.metadata import PackageNotFoundError, version
 from typing import Sequence
+
+from rouge_score import rouge_scorer
 
 ROUGE_TYPES = ("rouge1", "rouge2", "rougeL", "rougeLsum")
 SCORER_NAME = "rouge-score (google-research) {version}, use_stemmer=True, F-measure; rougeLsum sentences split by regex"
@@ -19,8 +22,6 @@ _SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
 
 def scorer_description() -> str:
     """The scorer as the report names it, with the package's installed version."""
-    from importlib.metadata import PackageNotFoundError, version
-
     try:
         v = version("rouge-score")
     except PackageNotFoundError:  # pragma: no cover - the package is a requirement
@@ -45,8 +46,6 @@ class RougeResult:
 
 
 def _scorer(types: Sequence[str] = ROUGE_TYPES):
-    from rouge_score import rouge_scorer
-
     return rouge_scorer.RougeScorer(list(types), use_stemmer=True)
 
 
@@ -67,8 +66,6 @@ def rouge_scores(predictions: Sequence[str], references: Sequence[str]) -> Rouge
 def mean_rouge_l_against(candidates: Sequence[str], references: Sequence[str]) -> list[float]:
     """For each candidate, its mean ROUGE-L F-measure against every reference (the constant baseline's
     selection score). Tokenises each text once: len(candidates) x len(references) LCS computations."""
-    from rouge_score import rouge_scorer
-
     scorer = _scorer(("rougeL",))
     tokenize = getattr(scorer, "_tokenizer", None)
     lcs = getattr(rouge_scorer, "_score_lcs", None)

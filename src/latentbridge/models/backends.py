@@ -9,11 +9,13 @@ from typing import Optional, Union
 
 import torch
 
+from latentbridge.models.precision import effective_precision
 from latentbridge.models.specs import ATTENTION_IMPLEMENTATIONS
 
 log = logging.getLogger("latentbridge.models")
 
 HALF_DTYPES = (torch.float16, torch.bfloat16)
+DTYPES = {"bf16": torch.bfloat16, "fp32": torch.float32}
 
 
 def flash_attn_available() -> bool:
@@ -51,24 +53,21 @@ def resolve_attention(requested: str, device: Union[str, torch.device], dtype: t
     return "sdpa", f"attention: flash_attention_2 requested but {' and '.join(why)}; using sdpa"
 
 
+def resolve_precision(use_bf16: bool, use_fp16: bool, device: Union[str, torch.device],
+                      bf16_supported: Optional[bool] = None) -> tuple[str, Optional[str]]:
+    """("bf16" | "fp32", note): models/precision.py's rule, with this machine's bf16 support."""
+    kind = _device_type(device)
+    if bf16_supported is None:
+        cuda_bf16 = kind == "cuda" and torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+        bf16_supported = kind == "mps" or cuda_bf16
+    return effective_precision(use_bf16, use_fp16, kind, bf16_supported)
+
+
 def resolve_dtype(use_bf16: bool, use_fp16: bool, device: Union[str, torch.device],
                   bf16_supported: Optional[bool] = None) -> tuple[torch.dtype, Optional[str]]:
-    """(compute dtype, note). bf16 preferred; never fp16 (Gemma 3 overflows in fp16); fp32 on CPU."""
-    kind = _device_type(device)
-    if kind == "cpu":
-        asked = "bf16" if use_bf16 else "fp16" if use_fp16 else None
-        note = f"precision: {asked} requested but the device is cpu; using fp32" if asked else None
-        return torch.float32, note
-    if bf16_supported is None:
-        bf16_supported = kind == "cuda" and torch.cuda.is_available() and torch.cuda.is_bf16_supported()
-        bf16_supported = bf16_supported or kind == "mps"
-    if (use_bf16 or use_fp16) and bf16_supported:
-        note = None if use_bf16 else "precision: fp16 requested but Gemma 3 is unstable in fp16; using bf16"
-        return torch.bfloat16, note
-    if use_bf16 or use_fp16:
-        return torch.float32, (f"precision: {'bf16' if use_bf16 else 'fp16'} requested but this {kind} device "
-                               "has no bf16 (and Gemma 3 is unstable in fp16); using fp32")
-    return torch.float32, None
+    """(compute dtype, note) of `resolve_precision`."""
+    precision, note = resolve_precision(use_bf16, use_fp16, device, bf16_supported)
+    return DTYPES[precision], note
 
 
 def autocast(device: Union[str, torch.device], dtype: torch.dtype):

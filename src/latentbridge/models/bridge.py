@@ -1,11 +1,10 @@
-"""LatentBridge: the four parts in one module, what trains, and the trainable state on disk.
+"""LatentBridge: the four parts in one module, what trains, and its trainable state (saved by training/checkpoint.py).
 
     text --encoder--> latents (B,K,D) --middle--> target latents --adapter--> prefix (B,P,H) --decoder--> text
 """
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Iterable, Optional
 
 import torch
@@ -108,24 +107,6 @@ def set_trainable(model: LatentBridge, parts: Iterable[str]) -> list[str]:
         for module in model.part_modules(part):
             module.requires_grad_(True)
     return [n for n, p in model.named_parameters() if p.requires_grad]
-
-
-def save_trainable(model: LatentBridge, path: Path) -> None:
-    """Write trainable_state_dict() as safetensors (no pickle)."""
-    from safetensors.torch import save_file
-
-    state = {k: v.contiguous().cpu() for k, v in model.trainable_state_dict().items()}
-    save_file(state, str(path))
-
-
-def load_trainable(model: LatentBridge, path: Path) -> None:
-    from safetensors.torch import load_file
-
-    try:
-        state = load_file(str(path))
-    except Exception as e:  # safetensors raises its own error types for torn files
-        raise UserError(f"Cannot read the model state in {path}: {e}") from e
-    model.load_trainable_state_dict(state)
 
 
 def _seeded(seed: Optional[int], build):

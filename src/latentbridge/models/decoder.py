@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
+from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from latentbridge.models.loading import check_hidden_dim, load_pretrained
 from latentbridge.models.specs import DecoderSpec, SamplingSpec
@@ -27,8 +28,6 @@ _CONTENT = "\u2063LATENTBRIDGE_PREFIX\u2063"
 def load_decoder_backbone(spec: DecoderSpec, attn_implementation: str, allow_download: bool = False,
                           dtype: torch.dtype = torch.float32) -> tuple[Any, Any]:
     """(Gemma3ForCausalLM, tokenizer) through AutoModelForCausalLM/AutoTokenizer; hidden size checked."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
     tokenizer = load_pretrained(AutoTokenizer, spec.model, spec.model_field, "tokenizer", allow_download)
     model = load_pretrained(AutoModelForCausalLM, spec.model, spec.model_field, "decoder", allow_download,
                             attn_implementation=attn_implementation, dtype=dtype)

@@ -13,6 +13,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import nn
+from transformers import AutoConfig, AutoModel, AutoTokenizer
 
 from latentbridge.models.loading import check_hidden_dim, load_pretrained
 from latentbridge.models.specs import EncoderSpec
@@ -58,8 +59,6 @@ class SegmentPoolCompressor(nn.Module):
 def load_encoder_backbone(spec: EncoderSpec, attn_implementation: str, allow_download: bool = False,
                           dtype: torch.dtype = torch.float32) -> tuple[Any, Any]:
     """(ModernBertModel, tokenizer) through AutoModel/AutoTokenizer.from_pretrained; hidden size checked."""
-    from transformers import AutoConfig, AutoModel, AutoTokenizer
-
     tokenizer = load_pretrained(AutoTokenizer, spec.model, spec.model_field, "tokenizer", allow_download)
     config = load_pretrained(AutoConfig, spec.model, spec.model_field, "encoder", allow_download)
     # ModernBERT's own torch.compile of its layers breaks freezing and checkpointing on the releases that

@@ -5,12 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Callable
 
+from transformers.utils import logging as hf_logging
+
 from latentbridge.errors import UserError
 
 
 def quiet_transformers() -> None:
-    from transformers.utils import logging as hf_logging
-
     hf_logging.disable_progress_bar()
     hf_logging.set_verbosity_error()
 

@@ -13,7 +13,13 @@ from pathlib import Path
 from typing import Any, Optional
 
 import torch
+from transformers import AutoConfig, AutoModel, AutoModelForCausalLM, Gemma3TextConfig, ModernBertConfig
 
+from latentbridge.models.adapter import PrefixAdapter
+from latentbridge.models.decoder import CE_CHUNK
+from latentbridge.models.encoder import SegmentPoolCompressor
+from latentbridge.models.loading import quiet_transformers
+from latentbridge.models.middle import build_middle
 from latentbridge.models.specs import ModelSpec
 
 GIB = 1024 ** 3
@@ -21,8 +27,6 @@ GIB = 1024 ** 3
 
 def published_config(name: str) -> Optional[Any]:
     """The published architecture of the default checkpoints (never downloaded)."""
-    from transformers import Gemma3TextConfig, ModernBertConfig
-
     if name == "answerdotai/ModernBERT-base":
         # hidden 768, 22 layers, 12 heads, MLP 1152, vocab 50368 (the 5.x defaults are these values)
         return ModernBertConfig(vocab_size=50368, hidden_size=768, intermediate_size=1152, num_hidden_layers=22,
@@ -38,10 +42,6 @@ def published_config(name: str) -> Optional[Any]:
 
 def locate_config(name: str) -> tuple[Optional[Any], str]:
     """(config or None, where it came from): local folder, local hub cache, published, or unknown."""
-    from transformers import AutoConfig
-
-    from latentbridge.models.loading import quiet_transformers
-
     quiet_transformers()
     path = Path(name).expanduser()
     if path.exists():
@@ -72,12 +72,6 @@ def _count(module: torch.nn.Module) -> int:
 def part_counts(spec: ModelSpec, encoder_config: Optional[Any], decoder_config: Optional[Any]
                 ) -> dict[str, Optional[PartCount]]:
     """Parameter counts of encoder, compressor, middle, adapter, decoder (None where a config is unknown)."""
-    from transformers import AutoModel, AutoModelForCausalLM
-
-    from latentbridge.models.adapter import PrefixAdapter
-    from latentbridge.models.encoder import SegmentPoolCompressor
-    from latentbridge.models.middle import build_middle
-
     out: dict[str, Optional[PartCount]] = {}
     with torch.device("meta"):
         if encoder_config is not None:
@@ -140,7 +134,6 @@ def estimate_adapter_stage_memory(counts: dict[str, Optional[PartCount]], decode
         activations = tokens * decoder_config.hidden_size * act * layers + per_layer
     else:
         activations = per_layer * layers
-    from latentbridge.models.decoder import CE_CHUNK
 
     # the loss keeps the logits of at most CE_CHUNK target tokens at a time (logits, fp32 copy, grad)
     logits = min(batch_size * target_len, CE_CHUNK) * decoder_config.vocab_size * (act + 4 + 4)

@@ -1,7 +1,7 @@
 """Small, explicit settings for each model part (no torch, no Config import).
 
-`src/latentbridge/modes/specs.py` is the one place that turns a `Config` into these; everything under
-`src/latentbridge/models/` takes only them. Torch-free so the config module may import the choice tuples.
+src/latentbridge/recipe.py is the one place that turns a `Config` into these; everything under
+src/latentbridge/models/ takes only them. Torch-free, so the recipe stays importable without torch.
 """
 
 from __future__ import annotations

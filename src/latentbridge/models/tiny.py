@@ -14,6 +14,8 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import torch
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+from transformers import Gemma3ForCausalLM, Gemma3TextConfig, ModernBertConfig, ModernBertModel, PreTrainedTokenizerFast
 
 ENCODER_SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 DECODER_SPECIALS = ["<pad>", "<eos>", "<bos>", "<unk>", "<start_of_turn>", "<end_of_turn>"]
@@ -30,8 +32,6 @@ TINY_LM_STEPS = 300  # language-model warm-up of the tiny decoder (~30 s on one 
 
 def train_bpe(texts: Sequence[str], vocab_size: int, specials: list[str]) -> Any:
     """A byte-level BPE `tokenizers.Tokenizer` trained on texts (deterministic; specials get ids 0..n-1)."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-
     tok = Tokenizer(models.BPE(unk_token=None))
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
@@ -42,9 +42,6 @@ def train_bpe(texts: Sequence[str], vocab_size: int, specials: list[str]) -> Any
 
 
 def encoder_tokenizer(texts: Sequence[str], vocab_size: int = TINY_VOCAB_SIZE) -> Any:
-    from tokenizers import processors
-    from transformers import PreTrainedTokenizerFast
-
     tok = train_bpe(texts, vocab_size, ENCODER_SPECIALS)
     cls, sep = tok.token_to_id("[CLS]"), tok.token_to_id("[SEP]")
     tok.post_processor = processors.TemplateProcessing(
@@ -54,9 +51,6 @@ def encoder_tokenizer(texts: Sequence[str], vocab_size: int = TINY_VOCAB_SIZE) -
 
 
 def decoder_tokenizer(texts: Sequence[str], vocab_size: int = TINY_VOCAB_SIZE) -> Any:
-    from tokenizers import processors
-    from transformers import PreTrainedTokenizerFast
-
     tok = train_bpe(texts, vocab_size, DECODER_SPECIALS)
     tok.post_processor = processors.TemplateProcessing(
         single="<bos> $A", pair="<bos> $A $B", special_tokens=[("<bos>", tok.token_to_id("<bos>"))])
@@ -68,8 +62,6 @@ def decoder_tokenizer(texts: Sequence[str], vocab_size: int = TINY_VOCAB_SIZE) -
 
 
 def modernbert_config(vocab_size: int, hidden: int = TINY_HIDDEN, layers: int = 2, heads: int = 4) -> Any:
-    from transformers import ModernBertConfig
-
     return ModernBertConfig(vocab_size=vocab_size, hidden_size=hidden, intermediate_size=2 * hidden,
                             num_hidden_layers=layers, num_attention_heads=heads, max_position_embeddings=1024,
                             local_attention=64, pad_token_id=0, bos_token_id=2, cls_token_id=2, eos_token_id=3,
@@ -77,8 +69,6 @@ def modernbert_config(vocab_size: int, hidden: int = TINY_HIDDEN, layers: int = 
 
 
 def gemma3_config(vocab_size: int, hidden: int = TINY_HIDDEN, layers: int = 2, heads: int = 4) -> Any:
-    from transformers import Gemma3TextConfig
-
     head_dim = hidden // heads
     return Gemma3TextConfig(vocab_size=vocab_size, hidden_size=hidden, intermediate_size=2 * hidden,
                             num_hidden_layers=layers, num_attention_heads=heads, num_key_value_heads=1,
@@ -95,8 +85,6 @@ def _seeded(build, seed: int):
 
 def build_tiny_modernbert(texts: Sequence[str], out_dir: Path, seed: int, **sizes: int) -> None:
     """Train the tokenizer, build a random ModernBertModel, save both into out_dir."""
-    from transformers import ModernBertModel
-
     tok = encoder_tokenizer(texts)
     model = _seeded(lambda: ModernBertModel(modernbert_config(len(tok), **sizes)), seed)
     model.save_pretrained(out_dir)
@@ -144,8 +132,6 @@ def pretrain_lm(model: Any, tok: Any, texts: Sequence[str], steps: int, seed: in
 def build_tiny_gemma3(texts: Sequence[str], out_dir: Path, seed: int, lm_steps: int = TINY_LM_STEPS,
                       **sizes: int) -> None:
     """Train the tokenizer, build a Gemma3ForCausalLM, warm it up as an LM on texts, save both into out_dir."""
-    from transformers import Gemma3ForCausalLM
-
     tok = decoder_tokenizer(texts)
     model = _seeded(lambda: Gemma3ForCausalLM(gemma3_config(len(tok), **sizes)), seed + 1)
     if lm_steps:

@@ -16,7 +16,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
+import accelerate
+import torch
+import transformers
+import yaml
+from huggingface_hub import constants as hub_constants
+from rich.console import Console
+from rich.table import Table
+
+from latentbridge import recipe
 from latentbridge.config import Config
+from latentbridge.models import tiny
+from latentbridge.models.backends import (DTYPES, flash_attn_available, resolve_attention, resolve_device,
+                                         resolve_precision)
+from latentbridge.models.memory import estimate_adapter_stage_memory, locate_config, part_counts
 from latentbridge.modes import ModeOptions
 
 GIB = 1024 ** 3
@@ -42,8 +55,6 @@ def run(config: Config, options: ModeOptions) -> int:
         data["problems"] = report.problems
         text = json.dumps(data, indent=2)
         if options.format == "yaml":
-            import yaml
-
             text = yaml.safe_dump(json.loads(text), sort_keys=False)
         print(text)
     return 1 if report.problems else 0
@@ -63,12 +74,6 @@ def build_report(c: Config) -> Report:
 # ------------------------------------------------------------------------------------------ sections
 
 def _environment(r: Report) -> None:
-    import accelerate
-    import torch
-    import transformers
-
-    from latentbridge.models.backends import flash_attn_available
-
     r.add("environment", "python", platform.python_version())
     r.add("environment", "torch", torch.__version__)
     r.add("environment", "transformers", transformers.__version__)
@@ -83,13 +88,13 @@ def _environment(r: Report) -> None:
 
 
 def _runtime(r: Report, c: Config) -> tuple[str, Any]:
-    from latentbridge.models.backends import resolve_attention, resolve_device, resolve_dtype
-
     device, note = resolve_device(c.device)
     r.add("runtime", "device", f"{device} (requested {c.device})" + (f" - {note}" if note else ""),
           "note" if note else "ok")
-    dtype, note = resolve_dtype(c.use_bf16, c.use_fp16, device)
-    r.add("runtime", "precision", str(dtype).replace("torch.", "") + (f" - {note}" if note else ""),
+    precision, note = resolve_precision(c.use_bf16, c.use_fp16, device)
+    dtype = DTYPES[precision]
+    requested = f"requested {c.precision}: use_bf16={c.use_bf16}, use_fp16={c.use_fp16}"
+    r.add("runtime", "precision", f"{precision} ({requested})" + (f" - {note}" if note else ""),
           "note" if note else "ok")
     attn, note = resolve_attention(c.attn_implementation, device, dtype)
     r.add("runtime", "attention", attn + (f" - {note}" if note else ""), "note" if note else "ok")
@@ -109,9 +114,6 @@ def _under_tiny_assets(c: Config, path: str) -> bool:
 
 
 def _backbone_config(r: Report, c: Config, field_name: str, kind: str) -> Optional[Any]:
-    from latentbridge.models import tiny
-    from latentbridge.models.memory import locate_config
-
     name = getattr(c, field_name)
     cfg, where = locate_config(name)
     status = "ok"
@@ -132,12 +134,9 @@ def _backbone_config(r: Report, c: Config, field_name: str, kind: str) -> Option
 
 
 def _models(r: Report, c: Config) -> tuple[Optional[Any], dict[str, Any]]:
-    from latentbridge.models.memory import part_counts
-    from latentbridge.modes.specs import model_spec
-
     encoder_cfg = _backbone_config(r, c, "modernbert_model", "encoder")
     decoder_cfg = _backbone_config(r, c, "gpt2_model", "decoder")
-    counts = part_counts(model_spec(c, device="cpu"), encoder_cfg, decoder_cfg)
+    counts = part_counts(recipe.model_spec(c, device="cpu"), encoder_cfg, decoder_cfg)
     for part, count in counts.items():
         if count is None:
             r.add("parameters", part, "unknown (no config)", "note")
@@ -148,10 +147,6 @@ def _models(r: Report, c: Config) -> tuple[Optional[Any], dict[str, Any]]:
 
 
 def _memory(r: Report, c: Config, decoder_cfg: Any, counts: dict[str, Any], dtype: Any, device: str) -> None:
-    import torch
-
-    from latentbridge.models.memory import estimate_adapter_stage_memory
-
     if decoder_cfg is None or any(v is None for v in counts.values()):
         r.add("memory", "estimate", "unavailable without both model configs", "note")
         return
@@ -213,11 +208,7 @@ def _data(r: Report, c: Config) -> None:
 def _in_hub_cache(name: str) -> bool:
     if name.count("/") != 1:
         return False
-    try:
-        from huggingface_hub import constants
-    except ImportError:
-        return False
-    folder = Path(constants.HF_HUB_CACHE) / f"datasets--{name.replace('/', '--')}"
+    folder = Path(hub_constants.HF_HUB_CACHE) / f"datasets--{name.replace('/', '--')}"
     return folder.is_dir()
 
 
@@ -228,9 +219,6 @@ def _m(n: int) -> str:
 
 
 def print_report(report: Report) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
     console = Console()
     styles = {"ok": "green", "note": "yellow", "problem": "bold red"}
     for section, rows in report.sections.items():

@@ -11,59 +11,53 @@ long as the latent path's adapter fine-tuning stage.
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
+from accelerate.utils import set_seed
+
+from latentbridge import recipe
 from latentbridge.config import Config
+from latentbridge.data.sources import load_dialogue_split
 from latentbridge.errors import UserError
+from latentbridge.evaluation.baselines import (DirectTraining, adapter_stage_steps, constant_baseline, generate_direct,
+                                               train_direct_baseline)
+from latentbridge.evaluation.evaluate import evaluate_model
+from latentbridge.evaluation.io import write_json
+from latentbridge.evaluation.loading import SAMPLING_FIELDS, TrainedModel, load_handoff
+from latentbridge.evaluation.report import build_report, render_report
+from latentbridge.evaluation.rouge import rouge_scores, scorer_description
+from latentbridge.models.decoder import load_decoder_backbone
 from latentbridge.modes import ModeOptions
 
 N_SAMPLES = 5
 
 
 def run(config: Config, options: ModeOptions) -> int:
-    from latentbridge.evaluation.loading import load_handoff
-
-    loaded = load_handoff(config, options.checkpoint, options.sources)
-    report = evaluate(loaded, options.split, options.baselines)
-    from latentbridge.evaluation.io import write_json
-    from latentbridge.evaluation.report import render_report
-
-    c = loaded.config
-    path = options.output_file or Path(c.output_dir) / f"eval_{report['split']}.json"
+    model = load_handoff(config, options.checkpoint, options.sources)
+    report = evaluate(model, options.split, options.baselines)
+    path = options.output_file or Path(model.config.output_dir) / f"eval_{report['split']}.json"
     write_json(Path(path), report)
     render_report(report)
     print(f"Report written to {path}.", file=sys.stderr)
     return 0
 
 
-def _sampling_dict(c: Config) -> dict[str, Any]:
-    from latentbridge.evaluation.loading import SAMPLING_FIELDS
-
-    return {name: getattr(c, name) for name in SAMPLING_FIELDS}
-
-
-def evaluate(loaded: Any, split: str | None = None, baselines: bool = False) -> dict[str, Any]:
-    """The report dict for `loaded` (latentbridge.evaluation.loading.LoadedModel) on `split` (default test_split)."""
-    from latentbridge.data.sources import load_dialogue_split
-    from latentbridge.evaluation.evaluate import evaluate_model
-    from latentbridge.evaluation.report import build_report
-    from latentbridge.evaluation.rouge import rouge_scores, scorer_description
-    from latentbridge.modes.preprocess import data_spec
-    from latentbridge.modes.specs import sampling_spec
-
+def evaluate(loaded: TrainedModel, split: str | None = None, baselines: bool = False) -> dict[str, Any]:
+    """The report dict for `loaded` on `split` (default test_split)."""
     c = loaded.config
     split = split or c.test_split
-    spec = data_spec(c)
+    spec = recipe.data_spec(c)
     examples = load_dialogue_split(spec, split).examples
     if not examples:
         raise UserError(f"Split {split!r} of {c.dataset_name} has no (dialogue, summary) pairs to evaluate; "
                         "choose another with --split.")
     dialogues, references = [e.input_text for e in examples], [e.target_text for e in examples]
     result = evaluate_model(loaded.model, dialogues, references, max_seq_len=c.max_seq_len,
-                            max_target_len=c.max_target_len, sampling=sampling_spec(c), batch_size=c.batch_size,
+                            max_target_len=c.max_target_len, sampling=recipe.sampling_spec(c), batch_size=c.batch_size,
                             seed=c.seed)
     systems: dict[str, dict[str, Any]] = dict(result["rouge"])
     seconds = {"latent_and_reconstruction": round(result["seconds"], 2)}
@@ -71,7 +65,7 @@ def evaluate(loaded: Any, split: str | None = None, baselines: bool = False) -> 
     extra: dict[str, list[str]] = {}
     if baselines:
         start = time.perf_counter()
-        train = load_dialogue_split(spec, c.train_split, _train_cap(c)).examples
+        train = load_dialogue_split(spec, c.train_split, recipe.stage_caps(c, "finetune_adapter")[0]).examples
         if not train:
             raise UserError(f"The baselines need training pairs, and split {c.train_split!r} of {c.dataset_name} "
                             "has none (--train-split).")
@@ -97,39 +91,23 @@ def evaluate(loaded: Any, split: str | None = None, baselines: bool = False) -> 
         row.update({name: outs[i] for name, outs in extra.items()})
         samples.append(row)
     return build_report(dataset=c.dataset_name, split=split, n_examples=len(examples), checkpoint=loaded.describe(),
-                        scorer=scorer_description(), sampling=_sampling_dict(c), systems=systems,
-                        latent_metrics=result["latent_metrics"], prefix_use=result["prefix_use"], samples=samples,
-                        notes=notes, seconds=seconds)
-
-
-def _train_cap(c: Config) -> int | None:
-    caps = [x for x in (c.max_train_samples, c.stage_max_samples("finetune_adapter")) if x is not None]
-    return min(caps) if caps else None
+                        scorer=scorer_description(), sampling={name: getattr(c, name) for name in SAMPLING_FIELDS},
+                        systems=systems, latent_metrics=result["latent_metrics"], prefix_use=result["prefix_use"],
+                        samples=samples, notes=notes, seconds=seconds)
 
 
 def constant_system(train: list, references: list[str]):
-    from latentbridge.evaluation.baselines import constant_baseline
-
     return constant_baseline([e.target_text for e in train], references)
 
 
 def direct_steps(c: Config, n_train: int) -> int:
     """The latent path's adapter fine-tuning (stage 4) optimizer steps for `n_train` pairs."""
-    from latentbridge.evaluation.baselines import adapter_stage_steps
-
     return adapter_stage_steps(n_train, c.stage_batch_size("finetune_adapter"), c.stage_epochs("finetune_adapter"),
                                c.gradient_accumulation_steps)
 
 
-def direct_system(loaded: Any, train: list, dialogues: list[str]) -> tuple[dict | None, list[str], str | None]:
+def direct_system(loaded: TrainedModel, train: list, dialogues: list[str]) -> tuple[dict | None, list[str], str | None]:
     """Fine-tune a fresh copy of the decoder on the training pairs and summarise `dialogues` with it."""
-    import dataclasses
-
-    from latentbridge.evaluation.baselines import DirectTraining, generate_direct, train_direct_baseline
-    from latentbridge.evaluation.generation import seed_everything
-    from latentbridge.models.decoder import load_decoder_backbone
-    from latentbridge.modes.specs import decoder_spec, sampling_spec
-
     c = loaded.config
     steps = direct_steps(c, len(train))
     if steps == 0:
@@ -140,13 +118,13 @@ def direct_system(loaded: Any, train: list, dialogues: list[str]) -> tuple[dict 
                               weight_decay=c.weight_decay, max_grad_norm=c.max_grad_norm, max_input_len=c.max_seq_len,
                               max_target_len=c.max_target_len)
     device = str(next(loaded.model.adapter.parameters()).device)
-    spec = dataclasses.replace(decoder_spec(c), unfrozen_layers=0)
+    spec = dataclasses.replace(recipe.decoder_spec(c), unfrozen_layers=0)
     model, tokenizer = load_decoder_backbone(spec, loaded.model.attn_implementation)
-    seed_everything(c.seed)
+    set_seed(c.seed)
     result = train_direct_baseline(model, tokenizer, [(e.input_text, e.target_text) for e in train], settings,
                                    name=c.gpt2_model, device=device)
-    seed_everything(c.seed)
-    outputs = generate_direct(model, tokenizer, dialogues, sampling_spec(c), name=c.gpt2_model,
+    set_seed(c.seed)
+    outputs = generate_direct(model, tokenizer, dialogues, recipe.sampling_spec(c), name=c.gpt2_model,
                               max_input_len=c.max_seq_len, batch_size=c.batch_size, device=device)
     details = {"steps": result.steps, "lr": settings.lr, "batch_size": settings.batch_size,
                "accumulation": settings.accumulation, "train_pairs": len(train), "examples_seen": result.examples_seen,

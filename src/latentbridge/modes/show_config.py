@@ -1,4 +1,9 @@
-"""`--mode config`: the resolved config with each value's source, as a table, JSON or YAML."""
+"""`--mode config`: the resolved config with each value's source, as a table, JSON or YAML.
+
+The table also shows the precision the run computes in next to the flags that ask for it (use_bf16,
+use_fp16), from models/precision.py's rule; without torch it cannot ask a GPU for bf16, so on a GPU it
+says what decides (`--mode doctor` resolves it on this machine).
+"""
 
 from __future__ import annotations
 
@@ -7,7 +12,10 @@ from rich.table import Table
 
 from latentbridge.config import Config, field_meta, field_names
 from latentbridge.config_sources import format_config, write_config_file
+from latentbridge.models.precision import effective_precision
 from latentbridge.modes import ModeOptions
+
+PRECISION_ROW = "precision (effective)"  # shown after use_bf16
 
 
 def run(config: Config, options: ModeOptions) -> int:
@@ -34,4 +42,17 @@ def config_table(config: Config, sources: dict[str, str]) -> Table:
         source = sources.get(name, "default")
         style = None if source == "default" else "bold"
         table.add_row(shown, name, repr(getattr(config, name)), source, style=style)
+        if name == "use_bf16":
+            table.add_row("", PRECISION_ROW, effective_precision_text(config), "device, use_bf16, use_fp16")
     return table
+
+
+def effective_precision_text(c: Config) -> str:
+    """What the run computes in: exact on a CPU; on a GPU it depends on the device's bf16 support."""
+    if c.device == "cpu":
+        precision, note = effective_precision(c.use_bf16, c.use_fp16, "cpu", bf16_supported=False)
+        return precision + (f" ({note.removeprefix('precision: ')})" if note else "")
+    with_bf16 = effective_precision(c.use_bf16, c.use_fp16, c.device, bf16_supported=True)[0]
+    if with_bf16 == "fp32":
+        return "fp32"
+    return f"bf16 on a device with bf16, else fp32 ({c.device}; --mode doctor checks this machine)"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 import torch
+from transformers import get_scheduler
 
 SCHEDULES = ("linear", "cosine", "constant_with_warmup")
 
@@ -26,7 +27,6 @@ def build_scheduler(optimizer: torch.optim.Optimizer, *, warmup_steps: int, tota
         raise ValueError(f"unknown schedule {kind!r}; choose one of {', '.join(SCHEDULES)}")
     if warmup_steps < 0 or total_steps < 0:
         raise ValueError("warmup_steps and total_steps must be >= 0")
-    from transformers import get_scheduler  # heavy import, only when training
 
     total = max(1, total_steps)
     return get_scheduler(kind, optimizer, num_warmup_steps=min(warmup_steps, total), num_training_steps=total)

@@ -1,6 +1,7 @@
 """The training pipeline as data: `plan_stages(...)` returns the validated list of stages one loop runs.
 
-No torch, no Config: the orchestration layer (src/latentbridge/modes/train.py) passes explicit values.
+No torch, and no Config object: src/latentbridge/recipe.py passes explicit values, which the Config has
+already validated (the stage, mode and phase names are config.py's lists).
 docs/pipeline.md explains every stage, phase and mode.
 
 Decoder input of a token stage: `uses_middle` -> middle(input latents); otherwise the target
@@ -14,16 +15,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Mapping
 
+from latentbridge.config import STAGES
 from latentbridge.errors import UserError
+from latentbridge.models.specs import MODEL_PARTS
 
-PARTS = ("encoder", "compressor", "middle", "adapter", "decoder")
 DATA_COLLECTIONS = ("pretrain", "dialogue")  # pretraining text (wikitext/arxiv/english) | dialogue -> summary
 OBJECTIVES = ("latent", "tokens")  # MSE + InfoNCE (+ stop) on latents | token cross-entropy through the decoder
-PIPELINE_MODES = ("two_stage_scientific", "end_to_end")
-TRAINING_PHASES = ("normal", "phase1", "phase2", "phase3")
-PIPELINE_STAGES = ("pretrain_middle", "pretrain_adapter", "finetune_middle", "finetune_adapter")
-# Budget keys: the four pipeline stages, plus the single stage of end_to_end mode and of phase2.
-BUDGET_KEYS = PIPELINE_STAGES + ("end_to_end", "train_encoder")
+# Budget keys: the four pipeline stages (config.STAGES), plus the single stage of end_to_end mode and of phase2.
+BUDGET_KEYS = STAGES + ("end_to_end", "train_encoder")
 PRETRAIN_BEST = "pretrain_best_model_filename"
 FINETUNE_BEST = "finetune_best_model_filename"
 
@@ -57,8 +56,8 @@ class Stage:
 
     def __post_init__(self) -> None:
         problems = []
-        if not self.trains or not self.trains <= set(PARTS):
-            problems.append(f"trains {sorted(self.trains)} must be a non-empty subset of {PARTS}")
+        if not self.trains or not self.trains <= set(MODEL_PARTS):
+            problems.append(f"trains {sorted(self.trains)} must be a non-empty subset of {MODEL_PARTS}")
         if self.data not in DATA_COLLECTIONS:
             problems.append(f"data {self.data!r} must be one of {DATA_COLLECTIONS}")
         if self.objective not in OBJECTIVES:
@@ -105,10 +104,6 @@ def plan_stages(*, pipeline_mode: str, training_phase: str, run_pretraining: boo
     (3-4) halves of two_stage_scientific and of phase1/phase3. `latent_stages_use_cache` off: the
     middle stages encode their input and target text live instead of reading cached latents.
     """
-    if pipeline_mode not in PIPELINE_MODES:
-        raise UserError(f"pipeline_mode {pipeline_mode!r} is not one of {', '.join(PIPELINE_MODES)}.")
-    if training_phase not in TRAINING_PHASES:
-        raise UserError(f"training_phase {training_phase!r} is not one of {', '.join(TRAINING_PHASES)}.")
     adapter = {"adapter", "decoder"} if train_decoder_layers else {"adapter"}
 
     def budget(key: str) -> StageBudget:

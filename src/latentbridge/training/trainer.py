@@ -9,7 +9,8 @@
         the stage ends by loading its best weights back, so the next stage starts from them
     finally: the hand-off model file (best_model.pt) and summary.json
 
-The trainer never reads the Config: `src/latentbridge/modes/train.py` builds the model, the data and `TrainSettings`.
+The trainer never reads the Config: src/latentbridge/recipe.py builds `TrainSettings` and the stages, and
+`--mode train` (src/latentbridge/modes/train.py) the model, the data and the progress display.
 Accelerate provides the device, autocast, backward, gradient clipping and DDP wrapping; accumulation
 is explicit (`no_sync` on all but the last micro-batch) so a window is never split across a checkpoint.
 """
@@ -26,10 +27,13 @@ from itertools import islice
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping, Optional
 
+import psutil
 import torch
+from accelerate import Accelerator
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
+from latentbridge.data.loader import make_loader
 from latentbridge.errors import UserError
 from latentbridge.models.bridge import LatentBridge, set_trainable
 from latentbridge.models.specs import SamplingSpec
@@ -38,12 +42,12 @@ from latentbridge.training.checkpoint import (AsyncCheckpointer, ConfigFingerpri
 from latentbridge.training.metrics import MetricsWriter, StepMetrics
 from latentbridge.training.schedule import build_scheduler, optimizer_steps
 from latentbridge.training.stages import Stage
-from latentbridge.ui.progress import NullDisplay, ProgressDisplay
+from latentbridge.training.progress import NullDisplay, ProgressDisplay
 
 
 @dataclass(frozen=True)
 class TrainSettings:
-    """The run settings the loop needs (built from the Config in src/latentbridge/modes/train.py)."""
+    """The run settings the loop needs (built from the Config by recipe.train_settings)."""
 
     learning_rate: float
     weight_decay: float = 0.01
@@ -164,8 +168,6 @@ def frozen_subtrees(module: nn.Module) -> list[nn.Module]:
 def _memory_gb(device: torch.device) -> float:
     if device.type == "cuda":
         return torch.cuda.max_memory_allocated(device) / 2**30
-    import psutil
-
     return psutil.Process().memory_info().rss / 2**30
 
 
@@ -173,8 +175,6 @@ class Trainer:
     def __init__(self, model: LatentBridge, stages: tuple[Stage, ...], data_for: Callable[[Stage], StageData],
                  settings: TrainSettings, *, fingerprint: ConfigFingerprint, config: Mapping[str, Any],
                  accelerator: Any = None, display: Optional[ProgressDisplay] = None) -> None:
-        from accelerate import Accelerator
-
         self.model, self.stages, self.data_for, self.s = model, stages, data_for, settings
         self.accelerator = accelerator or Accelerator(cpu=next(model.parameters()).device.type == "cpu")
         is_main = self.accelerator.is_main_process
@@ -307,13 +307,8 @@ class Trainer:
             yield window
 
     def _loader(self, dataset: Dataset, indices: list[int], batch_size: int, collate: Callable) -> DataLoader:
-        kwargs: dict[str, Any] = {}
-        if self.s.num_workers > 0:
-            kwargs = {"num_workers": self.s.num_workers, "prefetch_factor": self.s.prefetch_factor}
-        # a private generator: creating the iterator must not draw from the global RNG (exact resume)
-        return DataLoader(dataset, batch_size=batch_size, sampler=indices, collate_fn=collate,
-                          generator=torch.Generator().manual_seed(self.s.seed),
-                          pin_memory=self.accelerator.device.type == "cuda", **kwargs)
+        return make_loader(dataset, indices, batch_size, collate, seed=self.s.seed, num_workers=self.s.num_workers,
+                           prefetch_factor=self.s.prefetch_factor, pin_memory=self.accelerator.device.type == "cuda")
 
     # ------------------------------------------------------------------ epoch and stage ends
 

@@ -1,6 +1,7 @@
 """Training progress on the terminal: a Rich live dashboard, or plain lines for pipes and CI.
 
-Both implement `ProgressDisplay`; the trainer calls it and never checks which one it has.
+Both implement training/progress.py's `ProgressDisplay`; the trainer calls it and never checks which one
+it has. The modes build the display here and pass it down to the trainer.
 `make_progress_display(use_tui, is_main)` picks: nothing on ranks other than 0, the dashboard
 when `use_tui` is on and the console is an interactive terminal, plain lines otherwise
 (one line per `every_s` seconds, plus stage starts, validation, checkpoints and samples).
@@ -10,7 +11,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Callable, Protocol
+from typing import Callable
 
 from rich.console import Console, RenderableType
 from rich.live import Live
@@ -20,26 +21,7 @@ from rich.table import Table
 from rich.text import Text
 
 from latentbridge.training.metrics import StepMetrics
-
-
-class ProgressDisplay(Protocol):
-    def start_stage(self, name: str, index: int, total_stages: int, *, epochs: int, steps_per_epoch: int,
-                    start_step: int = 0) -> None:
-        """A stage begins (index is 1-based); `start_step` > 0 when resuming inside it."""
-
-    def update(self, metrics: StepMetrics) -> None:
-        """A logging step (split="train") or a validation result (split="validation")."""
-
-    def checkpoint_state(self, writing_step: int | None, last_safe_step: int | None, error: str | None = None) -> None:
-        """The checkpointer's state: a save in flight, the newest committed step, a failure."""
-
-    def sample(self, text: str) -> None:
-        """A recently decoded sample."""
-
-    def message(self, text: str) -> None:
-        """A one-off note (resumed from ..., best model saved, ...)."""
-
-    def close(self) -> None: ...
+from latentbridge.training.progress import NullDisplay, ProgressDisplay
 
 
 # ----------------------------------------------------------------------------- shared state
@@ -279,17 +261,6 @@ class RichDashboard:
             self._live.refresh()
             self._live.stop()
             self._started = False
-
-
-class NullDisplay:
-    """Ranks other than 0 show nothing."""
-
-    def start_stage(self, *a, **k) -> None: ...
-    def update(self, metrics: StepMetrics) -> None: ...
-    def checkpoint_state(self, *a, **k) -> None: ...
-    def sample(self, text: str) -> None: ...
-    def message(self, text: str) -> None: ...
-    def close(self) -> None: ...
 
 
 def make_progress_display(use_tui: bool, is_main: bool, console: Console | None = None, *, every_s: float = 10.0) -> ProgressDisplay:

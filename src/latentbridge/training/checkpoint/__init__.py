@@ -4,7 +4,7 @@ Two kinds of files, both written through `<name>.partial` + fsync + rename (late
 
 - **Step checkpoints** (`<checkpoint_dir>/step-000000500/`, for `--resume`): a folder with
   `model.safetensors` (the unwrapped model's state dict), `state.safetensors` (every other
-  tensor: optimizer moments, RNG states), `state.json` (optimizer/scheduler/scaler
+  tensor: optimizer moments, RNG states), `state.json` (optimizer/scheduler
   skeletons, loop state incl. data position, python/numpy RNG), `config.json` (the
   resolved config) and `manifest.json`, written LAST, listing every file with its size
   and sha256, the step, the stage and the config fingerprint. A folder without a valid

@@ -28,7 +28,6 @@ class LoadedCheckpoint:
     model: dict[str, torch.Tensor]
     optimizer: dict[str, Any] | None
     scheduler: dict[str, Any] | None
-    scaler: dict[str, Any] | None
     loop: dict[str, Any]
     rng: dict[str, Any] | None
     config: dict[str, Any]
@@ -133,7 +132,7 @@ def load_checkpoint(path: str | Path, expected_fingerprint: ConfigFingerprint | 
     decoded = {k: decode_state(v, tensors) for k, v in state.items()}
     return LoadedCheckpoint(
         path=path, step=int(manifest["step"]), stage=str(manifest["stage"]), model=model,
-        optimizer=decoded.get("optimizer"), scheduler=decoded.get("scheduler"), scaler=decoded.get("scaler"),
+        optimizer=decoded.get("optimizer"), scheduler=decoded.get("scheduler"),
         loop=decoded.get("loop") or {}, rng=decoded.get("rng"), config=config, manifest=manifest,
     )
 

@@ -23,7 +23,6 @@ class TrainState:
     model: Mapping[str, torch.Tensor]
     optimizer: Mapping[str, Any] | None = None
     scheduler: Mapping[str, Any] | None = None
-    scaler: Mapping[str, Any] | None = None
     loop: Mapping[str, Any] = field(default_factory=dict)
     rng: Mapping[str, Any] | None = None
     config: Mapping[str, Any] = field(default_factory=dict)

@@ -94,7 +94,7 @@ def snapshot(step: int, state: TrainState, buffers: CopyBuffers) -> Snapshot:
     tensors: dict[str, torch.Tensor] = {}
     state_json = {
         name: encode_state(value, name, tensors, buffers.copy)
-        for name, value in (("optimizer", state.optimizer), ("scheduler", state.scheduler), ("scaler", state.scaler),
+        for name, value in (("optimizer", state.optimizer), ("scheduler", state.scheduler),
                             ("loop", dict(state.loop)), ("rng", state.rng))
     }
     buffers.finish()

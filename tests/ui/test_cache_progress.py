@@ -2,7 +2,7 @@
 
 import io
 
-from latentbridge.data.progress import LineProgress, console_progress
+from latentbridge.ui.cache_progress import LineProgress, console_progress
 
 
 def test_plain_lines_when_not_a_terminal():

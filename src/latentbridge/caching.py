@@ -1,0 +1,101 @@
+"""The latent cache a Config asks for: reused when complete and current, else built with the frozen encoder.
+
+    ensure_cache(config, progress)             -> BuildResult (the Cache, and whether it was reused)
+    load_cache_encoder_state(cache, encoder)   put the compressor the latents came from into a model
+
+The compressor (segment pooling + projection) is initialised from `seed`, used to encode, and saved in
+the cache as `encoder_state.safetensors`; a model trained on cached latents must load it from there.
+`--mode preprocess` and `--mode train` both get their cache here.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+import torch
+from safetensors.torch import load_file, save_file
+from transformers import AutoTokenizer
+
+from latentbridge import recipe
+from latentbridge.assets import ensure_tiny_assets
+from latentbridge.config import Config
+from latentbridge.data.cache import Cache
+from latentbridge.data.preprocess import BuildResult, Tokenizers, build_cache
+from latentbridge.data.progress import NullProgress, Progress
+from latentbridge.data.sources import load_collection
+from latentbridge.errors import UserError
+from latentbridge.models.backends import autocast, log_note, resolve_attention, resolve_dtype
+from latentbridge.models.decoder import target_end_id
+from latentbridge.models.encoder import LatentEncoder, load_encoder_backbone
+from latentbridge.models.loading import load_pretrained
+
+ENCODER_STATE = "encoder_state.safetensors"
+
+
+def load_encode(c: Config, encoder_state: Optional[Path] = None) -> tuple[Tokenizers, Callable, Any]:
+    """(tokenizers, encode function, the LatentEncoder) for preprocessing, frozen, on the configured device."""
+    rt = recipe.runtime_spec(c)
+    device = torch.device(rt.device)
+    dtype, dtype_note = resolve_dtype(rt.use_bf16, rt.use_fp16, device)
+    attn, attn_note = resolve_attention(rt.attn_implementation, device, dtype)
+    log_note(dtype_note)
+    log_note(attn_note)
+    espec = recipe.encoder_spec(c)
+    backbone, enc_tok = load_encoder_backbone(espec, attn, rt.allow_download,
+                                              dtype if attn == "flash_attention_2" else torch.float32)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(c.seed)  # the compressor's init depends on the seed only
+        encoder = LatentEncoder(backbone, enc_tok, espec)
+    if encoder_state is not None:
+        encoder.load_state_dict(load_file(str(encoder_state)), strict=False)
+    encoder.eval().requires_grad_(False).to(device)
+    dspec = recipe.decoder_spec(c)
+    dec_tok = load_pretrained(AutoTokenizer, dspec.model, dspec.model_field, "tokenizer", rt.allow_download)
+
+    def encode(input_ids, attention_mask):
+        with autocast(device, dtype):
+            return encoder(input_ids.to(device), attention_mask.to(device))
+
+    return Tokenizers(enc_tok, dec_tok, target_end_id(dec_tok, dspec.model)), encode, encoder
+
+
+def _save_encoder_state(encoder: Any, folder: Path) -> None:
+    state = {f"compressor.{k}": v.detach().contiguous().cpu() for k, v in encoder.compressor.state_dict().items()}
+    save_file(state, str(folder / ENCODER_STATE))
+
+
+def load_cache_encoder_state(cache: Cache, encoder: Any) -> None:
+    """Load the compressor the cached latents were made with into `encoder` (a LatentEncoder)."""
+    path = cache.folder / ENCODER_STATE
+    try:
+        state = load_file(str(path))
+    except Exception as e:
+        raise UserError(f"Cannot read {path} ({e}); preprocess again.") from e
+    encoder.load_state_dict(state, strict=False)
+
+
+def ensure_cache(c: Config, progress: Optional[Progress] = None, *, reuse: Optional[bool] = None,
+                 encoder_state: Optional[Path] = None, log: Callable[[str], None] = print,
+                 allow_build: bool = True) -> BuildResult:
+    """The complete cache for `c`: reused when `skip_preprocessing_if_cached` and intact, else built
+    (unless `allow_build` is off: then a missing cache is a UserError). `progress` shows the build."""
+    if c.tiny_assets_dir:
+        ensure_tiny_assets(Path(c.tiny_assets_dir), c.seed)
+    cols = recipe.collections(c)
+    dspec = recipe.data_spec(c)
+    loaded: dict[str, Any] = {}
+
+    def load_model():
+        tok, encode, encoder = load_encode(c, encoder_state)
+        loaded["encoder"] = encoder
+        return tok, encode
+
+    def before_commit(folder: Path) -> None:
+        _save_encoder_state(loaded["encoder"], folder)
+
+    return build_cache(
+        Path(c.preprocess_cache_dir), recipe.cache_fingerprint_parts(c, cols, encoder_state),
+        lambda: {col: load_collection(dspec, col) for col in cols}, load_model, recipe.cache_spec(c),
+        reuse=(c.skip_preprocessing_if_cached or not allow_build) if reuse is None else reuse,
+        progress=progress or NullProgress(), log=log, before_commit=before_commit, allow_build=allow_build)

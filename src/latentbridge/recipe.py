@@ -1,0 +1,256 @@
+"""The one place that turns a Config into what each layer takes; nothing below this module reads the Config.
+
+    models/    model_spec(c, device), sampling_spec(c), encoder_spec(c), decoder_spec(c), ...
+    data/      data_spec(c), cache_spec(c), collections(c), cache_fingerprint_parts(c, ...)
+    training/  plan(c) (the stages, with their budgets), train_settings(c), checkpoint_fingerprint(c)
+
+No torch at import: what needs the hardware (the resolved device and precision) or a torch module
+imports it inside the function that asks.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Optional
+
+from latentbridge.config import STAGES, Config
+from latentbridge.data.cache import hash_path
+from latentbridge.data.preprocess import CacheSpec
+from latentbridge.data.sources import DataSpec, PretrainSource
+from latentbridge.errors import UserError
+from latentbridge.models.specs import (AdapterSpec, DecoderSpec, EncoderSpec, LossSpec, MiddleSpec, ModelSpec,
+                                       RuntimeSpec, SamplingSpec)
+from latentbridge.training.stages import BUDGET_KEYS, DATA_COLLECTIONS, Stage, StageBudget, plan_stages
+
+if TYPE_CHECKING:
+    from latentbridge.training.checkpoint import ConfigFingerprint
+    from latentbridge.training.trainer import TrainSettings
+
+PRETRAIN_FIELDS = {"wikitext": "wikitext_dataset", "arxiv": "arxiv_dataset", "english": "english_pretrain_dataset"}
+BEST_FIELDS = ("pretrain_best_model_filename", "finetune_best_model_filename")
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "tokenizer.model",
+                   "vocab.txt", "merges.txt", "chat_template.jinja", "added_tokens.json")
+LOCAL_DATA_HASH_LIMIT = 256 << 20  # local data files up to this size are hashed by content, larger by size+mtime
+
+
+# --- models -------------------------------------------------------------------------------------
+
+
+def encoder_spec(c: Config) -> EncoderSpec:
+    return EncoderSpec(model=c.modernbert_model, latent_dim=c.latent_dim, latent_seq_len=c.latent_seq_len,
+                       normalize_latent=c.normalize_latent, unfrozen_layers=c.num_encoder_unfrozen_layers,
+                       expected_hidden_dim=c.modernbert_hidden_dim)
+
+
+def middle_spec(c: Config) -> MiddleSpec:
+    return MiddleSpec(latent_dim=c.latent_dim, latent_seq_len=c.latent_seq_len, layers=c.middle_transformer_layers,
+                      num_heads=c.middle_num_heads, ffn_multiplier=c.middle_ffn_multiplier, dropout=c.middle_dropout,
+                      use_rope=c.middle_use_rope, rope_base=float(c.rope_base), use_rmsnorm=c.use_rmsnorm,
+                      architecture=c.middle_architecture, mlp_layers=c.middle_layers, mlp_hidden_dim=c.middle_hidden_dim,
+                      norm_eps=c.rmsnorm_eps, normalize_latent=c.normalize_latent, use_stop_latent=c.use_stop_latent,
+                      stop_latent_init=c.stop_latent_init, stop_latent_seed=c.stop_latent_seed,
+                      stop_cosine_threshold=c.stop_latent_cosine_threshold)
+
+
+def adapter_spec(c: Config) -> AdapterSpec:
+    return AdapterSpec(latent_dim=c.latent_dim, prefix_len=c.prefix_len, num_heads=c.adapter_num_heads,
+                       dropout=c.adapter_dropout, query_rope=c.use_prefix_rope, key_rope=c.adapter_use_rope,
+                       rope_base=float(c.rope_base), use_rmsnorm=c.use_rmsnorm, norm_eps=c.rmsnorm_eps)
+
+
+def decoder_spec(c: Config) -> DecoderSpec:
+    return DecoderSpec(model=c.gpt2_model, unfrozen_layers=c.decoder_unfrozen_layers,
+                       expected_hidden_dim=c.gpt2_hidden_dim)
+
+
+def loss_spec(c: Config) -> LossSpec:
+    return LossSpec(mse_weight=c.latent_mse_weight, contrastive_weight=c.contrastive_weight)
+
+
+def resolved_device(c: Config) -> str:
+    """The device `c.device` gives on this machine (auto, or a missing cuda/mps, becomes what is there)."""
+    from latentbridge.models.backends import resolve_device  # torch: asks the hardware
+
+    return resolve_device(c.device)[0]
+
+
+def compute_precision(c: Config, device: Optional[str] = None) -> str:
+    """The precision the run computes in on `device` (default: the resolved one): "bf16" or "fp32".
+    This, not the requested use_bf16/use_fp16, is what changes results (models/precision.py)."""
+    from latentbridge.models.backends import resolve_precision  # torch: asks the hardware for bf16
+
+    return resolve_precision(c.use_bf16, c.use_fp16, device or resolved_device(c))[0]
+
+
+def runtime_spec(c: Config, device: Optional[str] = None) -> RuntimeSpec:
+    """`device`: the resolved device; default `resolved_device(c)`."""
+    return RuntimeSpec(device=device or resolved_device(c), attn_implementation=c.attn_implementation,
+                       use_bf16=c.use_bf16, use_fp16=c.use_fp16, gradient_checkpointing=c.use_gradient_checkpointing,
+                       compile=c.use_torch_compile, compile_mode=c.torch_compile_mode)
+
+
+def sampling_spec(c: Config) -> SamplingSpec:
+    return SamplingSpec(max_new_tokens=c.max_generation_length, do_sample=c.do_sample, temperature=c.temperature,
+                        top_p=c.top_p, top_k=c.top_k)
+
+
+def model_spec(c: Config, device: Optional[str] = None) -> ModelSpec:
+    return ModelSpec(encoder=encoder_spec(c), middle=middle_spec(c), adapter=adapter_spec(c), decoder=decoder_spec(c),
+                     loss=loss_spec(c), runtime=runtime_spec(c, device))
+
+
+# --- data and the cache -------------------------------------------------------------------------
+
+
+def _cap_max(*caps: Optional[int]) -> Optional[int]:
+    """The larger of caps where None means "no cap" (so any None wins)."""
+    return None if any(c is None for c in caps) else max(caps)  # type: ignore[type-var]
+
+
+def _cap_min(*caps: Optional[int]) -> Optional[int]:
+    real = [c for c in caps if c is not None]
+    return min(real) if real else None
+
+
+def stage_caps(c: Config, stage: str) -> tuple[Optional[int], dict[str, Optional[int]]]:
+    """(total cap, {pretraining source: cap}) on the training rows of one of config.STAGES; max_train_samples
+    caps every source of the pretraining stages and the total of the dialogue stages (stage 2 has no English
+    cap of its own)."""
+    if stage.startswith("pretrain"):
+        per = {name: _cap_min(getattr(c, f"{stage}_max_samples_{name}", None), c.max_train_samples)
+               for name in PRETRAIN_FIELDS}
+        return c.stage_max_samples(stage), per
+    return _cap_min(c.stage_max_samples(stage), c.max_train_samples), {}
+
+
+def data_spec(c: Config) -> DataSpec:
+    """What to load: every source with the largest cap any stage needs (stages take subsets at training)."""
+    caps = [stage_caps(c, s) for s in STAGES if s.startswith("pretrain")]
+    pretrain = tuple(PretrainSource(name, getattr(c, field), field,
+                                    _cap_max(*[_cap_min(per[name], total) for total, per in caps]))
+                     for name, field in PRETRAIN_FIELDS.items())
+    dialogue = [stage_caps(c, s)[0] for s in STAGES if not s.startswith("pretrain")]
+    return DataSpec(dataset=c.dataset_name, train_split=c.train_split, validation_split=c.validation_split,
+                    test_split=c.test_split, dialogue_max_train=_cap_max(*dialogue), pretrain=pretrain,
+                    pretrain_max_train=_cap_max(*[total for total, _ in caps]),
+                    validation_fraction=c.preprocess_validation_fraction, seed=c.seed,
+                    max_document_chars=c.max_seq_len * 8)
+
+
+def cache_spec(c: Config) -> CacheSpec:
+    return CacheSpec(max_seq_len=c.max_seq_len, max_target_len=c.max_target_len, batch_size=c.preprocess_batch_size,
+                     store_text=c.cache_store_text, store_input_ids=c.cache_store_input_ids,
+                     store_attention_mask=c.cache_store_attention_mask, store_target_ids=c.cache_store_target_ids,
+                     store_target_attention_mask=c.cache_store_target_attention_mask,
+                     int8=c.cache_store_embeddings_int8, write_offsets_index=c.cache_write_offsets_index,
+                     format=c.preprocess_format)
+
+
+def collections(c: Config) -> tuple[str, ...]:
+    """Pretraining text only when stages 1-2 run; dialogues always (stages 3-4, eval)."""
+    return DATA_COLLECTIONS if c.run_pretraining else ("dialogue",)
+
+
+def model_dir(name: str) -> Optional[Path]:
+    """The local folder of a model: the path itself, or its snapshot in the local hub cache."""
+    path = Path(name).expanduser()
+    if path.exists():
+        return path
+    try:
+        from huggingface_hub import snapshot_download  # its HTTP stack takes 0.4 s; only hub names need it
+
+        return Path(snapshot_download(name, local_files_only=True))
+    except Exception:
+        return None
+
+
+def _data_identity(location: str) -> Any:
+    path = Path(location).expanduser()
+    if not path.exists():
+        return location  # a hub name: the name (and the datasets cache) identify it
+    files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file() and not p.name.startswith("."))
+    out = []
+    for p in files:
+        st = p.stat()
+        digest = hash_path(p) if st.st_size <= LOCAL_DATA_HASH_LIMIT else f"{st.st_size}:{st.st_mtime_ns}"
+        out.append([str(p.relative_to(path)) if path.is_dir() else p.name, digest])
+    return out
+
+
+def cache_fingerprint_parts(c: Config, collections_: tuple[str, ...],
+                            encoder_state: Optional[Path] = None) -> dict[str, Any]:
+    """Everything besides the CacheSpec that changes the cache's content. The encoder runs in the
+    effective precision (`compute_precision`), so `--use-bf16` on a CPU reuses the fp32 cache."""
+    enc = dataclasses.asdict(encoder_spec(c))
+    for k in ("unfrozen_layers", "expected_hidden_dim", "hidden_dim_field", "model_field"):
+        enc.pop(k, None)
+    enc_dir, dec_dir = model_dir(c.modernbert_model), model_dir(c.gpt2_model)
+    device = resolved_device(c)
+    return {
+        "encoder": enc,
+        "encoder_files": hash_path(enc_dir) if enc_dir else None,
+        "encoder_state": hash_path(encoder_state) if encoder_state else None,
+        "encoder_precision": [device.split(":")[0], compute_precision(c, device), c.attn_implementation],
+        "decoder_tokenizer": [c.gpt2_model, hash_path(dec_dir, TOKENIZER_FILES) if dec_dir else None],
+        "data": dataclasses.asdict(data_spec(c)),
+        "data_files": {name: _data_identity(loc) for name, loc in
+                       [("dataset", c.dataset_name)] + [(n, getattr(c, f)) for n, f in PRETRAIN_FIELDS.items()]},
+        "collections": list(collections_),
+        "seed": c.seed,
+    }
+
+
+# --- training -----------------------------------------------------------------------------------
+
+
+def stage_budgets(c: Config) -> dict[str, StageBudget]:
+    """Each stage's epochs, batch size and caps (end_to_end and phase2's train_encoder use the global ones)."""
+    budgets = {name: StageBudget(c.num_epochs, c.batch_size, c.max_train_samples)
+               for name in BUDGET_KEYS if name not in STAGES}
+    for name in STAGES:
+        total, per = stage_caps(c, name)
+        budgets[name] = StageBudget(c.stage_epochs(name), c.stage_batch_size(name), total, tuple(sorted(per.items())))
+    return budgets
+
+
+def plan(c: Config) -> tuple[Stage, ...]:
+    """The stages this config trains (training/stages.py), each with its budget and caps."""
+    stages = plan_stages(pipeline_mode=c.pipeline_mode, training_phase=c.training_phase,
+                         run_pretraining=c.run_pretraining, run_finetuning=c.run_finetuning,
+                         adapter_pretrain_use_middle=c.adapter_pretrain_use_middle,
+                         freeze_encoder_compression=c.freeze_encoder_compression_in_pipeline,
+                         train_decoder_layers=c.decoder_unfrozen_layers > 0, budgets=stage_budgets(c),
+                         latent_stages_use_cache=c.cache_use_embeddings_for_training)
+    live = [s.name for s in stages if not s.uses_cache]
+    if live and not c.cache_store_text:
+        raise UserError(f"Stage(s) {', '.join(live)} encode text live (they train the encoder or compressor), "
+                        "so the cache must keep the text: add --cache-store-text.")
+    return stages
+
+
+def train_settings(c: Config, *, stop_after_steps: Optional[int] = None) -> TrainSettings:
+    from latentbridge.training.trainer import TrainSettings  # torch
+
+    return TrainSettings(
+        learning_rate=c.learning_rate, weight_decay=c.weight_decay, warmup_steps=c.warmup_steps,
+        gradient_accumulation_steps=c.gradient_accumulation_steps, max_grad_norm=c.max_grad_norm,
+        save_every=c.save_every, log_every=c.log_every, keep_last_checkpoints=c.keep_last_checkpoints,
+        async_checkpointing=c.async_checkpointing, checkpoint_dir=Path(c.checkpoint_dir), run_dir=Path(c.output_dir),
+        best_filenames={f: getattr(c, f) for f in BEST_FIELDS}, handoff_filename=c.handoff_best_model_filename,
+        seed=c.seed, max_seq_len=c.max_seq_len, max_target_len=c.max_target_len, num_workers=c.num_workers,
+        prefetch_factor=c.prefetch_factor if c.num_workers > 0 else None,
+        sample_max_tokens=min(48, c.max_generation_length), stop_after_steps=stop_after_steps)
+
+
+def checkpoint_fingerprint(c: Config) -> ConfigFingerprint:
+    """What saved weights must match: checkpoint.ARCHITECTURE_FIELDS of the config, and the content of both
+    backbone folders, since a model file holds only the trainable weights and reads the frozen backbones
+    from their folders (a rebuilt or swapped backbone would silently change a trained model)."""
+    from latentbridge.training.checkpoint import ARCHITECTURE_FIELDS, config_fingerprint  # torch
+
+    backbones = {f"{field}_files": hash_path(folder) if (folder := model_dir(getattr(c, field))) else None
+                 for field in ("modernbert_model", "gpt2_model")}
+    # only an mlp middle fingerprints its own fields: transformer checkpoints keep the digest they were written with
+    mlp = ("middle_architecture", "middle_layers") if c.middle_architecture == "mlp" else ()
+    return config_fingerprint({**c.to_dict(), **backbones}, (*ARCHITECTURE_FIELDS, *mlp, *backbones))
