@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from latentbridge import recipe
+from latentbridge.models import backends
 from latentbridge.errors import UserError
 from tests.factories import tiny_config
 
@@ -68,6 +69,21 @@ def test_the_cache_fingerprint_follows_the_precision_the_device_gives(monkeypatc
     assert fp32["encoder_precision"][:2] == ["cuda", "fp32"] and bf16["encoder_precision"][:2] == ["cuda", "bf16"]
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: False)  # an old GPU: fp32 after all
     assert recipe.cache_fingerprint_parts(tiny_config(device="cuda", use_bf16=True), ("dialogue",)) == fp32
+
+
+def test_the_cache_fingerprint_follows_the_attention_backend_the_device_gives(monkeypatch):
+    """flash_attention_2 asked for on a CPU runs sdpa, so it keeps the sdpa cache; on CUDA with the package and
+    bf16 it runs flash attention, which computes differently."""
+    cpu = recipe.cache_fingerprint_parts(tiny_config(attn_implementation="sdpa"), ("dialogue",))
+    asked = recipe.cache_fingerprint_parts(tiny_config(attn_implementation="flash_attention_2"), ("dialogue",))
+    assert asked == cpu
+    monkeypatch.setattr(recipe, "resolved_device", lambda c: "cuda")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
+    monkeypatch.setattr(backends, "flash_attn_available", lambda: True)
+    flash = recipe.cache_fingerprint_parts(tiny_config(device="cuda", use_bf16=True,
+                                                       attn_implementation="flash_attention_2"), ("dialogue",))
+    assert flash["encoder_precision"] == ["cuda", "bf16", "flash_attention_2"]
 
 
 def test_importing_the_recipe_loads_no_torch():

@@ -83,6 +83,14 @@ def compute_precision(c: Config, device: Optional[str] = None) -> str:
     return resolve_precision(c.use_bf16, c.use_fp16, device or resolved_device(c))[0]
 
 
+def compute_attention(c: Config, device: str) -> str:
+    """The attention backend the run gets on `device` (flash_attention_2 falls back to sdpa off CUDA or
+    without the package): like precision, the effective backend, not the request, changes results."""
+    from latentbridge.models.backends import DTYPES, resolve_attention  # torch: asks for CUDA and flash_attn
+
+    return resolve_attention(c.attn_implementation, device, DTYPES[compute_precision(c, device)])[0]
+
+
 def runtime_spec(c: Config, device: Optional[str] = None) -> RuntimeSpec:
     """`device`: the resolved device; default `resolved_device(c)`."""
     return RuntimeSpec(device=device or resolved_device(c), attn_implementation=c.attn_implementation,
@@ -181,7 +189,8 @@ def _data_identity(location: str) -> Any:
 def cache_fingerprint_parts(c: Config, collections_: tuple[str, ...],
                             encoder_state: Optional[Path] = None) -> dict[str, Any]:
     """Everything besides the CacheSpec that changes the cache's content. The encoder runs in the
-    effective precision (`compute_precision`), so `--use-bf16` on a CPU reuses the fp32 cache."""
+    effective precision and attention backend, so `--use-bf16` or flash_attention_2 asked for on a CPU
+    reuse the fp32 sdpa cache."""
     enc = dataclasses.asdict(encoder_spec(c))
     for k in ("unfrozen_layers", "expected_hidden_dim", "hidden_dim_field", "model_field"):
         enc.pop(k, None)
@@ -191,7 +200,7 @@ def cache_fingerprint_parts(c: Config, collections_: tuple[str, ...],
         "encoder": enc,
         "encoder_files": hash_path(enc_dir) if enc_dir else None,
         "encoder_state": hash_path(encoder_state) if encoder_state else None,
-        "encoder_precision": [device.split(":")[0], compute_precision(c, device), c.attn_implementation],
+        "encoder_precision": [device.split(":")[0], compute_precision(c, device), compute_attention(c, device)],
         "decoder_tokenizer": [c.gpt2_model, hash_path(dec_dir, TOKENIZER_FILES) if dec_dir else None],
         "data": dataclasses.asdict(data_spec(c)),
         "data_files": {name: _data_identity(loc) for name, loc in
