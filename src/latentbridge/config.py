@@ -293,7 +293,13 @@ def is_optional(annotation: Any) -> bool:
 
 
 def field_meta(name: str) -> dict[str, Any]:
-    return dict(next(f for f in dataclasses.fields(Config) if f.name == name).metadata)
+    """The field's section, help, choices and bounds."""
+    return dict(_field_metadata()[name])
+
+
+@functools.cache
+def _field_metadata() -> dict[str, Any]:  # validation asks for every field's metadata on every Config
+    return {f.name: f.metadata for f in dataclasses.fields(Config)}
 
 
 def closest_field(name: str) -> Optional[str]:

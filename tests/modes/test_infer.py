@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
+from click.testing import CliRunner
 
 from latentbridge import cli
 from latentbridge.config_sources import resolve_config
@@ -14,7 +14,7 @@ from latentbridge.errors import UserError
 from latentbridge.modes import ModeOptions, infer
 from tests.factories import Handoff, assets_config, write_handoff
 
-APP = cli.build_app()
+APP = cli.build_command()
 
 
 def run_cli(args: list[str], stdin: str | None = None):
