@@ -102,6 +102,8 @@ def _run(mode: str, preset: Optional[str], config: tuple[str, ...], **values: An
     cli_values = {name: value for name, value in values.items() if value is not None}
     try:
         resolved = resolve_config(preset, list(config), cli_values=cli_values)
+        for warning in resolved.warnings:
+            click.echo(f"Warning: {warning}", err=True)
         code = run_mode(mode, resolved.config, sources=resolved.sources, **mode_values)
     except UserError as error:
         click.echo(f"Error: {error}", err=True)

@@ -157,6 +157,7 @@ class SplitWriter:
         for name, (width, inner, dtype, pad) in self.layout.items():
             p = self.folder / f"{self.rel}.{name}.npy"
             arr = np.lib.format.open_memmap(p, mode="w+", dtype=np.dtype(dtype), shape=(self.count, width, *inner))
+            _reserve_disk_space(p)
             if pad:
                 arr[:] = pad
             self.columns[name] = arr
@@ -198,6 +199,14 @@ class SplitWriter:
         if self.layout:  # a list: the order is the order of the lengths table (the manifest sorts keys)
             entry["columns"] = [[name, *spec] for name, spec in self.layout.items()]
         return entry
+
+
+def _reserve_disk_space(path: Path) -> None:
+    """Give the sparse memmapped file its blocks now: on a full disk, writing a page of a memmap kills the
+    process with SIGBUS, while reserving raises ENOSPC here, which the build can report and clean up."""
+    if hasattr(os, "posix_fallocate"):  # Linux; elsewhere the memmap stays sparse
+        with open(path, "r+b") as f:
+            os.posix_fallocate(f.fileno(), 0, os.fstat(f.fileno()).st_size)
 
 
 class CacheBuild:
