@@ -16,13 +16,15 @@ Each file holds one family of failures, driven the way they happen to users:
   old content, SIGTERM during preprocessing exits 130 leaving no half-built cache. The corruption matrix
   of the files this suite owns (config files cut or flipped at many offsets, metrics files torn at every
   byte of their last line) ends in a value or a UserError, never another exception.
+- `test_malicious_pickles.py`: a pickle planted in any file read back (the hand-off model file, every file of
+  a step checkpoint, every file of the cache; as a raw pickle, in torch.save's zip, as a numpy object
+  array, with its manifest entry recorded again) is never run and ends in a UserError.
 - `test_kill_resume.py` (slow): kill -9 during training, then `--resume auto`, ends bit-identical to an
   uninterrupted run.
 - `test_cache_integrity.py`, `test_run_lock.py`, `test_checkpoint_integrity.py`: cache content
   verification, the lock on `checkpoint_dir`, the hand-off header covered by its hash (issue 14, 1-3).
 
-Checks of the same families that live beside the code they test: malicious pickles in every checkpoint
-reader (tests/training/checkpoint/test_load.py), Ctrl-C and SIGTERM during training
-(tests/training/test_trainer.py), torn and foreign checkpoints (tests/training/checkpoint/).
+Checks of the same families that live beside the code they test: Ctrl-C and SIGTERM during training
+(tests/training/test_trainer.py), torn, foreign and pickled `.pt` checkpoints (tests/training/checkpoint/).
 `python -m pytest tests/reliability` runs the default subset; add `-m slow` for the heavy ones.
 """
