@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, Callable, Mapping
 
 from latentbridge.errors import UserError
-from latentbridge.files import write_text_atomic
+from latentbridge.files import REFUSED_WRITES, write_text_atomic
 
 METRICS_FILE = "metrics.jsonl"
 SUMMARY_FILE = "summary.json"
@@ -127,6 +127,8 @@ class MetricsWriter:
                 written += os.write(self._fd, line[written:])
         except OSError as error:
             os.ftruncate(self._fd, size)
+            if error.errno not in REFUSED_WRITES:
+                raise
             self._refused = MetricsWriteError(
                 f"Cannot append to {self.path} (output_dir): {error.strerror}. The "
                 f"{'lines written before are' if size else 'file is'} intact; free some space or choose another "
@@ -145,6 +147,8 @@ class MetricsWriter:
         try:
             write_text_atomic(path, json.dumps(clean, indent=2, allow_nan=False, default=str) + "\n")
         except OSError as error:
+            if error.errno not in REFUSED_WRITES:
+                raise
             if self._refused is not None:  # the same full disk: report where it started
                 raise self._refused from None
             raise MetricsWriteError(f"Cannot write {path} (output_dir): {error.strerror}. Any earlier summary there "
