@@ -33,6 +33,19 @@ def tiny_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
+@pytest.fixture(scope="session")
+def small_root(tiny_root: Path) -> Path:
+    """The shared tiny assets plus a cut-down corpus beside them, under `small/` (factories.small_corpus_config)."""
+    root = tiny_root
+    # a cut-down copy of the corpus keeps each build to seconds: 96/24/24 dialogues, 120 documents a source
+    sizes = {"train": 96, "validation": 24, "test": 24, "wikitext": 120, "arxiv": 120, "english": 120}
+    for path in (root / "data").rglob("*.jsonl"):
+        small = root / "small" / path.relative_to(root / "data")
+        small.parent.mkdir(parents=True, exist_ok=True)
+        small.write_text("".join(path.read_text().splitlines(keepends=True)[: sizes[path.stem]]))
+    return root
+
+
 @pytest.fixture
 def legacy_files(tmp_path: Path) -> Path:
     """A copy of tests/golden/legacy_03780ed: a checkpoint, a model file, a cache and the backbone folder

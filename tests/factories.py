@@ -4,6 +4,12 @@ helpers only here (tests import nothing from conftest files or from each other).
 from __future__ import annotations
 
 import dataclasses
+import os
+import shlex
+import shutil
+import subprocess
+import sys
+import textwrap
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -47,6 +53,17 @@ def link_tiny_assets(folder: Path, root: Path) -> None:
     (folder / "cache" / "tiny").mkdir(parents=True, exist_ok=True)
     for part in ("data", "models"):
         (folder / "cache" / "tiny" / part).symlink_to(root / part)
+
+
+def small_corpus_config(root: Path, tmp: Path, **overrides: Any) -> Config:
+    """The tiny preset over the cut-down corpus of the `small_root` fixture, its cache under `tmp`: builds in seconds."""
+    small = root / "small"
+    return assets_config(root, **{
+        "dataset_name": str(small / "samsum"), "wikitext_dataset": str(small / "pretrain/wikitext.jsonl"),
+        "arxiv_dataset": str(small / "pretrain/arxiv.jsonl"),
+        "english_pretrain_dataset": str(small / "pretrain/english.jsonl"), "preprocess_cache_dir": str(tmp / "cache"),
+        "max_train_samples": 48, "pretrain_middle_max_samples": 60, "pretrain_adapter_max_samples": 30,
+        "use_tui": False, **overrides})
 
 
 def train_config(root: Path, tmp: Path, **overrides: Any) -> Config:
@@ -191,3 +208,59 @@ def tiny_checkpointer(root: Path, **kw: Any) -> AsyncCheckpointer:
 def names_in(directory: Path) -> list[str]:
     """The sorted names of the entries in `directory`."""
     return sorted(p.name for p in directory.iterdir())
+
+
+# ------------------------------------------------------------------------------------------ processes
+
+MAIN = Path(__file__).resolve().parents[1] / "main.py"
+_HOOKED_MAIN = """
+import sys
+sys.argv = ["main.py", *sys.argv[1:]]
+{hook}
+from latentbridge.cli import main
+main()
+"""
+
+
+def run_main_with_hook(hook: str, args: list[str], cwd: Path, timeout: float = 300) -> subprocess.CompletedProcess:
+    """`python main.py *args` in a fresh process that first runs `hook`: Python source that wraps the writer it
+    targets (to kill or stop the process at a chosen moment of a write, or to make it fail), never a sleep."""
+    return subprocess.run([sys.executable, "-c", _HOOKED_MAIN.format(hook=textwrap.dedent(hook)), *args], cwd=cwd,
+                          capture_output=True, text=True, timeout=timeout, env={**os.environ, "OMP_NUM_THREADS": "1"})
+
+
+def hook_nth_call(target: str, n: int, action: str) -> str:
+    """Hook source: on the `n`-th call of `target` ("module:Class.method" or "module:function"), run `action`
+    (Python source that sees the call's `args`) before the call itself."""
+    module, name = target.split(":")
+    owner, _, attribute = name.rpartition(".")
+    return f"""
+import importlib, os, signal
+_module = importlib.import_module({module!r})
+_owner = getattr(_module, {owner!r}) if {owner!r} else _module
+_original = getattr(_owner, {attribute!r})
+_calls = [0]
+def _hooked(*args, **kwargs):
+    _calls[0] += 1
+    if _calls[0] == {n}:
+{textwrap.indent(textwrap.dedent(action).strip(), " " * 8)}
+    return _original(*args, **kwargs)
+setattr(_owner, {attribute!r}, _hooked)
+"""
+
+
+def namespace_with_tmpfs_available() -> bool:
+    """Whether this machine lets an unprivileged process mount a tmpfs in its own namespace (`unshare -rm`)."""
+    if shutil.which("unshare") is None:
+        return False
+    probe = subprocess.run(["unshare", "-rm", "sh", "-c", "mount -t tmpfs -o size=4k tmpfs /mnt"], capture_output=True)
+    return probe.returncode == 0
+
+
+def run_on_small_tmpfs(mountpoint: Path, size: str, script: str, cwd: Path, timeout: float = 600) -> subprocess.CompletedProcess:
+    """Run the shell `script` in a user and mount namespace where `mountpoint` is a fresh tmpfs of `size`
+    (e.g. "64k"): a real full disk, gone with the process."""
+    mountpoint.mkdir(parents=True, exist_ok=True)
+    command = f"mount -t tmpfs -o size={size} tmpfs {shlex.quote(str(mountpoint))} && {script}"
+    return subprocess.run(["unshare", "-rm", "sh", "-c", command], cwd=cwd, capture_output=True, text=True,
+                          timeout=timeout, env={**os.environ, "OMP_NUM_THREADS": "1"})

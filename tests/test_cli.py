@@ -10,14 +10,14 @@ from typing import Any
 
 import pytest
 import yaml
-from typer.testing import CliRunner
+from click.testing import CliRunner
 
 from latentbridge import cli, modes
 from latentbridge.config import Config, ConfigError, base_type, field_meta, field_names, field_types
 from latentbridge.config_sources import env_var, resolve_config
 
 ROOT = Path(__file__).resolve().parent.parent
-APP = cli.build_app()
+APP = cli.build_command()
 
 
 def invoke(args: list[str], env: dict[str, str] | None = None):

@@ -25,6 +25,7 @@ from latentbridge.data.preprocess import BuildResult, Tokenizers, build_cache
 from latentbridge.data.progress import NullProgress, Progress
 from latentbridge.data.sources import load_collection
 from latentbridge.errors import UserError
+from latentbridge.files import REFUSED_WRITES
 from latentbridge.models.backends import autocast, log_note, resolve_attention, resolve_dtype
 from latentbridge.models.decoder import target_end_id
 from latentbridge.models.encoder import LatentEncoder, load_encoder_backbone
@@ -94,8 +95,16 @@ def ensure_cache(c: Config, progress: Optional[Progress] = None, *, reuse: Optio
     def before_commit(folder: Path) -> None:
         _save_encoder_state(loaded["encoder"], folder)
 
-    return build_cache(
-        Path(c.preprocess_cache_dir), recipe.cache_fingerprint_parts(c, cols, encoder_state),
-        lambda: {col: load_collection(dspec, col) for col in cols}, load_model, recipe.cache_spec(c),
-        reuse=(c.skip_preprocessing_if_cached or not allow_build) if reuse is None else reuse,
-        progress=progress or NullProgress(), log=log, before_commit=before_commit, allow_build=allow_build)
+    try:
+        return build_cache(
+            Path(c.preprocess_cache_dir), recipe.cache_fingerprint_parts(c, cols, encoder_state),
+            lambda: {col: load_collection(dspec, col) for col in cols}, load_model, recipe.cache_spec(c),
+            reuse=(c.skip_preprocessing_if_cached or not allow_build) if reuse is None else reuse,
+            progress=progress or NullProgress(), log=log, before_commit=before_commit, allow_build=allow_build)
+    except OSError as error:
+        if error.errno not in REFUSED_WRITES:
+            raise
+        raise UserError(f"Cannot write the latent cache under preprocess_cache_dir {c.preprocess_cache_dir} "
+                        f"(--preprocess-cache-dir): {error.strerror}. The unfinished build was removed and the "
+                        "caches already there are intact; free some space or choose another "
+                        "--preprocess-cache-dir, then run again.") from None

@@ -1,95 +1,94 @@
-"""The command line: one Typer command whose options are generated from the `Config` fields.
+"""The command line: one click command whose options are generated from the `Config` fields.
 
-Every field becomes `--kebab-case` (bools as `--x/--no-x`). Config flags are parsed as text and
-converted by src/latentbridge/config_sources.py, the same grammar as config files and environment variables, so
-all mistakes are reported together. Each mode runs through latentbridge.modes.run, which imports its
-module only then: `--help` and `--mode config` never import torch.
+Every field becomes `--kebab-case` (bools as `--x/--no-x`), listed in `--help` under its section. Config
+flags stay text here and are converted by src/latentbridge/config_sources.py, the same grammar as config
+files and environment variables, so all mistakes are reported together. Each mode runs through
+latentbridge.modes.run, which imports its module only then: `--help` and `--mode config` never import torch.
+
+Plain click rather than Typer: Typer's value is a signature-driven command, but on every run it also
+converts each value through its own per-parameter adapters (`typer._adapters` imports pydantic and built
+~125 of them: ~0.2 s of a 0.45 s `--mode config`, docs/benchmarks.md). Our values need no conversion
+before config_sources, so click's options, built from the fields, are all the CLI needs.
 """
 
 from __future__ import annotations
 
-import inspect
+import dataclasses
+import signal
 import sys
-from enum import Enum
 from pathlib import Path
 from typing import Any, Optional
 
 import click
-import typer
-from typer.core import TyperCommand
 
-from latentbridge.config import (PRESET_HELP, PRESETS, Config, base_type, field_meta, field_names, field_types,
-                                 is_optional)
+from latentbridge.config import PRESET_HELP, PRESETS, Config, base_type, field_meta, field_names, field_types, is_optional
 from latentbridge.config_sources import resolve_config
 from latentbridge.errors import UserError
-from latentbridge.modes import MODE_MODULES, run as run_mode
+from latentbridge.modes import MODE_MODULES, ModeOptions, run as run_mode
+
+RUN_SECTION = "Mode and sources"
+FORMATS = ("table", "json", "yaml")
+DESCRIPTION = ("latentbridge: a latent-space text-to-text pipeline (ModernBERT -> latents -> middle transformer -> "
+               "prefix adapter -> Gemma). Values layer as defaults < --preset < --config files < "
+               "LATENTBRIDGE_<FIELD> environment < flags.")
+_PATH = click.Path(path_type=Path)
 
 
-Mode = Enum("Mode", {name: name for name in MODE_MODULES}, type=str)  # --mode's choices
+class SectionOption(click.Option):
+    """A click option that remembers the help section it is listed under."""
+
+    def __init__(self, decls: list[str], *, section: str, **kwargs: Any) -> None:
+        super().__init__(decls, **kwargs)
+        self.section = section
 
 
-class OutputFormat(str, Enum):
-    table = "table"
-    json = "json"
-    yaml = "yaml"
+def _run_option(flag: str, help: str, **kwargs: Any) -> SectionOption:
+    return SectionOption([flag], section=RUN_SECTION, help=help, **kwargs)
 
 
-_RUN_PANEL = "Mode and sources"
-_MODE_PARAMETERS = [
-    ("mode", Mode, typer.Option(Mode["train"], "--mode", help="What to run.", rich_help_panel=_RUN_PANEL)),
-    ("preset", Optional[str], typer.Option(
-        None, "--preset", rich_help_panel=_RUN_PANEL, metavar="[" + "|".join(PRESETS) + "]",
-        help="Start from a preset: " + "; ".join(f"{k}: {v}" for k, v in PRESET_HELP.items()) + ".")),
-    ("config", Optional[list[Path]], typer.Option(
-        None, "--config", rich_help_panel=_RUN_PANEL,
-        help="JSON or YAML file of field values; may repeat, later files win.")),
-    ("format", OutputFormat, typer.Option(
-        OutputFormat.table, "--format", rich_help_panel=_RUN_PANEL, help="--mode config: output format.")),
-    ("save_config", Optional[Path], typer.Option(
-        None, "--save-config", rich_help_panel=_RUN_PANEL,
-        help="--mode config: also write the resolved config here (.json, .yaml)")),
-    ("resume", Optional[str], typer.Option(
-        None, "--resume", rich_help_panel=_RUN_PANEL, metavar="auto|PATH",
-        help="--mode train: continue from the latest step checkpoint (auto) or from PATH.")),
-    ("checkpoint", Optional[Path], typer.Option(
-        None, "--checkpoint", rich_help_panel=_RUN_PANEL,
-        help="--mode infer/eval: model file to load (default: checkpoint_dir/handoff_best_model_filename).")),
-    ("text", Optional[str], typer.Option(
-        None, "--text", rich_help_panel=_RUN_PANEL, help="--mode infer: the text to transform.")),
-    ("input_file", Optional[Path], typer.Option(
-        None, "--input-file", rich_help_panel=_RUN_PANEL,
-        help="--mode infer: one text per line, or jsonl with a dialogue or text field.")),
-    ("output_file", Optional[Path], typer.Option(
-        None, "--output-file", rich_help_panel=_RUN_PANEL, help="--mode infer/eval: write results here (jsonl/json).")),
-    ("split", Optional[str], typer.Option(
-        None, "--split", rich_help_panel=_RUN_PANEL, help="--mode eval: dataset split (default: test_split).")),
-    ("baselines", bool, typer.Option(
-        False, "--baselines", rich_help_panel=_RUN_PANEL, help="--mode eval: also score the baselines.")),
-]
-_MODE_OPTION_NAMES = [name for name, _, _ in _MODE_PARAMETERS if name not in ("mode", "preset", "config")]
+def mode_options() -> list[SectionOption]:
+    """The options that choose what to run and on what; they are not Config fields."""
+    presets = "; ".join(f"{name}: {text}" for name, text in PRESET_HELP.items())
+    return [
+        _run_option("--mode", "What to run.", type=click.Choice(list(MODE_MODULES)), default="train",
+                    show_default=True),
+        _run_option("--preset", f"Start from a preset: {presets}.", metavar="[" + "|".join(PRESETS) + "]"),
+        _run_option("--config", "JSON or YAML file of field values; may repeat, later files win.", multiple=True,
+                    metavar="FILE"),
+        _run_option("--format", "--mode config: output format.", type=click.Choice(FORMATS), default="table",
+                    show_default=True),
+        _run_option("--save-config", "--mode config: also write the resolved config here (.json, .yaml).",
+                    type=_PATH),
+        _run_option("--resume", "--mode train: continue from the latest step checkpoint (auto) or from PATH.",
+                    metavar="auto|PATH"),
+        _run_option("--checkpoint", "--mode infer/eval: model file to load (default: "
+                    "checkpoint_dir/handoff_best_model_filename).", type=_PATH),
+        _run_option("--text", "--mode infer: the text to transform.", metavar="TEXT"),
+        _run_option("--input-file", "--mode infer: one text per line, or jsonl with a dialogue or text field; "
+                    "`-` streams standard input: one answer per line, flushed as each line is read.", type=_PATH),
+        _run_option("--output-file", "--mode infer/eval: write results here (jsonl/json).", type=_PATH),
+        _run_option("--split", "--mode eval: dataset split (default: test_split).", metavar="SPLIT"),
+        _run_option("--baselines", "--mode eval: also score the baselines.", is_flag=True, default=False),
+    ]
 
 
 def flag_name(field: str) -> str:
     return "--" + field.replace("_", "-")
 
 
-def _field_parameter(name: str) -> inspect.Parameter:
-    """The Typer option of one Config field; its value stays text until config_sources converts it."""
+def field_option(name: str) -> SectionOption:
+    """The option of one Config field; its value stays text (None when not given) until config_sources converts it."""
     annotation = field_types()[name]
     kind = base_type(annotation)
     meta = field_meta(name)
-    default = _default_text(name)
-    help_text = f"{meta['help']}. [default: {default}]"
+    help_text = f"{meta['help']}. [default: {_default_text(name)}]"
     if kind is bool:
-        option = typer.Option(None, f"{flag_name(name)}/--no-{name.replace('_', '-')}", help=help_text,
-                              rich_help_panel=meta["section"], show_default=False)
-        return inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=option, annotation=Optional[bool])
+        return SectionOption([f"{flag_name(name)}/--no-{name.replace('_', '-')}"], section=meta["section"],
+                             help=help_text, default=None)
     metavar = "|".join(meta["choices"]) if meta["choices"] else kind.__name__.upper()
     if is_optional(annotation):
         metavar += "|none"
-    option = typer.Option(None, flag_name(name), help=help_text, metavar=metavar,
-                          rich_help_panel=meta["section"], show_default=False)
-    return inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=option, annotation=Optional[str])
+    return SectionOption([flag_name(name)], section=meta["section"], help=help_text, metavar=metavar)
 
 
 def _default_text(name: str) -> str:
@@ -97,63 +96,52 @@ def _default_text(name: str) -> str:
     return "none" if value is None else str(value)
 
 
-def _run(**kwargs: Any) -> None:
-    mode = kwargs.pop("mode")
-    preset: Optional[str] = kwargs.pop("preset")
-    files = [str(p) for p in kwargs.pop("config") or []]
-    mode_options = {name: kwargs.pop(name) for name in _MODE_OPTION_NAMES}
-    cli_values = {name: value for name, value in kwargs.items() if value is not None}
+def _run(mode: str, preset: Optional[str], config: tuple[str, ...], **values: Any) -> None:
+    """Resolve the config from every source, run the mode, exit with its code (2 for a UserError)."""
+    mode_values = {f.name: values.pop(f.name) for f in dataclasses.fields(ModeOptions) if f.name != "sources"}
+    cli_values = {name: value for name, value in values.items() if value is not None}
     try:
-        resolved = resolve_config(preset, files, cli_values=cli_values)
-        code = run_mode(mode.value, resolved.config, sources=resolved.sources, **_plain(mode_options))
+        resolved = resolve_config(preset, list(config), cli_values=cli_values)
+        for warning in resolved.warnings:
+            click.echo(f"Warning: {warning}", err=True)
+        code = run_mode(mode, resolved.config, sources=resolved.sources, **mode_values)
     except UserError as error:
-        typer.echo(f"Error: {error}", err=True)
-        raise typer.Exit(error.exit_code) from None
+        click.echo(f"Error: {error}", err=True)
+        code = error.exit_code
     except KeyboardInterrupt:
-        typer.echo("Interrupted.", err=True)
-        raise typer.Exit(130) from None
-    raise typer.Exit(code)
+        click.echo("Interrupted.", err=True)
+        code = 130
+    click.get_current_context().exit(code)
 
 
-def _plain(options: dict[str, Any]) -> dict[str, Any]:
-    return {k: (v.value if isinstance(v, Enum) else v) for k, v in options.items()}
-
-
-class SectionedCommand(TyperCommand):
-    """Click's plain help, grouped by Config section. Rich-rendered help took 0.29 s for ~130
-    options (twice the budget of the `--help` bench), so the light formatter is kept."""
+class SectionedCommand(click.Command):
+    """Click's plain help, grouped by Config section. Rich-rendered help took 0.29 s for ~130 options
+    (twice the budget of the `--help` bench), so the light formatter is kept."""
 
     def format_options(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         sections: dict[str, list[tuple[str, str]]] = {}
         for param in self.get_params(ctx):
             record = param.get_help_record(ctx)
             if record:
-                panel = getattr(param, "rich_help_panel", None) or "Options"
-                sections.setdefault(panel, []).append(record)
+                sections.setdefault(getattr(param, "section", "Options"), []).append(record)
         for name, records in sections.items():
             with formatter.section(name):
                 formatter.write_dl(records)
 
 
-def build_app() -> typer.Typer:
-    """The Typer app with one option per mode parameter and per Config field."""
-    parameters = [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=option, annotation=kind)
-                  for name, kind, option in _MODE_PARAMETERS]
-    parameters += [_field_parameter(name) for name in field_names()]
+def build_command() -> click.Command:
+    """The command with one option per mode parameter and per Config field."""
+    params = [*mode_options(), *(field_option(name) for name in field_names())]
+    return SectionedCommand("latentbridge", callback=_run, params=params, help=DESCRIPTION,
+                            context_settings={"help_option_names": ["-h", "--help"]})
 
-    def command(**kwargs: Any) -> None:
-        _run(**kwargs)
 
-    command.__signature__ = inspect.Signature(parameters)  # type: ignore[attr-defined]
-    command.__annotations__ = {p.name: p.annotation for p in parameters}
-    command.__doc__ = ("latentbridge: a latent-space text-to-text pipeline (ModernBERT -> latents -> "
-                       "middle transformer -> prefix adapter -> Gemma). Values layer as defaults < --preset "
-                       "< --config files < LATENTBRIDGE_<FIELD> environment < flags.")
-    app = typer.Typer(add_completion=False, rich_markup_mode=None,
-                      context_settings={"help_option_names": ["-h", "--help"]})
-    app.command(cls=SectionedCommand)(command)
-    return app
+def _terminate_as_interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
 
 
 def main() -> None:
-    build_app()(prog_name=Path(sys.argv[0]).name or "latentbridge")
+    # SIGTERM (kill, a scheduler's preemption) stops any mode like Ctrl-C: exit 130, partial files cleaned up.
+    # The training loop installs its own handler that checkpoints first.
+    signal.signal(signal.SIGTERM, _terminate_as_interrupt)
+    build_command().main(prog_name=Path(sys.argv[0]).name or "latentbridge")

@@ -23,6 +23,8 @@ from latentbridge.errors import UserError
 STAGES = ("pretrain_middle", "pretrain_adapter", "finetune_middle", "finetune_adapter")
 PIPELINE_MODES = ("two_stage_scientific", "end_to_end")
 TRAINING_PHASES = ("normal", "phase1", "phase2", "phase3")
+# Seeds reach numpy's legacy seeder (accelerate's set_seed), which takes 0 <= seed < 2**32.
+MAX_SEED = 2**32 - 1
 
 
 def _section(name: str) -> Callable[..., Any]:
@@ -142,7 +144,7 @@ class Config:
     use_stop_latent: bool = _latent(True, "Learn a stop latent that ends latent generation")
     stop_latent_init: str = _latent("random_normalized", "Initialisation of the stop latent",
                                     choices=("random_normalized", "random", "zeros"))
-    stop_latent_seed: int = _latent(1337, "Seed of the stop latent's initialisation")
+    stop_latent_seed: int = _latent(1337, "Seed of the stop latent's initialisation", ge=0, le=MAX_SEED)
     stop_latent_cosine_threshold: float = _latent(0.99, "Generation stops at this cosine to the stop latent",
                                                   gt=0, le=1)
 
@@ -220,7 +222,7 @@ class Config:
                                 choices=TRAINING_PHASES)
 
     # Run
-    seed: int = _run(0, "Global seed (data order, init, sampling)")
+    seed: int = _run(0, "Global seed (data order, init, sampling)", ge=0, le=MAX_SEED)
     log_every: int = _run(10, "Optimizer steps between metric lines", gt=0)
     output_dir: str = _run("runs", "Run folder for metrics.jsonl and summary.json")
     tiny_assets_dir: Optional[str] = _run(None, "When set, the bundled corpus and tiny models are built here "
@@ -293,7 +295,13 @@ def is_optional(annotation: Any) -> bool:
 
 
 def field_meta(name: str) -> dict[str, Any]:
-    return dict(next(f for f in dataclasses.fields(Config) if f.name == name).metadata)
+    """The field's section, help, choices and bounds."""
+    return dict(_field_metadata()[name])
+
+
+@functools.cache
+def _field_metadata() -> dict[str, Any]:  # validation asks for every field's metadata on every Config
+    return {f.name: f.metadata for f in dataclasses.fields(Config)}
 
 
 def closest_field(name: str) -> Optional[str]:

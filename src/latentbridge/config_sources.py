@@ -8,8 +8,10 @@ grammar, so `5e-5` means the same float everywhere and `none` clears an Optional
 
 from __future__ import annotations
 
+import functools
 import json
 import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Optional, Sequence
@@ -42,6 +44,7 @@ class ResolvedConfig:
 
     config: Config
     sources: dict[str, str]
+    warnings: tuple[str, ...] = ()  # legal but almost surely unintended inputs (an empty config file)
 
 
 def resolve_config(
@@ -58,10 +61,11 @@ def resolve_config(
     sources = {name: "default" for name in field_names()}
     problems: list[Problem] = []
     layers = [_preset_layer(preset)] if preset else []
-    layers += [_file_layer(path) for path in config_files]
-    layers += [_env_layer(environ), (dict(cli_values or {}), cli_source)]
+    files = [_file_layer(path) for path in config_files]
+    empty = tuple(f"Config file {source} (--config) is empty: it sets no field." for raw, source in files if raw is None)
+    layers += [*files, _env_layer(environ), (dict(cli_values or {}), cli_source)]
     for raw, source in layers:
-        for name, value in raw.items():
+        for name, value in (raw or {}).items():
             converted, problem = convert_value(name, value)
             if problem:
                 problems.append(problem)
@@ -75,7 +79,7 @@ def resolve_config(
         problems += [p for p in error.problems if p.field not in reported]
     if problems:
         raise ConfigError(problems, sources)
-    return ResolvedConfig(config, sources)
+    return ResolvedConfig(config, sources, empty)
 
 
 def load_config(preset: Optional[str] = None, files: Sequence[str | Path] = (), **overrides: Any) -> Config:
@@ -86,8 +90,11 @@ def load_config(preset: Optional[str] = None, files: Sequence[str | Path] = (), 
                if name not in field_names()]
     if unknown:
         raise ConfigError(unknown)
-    return resolve_config(preset, [str(f) for f in files], environ={}, cli_values=overrides,
-                          cli_source=PYTHON_SOURCE).config
+    resolved = resolve_config(preset, [str(f) for f in files], environ={}, cli_values=overrides,
+                              cli_source=PYTHON_SOURCE)
+    for warning in resolved.warnings:
+        warnings.warn(warning, stacklevel=2)
+    return resolved.config
 
 
 def convert_value(name: str, raw: Any) -> tuple[Any, Optional[Problem]]:
@@ -134,9 +141,10 @@ def _preset_layer(name: str) -> tuple[dict[str, Any], str]:
     return dict(PRESETS[name]), f"preset {name}"
 
 
-def _file_layer(path: str) -> tuple[dict[str, Any], str]:
+def _file_layer(path: str) -> tuple[Optional[dict[str, Any]], str]:
+    """The file's values (None for an empty file), refusing keys that are not Config fields."""
     data = read_config_file(path)
-    unknown = [key for key in data if key not in field_names()]
+    unknown = [key for key in data or {} if key not in field_names()]
     if unknown:
         details = "; ".join(f"{key!r}{did_you_mean(key)}" for key in unknown)
         raise UserError(f"Config file {path} has unknown key(s): {details}. Keys are Config field names, "
@@ -144,35 +152,80 @@ def _file_layer(path: str) -> tuple[dict[str, Any], str]:
     return data, str(path)
 
 
-def read_config_file(path: str) -> dict[str, Any]:
-    """A flat mapping of field -> value from a .json, .yaml or .yml file."""
+def read_config_file(path: str) -> Optional[dict[str, Any]]:
+    """A flat mapping of field -> value from a .json, .yaml or .yml file (UTF-8); None when it holds nothing."""
     file = Path(path)
-    if file.suffix.lower() not in (".json", ".yaml", ".yml"):
+    kind = file.suffix.lower().lstrip(".")
+    if kind not in ("json", "yaml", "yml"):
         raise UserError(f"Config file {path} (--config): expected a .json, .yaml or .yml file.")
+    text = _read_utf8(file, path)
+    if not text.strip():
+        return None
     try:
-        text = file.read_text(encoding="utf-8")
-    except OSError as error:
-        raise UserError(f"Config file {path} (--config) cannot be read: {error.strerror}.") from None
-    try:
-        data = json.loads(text) if file.suffix.lower() == ".json" else _load_yaml(text)
+        data = json.loads(text, object_pairs_hook=_unique_keys) if kind == "json" else _load_yaml(text)
     except ValueError as error:
-        raise UserError(f"Config file {path} (--config) is not valid "
-                        f"{file.suffix.lstrip('.').upper()}: {error}") from None
-    if data is None:
-        return {}
-    if not isinstance(data, dict):
+        raise UserError(f"Config file {path} (--config) is not valid {'JSON' if kind == 'json' else 'YAML'}: "
+                        f"{error}") from None
+    if data is not None and not isinstance(data, dict):
         raise UserError(f"Config file {path} (--config): expected a mapping of field names to values, "
                         f"found a {type(data).__name__}.")
     return data
+
+
+def _read_utf8(file: Path, path: str) -> str:
+    try:
+        raw = file.read_bytes()
+    except OSError as error:
+        raise UserError(f"Config file {path} (--config) cannot be read: {error.strerror}.") from None
+    try:
+        return raw.decode("utf-8-sig")  # a byte-order mark, as some editors write, is not content
+    except UnicodeDecodeError as error:
+        line = raw[:error.start].count(b"\n") + 1
+        raise UserError(f"Config file {path} (--config) is not UTF-8 text: byte 0x{raw[error.start]:02x} on line "
+                        f"{line} cannot be decoded. Save it as UTF-8, the encoding of JSON and YAML files.") from None
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """json's object_pairs_hook: a key given twice is an error, not a silent "later wins"."""
+    keys = [key for key, _ in pairs]
+    repeated = sorted({key for key in keys if keys.count(key) > 1})
+    if repeated:
+        raise ValueError(f"the key(s) {', '.join(map(repr, repeated))} appear more than once; keep one of each")
+    return dict(pairs)
 
 
 def _load_yaml(text: str) -> Any:
     import yaml  # only YAML files need it; --help stays lighter
 
     try:
-        return yaml.safe_load(text)
+        return yaml.load(text, Loader=_unique_key_loader(yaml))
+    except yaml.MarkedYAMLError as error:
+        mark = error.problem_mark
+        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
+        raise ValueError(", ".join(filter(None, [error.context, error.problem])) + where) from None
     except yaml.YAMLError as error:
         raise ValueError(str(error).replace("\n", " ")) from None
+
+
+@functools.cache
+def _unique_key_loader(yaml: Any) -> type:
+    """PyYAML's SafeLoader, refusing a mapping key given twice: YAML 1.2 forbids it, PyYAML keeps the last."""
+
+    class UniqueKeyLoader(yaml.SafeLoader):
+        def construct_mapping(self, node: Any, deep: bool = False) -> dict:
+            seen = set()
+            for key_node, _ in node.value:
+                if not isinstance(key_node, yaml.ScalarNode) or key_node.tag == "tag:yaml.org,2002:merge":
+                    continue
+                key = self.construct_object(key_node, deep=deep)
+                if key in seen:
+                    raise yaml.constructor.ConstructorError(
+                        None, None, f"the key {key!r} appears more than once (YAML forbids it); keep one",
+                        key_node.start_mark)
+                seen.add(key)
+            return super().construct_mapping(node, deep)
+
+    return UniqueKeyLoader
 
 
 def _env_layer(environ: Mapping[str, str]) -> tuple[dict[str, Any], str]:

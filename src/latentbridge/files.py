@@ -20,6 +20,8 @@ import shutil
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Optional
 
+from latentbridge.errors import UserError
+
 HASH_NAME = "sha256"
 LEGACY_HASH_NAME = "blake2b"  # what the cache and backbone digests used before issue 10; read, never written
 _HASHES: dict[str, Callable[[], Any]] = {
@@ -30,6 +32,9 @@ _LEGACY_HEX_LENGTH = 32  # a bare hex digest tells its hash by its length: sha25
 _CHUNK = 4 << 20
 # errno values of file systems that cannot fsync a folder: the rename is still atomic there, only its
 # durability across a power cut is weaker, which is no reason to fail a save
+# errno values of a write the file system refuses (full disk, quota, read-only, permission): a UserError
+# naming the folder's field, not a traceback
+REFUSED_WRITES = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EACCES, errno.EPERM}
 _DIR_FSYNC_UNSUPPORTED = {errno.EINVAL, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EBADF, errno.EACCES, errno.EISDIR}
 
 
@@ -106,6 +111,32 @@ def write_bytes_atomic(path: Path, data: bytes) -> None:
 def write_text_atomic(path: Path, text: str) -> None:
     """`write_bytes_atomic` of `text` in UTF-8."""
     write_bytes_atomic(path, text.encode("utf-8"))
+
+
+def not_a_folder(path: Path) -> Optional[Path]:
+    """The file that keeps `path` from being a folder: `path` itself or one of its parents; None if none does."""
+    for candidate in (path, *path.parents):
+        if candidate.exists() or candidate.is_symlink():
+            return None if candidate.is_dir() else candidate
+    return None
+
+
+def ensure_folder(path: str | os.PathLike, what: str) -> Path:
+    """Create the folder `path` with its parents if missing. When it cannot be (it is a file, it lies under
+    a file, the file system refuses), a UserError naming `what` (the field and its flag) and the cause."""
+    path = Path(path)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+    except OSError as error:
+        blocker = not_a_folder(path)
+        if blocker == path:
+            cause = "it exists and is a file, not a folder"
+        elif blocker is not None:
+            cause = f"it lies under {blocker}, which is a file, not a folder"
+        else:
+            cause = f"it cannot be created ({error.strerror})"
+    raise UserError(f"{what} is {path}, but {cause}. Give a folder path there (it is created when missing).")
 
 
 # --- digests ---------------------------------------------------------------------------------

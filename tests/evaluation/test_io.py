@@ -72,3 +72,13 @@ def test_outputs_to_stdout_lines_or_jsonl(tmp_path):
     write_outputs(items, ["one", "three"], tmp_path / "o" / "out.jsonl")
     rows = [json.loads(line) for line in (tmp_path / "o" / "out.jsonl").read_text().splitlines()]
     assert rows == [{"id": "0", "input": "a", "summary": "one"}, {"id": "1", "input": "b", "summary": "three"}]
+
+
+def test_a_stream_request_is_a_json_object_or_plain_text():
+    from latentbridge.evaluation.io import parse_request
+
+    requests = [('{"id": "x", "dialogue": "Anna: hi"}\n', "0"), ('{"text": "Ben: yo"}\n', "1"), ("Tom: late?\r\n", "2")]
+    items = [parse_request(line, number, default_id) for number, (line, default_id) in enumerate(requests, 1)]
+    assert [(i.id, i.text) for i in items] == [("x", "Anna: hi"), ("1", "Ben: yo"), ("2", "Tom: late?")]
+    with pytest.raises(UserError, match="standard input line 4 is not valid JSON"):
+        parse_request("{oops\n", 4, "3")

@@ -5,13 +5,13 @@ from __future__ import annotations
 import json
 
 import pytest
-from typer.testing import CliRunner
+from click.testing import CliRunner
 
 from latentbridge import cli
 from latentbridge.evaluation.rouge import ROUGE_TYPES
 from tests.factories import assets_config, write_handoff
 
-APP = cli.build_app()
+APP = cli.build_command()
 
 
 @pytest.fixture(scope="module")

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import io
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
+from click.testing import CliRunner
 
 from latentbridge import cli
 from latentbridge.config_sources import resolve_config
@@ -14,7 +18,8 @@ from latentbridge.errors import UserError
 from latentbridge.modes import ModeOptions, infer
 from tests.factories import Handoff, assets_config, write_handoff
 
-APP = cli.build_app()
+APP = cli.build_command()
+MAIN = Path(__file__).resolve().parents[2] / "main.py"
 
 
 def run_cli(args: list[str], stdin: str | None = None):
@@ -72,6 +77,47 @@ def test_only_sampling_flags_override_the_checkpoint_config(handoff):
     from latentbridge.recipe import sampling_spec
 
     assert sampling_spec(loaded.config).max_new_tokens == 3
+
+
+# ------------------------------------------------------------------------------------- streaming
+
+
+def test_a_stream_answers_each_line_in_order_and_goes_on_after_a_refused_one(handoff):
+    requests = io.StringIO('{"id": "a", "dialogue": "Anna: lunch at 1? Ben: sure"}\n\n{broken\nTom: late? Mia: yes\n')
+    answers = io.StringIO()
+    code = infer.answer_stream(handoff.config, ModeOptions(checkpoint=handoff.path), requests, answers)
+    records = [json.loads(line) for line in answers.getvalue().splitlines()]
+    assert code == 2  # one request was refused
+    assert [r["id"] for r in records] == ["a", "1", "2"]  # the blank line is no request
+    assert "summary" in records[0] and "not valid JSON" in records[1]["error"] and "summary" in records[2]
+    one_shot = run_cli([*ck(handoff), "--text", "Tom: late? Mia: yes"]).stdout.strip()
+    assert records[2]["summary"].replace("\n", " ") == one_shot  # same seed, same answer as a one-shot run
+
+
+def test_a_stream_answers_each_line_before_the_next_is_sent(handoff):
+    """A real process fed through a pipe: each answer arrives while its writer still holds the pipe open, so the
+    model is loaded once and every answer is flushed as soon as it is made."""
+    process = subprocess.Popen([sys.executable, str(MAIN), "--mode", "infer", "--preset", "tiny", "--checkpoint",
+                                str(handoff.path), "--input-file", "-"], stdin=subprocess.PIPE,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, bufsize=1,
+                               env={**os.environ, "OMP_NUM_THREADS": "1"})
+    try:
+        answers = []
+        for ident in ("first", "second", "third"):
+            process.stdin.write(json.dumps({"id": ident, "dialogue": f"Anna: {ident} lunch? Ben: sure"}) + "\n")
+            process.stdin.flush()
+            answers.append(json.loads(process.stdout.readline()))
+        process.stdin.close()
+        assert process.wait(timeout=60) == 0, process.stderr.read()
+    finally:
+        process.kill()
+    assert [a["id"] for a in answers] == ["first", "second", "third"]
+    assert all(a["summary"] for a in answers)
+
+
+def test_a_stream_refuses_an_output_file(handoff, tmp_path):
+    result = run_cli([*ck(handoff), "--input-file", "-", "--output-file", str(tmp_path / "out.jsonl")], stdin="x\n")
+    assert "--output-file" in _error(result)
 
 
 # ------------------------------------------------------------------------------------- bad input

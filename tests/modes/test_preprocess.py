@@ -1,7 +1,5 @@
 """`--mode preprocess` on the tiny preset: builds, reuses, matches the model's own encoder and targets."""
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
@@ -11,33 +9,11 @@ from latentbridge.modes import ModeOptions
 from latentbridge.modes.preprocess import run
 from latentbridge.modes.train import stage_data
 from latentbridge.recipe import model_spec, plan
-from tests.factories import assets_config
-
-
-@pytest.fixture(scope="session")
-def small_root(tiny_root: Path) -> Path:
-    """The shared tiny assets plus a cut-down corpus beside them."""
-    root = tiny_root
-    # a cut-down copy of the corpus keeps each build to seconds: 96/24/24 dialogues, 120 documents a source
-    sizes = {"train": 96, "validation": 24, "test": 24, "wikitext": 120, "arxiv": 120, "english": 120}
-    for path in (root / "data").rglob("*.jsonl"):
-        small = root / "small" / path.relative_to(root / "data")
-        small.parent.mkdir(parents=True, exist_ok=True)
-        small.write_text("".join(path.read_text().splitlines(keepends=True)[: sizes[path.stem]]))
-    return root
-
-
-def _config(root: Path, tmp: Path, **overrides):
-    small = root / "small"
-    return assets_config(
-        root, dataset_name=str(small / "samsum"), wikitext_dataset=str(small / "pretrain/wikitext.jsonl"),
-        arxiv_dataset=str(small / "pretrain/arxiv.jsonl"), english_pretrain_dataset=str(small / "pretrain/english.jsonl"),
-        preprocess_cache_dir=str(tmp / "cache"), max_train_samples=48, pretrain_middle_max_samples=60,
-        pretrain_adapter_max_samples=30, use_tui=False, **overrides)
+from tests.factories import small_corpus_config
 
 
 def test_preprocess_mode_builds_then_reuses(small_root, tmp_path, capsys):
-    config = _config(small_root, tmp_path)
+    config = small_corpus_config(small_root, tmp_path)
     assert run(config, ModeOptions()) == 0
     assert "Cache built" in capsys.readouterr().out
     assert run(config, ModeOptions()) == 0
@@ -51,7 +27,7 @@ def test_preprocess_mode_builds_then_reuses(small_root, tmp_path, capsys):
 def test_cached_records_match_the_model(small_root, tmp_path):
     from latentbridge.models.bridge import build_model
 
-    config = _config(small_root, tmp_path, cache_store_text=True, cache_store_input_ids=True)
+    config = small_corpus_config(small_root, tmp_path, cache_store_text=True, cache_store_input_ids=True)
     cache = ensure_cache(config, log=lambda m: None).cache
     model = build_model(model_spec(config, "cpu"), seed=config.seed).eval()
     from safetensors.torch import load_file
@@ -78,15 +54,15 @@ def test_cached_records_match_the_model(small_root, tmp_path):
 
 
 def test_batch_size_does_not_change_the_cache_but_fields_do(small_root, tmp_path):
-    base = ensure_cache(_config(small_root, tmp_path), log=lambda m: None).cache
-    same = ensure_cache(_config(small_root, tmp_path, preprocess_batch_size=7), log=lambda m: None)
-    other = ensure_cache(_config(small_root, tmp_path, cache_store_text=True), log=lambda m: None)
+    base = ensure_cache(small_corpus_config(small_root, tmp_path), log=lambda m: None).cache
+    same = ensure_cache(small_corpus_config(small_root, tmp_path, preprocess_batch_size=7), log=lambda m: None)
+    other = ensure_cache(small_corpus_config(small_root, tmp_path, cache_store_text=True), log=lambda m: None)
     assert same.reused and same.cache.folder == base.folder
     assert not other.reused and other.cache.folder != base.folder
 
 
 def test_each_stage_trains_on_its_capped_rows(small_root, tmp_path):
-    config = _config(small_root, tmp_path, pretrain_middle_max_samples_arxiv=5)
+    config = small_corpus_config(small_root, tmp_path, pretrain_middle_max_samples_arxiv=5)
     cache = ensure_cache(config, log=lambda m: None).cache
     data = {stage.name: stage_data(cache, config.seed)(stage) for stage in plan(config)}  # as --mode train reads
     pre = cache.split("pretrain", "train")
@@ -98,15 +74,15 @@ def test_each_stage_trains_on_its_capped_rows(small_root, tmp_path):
 
 
 def test_a_bf16_request_on_cpu_reuses_the_fp32_cache(small_root, tmp_path):
-    fp32 = ensure_cache(_config(small_root, tmp_path), log=lambda m: None).cache
-    bf16 = ensure_cache(_config(small_root, tmp_path, use_bf16=True, use_fp16=True), log=lambda m: None)
+    fp32 = ensure_cache(small_corpus_config(small_root, tmp_path), log=lambda m: None).cache
+    bf16 = ensure_cache(small_corpus_config(small_root, tmp_path, use_bf16=True, use_fp16=True), log=lambda m: None)
     assert bf16.reused and bf16.cache.folder == fp32.folder  # the encoder computed in fp32 both times
 
 
 def test_without_run_preprocessing_a_missing_cache_is_a_clear_error(small_root, tmp_path):
     from latentbridge.errors import UserError
 
-    config = _config(small_root, tmp_path)
+    config = small_corpus_config(small_root, tmp_path)
     with pytest.raises(UserError, match="run_preprocessing is off"):
         ensure_cache(config, log=lambda m: None, allow_build=False)
     ensure_cache(config, log=lambda m: None)

@@ -157,6 +157,7 @@ class SplitWriter:
         for name, (width, inner, dtype, pad) in self.layout.items():
             p = self.folder / f"{self.rel}.{name}.npy"
             arr = np.lib.format.open_memmap(p, mode="w+", dtype=np.dtype(dtype), shape=(self.count, width, *inner))
+            _reserve_disk_space(p)
             if pad:
                 arr[:] = pad
             self.columns[name] = arr
@@ -198,6 +199,14 @@ class SplitWriter:
         if self.layout:  # a list: the order is the order of the lengths table (the manifest sorts keys)
             entry["columns"] = [[name, *spec] for name, spec in self.layout.items()]
         return entry
+
+
+def _reserve_disk_space(path: Path) -> None:
+    """Give the sparse memmapped file its blocks now: on a full disk, writing a page of a memmap kills the
+    process with SIGBUS, while reserving raises ENOSPC here, which the build can report and clean up."""
+    if hasattr(os, "posix_fallocate"):  # Linux; elsewhere the memmap stays sparse
+        with open(path, "r+b") as f:
+            os.posix_fallocate(f.fileno(), 0, os.fstat(f.fileno()).st_size)
 
 
 class CacheBuild:
@@ -332,6 +341,14 @@ def check_files(folder: Path, manifest: Mapping[str, Any], full: bool = False) -
                 raise _corrupt(p, "checksum mismatch")
 
 
+def _load_index(path: Path) -> np.ndarray:
+    """A small array of the cache (offsets, sources); never unpickled (np.load refuses object arrays)."""
+    try:
+        return np.load(path)
+    except (ValueError, OSError, EOFError) as e:
+        raise _corrupt(path, f"unreadable index: {e}") from e
+
+
 class CacheSplit:
     """Random access to the records of one split: `split[i]` reads one line at its byte offset."""
 
@@ -344,13 +361,10 @@ class CacheSplit:
         self.fields = tuple(manifest["fields"])
         self.pad_token_id = int(manifest.get("pad_token_id", 0))
         self.source_names = list(manifest["source_names"])
-        self.sources = np.load(folder / f"{rel}.sources.npy")
+        self.sources = _load_index(folder / f"{rel}.sources.npy")
         offsets_path = folder / f"{rel}.offsets.npy"
         if offsets_path.exists():
-            try:
-                self.offsets = np.load(offsets_path)  # 8 bytes a record, in memory: no page faults per read
-            except (ValueError, OSError, EOFError) as e:
-                raise _corrupt(offsets_path, f"unreadable index: {e}") from e
+            self.offsets = _load_index(offsets_path)  # 8 bytes a record, in memory: no page faults per read
         else:  # no index written: one scan now, O(1) afterwards
             self.offsets = self._scan()
         if len(self.offsets) != self.count + 1 or int(self.offsets[-1]) != self.path.stat().st_size:

@@ -7,6 +7,10 @@ name or by a first non-blank line that starts with `{`. Blank lines of a plain f
 
 Outputs: standard output gets one summary per line (newlines inside a summary become spaces);
 `--output-file` gets JSON Lines `{"id", "input", "summary"}`, written atomically.
+
+`--input-file -` streams instead: each line of standard input (a JSON object as above, or plain text) is
+one request, answered on standard output by one JSON line `{"id", "summary"}` (or `{"id", "error"}`),
+flushed at once, in order.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from latentbridge.errors import UserError
 from latentbridge.files import write_text_atomic
 
 TEXT_FIELDS = ("dialogue", "text")
+STREAM = Path("-")  # --input-file -: answer standard input line by line
 
 
 @dataclass(frozen=True)
@@ -54,24 +59,44 @@ def parse_lines(lines: Sequence[str], name: str) -> list[InputText]:
         if not jsonl:
             out.append(InputText(str(len(out)), line.rstrip("\r\n"), where))
             continue
-        try:
-            record = json.loads(line)
-        except ValueError as error:
-            raise UserError(f"{where} is not valid JSON ({error}); a .jsonl input needs one JSON object per "
-                            "line with a \"dialogue\" or \"text\" field.") from None
-        if not isinstance(record, dict):
-            raise UserError(f"{where} is a JSON {type(record).__name__}, not an object with a \"dialogue\" or "
-                            "\"text\" field.")
-        key = next((k for k in TEXT_FIELDS if k in record), None)
-        if key is None or not isinstance(record[key], str):
-            raise UserError(f"{where} has no text field: expected a string under \"dialogue\" or \"text\"; "
-                            f"it has the keys {sorted(record)}.")
-        ident = str(record["id"]) if record.get("id") is not None else str(len(out))
-        out.append(_check_text(InputText(ident, record[key], where)))
+        out.append(_json_record(line, where, str(len(out))))
     if not out:
         raise UserError(f"{name} holds no texts: give one text per line, or JSON Lines with a \"dialogue\" "
                         "or \"text\" field.")
     return out
+
+
+def _json_record(line: str, where: str, default_id: str) -> InputText:
+    """The text of one JSON Lines record: its "dialogue" or "text" field, and its "id" (else `default_id`)."""
+    try:
+        record = json.loads(line)
+    except ValueError as error:
+        raise UserError(f"{where} is not valid JSON ({error}); a .jsonl input needs one JSON object per "
+                        "line with a \"dialogue\" or \"text\" field.") from None
+    if not isinstance(record, dict):
+        raise UserError(f"{where} is a JSON {type(record).__name__}, not an object with a \"dialogue\" or "
+                        "\"text\" field.")
+    key = next((k for k in TEXT_FIELDS if k in record), None)
+    if key is None or not isinstance(record[key], str):
+        raise UserError(f"{where} has no text field: expected a string under \"dialogue\" or \"text\"; "
+                        f"it has the keys {sorted(record)}.")
+    ident = str(record["id"]) if record.get("id") is not None else default_id
+    return _check_text(InputText(ident, record[key], where))
+
+
+def parse_request(line: str, number: int, default_id: str) -> InputText:
+    """One request of a stream (`--input-file -`): a JSON object with a "dialogue" or "text" field (and an
+    optional "id"), or a line of plain text."""
+    where = f"standard input line {number}"
+    if line.lstrip().startswith("{"):
+        return _json_record(line, where, default_id)
+    return _check_text(InputText(default_id, line.rstrip("\r\n"), where))
+
+
+def write_json_line(stream: IO[str], record: dict) -> None:
+    """One JSON line, flushed at once: a reader waiting on a pipe gets each answer as soon as it is written."""
+    stream.write(json.dumps(record, ensure_ascii=False) + "\n")
+    stream.flush()
 
 
 def read_inputs(text: Optional[str], input_file: Optional[Path], stdin: Optional[IO[str]] = None) -> list[InputText]:

@@ -13,7 +13,14 @@ from typing import Any, Mapping, Optional
 
 from latentbridge.config import Config, field_names
 from latentbridge.config_sources import PYTHON_SOURCE
+from latentbridge.files import ensure_folder
 
+# The folders each mode writes into, checked (and created) before it starts: a path that is a file, or
+# lies under one, is a UserError naming the field rather than a traceback halfway through a run.
+OUTPUT_FOLDERS = {
+    "preprocess": ("preprocess_cache_dir",),
+    "train": ("preprocess_cache_dir", "checkpoint_dir", "output_dir"),
+}
 MODE_MODULES = {
     "preprocess": "latentbridge.modes.preprocess",
     "train": "latentbridge.modes.train",
@@ -49,6 +56,8 @@ def run(mode: str, config: Config, *, sources: Optional[Mapping[str, str]] = Non
         raise ValueError(f"unknown mode {mode!r}; expected one of {', '.join(MODE_MODULES)}")
     given = dict(sources) if sources is not None else {name: PYTHON_SOURCE for name in field_names()}
     mode_options = ModeOptions(sources=given, **options)
+    for name in OUTPUT_FOLDERS.get(mode, ()):
+        ensure_folder(getattr(config, name), f"{name} (--{name.replace('_', '-')})")
     module = importlib.import_module(MODE_MODULES[mode])
     if mode != "config" and config.torch_num_threads is not None:
         import torch  # only the modes that run torch set its threads; --mode config stays torch-free

@@ -26,6 +26,7 @@ from rich.table import Table
 
 from latentbridge import recipe
 from latentbridge.config import Config
+from latentbridge.files import not_a_folder
 from latentbridge.models import tiny
 from latentbridge.models.backends import (DTYPES, flash_attn_available, resolve_attention, resolve_device,
                                          resolve_precision)
@@ -173,6 +174,9 @@ def _existing_ancestor(path: Path) -> Path:
 
 
 def _writable(path: Path) -> tuple[bool, str]:
+    blocker = not_a_folder(path)
+    if blocker is not None:
+        return False, f"{blocker} is a file, not a folder"
     probe = _existing_ancestor(path)
     ok = os.access(probe, os.W_OK)
     where = "exists" if probe == path else f"will be created under {probe}"

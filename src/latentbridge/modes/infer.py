@@ -3,24 +3,34 @@
     python main.py --mode infer --preset tiny --text "Anna: lunch at 1? Ben: sure"
     python main.py --mode infer --preset tiny --input-file dialogues.jsonl --output-file out.jsonl
     cat dialogues.txt | python main.py --mode infer --preset tiny --do-sample --seed 3
+    python main.py --mode infer --preset tiny --input-file -      # a stream: one JSON line in, one out
 
 The model and its config come from `checkpoint_dir/handoff_best_model_filename` (or --checkpoint), through
 the Python API (`TrainedModel`, src/latentbridge/evaluation/loading.py); sampling flags (temperature, top_p,
 top_k, do_sample, max_generation_length, seed) apply on top. Inputs and outputs:
 src/latentbridge/evaluation/io.py. Texts run in batches of the config's batch_size.
+
+`--input-file -` keeps the model loaded and answers each line of standard input as it arrives, in order,
+one flushed JSON line per request: for many requests, one long-lived process instead of one start-up
+(seconds of imports and loading) each. A refused request is answered with its error and the stream goes
+on; the exit code is then 2.
 """
 
 from __future__ import annotations
 
 import sys
+from typing import IO
 
 from latentbridge.config import Config
-from latentbridge.evaluation.io import read_inputs, write_outputs
+from latentbridge.errors import UserError
+from latentbridge.evaluation.io import STREAM, parse_request, read_inputs, write_json_line, write_outputs
 from latentbridge.evaluation.loading import load_handoff
 from latentbridge.modes import ModeOptions
 
 
 def run(config: Config, options: ModeOptions) -> int:
+    if options.text is None and options.input_file == STREAM:
+        return answer_stream(config, options, sys.stdin, sys.stdout)
     items = read_inputs(options.text, options.input_file)  # bad input fails before the model loads
     model = load_handoff(config, options.checkpoint, options.sources)
     summaries = model.generate([i.text for i in items], where=[i.where for i in items])
@@ -28,3 +38,25 @@ def run(config: Config, options: ModeOptions) -> int:
     if options.output_file is not None:
         print(f"Wrote {len(summaries)} summaries to {options.output_file}.", file=sys.stderr)
     return 0
+
+
+def answer_stream(config: Config, options: ModeOptions, requests: IO[str], answers: IO[str]) -> int:
+    """Answer each non-blank line of `requests` on `answers` as it arrives; 2 when any request was refused."""
+    if options.output_file is not None:
+        raise UserError("--input-file - answers on standard output, one JSON line per request: leave out "
+                        "--output-file (redirect standard output instead).")
+    model = load_handoff(config, options.checkpoint, options.sources)
+    refused, index = 0, 0
+    for number, line in enumerate(iter(requests.readline, ""), 1):  # readline: no read-ahead past a line
+        if not line.strip():
+            continue
+        ident = str(index)
+        try:
+            item = parse_request(line, number, ident)
+            ident = item.id
+            write_json_line(answers, {"id": ident, "summary": model.generate([item.text], where=[item.where])[0]})
+        except UserError as error:
+            refused += 1
+            write_json_line(answers, {"id": ident, "error": str(error)})
+        index += 1
+    return 2 if refused else 0

@@ -7,13 +7,15 @@ says what decides (`--mode doctor` resolves it on this machine).
 
 from __future__ import annotations
 
-from rich.console import Console
-from rich.table import Table
+from typing import TYPE_CHECKING
 
 from latentbridge.config import Config, field_meta, field_names
 from latentbridge.config_sources import format_config, write_config_file
 from latentbridge.models.precision import effective_precision
 from latentbridge.modes import ModeOptions
+
+if TYPE_CHECKING:
+    from rich.table import Table
 
 PRECISION_ROW = "precision (effective)"  # shown after use_bf16
 
@@ -22,6 +24,8 @@ def run(config: Config, options: ModeOptions) -> int:
     if options.save_config is not None:
         write_config_file(config, str(options.save_config))
     if options.format == "table":
+        from rich.console import Console  # only the table needs rich: JSON and YAML output stay lighter
+
         Console().print(config_table(config, options.sources))
     else:
         print(format_config(config, options.format), end="")
@@ -29,6 +33,9 @@ def run(config: Config, options: ModeOptions) -> int:
 
 
 def config_table(config: Config, sources: dict[str, str]) -> Table:
+    """Every field: section, name, value, source (bold when not the default)."""
+    from rich.table import Table  # see run(): only the table needs rich
+
     table = Table(title="Resolved configuration", show_lines=False)
     table.add_column("section", overflow="fold")
     table.add_column("field", no_wrap=True)

@@ -30,13 +30,17 @@ from latentbridge.ui.cache_progress import console_progress
 from latentbridge.ui.progress import make_progress_display
 
 
-def stage_data(cache: Cache, seed: int) -> Callable[[Stage], StageData]:
+def stage_data(cache: Cache, seed: int, say: Callable[[str], None] = print) -> Callable[[Stage], StageData]:
     """Stage -> StageData over the cache: the stage's rows of `<data>/train` (its caps, a seeded subset) and all
-    of `<data>/validation`."""
+    of `<data>/validation`. A batch size larger than those rows is legal but almost surely a mistake: said."""
 
     def data_for(stage: Stage) -> StageData:
         train = cache.split(stage.data, "train")
         rows = select_indices(train, total_cap=stage.max_samples, source_caps=dict(stage.dataset_caps), seed=seed)
+        if stage.batch_size > len(rows):
+            say(f"Warning: stage {stage.name} has batch size {stage.batch_size}, more than the {len(rows)} examples "
+                f"of its training split {stage.data}/train (after its caps), so every step trains on the whole "
+                f"split. Lower --{stage.name.replace('_', '-')}-batch-size or --batch-size.")
         validation = cache.split(stage.data, "validation")
         return StageData(CacheDataset(train, rows), CacheDataset(validation), Collate(train.pad_token_id))
 
@@ -89,7 +93,7 @@ def run(config: Config, options: ModeOptions, *, stop_after_steps: Optional[int]
         if resume is None:
             _start_from_pretrain_best(config, model, stages, fingerprint, display.message)
         settings = recipe.train_settings(config, stop_after_steps=stop_after_steps)
-        trainer = Trainer(model, stages, stage_data(cache, config.seed), settings, fingerprint=fingerprint,
+        trainer = Trainer(model, stages, stage_data(cache, config.seed, display.message), settings, fingerprint=fingerprint,
                           config=config.to_dict(), accelerator=accelerator, display=display)
         result = trainer.train(resume)
     finally:
