@@ -21,7 +21,7 @@ from latentbridge.models.specs import LoraSpec
 from latentbridge.training.checkpoint import config_fingerprint, find_latest, load_checkpoint, load_model_file
 from latentbridge.training.stages import BUDGET_KEYS, StageBudget, plan_stages
 from latentbridge.training.tracking import project_configuration, start_trackers
-from latentbridge.training.trainer import StageData, Trainer, TrainSettings
+from latentbridge.training.trainer import StageData, Trainer, TrainSettings, frozen_subtrees
 from tests.factories import TINY_DIM, TINY_K, make_model, read_wandb_records
 
 FP = config_fingerprint({"latent_dim": TINY_DIM})
@@ -168,6 +168,30 @@ def test_best_model_metric_rouge_keeps_the_validation_with_the_best_rouge(assets
                                                             if v["stage"] == "pretrain_middle")
 
 
+def test_modes_set_per_stage_train_exactly_as_modes_set_every_step(assets, tmp_path):
+    """The loop sets train/eval modes once per stage and after each validation (issue 13), not every step: with
+    dropout on in the middle and adapter and validations mid-epoch, the same losses and weights as before."""
+    torch.manual_seed(0)
+    once = build(assets, tmp_path / "once", eval_steps=2, eval_rouge_samples=2)
+    once.train()
+    torch.manual_seed(0)
+    every = build(assets, tmp_path / "every", eval_steps=2, eval_rouge_samples=2)
+    step = every.train_step
+
+    def modes_then_step(objective, *args):
+        objective.train()
+        for module in frozen_subtrees(every.model):
+            module.eval()
+        return step(objective, *args)
+
+    every.train_step = modes_then_step
+    every.train()
+    losses = [[line["loss"] for line in metric_lines(tmp_path / name / "run")] for name in ("once", "every")]
+    assert losses[0] == losses[1] and len(losses[0]) > 9
+    ref, got = weights(every), weights(once)
+    assert all(torch.equal(ref[k], got[k]) for k in ref)
+
+
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
 def test_ctrl_c_saves_and_stops_cleanly(assets, tmp_path, sig):
     before = signal.getsignal(signal.SIGTERM)
@@ -186,7 +210,6 @@ def test_ctrl_c_saves_and_stops_cleanly(assets, tmp_path, sig):
 
 def test_frozen_parts_train_in_eval_mode(assets):
     from latentbridge.models.bridge import set_trainable
-    from latentbridge.training.trainer import frozen_subtrees
 
     model = make_model(assets, seed=0)
     set_trainable(model, {"adapter"})
