@@ -5,7 +5,8 @@
     python bench/bench_quality.py --run-dir /tmp/q2 -- --decoder-unfrozen-layers 1   # a variant (flags after --)
 
 Writes RUN_DIR/eval.json (the eval report) and prints the markdown rows used in docs/benchmarks.md
-(## Quality). Training and evaluation run through main.py exactly as a user runs them.
+(## Quality), then the wall times and each stage's trainable parameter count (the run's summary.json).
+Training and evaluation run through main.py exactly as a user runs them.
 """
 
 from __future__ import annotations
@@ -75,7 +76,9 @@ def main() -> None:
                                 *([] if a.no_baselines else ["--baselines"]))
     report = json.loads((run / "eval.json").read_text())
     print(markdown(report))
-    print(json.dumps(timings))
+    summary = run / "runs" / "summary.json"
+    trainable = json.loads(summary.read_text()).get("trainable_parameters") if summary.exists() else None
+    print(json.dumps({**timings, "trainable_parameters": trainable}))
 
 
 if __name__ == "__main__":

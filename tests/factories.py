@@ -9,6 +9,7 @@ import shlex
 import shutil
 import subprocess
 import sys
+import struct
 import textwrap
 from dataclasses import dataclass
 from pathlib import Path
@@ -264,3 +265,30 @@ def run_on_small_tmpfs(mountpoint: Path, size: str, script: str, cwd: Path, time
     command = f"mount -t tmpfs -o size={size} tmpfs {shlex.quote(str(mountpoint))} && {script}"
     return subprocess.run(["unshare", "-rm", "sh", "-c", command], cwd=cwd, capture_output=True, text=True,
                           timeout=timeout, env={**os.environ, "OMP_NUM_THREADS": "1"})
+
+
+# ------------------------------------------------------------------------------------------ trackers
+
+WANDB_BLOCK = 32768  # the LevelDB log format of W&B's .wandb files: 32 KiB blocks of (crc, length, kind) records
+
+
+def read_wandb_records(path: Path) -> list[bytes]:
+    """The serialized records of a W&B run file (`run-*.wandb`). wandb no longer ships a Python reader (its Go
+    core writes the file), so this follows the format: a 7-byte header, then per block records with a 7-byte
+    header (crc32, length, kind: 1 whole, 2 first, 3 middle, 4 last piece), zero padding at a block's end."""
+    data = path.read_bytes()
+    assert data[:4] == b":W&B", f"{path} is not a W&B run file"
+    pos, records, pending = 7, [], b""
+    while pos + 7 <= len(data):
+        space = WANDB_BLOCK - pos % WANDB_BLOCK
+        kind = struct.unpack("<IHB", data[pos:pos + 7])[2] if space >= 7 else 0
+        if kind == 0:  # the rest of the block is padding
+            pos += space
+            continue
+        length = struct.unpack("<IHB", data[pos:pos + 7])[1]
+        chunk, pos = data[pos + 7:pos + 7 + length], pos + 7 + length
+        pending = chunk if kind == 2 else pending + chunk if kind == 3 else pending
+        if kind in (1, 4):
+            records.append(chunk if kind == 1 else pending + chunk)
+            pending = b""
+    return records

@@ -31,7 +31,8 @@ def resolved(args: list[str], env: dict[str, str] | None = None) -> dict[str, An
 
 
 # A field whose other value is valid only with another field set (a cross-field rule) -> that setting.
-COMPANIONS = {"cache_use_embeddings_for_training": {"cache_store_text": True}}
+COMPANIONS = {"cache_use_embeddings_for_training": {"cache_store_text": True}, "warmup_ratio": {"warmup_steps": 0},
+              "min_lr_ratio": {"lr_scheduler_type": "cosine_with_min_lr"}, "best_model_metric": {"eval_rouge_samples": 2}}
 
 
 def alternative_value(name: str) -> Any:
@@ -50,7 +51,7 @@ def alternative_value(name: str) -> Any:
     elif kind is float:
         candidates = [0.5, 0.25] if default is None else [default / 2, 0.5, 2.0]
     else:
-        candidates = [f"custom_{name}.pt"]
+        candidates = [f"custom_{name}.pt", f"custom_{name}"]
     for candidate in candidates:
         if candidate != default:
             try:
@@ -239,7 +240,7 @@ try:
     runpy.run_path("main.py", run_name="__main__")
 except SystemExit as exit:
     code = exit.code
-heavy = sorted(m for m in ("torch", "transformers") if m in sys.modules)
+heavy = sorted(m for m in ("torch", "transformers", "peft", "matplotlib") if m in sys.modules)
 print("HEAVY=" + ",".join(heavy), "CODE=" + str(code))
 """
 
@@ -247,7 +248,7 @@ print("HEAVY=" + ",".join(heavy), "CODE=" + str(code))
 @pytest.mark.parametrize("args,code", [(["--help"], 0), (["--mode", "config", "--preset", "tiny"], 0),
                                        (["--mode", "config", "--format", "yaml"], 0),
                                        (["--mode", "config", "--batch-size", "0"], 2)])
-def test_light_paths_import_neither_torch_nor_transformers(args, code):
+def test_light_paths_import_neither_torch_nor_transformers_nor_peft_nor_matplotlib(args, code):
     run = subprocess.run([sys.executable, "-c", LIGHT_PATH_SCRIPT, *args], cwd=ROOT, capture_output=True,
                          text=True, timeout=60)
     assert f"HEAVY= CODE={code}" in run.stdout, run.stdout + run.stderr

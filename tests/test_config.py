@@ -65,6 +65,10 @@ def test_all_problems_are_reported_at_once():
     ({"handoff_best_model_filename": "best_model_pretrain.pt"}, "handoff_best_model_filename"),
     ({"max_generation_length": 2000}, "max_generation_length"),
     ({"cache_use_embeddings_for_training": False}, "cache_store_text"),
+    ({"warmup_ratio": 0.1}, "warmup_steps"),
+    ({"min_lr_ratio": 0.1}, "min_lr_ratio"),
+    ({"best_model_metric": "rougeL"}, "eval_rouge_samples"),
+    ({"decoder_lora_target_modules": "q_proj,,v_proj"}, "decoder_lora_target_modules"),
 ])
 def test_cross_field_rules_name_the_field(changes, field):
     with pytest.raises(ConfigError) as caught:
@@ -141,3 +145,21 @@ def test_presets_validate():
     tiny = tiny_config()
     assert tiny.device == "cpu" and tiny.tiny_assets_dir == "cache/tiny"
     assert tiny_config(batch_size=4).batch_size == 4
+
+
+def test_warmup_ratio_replaces_warmup_steps_which_must_then_be_zero():
+    with pytest.raises(ConfigError, match=r"(?s)warmup_steps = 200.*0 when warmup_ratio is set.*--warmup-steps 0"):
+        Config(warmup_ratio=0.1)
+    assert Config(warmup_ratio=0.1, warmup_steps=0).warmup_ratio == 0.1
+
+
+def test_min_lr_ratio_belongs_to_cosine_with_min_lr():
+    with pytest.raises(ConfigError, match="--lr-scheduler-type cosine_with_min_lr"):
+        Config(lr_scheduler_type="cosine", min_lr_ratio=0.1)
+    assert Config(lr_scheduler_type="cosine_with_min_lr", min_lr_ratio=0.1).min_lr_ratio == 0.1
+
+
+def test_rouge_selection_needs_rouge_samples():
+    with pytest.raises(ConfigError, match="eval_rouge_samples = 0.*best_model_metric rougeL"):
+        Config(best_model_metric="rougeL")
+    assert Config(best_model_metric="rougeL", eval_rouge_samples=16).eval_rouge_samples == 16

@@ -57,6 +57,14 @@ _dcaps = _section("Per-Dataset Caps (Pretraining)")
 _loss = _section("Loss Weights")
 _diag = _section("Diagnostic Modes")
 _run = _section("Run")
+_lora = _section("Decoder LoRA")
+_evals = _section("Evaluation During Training")
+_track = _section("Experiment Tracking")
+
+LR_SCHEDULERS = ("linear", "cosine", "constant_with_warmup", "cosine_with_min_lr")
+TRACKERS = ("tensorboard", "wandb", "mlflow")
+# Gemma's attention and MLP projections: what LoRA adapts unless decoder_lora_target_modules says otherwise
+GEMMA_PROJECTIONS = "q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj"
 
 
 @dataclass(frozen=True)
@@ -92,7 +100,13 @@ class Config:
     num_workers: int = _train(4, "DataLoader worker processes (0 = load in the main process)", ge=0)
     prefetch_factor: int = _train(4, "Batches prefetched per DataLoader worker", gt=0)
     num_epochs: int = _train(50, "Epoch cap for every stage (stage epochs are clipped to it)", gt=0)
-    warmup_steps: int = _train(200, "Linear learning-rate warmup steps, then linear decay", ge=0)
+    warmup_steps: int = _train(200, "Linear learning-rate warmup steps (0 when warmup_ratio is set)", ge=0)
+    warmup_ratio: Optional[float] = _train(None, "Warmup as a share of each stage's optimizer steps, instead of "
+                                           "warmup_steps (which must then be 0)", ge=0, lt=1)
+    lr_scheduler_type: str = _train("linear", "Learning-rate schedule after the warmup (transformers' schedulers); "
+                                    "cosine_with_min_lr decays to learning_rate x min_lr_ratio", choices=LR_SCHEDULERS)
+    min_lr_ratio: float = _train(0.0, "Floor of cosine_with_min_lr as a share of learning_rate (only with that "
+                                 "schedule)", ge=0, lt=1)
     weight_decay: float = _train(0.01, "AdamW weight decay", ge=0)
     max_grad_norm: float = _train(1.0, "Gradient clipping norm (0 disables clipping)", ge=0)
 
@@ -112,6 +126,7 @@ class Config:
                                                "max-autotune-no-cudagraphs"))
     async_checkpointing: bool = _device(True, "Write checkpoints in a background thread")
     torch_num_threads: Optional[int] = _device(None, "CPU threads torch may use (none: torch's default)", gt=0)
+    tf32: bool = _device(True, "Allow TF32 matmuls and convolutions on Ampere+ GPUs (no effect on CPU)")
 
     # Attention and Normalization
     attn_implementation: str = _attn("flash_attention_2", "Requested attention backend (falls back to sdpa)",
@@ -227,7 +242,34 @@ class Config:
     output_dir: str = _run("runs", "Run folder for metrics.jsonl and summary.json")
     tiny_assets_dir: Optional[str] = _run(None, "When set, the bundled corpus and tiny models are built here "
                                           "if missing (the tiny preset sets it)")
-    decoder_unfrozen_layers: int = _run(0, "Top Gemma layers trained with the adapter", ge=0)
+    decoder_unfrozen_layers: int = _run(0, "Top Gemma layers trained in full with the adapter (LoRA, when on, "
+                                        "goes on the layers below them)", ge=0)
+
+    # Decoder LoRA
+    decoder_lora_rank: int = _lora(0, "LoRA rank on the Gemma layers below the decoder_unfrozen_layers top ones, "
+                                   "trained with the adapter (0: off)", ge=0)
+    decoder_lora_alpha: float = _lora(16.0, "LoRA scaling numerator (the update is scaled by alpha / rank)", gt=0)
+    decoder_lora_dropout: float = _lora(0.0, "Dropout on the LoRA input", ge=0, lt=1)
+    decoder_lora_target_modules: str = _lora(GEMMA_PROJECTIONS, "Comma-separated names of the Linear modules LoRA "
+                                             "adapts in each of those layers")
+
+    # Evaluation During Training
+    eval_steps: Optional[int] = _evals(None, "Validate every N optimizer steps of a stage and at its end (none: "
+                                       "after each epoch)", gt=0)
+    eval_rouge_samples: int = _evals(0, "Token stages: greedy ROUGE on the first N validation examples at each "
+                                     "validation (0: off)", ge=0)
+    early_stopping_patience: Optional[int] = _evals(None, "End a stage after N validations without improvement "
+                                                    "of best_model_metric (none: off)", gt=0)
+    best_model_metric: str = _evals("loss", "What picks a stage's best weights: validation loss, or rougeL of "
+                                    "token stages (needs eval_rouge_samples; latent stages use the loss)",
+                                    choices=("loss", "rougeL"))
+
+    # Experiment Tracking
+    report_to: str = _track("none", "Experiment trackers through accelerate (all: every installed one; "
+                            "pip install -r requirements-trackers.txt)", choices=("none", *TRACKERS, "all"))
+    run_name: Optional[str] = _track(None, "Run name in the trackers (none: the output_dir folder's name)")
+    tracker_project: str = _track("latentbridge", "Tracker project: W&B project, MLflow experiment, TensorBoard "
+                                  "folder under output_dir")
 
     def __post_init__(self) -> None:
         problems = validate(self)
@@ -430,11 +472,38 @@ def _cross_field_problems(c: Config) -> list[Problem]:
     if c.training_phase == "phase2" and c.num_encoder_unfrozen_layers == 0:
         problems.append(Problem("num_encoder_unfrozen_layers", 0,
                                 "at least 1 with training_phase phase2, which trains the encoder"))
+    problems += _schedule_problems(c) + _lora_problems(c) + _evaluation_problems(c)
     names = ("pretrain_best_model_filename", "finetune_best_model_filename", "handoff_best_model_filename")
     if len({getattr(c, n) for n in names}) < len(names):
         problems.append(Problem("handoff_best_model_filename", c.handoff_best_model_filename,
                                 "a file name different from the pretrain and finetune best-model names"))
     return problems
+
+
+def _schedule_problems(c: Config) -> list[Problem]:
+    problems = []
+    if c.warmup_ratio is not None and c.warmup_steps != 0:
+        problems.append(Problem("warmup_steps", c.warmup_steps, "0 when warmup_ratio is set: they are alternatives "
+                                "(add --warmup-steps 0, or drop --warmup-ratio)"))
+    if c.min_lr_ratio > 0 and c.lr_scheduler_type != "cosine_with_min_lr":
+        problems.append(Problem("min_lr_ratio", c.min_lr_ratio, "0 unless lr_scheduler_type is cosine_with_min_lr "
+                                f"(it is {c.lr_scheduler_type}; set --lr-scheduler-type cosine_with_min_lr)"))
+    return problems
+
+
+def _lora_problems(c: Config) -> list[Problem]:
+    names = [n.strip() for n in c.decoder_lora_target_modules.split(",")]
+    if all(n.isidentifier() for n in names):
+        return []
+    return [Problem("decoder_lora_target_modules", c.decoder_lora_target_modules,
+                    "comma-separated module names such as q_proj,v_proj (no empty or malformed names)")]
+
+
+def _evaluation_problems(c: Config) -> list[Problem]:
+    if c.best_model_metric == "rougeL" and c.eval_rouge_samples == 0:
+        return [Problem("eval_rouge_samples", 0, "at least 1 with best_model_metric rougeL, which is measured on "
+                        "that many validation examples (or set --best-model-metric loss)")]
+    return []
 
 
 # ---------------------------------------------------------------- presets

@@ -19,8 +19,8 @@ from latentbridge.data.cache import hash_path
 from latentbridge.data.preprocess import CacheSpec
 from latentbridge.data.sources import DataSpec, PretrainSource
 from latentbridge.errors import UserError
-from latentbridge.models.specs import (AdapterSpec, DecoderSpec, EncoderSpec, LossSpec, MiddleSpec, ModelSpec,
-                                       RuntimeSpec, SamplingSpec)
+from latentbridge.models.specs import (AdapterSpec, DecoderSpec, EncoderSpec, LoraSpec, LossSpec, MiddleSpec,
+                                       ModelSpec, RuntimeSpec, SamplingSpec)
 from latentbridge.training.stages import BUDGET_KEYS, DATA_COLLECTIONS, Stage, StageBudget, plan_stages
 
 if TYPE_CHECKING:
@@ -29,6 +29,8 @@ if TYPE_CHECKING:
 
 PRETRAIN_FIELDS = {"wikitext": "wikitext_dataset", "arxiv": "arxiv_dataset", "english": "english_pretrain_dataset"}
 BEST_FIELDS = ("pretrain_best_model_filename", "finetune_best_model_filename")
+# what LoRA weights must match: their shapes (rank, targets) and their scale (alpha / rank); dropout only trains
+LORA_FIELDS = ("decoder_lora_rank", "decoder_lora_alpha", "decoder_lora_target_modules")
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "tokenizer.model",
                    "vocab.txt", "merges.txt", "chat_template.jinja", "added_tokens.json")
 LOCAL_DATA_HASH_LIMIT = 256 << 20  # local data files up to this size are hashed by content, larger by size+mtime
@@ -59,9 +61,17 @@ def adapter_spec(c: Config) -> AdapterSpec:
                        rope_base=float(c.rope_base), use_rmsnorm=c.use_rmsnorm, norm_eps=c.rmsnorm_eps)
 
 
+def lora_spec(c: Config) -> Optional[LoraSpec]:
+    """LoRA on the decoder layers below the decoder_unfrozen_layers top ones; None when decoder_lora_rank is 0."""
+    if c.decoder_lora_rank == 0:
+        return None
+    return LoraSpec(rank=c.decoder_lora_rank, alpha=c.decoder_lora_alpha, dropout=c.decoder_lora_dropout,
+                    target_modules=tuple(n.strip() for n in c.decoder_lora_target_modules.split(",")))
+
+
 def decoder_spec(c: Config) -> DecoderSpec:
     return DecoderSpec(model=c.gpt2_model, unfrozen_layers=c.decoder_unfrozen_layers,
-                       expected_hidden_dim=c.gpt2_hidden_dim)
+                       expected_hidden_dim=c.gpt2_hidden_dim, lora=lora_spec(c))
 
 
 def loss_spec(c: Config) -> LossSpec:
@@ -95,7 +105,7 @@ def runtime_spec(c: Config, device: Optional[str] = None) -> RuntimeSpec:
     """`device`: the resolved device; default `resolved_device(c)`."""
     return RuntimeSpec(device=device or resolved_device(c), attn_implementation=c.attn_implementation,
                        use_bf16=c.use_bf16, use_fp16=c.use_fp16, gradient_checkpointing=c.use_gradient_checkpointing,
-                       compile=c.use_torch_compile, compile_mode=c.torch_compile_mode)
+                       compile=c.use_torch_compile, compile_mode=c.torch_compile_mode, tf32=c.tf32)
 
 
 def sampling_spec(c: Config) -> SamplingSpec:
@@ -229,7 +239,8 @@ def plan(c: Config) -> tuple[Stage, ...]:
                          run_pretraining=c.run_pretraining, run_finetuning=c.run_finetuning,
                          adapter_pretrain_use_middle=c.adapter_pretrain_use_middle,
                          freeze_encoder_compression=c.freeze_encoder_compression_in_pipeline,
-                         train_decoder_layers=c.decoder_unfrozen_layers > 0, budgets=stage_budgets(c),
+                         train_decoder_layers=c.decoder_unfrozen_layers > 0 or c.decoder_lora_rank > 0,
+                         budgets=stage_budgets(c),
                          latent_stages_use_cache=c.cache_use_embeddings_for_training)
     live = [s.name for s in stages if not s.uses_cache]
     if live and not c.cache_store_text:
@@ -243,13 +254,17 @@ def train_settings(c: Config, *, stop_after_steps: Optional[int] = None) -> Trai
 
     return TrainSettings(
         learning_rate=c.learning_rate, weight_decay=c.weight_decay, warmup_steps=c.warmup_steps,
+        warmup_ratio=c.warmup_ratio, lr_scheduler_type=c.lr_scheduler_type, min_lr_ratio=c.min_lr_ratio,
         gradient_accumulation_steps=c.gradient_accumulation_steps, max_grad_norm=c.max_grad_norm,
         save_every=c.save_every, log_every=c.log_every, keep_last_checkpoints=c.keep_last_checkpoints,
         async_checkpointing=c.async_checkpointing, checkpoint_dir=Path(c.checkpoint_dir), run_dir=Path(c.output_dir),
         best_filenames={f: getattr(c, f) for f in BEST_FIELDS}, handoff_filename=c.handoff_best_model_filename,
         seed=c.seed, max_seq_len=c.max_seq_len, max_target_len=c.max_target_len, num_workers=c.num_workers,
         prefetch_factor=c.prefetch_factor if c.num_workers > 0 else None,
-        sample_max_tokens=min(48, c.max_generation_length), stop_after_steps=stop_after_steps)
+        sample_max_tokens=min(48, c.max_generation_length), stop_after_steps=stop_after_steps,
+        eval_steps=c.eval_steps, eval_rouge_samples=c.eval_rouge_samples,
+        eval_max_new_tokens=min(c.max_generation_length, c.max_target_len),
+        early_stopping_patience=c.early_stopping_patience, best_model_metric=c.best_model_metric)
 
 
 def checkpoint_fingerprint(c: Config) -> ConfigFingerprint:
@@ -260,6 +275,7 @@ def checkpoint_fingerprint(c: Config) -> ConfigFingerprint:
 
     backbones = {f"{field}_files": hash_path(folder) if (folder := model_dir(getattr(c, field))) else None
                  for field in ("modernbert_model", "gpt2_model")}
-    # only an mlp middle fingerprints its own fields: transformer checkpoints keep the digest they were written with
+    # only an mlp middle and LoRA fingerprint their own fields: other checkpoints keep the digest they were written with
     mlp = ("middle_architecture", "middle_layers") if c.middle_architecture == "mlp" else ()
-    return config_fingerprint({**c.to_dict(), **backbones}, (*ARCHITECTURE_FIELDS, *mlp, *backbones))
+    lora = LORA_FIELDS if c.decoder_lora_rank > 0 else ()
+    return config_fingerprint({**c.to_dict(), **backbones}, (*ARCHITECTURE_FIELDS, *mlp, *lora, *backbones))

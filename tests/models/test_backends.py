@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from latentbridge.errors import UserError
-from latentbridge.models.backends import resolve_attention, resolve_device, resolve_dtype
+from latentbridge.models.backends import apply_tf32, resolve_attention, resolve_device, resolve_dtype
 from latentbridge.models.bridge import build_model
 from tests.factories import tiny_spec
 
@@ -88,3 +88,15 @@ def test_hidden_dim_mismatch_names_the_field(tiny_assets):
 def test_too_many_unfrozen_layers_is_a_user_error(tiny_assets):
     with pytest.raises(UserError, match="num_encoder_unfrozen_layers"):
         build_model(tiny_spec(tiny_assets, encoder={"unfrozen_layers": 5}))
+
+
+def test_tf32_is_switched_on_cuda_only():
+    settings = (torch.backends.cuda.matmul, torch.backends.cudnn.conv)
+    before = [s.fp32_precision for s in settings]
+    try:
+        assert apply_tf32(True, "cpu") is False and [s.fp32_precision for s in settings] == before
+        assert apply_tf32(True, "cuda") is True and [s.fp32_precision for s in settings] == ["tf32", "tf32"]
+        assert apply_tf32(False, "cuda:0") is False and [s.fp32_precision for s in settings] == ["ieee", "ieee"]
+    finally:
+        for s, value in zip(settings, before):
+            s.fp32_precision = value

@@ -31,11 +31,11 @@ def report(quick_handoff, tmp_path_factory):
     result = CliRunner().invoke(APP, ["--mode", "eval", "--preset", "tiny", "--checkpoint", str(path), "--baselines",
                                       "--split", "validation", "--output-file", str(out)], catch_exceptions=False)
     assert result.exit_code == 0, result.output
-    return json.loads(out.read_text()), result.stdout
+    return json.loads(out.read_text()), result.stdout, out.with_suffix(".md").read_text()
 
 
 def test_report_names_split_checkpoint_scorer_and_sampling(report, quick_handoff):
-    data, _ = report
+    data, _, _ = report
     assert data["report"] == "latentbridge-eval" and data["split"] == "validation" and data["n_examples"] == 200
     assert data["checkpoint"]["path"] == str(quick_handoff[1])
     assert "rouge-score" in data["scorer"] and "use_stemmer=True" in data["scorer"]
@@ -90,3 +90,17 @@ def test_missing_checkpoint_exits_2(tmp_path):
     result = CliRunner().invoke(APP, ["--mode", "eval", "--preset", "tiny", "--checkpoint-dir", str(tmp_path)],
                                 catch_exceptions=False)
     assert result.exit_code == 2 and "No trained model" in result.stderr
+
+
+def test_markdown_report_beside_the_json_holds_the_tables_and_the_samples(report):
+    data, _, markdown = report
+    assert markdown.startswith(f"# Evaluation: {data['dataset']} / validation (n = 200)")
+    rows = {line.split(" | ")[0].lstrip("| "): line for line in markdown.splitlines() if line.startswith("| ")}
+    latent = data["systems"]["latent"]
+    assert rows["latent pipeline"] == ("| latent pipeline | " + " | ".join(f"{100 * latent[t]:.2f}" for t in ROUGE_TYPES)
+                                       + " |")
+    assert {"constant baseline", "direct baseline (no bottleneck)", "cosine", "predicted (middle)"} <= set(rows)
+    assert f"{data['prefix_use']['pipeline']['gap']:.3f}" in rows["predicted (middle)"]
+    sample = data["samples"][0]
+    assert "| id | dialogue | reference | latent |" in markdown
+    assert sample["reference"].replace("|", "\\|") in markdown

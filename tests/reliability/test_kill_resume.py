@@ -41,7 +41,9 @@ def kill_after_first_checkpoint(process: subprocess.Popen, checkpoint_dir: Path)
 @pytest.mark.slow
 def test_kill9_then_resume_matches_an_uninterrupted_run(tiny_root, tmp_path):
     settings = dict(max_train_samples=96, pretrain_middle_max_samples=96, pretrain_adapter_max_samples=96,
-                    save_every=5, preprocess_cache_dir=str(tmp_path / "cache"))
+                    save_every=5, preprocess_cache_dir=str(tmp_path / "cache"),
+                    # a schedule with state beyond the step count: the resumed run must continue it exactly
+                    lr_scheduler_type="cosine_with_min_lr", min_lr_ratio=0.1, warmup_ratio=0.2, warmup_steps=0)
     whole = train_config(tiny_root, tmp_path / "whole").replace(**settings)
     killed = train_config(tiny_root, tmp_path / "killed").replace(**settings)
     for c, name in ((whole, "whole.yaml"), (killed, "killed.yaml")):

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from pathlib import Path
 
 import pytest
+
+import latentbridge
 
 from latentbridge.errors import UserError
 from latentbridge.modes import ModeOptions
@@ -29,6 +32,36 @@ def test_train_stop_then_resume_auto_then_handoff(tiny_root, tmp_path, capsys):
         assert (Path(c.checkpoint_dir) / name).exists()
     stages = {json.loads(line)["stage"] for line in (Path(c.output_dir) / "metrics.jsonl").read_text().splitlines()}
     assert stages == {"pretrain_middle", "pretrain_adapter", "finetune_middle", "finetune_adapter"}
+    plots = sorted(p.name for p in (Path(c.output_dir) / "plots").iterdir())
+    assert plots == ["1_pretrain_middle.png", "2_pretrain_adapter.png", "3_finetune_middle.png", "4_finetune_adapter.png"]
+
+
+def test_lora_run_trains_saves_only_what_trains_and_generates(tiny_root, tmp_path, capsys):
+    c = train_config(tiny_root, tmp_path, decoder_unfrozen_layers=0, decoder_lora_rank=4, decoder_lora_alpha=8.0)
+    assert [sorted(s.trains) for s in plan(c)][1] == ["adapter", "decoder"]
+    assert run(c, ModeOptions()) == 0
+    said = re.search(r"pretrain_adapter: ([\d,]+) trainable parameters \(adapter, decoder\)", capsys.readouterr().out)
+    handoff = load_model_file(Path(c.checkpoint_dir) / c.handoff_best_model_filename, checkpoint_fingerprint(c))
+    decoder_keys = [k for k in handoff.model if k.startswith("decoder.")]
+    assert decoder_keys and all(".lora_A." in k or ".lora_B." in k for k in decoder_keys)
+    assert any(float(handoff.model[k].abs().sum()) > 0 for k in decoder_keys if ".lora_B." in k)  # the adapters trained
+    lines = [json.loads(line) for line in (Path(c.output_dir) / "metrics.jsonl").read_text().splitlines()]
+    token = [line["loss"] for line in lines if line["split"] == "train" and line["stage"].endswith("adapter")]
+    assert token[-1] < token[0]
+    model = latentbridge.load(c.checkpoint_dir)
+    assert model.config.decoder_lora_rank == 4
+    trained = sum(p.numel() for n, p in model.model.named_parameters() if n.startswith("adapter.") or ".lora_" in n)
+    assert said and int(said.group(1).replace(",", "")) == trained
+    assert all(isinstance(text, str) for text in model.generate(["Anna: lunch at 1? Ben: sure"], max_generation_length=8))
+    summary = json.loads((Path(c.output_dir) / "summary.json").read_text())
+    assert summary["trainable_parameters"]["pretrain_adapter"] > summary["trainable_parameters"]["pretrain_middle"] > 0
+
+
+def test_lora_enters_the_checkpoint_fingerprint_only_when_on(tiny_root, tmp_path):
+    plain = checkpoint_fingerprint(train_config(tiny_root, tmp_path))
+    assert "decoder_lora_rank" not in plain.fields  # checkpoints written before LoRA keep their digest
+    lora = checkpoint_fingerprint(train_config(tiny_root, tmp_path, decoder_unfrozen_layers=0, decoder_lora_rank=4))
+    assert lora.fields["decoder_lora_rank"] == 4 and lora.digest != plain.digest
 
 
 def test_resume_refuses_an_incompatible_checkpoint(tiny_root, tmp_path):

@@ -6,17 +6,23 @@ import json
 import os
 import signal
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
+from accelerate import Accelerator
 from torch.utils.data import Dataset
 
 from latentbridge.assets import ensure_tiny_assets
 from latentbridge.data.loader import Collate
+from latentbridge.evaluation.rouge import rouge_scores
+from latentbridge.models.specs import LoraSpec
 from latentbridge.training.checkpoint import config_fingerprint, find_latest, load_checkpoint, load_model_file
 from latentbridge.training.stages import BUDGET_KEYS, StageBudget, plan_stages
-from latentbridge.training.trainer import StageData, Trainer, TrainSettings
-from tests.factories import TINY_DIM, TINY_K, make_model
+from latentbridge.training.tracking import project_configuration, start_trackers
+from latentbridge.training.trainer import StageData, Trainer, TrainSettings, frozen_subtrees
+from tests.factories import TINY_DIM, TINY_K, make_model, read_wandb_records
 
 FP = config_fingerprint({"latent_dim": TINY_DIM})
 
@@ -46,12 +52,12 @@ class FakeRecords(Dataset):
         return {**self.rows[i], "index": i}
 
 
-def stages():
+def stages(train_decoder: bool = False, adapter_epochs: int = 1):
     budgets = {k: StageBudget(epochs=2, batch_size=4) for k in BUDGET_KEYS}
-    budgets["pretrain_adapter"] = StageBudget(epochs=1, batch_size=4)
+    budgets["pretrain_adapter"] = StageBudget(epochs=adapter_epochs, batch_size=4)
     return plan_stages(pipeline_mode="two_stage_scientific", training_phase="normal", run_pretraining=True,
                        run_finetuning=False, adapter_pretrain_use_middle=False, freeze_encoder_compression=True,
-                       train_decoder_layers=False, budgets=budgets)
+                       train_decoder_layers=train_decoder, budgets=budgets)
 
 
 def data_for(stage) -> StageData:
@@ -59,35 +65,47 @@ def data_for(stage) -> StageData:
 
 
 def settings(tmp_path, **kw) -> TrainSettings:
-    kw.setdefault("checkpoint_dir", tmp_path / "ckpt")
-    return TrainSettings(learning_rate=1e-2, warmup_steps=2, gradient_accumulation_steps=2, save_every=2, log_every=1,
+    kw = {"checkpoint_dir": tmp_path / "ckpt", "warmup_steps": 2, "eval_max_new_tokens": 4, "learning_rate": 1e-2, **kw}
+    return TrainSettings(gradient_accumulation_steps=2, save_every=2, log_every=1,
                          run_dir=tmp_path / "run", seed=3, async_checkpointing=True, sample_max_tokens=4, **kw)
 
 
-def build(assets, tmp_path, data=data_for, **kw) -> Trainer:
-    model = make_model(assets, seed=0, middle={"dropout": 0.1}, adapter={"dropout": 0.1})
-    return Trainer(model, stages(), data, settings(tmp_path, **kw), fingerprint=FP, config={"latent_dim": TINY_DIM})
+def build(assets, tmp_path, data=data_for, lora: bool = False, adapter_epochs: int = 1, accelerator=None,
+          **kw) -> Trainer:
+    decoder = {"lora": LoraSpec(rank=2, dropout=0.1), "unfrozen_layers": 0} if lora else {}
+    model = make_model(assets, seed=0, middle={"dropout": 0.1}, adapter={"dropout": 0.1}, decoder=decoder)
+    scorer = (lambda out, ref: {k: 100 * v for k, v in rouge_scores(out, ref).as_dict().items()})
+    return Trainer(model, stages(lora, adapter_epochs), data, settings(tmp_path, **kw), fingerprint=FP,
+                   config={"latent_dim": TINY_DIM}, accelerator=accelerator, text_scorer=scorer)
 
 
 def weights(trainer: Trainer) -> dict[str, torch.Tensor]:
     return {k: v.clone() for k, v in trainer.model.trainable_state_dict().items()}
 
 
-@pytest.mark.parametrize("stop_after", [2, 7])  # mid-epoch in stage 1; mid-epoch in stage 2
-def test_resume_matches_uninterrupted_training(assets, tmp_path, stop_after):
+SCHEDULED = dict(lr_scheduler_type="cosine_with_min_lr", min_lr_ratio=0.1, warmup_ratio=0.3, warmup_steps=0)
+
+
+@pytest.mark.parametrize("stop_after,kw", [
+    (2, {}),  # mid-epoch in stage 1
+    (7, {}),  # mid-epoch in stage 2
+    (5, SCHEDULED),  # a cosine schedule with a floor and a warmup ratio: the schedule resumes where it was
+    (7, {**SCHEDULED, "lora": True, "eval_steps": 1, "eval_rouge_samples": 2, "best_model_metric": "rougeL"}),
+])
+def test_resume_matches_uninterrupted_training(assets, tmp_path, stop_after, kw):
     torch.manual_seed(0)
-    reference = build(assets, tmp_path / "a")
+    reference = build(assets, tmp_path / "a", **kw)
     done = reference.train()
     assert not done.interrupted and done.state.global_step == 9  # 3 windows per epoch (2+2+1 batches): 2 epochs + 1
 
     torch.manual_seed(0)
-    first = build(assets, tmp_path / "b", stop_after_steps=stop_after)
+    first = build(assets, tmp_path / "b", stop_after_steps=stop_after, **kw)
     assert first.train().interrupted
     latest = find_latest(tmp_path / "b" / "ckpt")
     assert latest.name == f"step-{stop_after:09d}"
 
     torch.manual_seed(123)  # the resumed process starts from a different RNG state: the checkpoint restores it
-    resumed = build(assets, tmp_path / "b")
+    resumed = build(assets, tmp_path / "b", **kw)
     result = resumed.train(load_checkpoint(latest, FP))
     assert not result.interrupted and result.state.global_step == 9
     ref, got = weights(reference), weights(resumed)
@@ -111,6 +129,69 @@ def test_writes_metrics_best_and_handoff_files(assets, tmp_path):
     assert (tmp_path / "ckpt" / "best_pretrain_adapter.pt").exists()
 
 
+def metric_lines(run_dir: Path) -> list[dict]:
+    return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+
+
+def test_eval_steps_validate_every_n_steps_and_at_each_stage_end(assets, tmp_path):
+    build(assets, tmp_path, eval_steps=2, eval_rouge_samples=3).train()
+    validations = [line for line in metric_lines(tmp_path / "run") if line["split"] == "validation"]
+    # stage 1: 2 epochs x 3 steps, stage 2: 1 epoch x 3 steps
+    assert [(v["stage"], v["step"]) for v in validations] == [
+        ("pretrain_middle", 2), ("pretrain_middle", 4), ("pretrain_middle", 6), ("pretrain_adapter", 2),
+        ("pretrain_adapter", 3)]
+    adapter = [v for v in validations if v["stage"] == "pretrain_adapter"]
+    assert all(set(v["rouge"]) == {"rouge1", "rouge2", "rougeL", "rougeLsum"} for v in adapter)
+    assert all(0 <= v["rouge"]["rougeL"] <= 100 for v in adapter)
+    assert not any("rouge" in v for v in validations if v["stage"] == "pretrain_middle")  # latent stage: no text
+
+
+def test_early_stopping_ends_a_stage_after_patience_validations_without_improvement(assets, tmp_path):
+    # learning rate 0: the weights, so the validation loss, never change after the first validation
+    result = build(assets, tmp_path, learning_rate=0.0, warmup_steps=0, eval_steps=1, early_stopping_patience=2,
+                   adapter_epochs=2).train()
+    assert result.state.global_step == 6  # each stage stops at its 3rd of 6 steps
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["early_stopped"] == ["pretrain_middle", "pretrain_adapter"]
+    steps = [(v["stage"], v["step"]) for v in metric_lines(tmp_path / "run") if v["split"] == "validation"]
+    assert steps == [(s, i) for s in ("pretrain_middle", "pretrain_adapter") for i in (1, 2, 3)]
+
+
+def test_best_model_metric_rouge_keeps_the_validation_with_the_best_rouge(assets, tmp_path):
+    build(assets, tmp_path, eval_steps=1, eval_rouge_samples=4, best_model_metric="rougeL", adapter_epochs=2).train()
+    validations = [v for v in metric_lines(tmp_path / "run") if v["split"] == "validation"]
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["best_scores"]["pretrain_adapter"] == max(v["rouge"]["rougeL"] for v in validations
+                                                             if v["stage"] == "pretrain_adapter")
+    # the latent stage measures no ROUGE: its loss still picks its best weights
+    assert summary["best_scores"]["pretrain_middle"] == min(v["loss"] for v in validations
+                                                            if v["stage"] == "pretrain_middle")
+
+
+def test_modes_set_per_stage_train_exactly_as_modes_set_every_step(assets, tmp_path):
+    """The loop sets train/eval modes once per stage and after each validation (issue 13), not every step: with
+    dropout on in the middle and adapter and validations mid-epoch, the same losses and weights as before."""
+    torch.manual_seed(0)
+    once = build(assets, tmp_path / "once", eval_steps=2, eval_rouge_samples=2)
+    once.train()
+    torch.manual_seed(0)
+    every = build(assets, tmp_path / "every", eval_steps=2, eval_rouge_samples=2)
+    step = every.train_step
+
+    def modes_then_step(objective, *args):
+        objective.train()
+        for module in frozen_subtrees(every.model):
+            module.eval()
+        return step(objective, *args)
+
+    every.train_step = modes_then_step
+    every.train()
+    losses = [[line["loss"] for line in metric_lines(tmp_path / name / "run")] for name in ("once", "every")]
+    assert losses[0] == losses[1] and len(losses[0]) > 9
+    ref, got = weights(every), weights(once)
+    assert all(torch.equal(ref[k], got[k]) for k in ref)
+
+
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
 def test_ctrl_c_saves_and_stops_cleanly(assets, tmp_path, sig):
     before = signal.getsignal(signal.SIGTERM)
@@ -129,10 +210,77 @@ def test_ctrl_c_saves_and_stops_cleanly(assets, tmp_path, sig):
 
 def test_frozen_parts_train_in_eval_mode(assets):
     from latentbridge.models.bridge import set_trainable
-    from latentbridge.training.trainer import frozen_subtrees
 
     model = make_model(assets, seed=0)
     set_trainable(model, {"adapter"})
     frozen = frozen_subtrees(model)
     assert model.middle in frozen and model.adapter not in frozen
     assert all(not any(p.requires_grad for p in m.parameters()) for m in frozen)
+
+
+# ------------------------------------------------------------------ experiment trackers, read back offline
+
+TRACKED_CONFIG = {"latent_dim": 32, "run_name": None, "learning_rate": 0.01}
+
+
+def train_with(assets, tmp_path: Path, tracker: str) -> list[dict]:
+    """Train the test_trainer pipeline with `tracker`; the metric lines of metrics.jsonl."""
+    run_dir = tmp_path / "run"
+    accelerator = Accelerator(cpu=True, log_with=[tracker], project_config=project_configuration(run_dir))
+    start_trackers(accelerator, project="proj", run_name="first", run_dir=run_dir, config=TRACKED_CONFIG)
+    build(assets, tmp_path, accelerator=accelerator, eval_rouge_samples=2).train()
+    accelerator.end_training()
+    return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+
+
+def jsonl_series(lines: list[dict], split: str, stage: str, key: str) -> list[tuple[int, float]]:
+    """(global step, value) of `key` in the metric lines of one split and stage."""
+    return [(line["global_step"], line[key]) for line in lines
+            if line["split"] == split and line["stage"] == stage and line.get(key) is not None]
+
+
+def test_tensorboard_event_files_hold_every_metric_line(assets, tmp_path):
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    lines = train_with(assets, tmp_path, "tensorboard")
+    events = EventAccumulator(str(tmp_path / "run" / "tensorboard" / "proj"))
+    events.Reload()
+    for split, stage, key, tag in [("train", "pretrain_middle", "loss", "loss/total"),
+                                   ("train", "pretrain_adapter", "lr", "lr"),
+                                   ("validation", "pretrain_adapter", "loss", "loss/total")]:
+        logged = [(e.step, e.value) for e in events.Scalars(f"{split}/{stage}/{tag}")]
+        assert dict(logged) == pytest.approx(dict(jsonl_series(lines, split, stage, key)), rel=1e-6)
+    rouge = [e.value for e in events.Scalars("validation/pretrain_adapter/rougeL")]
+    assert rouge == pytest.approx([line["rouge"]["rougeL"] for line in lines
+                                   if line["split"] == "validation" and "rouge" in line], rel=1e-6)
+    hparams = list((tmp_path / "run" / "tensorboard" / "proj").glob("*/hparams.yml"))
+    assert hparams and "learning_rate: 0.01" in hparams[0].read_text()
+
+
+def test_wandb_offline_run_folder_holds_the_config_and_history(assets, tmp_path, monkeypatch):
+    pytest.importorskip("wandb")
+    from wandb.proto import wandb_internal_pb2
+
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    lines = train_with(assets, tmp_path, "wandb")
+    (run_file,) = (tmp_path / "run" / "wandb").glob("offline-run-*/run-*.wandb")
+    history, config, names = [], {}, []
+    for data in read_wandb_records(run_file):
+        record = wandb_internal_pb2.Record()
+        record.ParseFromString(data)
+        kind = record.WhichOneof("record_type")
+        if kind == "history":
+            history.append({item.key or "/".join(item.nested_key): json.loads(item.value_json)
+                            for item in record.history.item})
+        elif kind == "run":
+            names.append((record.run.project, record.run.display_name))
+            config.update({item.key: json.loads(item.value_json) for item in record.run.config.update})
+        elif kind == "config":
+            config.update({item.key: json.loads(item.value_json) for item in record.config.update})
+    assert ("proj", "first") in names
+    assert config["learning_rate"] == 0.01 and config["run_name"] == "none"
+    logged = [(h["_step"], h["train/pretrain_middle/loss/total"]) for h in history
+              if "train/pretrain_middle/loss/total" in h]
+    assert dict(logged) == pytest.approx(dict(jsonl_series(lines, "train", "pretrain_middle", "loss")), rel=1e-6)

@@ -86,6 +86,46 @@ def diagnostics_table(report: Mapping[str, Any]) -> Table:
     return table
 
 
+def _md_cell(value: Any) -> str:
+    return str(value).replace("|", "\\|").replace("\n", " ")
+
+
+def markdown_report(report: Mapping[str, Any]) -> str:
+    """The report as Markdown (written beside its JSON): the ROUGE table of every system, the latent metrics,
+    the prefix-use gap, and the samples side by side."""
+    lm, pu = report["latent_metrics"], report["prefix_use"]
+    ckpt = report["checkpoint"]
+    lines = [f"# Evaluation: {report['dataset']} / {report['split']} (n = {report['n_examples']})", "",
+             f"Model `{ckpt.get('path')}` (stage {ckpt.get('stage')}, step {ckpt.get('step')}), {report['created']}.",
+             f"Sampling: {', '.join(f'{k} {v}' for k, v in report['sampling'].items())}.", "",
+             "## ROUGE (F1 x 100)", "", f"Scorer: {report['scorer']}.", "",
+             "| system | " + " | ".join(ROUGE_LABELS[t] for t in ROUGE_TYPES) + " |",
+             "|---|" + "---:|" * len(ROUGE_TYPES)]
+    for name, scores in report["systems"].items():
+        cells = [_f(100 * scores[t], 2) if t in scores else "-" for t in ROUGE_TYPES]
+        lines.append(f"| {SYSTEM_LABELS.get(name, name)} | " + " | ".join(cells) + " |")
+    lines += ["", "## Latent metrics (middle: predicted vs summary latents)", "", "| measure | value |", "|---|---:|",
+              f"| MSE | {_f(lm['mse'])} |", f"| cosine | {_f(lm['cosine'])} |",
+              f"| in-batch retrieval top-1 (chance) | {_f(lm['retrieval_top1'], 3)} ({_f(lm['retrieval_chance'], 3)}) |"]
+    if lm.get("length_accuracy") is not None:
+        lines.append(f"| stop at the right length | {_f(lm['length_accuracy'], 3)} |")
+    lines += ["", "## Prefix use (decoder loss of the reference)", "",
+              "| prefix | true | shuffled in batch | gap |", "|---|---:|---:|---:|"]
+    for key, label in (("pipeline", "predicted (middle)"), ("gold", "gold summary latents")):
+        if key in pu:
+            u = pu[key]
+            lines.append(f"| {label} | {_f(u['loss_true_prefix'], 3)} | {_f(u['loss_shuffled_prefix'], 3)} | "
+                         f"{_f(u['gap'], 3)} |")
+    if report["samples"]:
+        columns = [k for k in report["samples"][0] if k != "id"]
+        lines += ["", "## Samples", "", "| id | " + " | ".join(columns) + " |", "|---|" + "---|" * len(columns)]
+        for row in report["samples"]:
+            lines.append(f"| {_md_cell(row.get('id'))} | " + " | ".join(_md_cell(row.get(c, "")) for c in columns) + " |")
+    if report.get("notes"):
+        lines += ["", "## Notes", ""] + [f"- {n}" for n in report["notes"]]
+    return "\n".join(lines) + "\n"
+
+
 def render_report(report: Mapping[str, Any], console: Optional[Console] = None) -> None:
     """Both tables, the baselines' details and any notes, on the terminal (stderr-safe Console)."""
     console = console or Console()

@@ -12,11 +12,12 @@ from torch import nn
 
 from latentbridge.errors import UserError
 from latentbridge.models.adapter import PrefixAdapter
-from latentbridge.models.backends import compile_in_place, log_note, resolve_attention, resolve_dtype
+from latentbridge.models.backends import apply_tf32, compile_in_place, log_note, resolve_attention, resolve_dtype
 from latentbridge.models.decoder import Decoder, load_decoder_backbone
 from latentbridge.models.encoder import LatentEncoder, load_encoder_backbone
+from latentbridge.models.lora import add_lora, lora_layer_indices
 from latentbridge.models.middle import LatentMiddle, build_middle
-from latentbridge.models.specs import MODEL_PARTS, ModelSpec, SamplingSpec
+from latentbridge.models.specs import MODEL_PARTS, DecoderSpec, ModelSpec, SamplingSpec
 
 class LatentBridge(nn.Module):
     def __init__(self, encoder: LatentEncoder, middle: LatentMiddle, adapter: PrefixAdapter,
@@ -117,6 +118,15 @@ def _seeded(seed: Optional[int], build):
         return build()
 
 
+def _decoder_lora(dec_model: nn.Module, spec: DecoderSpec, seed: Optional[int]) -> list[nn.Module]:
+    """LoRA adapters on the decoder layers below the fully trained top ones (none without spec.lora); their
+    initialisation is drawn from seed + 3 when `seed` is given."""
+    if spec.lora is None:
+        return []
+    layers = lora_layer_indices(len(dec_model.model.layers), spec.unfrozen_layers)
+    return _seeded(None if seed is None else seed + 3, lambda: add_lora(dec_model, spec.lora, layers))
+
+
 def build_model(spec: ModelSpec, seed: Optional[int] = None) -> LatentBridge:
     """Load both backbones (local folder or local hub cache), build the small parts, apply the runtime choices.
 
@@ -132,6 +142,7 @@ def build_model(spec: ModelSpec, seed: Optional[int] = None) -> LatentBridge:
     attn, attn_note = resolve_attention(rt.attn_implementation, device, compute_dtype)
     log_note(dtype_note)
     log_note(attn_note)
+    apply_tf32(rt.tf32, device)
     # flash_attention_2 needs half-precision weights; the other backends run fp32 weights under autocast
     weight_dtype = compute_dtype if attn == "flash_attention_2" else torch.float32
     enc_backbone, enc_tok = load_encoder_backbone(spec.encoder, attn, rt.allow_download, weight_dtype)
@@ -143,7 +154,7 @@ def build_model(spec: ModelSpec, seed: Optional[int] = None) -> LatentBridge:
             raise UserError(f"{field} is {n} but the {name} has only {layers} layers; set --"
                             f"{field.replace('_', '-')} to at most {layers}.")
     encoder = _seeded(seed, lambda: LatentEncoder(enc_backbone, enc_tok, spec.encoder))
-    decoder = Decoder(dec_model, dec_tok, spec.decoder)
+    decoder = Decoder(dec_model, dec_tok, spec.decoder, _decoder_lora(dec_model, spec.decoder, seed))
     middle = _seeded(None if seed is None else seed + 1, lambda: build_middle(spec.middle))
     adapter = _seeded(None if seed is None else seed + 2,
                       lambda: PrefixAdapter(spec.adapter, decoder.hidden_size, decoder.token_embedding_rms()))

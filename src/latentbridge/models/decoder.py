@@ -10,7 +10,7 @@ end with `<eos>`. Token embeddings come from `embed_tokens`, which already multi
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -62,9 +62,11 @@ def sampling_kwargs(sampling: SamplingSpec) -> dict[str, Any]:
             "top_k": sampling.top_k if sampling.top_k > 0 else None}
 
 class Decoder(nn.Module):
-    def __init__(self, model: nn.Module, tokenizer: Any, spec: DecoderSpec) -> None:
+    def __init__(self, model: nn.Module, tokenizer: Any, spec: DecoderSpec,
+                 lora_modules: Sequence[nn.Module] = ()) -> None:
         super().__init__()
         self.model = model
+        self._lora_modules = list(lora_modules)  # a plain list: they are registered where they sit in `model`
         self.tokenizer = tokenizer
         self.spec = spec
         self.chat = is_instruction_tuned(tokenizer, spec.model)
@@ -98,9 +100,10 @@ class Decoder(nn.Module):
         return self.model.model.layers
 
     def trainable_backbone_modules(self) -> list[nn.Module]:
-        """The top `unfrozen_layers` layers and the final norm (embeddings / tied lm_head stay frozen)."""
+        """The top `unfrozen_layers` layers and the final norm (embeddings / tied lm_head stay frozen), and the
+        LoRA adapters of the layers below (models/lora.py) when LoRA is on."""
         n = self.spec.unfrozen_layers
-        return (list(self.layers[-n:]) + [self.model.model.norm]) if n > 0 else []
+        return ((list(self.layers[-n:]) + [self.model.model.norm]) if n > 0 else []) + self._lora_modules
 
     def embed(self, ids: torch.Tensor) -> torch.Tensor:
         """Token embeddings exactly as the model sees them (scaled by sqrt(hidden) for Gemma)."""

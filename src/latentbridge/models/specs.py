@@ -85,6 +85,16 @@ class AdapterSpec:
 
 
 @dataclass(frozen=True)
+class LoraSpec:
+    """LoRA adapters (through peft) on the named Linear modules of the decoder layers that do not train in full."""
+
+    rank: int
+    alpha: float = 16.0
+    dropout: float = 0.0
+    target_modules: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+
+
+@dataclass(frozen=True)
 class DecoderSpec:
     """Gemma 3 causal LM (hub name or local folder), conditioned through inputs_embeds."""
 
@@ -93,6 +103,7 @@ class DecoderSpec:
     expected_hidden_dim: Optional[int] = None
     hidden_dim_field: str = "gpt2_hidden_dim"
     model_field: str = "gpt2_model"
+    lora: Optional[LoraSpec] = None  # LoRA on the layers below the unfrozen top ones (models/lora.py)
 
 
 @dataclass(frozen=True)
@@ -117,6 +128,7 @@ class RuntimeSpec:
     gradient_checkpointing: bool = False
     compile: bool = False
     compile_mode: str = "default"
+    tf32: bool = True  # TF32 matmuls on Ampere+ GPUs (backends.apply_tf32); nothing changes elsewhere
     allow_download: bool = False  # never reach a model hub unless asked explicitly
 
 

@@ -26,12 +26,14 @@ from rich.table import Table
 
 from latentbridge import recipe
 from latentbridge.config import Config
+from latentbridge.errors import UserError
 from latentbridge.files import not_a_folder
 from latentbridge.models import tiny
 from latentbridge.models.backends import (DTYPES, flash_attn_available, resolve_attention, resolve_device,
                                          resolve_precision)
 from latentbridge.models.memory import estimate_adapter_stage_memory, locate_config, part_counts
 from latentbridge.modes import ModeOptions
+from latentbridge.training.tracking import resolve_trackers
 
 GIB = 1024 ** 3
 
@@ -101,7 +103,26 @@ def _runtime(r: Report, c: Config) -> tuple[str, Any]:
     r.add("runtime", "attention", attn + (f" - {note}" if note else ""), "note" if note else "ok")
     r.add("runtime", "gradient checkpointing / compile",
           f"{c.use_gradient_checkpointing} / {c.use_torch_compile} ({c.torch_compile_mode})")
+    r.add("runtime", "tf32", *_tf32_state(c.tf32, device))
+    _trackers(r, c.report_to)
     return device, dtype
+
+
+def _tf32_state(requested: bool, device: str) -> tuple[str, str]:
+    if device != "cuda":
+        return f"{'on' if requested else 'off'}: no effect on {device} (TF32 is a CUDA matmul mode)", "note"
+    ampere = torch.cuda.get_device_capability()[0] >= 8
+    effect = "float32 matmuls and convolutions use TF32" if ampere else "this GPU predates TF32 (Ampere): no effect"
+    return (f"on: {effect}" if requested else "off: float32 matmuls in full precision"), "ok"
+
+
+def _trackers(r: Report, report_to: str) -> None:
+    try:
+        names = resolve_trackers(report_to)
+    except UserError as error:
+        r.add("runtime", "trackers", str(error), "problem")
+        return
+    r.add("runtime", "trackers", ", ".join(names) or "none (metrics.jsonl only)")
 
 
 def _under_tiny_assets(c: Config, path: str) -> bool:

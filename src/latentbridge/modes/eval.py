@@ -3,8 +3,8 @@
     python main.py --mode eval --preset tiny                       # test split
     python main.py --mode eval --preset tiny --split validation --baselines --output-file eval.json
 
-The report (src/latentbridge/evaluation/report.py) goes to --output-file or `output_dir/eval_<split>.json`, and
-as tables to the terminal. `--baselines` adds the constant and direct baselines
+The report (src/latentbridge/evaluation/report.py) goes to --output-file or `output_dir/eval_<split>.json`, as
+Markdown beside it (same name, `.md`), and as tables to the terminal. `--baselines` adds the constant and direct baselines
 (src/latentbridge/evaluation/baselines.py); the direct one fine-tunes a fresh copy of the decoder, which takes as
 long as the latent path's adapter fine-tuning stage.
 """
@@ -28,8 +28,9 @@ from latentbridge.evaluation.baselines import (DirectTraining, adapter_stage_ste
 from latentbridge.evaluation.evaluate import evaluate_model
 from latentbridge.evaluation.io import write_json
 from latentbridge.evaluation.loading import SAMPLING_FIELDS, TrainedModel, load_handoff
-from latentbridge.evaluation.report import build_report, render_report
+from latentbridge.evaluation.report import build_report, markdown_report, render_report
 from latentbridge.evaluation.rouge import rouge_scores, scorer_description
+from latentbridge.files import write_text_atomic
 from latentbridge.models.decoder import load_decoder_backbone
 from latentbridge.modes import ModeOptions
 
@@ -41,8 +42,10 @@ def run(config: Config, options: ModeOptions) -> int:
     report = evaluate(model, options.split, options.baselines)
     path = options.output_file or Path(model.config.output_dir) / f"eval_{report['split']}.json"
     write_json(Path(path), report)
+    markdown = Path(path).with_suffix(".md")
+    write_text_atomic(markdown, markdown_report(report))
     render_report(report)
-    print(f"Report written to {path}.", file=sys.stderr)
+    print(f"Report written to {path} and {markdown}.", file=sys.stderr)
     return 0
 
 

@@ -1,7 +1,8 @@
 """`--mode train`: the staged pipeline.
 
     run(config, options) -> exit code
-        plan the stages (recipe.plan) -> cache (built when missing) -> model -> resume? -> Trainer.train()
+        plan the stages (recipe.plan) -> trackers -> cache (built when missing) -> model -> resume?
+        -> Trainer.train() -> plots of the run (output_dir/plots/)
 
 Exit codes: 0 done, 130 stopped by Ctrl-C (a checkpoint was saved; `--resume auto` continues).
 """
@@ -9,7 +10,7 @@ Exit codes: 0 done, 130 stopped by Ctrl-C (a checkpoint was saved; `--resume aut
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Callable, Optional, Sequence
 
 from accelerate import Accelerator, DistributedDataParallelKwargs
 from accelerate.utils import set_seed
@@ -20,11 +21,15 @@ from latentbridge.config import Config
 from latentbridge.data.cache import Cache
 from latentbridge.data.loader import CacheDataset, Collate, select_indices
 from latentbridge.errors import UserError
+from latentbridge.evaluation.rouge import rouge_scores
 from latentbridge.models.bridge import LatentBridge, build_model
 from latentbridge.modes import ModeOptions
 from latentbridge.training.checkpoint import (ConfigFingerprint, LoadedCheckpoint, find_latest, load_checkpoint,
                                               load_model_file)
+from latentbridge.training.metrics import METRICS_FILE
+from latentbridge.training.plots import PLOTS_DIR, write_plots
 from latentbridge.training.stages import Stage
+from latentbridge.training.tracking import project_configuration, resolve_trackers, start_trackers
 from latentbridge.training.trainer import StageData, Trainer
 from latentbridge.ui.cache_progress import console_progress
 from latentbridge.ui.progress import make_progress_display
@@ -70,19 +75,29 @@ def resolve_resume(resume: Optional[str], c: Config, fingerprint: ConfigFingerpr
     return load_checkpoint(Path(resume), fingerprint)
 
 
-def build_accelerator(c: Config) -> Accelerator:
+def build_accelerator(c: Config, trackers: Sequence[str] = ()) -> Accelerator:
+    """The run's accelerator: device, precision, DDP, and the experiment trackers (training/tracking.py)."""
     device = recipe.resolved_device(c)
     bf16 = recipe.compute_precision(c, device) == "bf16"
     return Accelerator(cpu=device == "cpu", mixed_precision="bf16" if bf16 else "no",
-                       kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)])
+                       kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)],
+                       log_with=list(trackers) or None, project_config=project_configuration(Path(c.output_dir)))
+
+
+def rouge_scorer(outputs: list[str], references: list[str]) -> dict[str, float]:
+    """ROUGE F1 x 100 of greedy outputs during training (the eval report's scorer)."""
+    return {k: 100 * v for k, v in rouge_scores(outputs, references).as_dict().items()}
 
 
 def run(config: Config, options: ModeOptions, *, stop_after_steps: Optional[int] = None) -> int:
     stages = recipe.plan(config)
-    accelerator = build_accelerator(config)
+    accelerator = build_accelerator(config, resolve_trackers(config.report_to))
     set_seed(config.seed)  # python, numpy, torch (+cuda): dropout and everything else drawn globally
     display = make_progress_display(config.use_tui, accelerator.is_main_process)
+    run_dir = Path(config.output_dir)
     try:
+        start_trackers(accelerator, project=config.tracker_project, run_name=config.run_name or run_dir.resolve().name,
+                       run_dir=run_dir, config=config.to_dict())
         with accelerator.main_process_first():  # rank 0 builds the cache, the others then reuse it
             cache = ensure_cache(config, console_progress(use_rich=config.use_tui), log=display.message,
                                  allow_build=config.run_preprocessing).cache
@@ -94,11 +109,15 @@ def run(config: Config, options: ModeOptions, *, stop_after_steps: Optional[int]
             _start_from_pretrain_best(config, model, stages, fingerprint, display.message)
         settings = recipe.train_settings(config, stop_after_steps=stop_after_steps)
         trainer = Trainer(model, stages, stage_data(cache, config.seed, display.message), settings, fingerprint=fingerprint,
-                          config=config.to_dict(), accelerator=accelerator, display=display)
+                          config=config.to_dict(), accelerator=accelerator, display=display,
+                          text_scorer=rouge_scorer if config.eval_rouge_samples else None)
         result = trainer.train(resume)
     finally:
+        accelerator.end_training()
         display.close()
     if accelerator.is_main_process:
+        plots = write_plots(run_dir / METRICS_FILE, run_dir / PLOTS_DIR)
+        print(f"Curves of {len(plots)} stage(s) in {run_dir / PLOTS_DIR}.")
         if result.interrupted:
             print(f"Stopped at step {result.state.global_step}; continue with --resume auto.")
         else:

@@ -80,6 +80,17 @@ def _note(text: str) -> None:
     print(text, file=sys.stderr)
 
 
+def tracker_values(metrics: StepMetrics) -> dict[str, float]:
+    """The numbers of one metrics line as experiment trackers take them: `<split>/<stage>/<name>` -> value
+    (losses by component, lr, grad norm, throughput, and ROUGE of validations); non-finite values left out."""
+    prefix = f"{metrics.split}/{metrics.stage}/"
+    values: dict[str, Any] = {f"loss/{k}": v for k, v in metrics.losses.items()}
+    values.update({k: getattr(metrics, k) for k in ("lr", "grad_norm", "samples_per_s", "tokens_per_s")})
+    values.update(metrics.extra.get("rouge") or {})
+    return {prefix + k: float(v) for k, v in values.items()
+            if isinstance(v, (int, float)) and math.isfinite(v)}
+
+
 class MetricsWriter:
     """Appends metric lines to `<run_dir>/metrics.jsonl`; writes `summary.json` at the end. No-op off rank 0."""
 

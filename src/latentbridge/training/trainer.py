@@ -1,11 +1,12 @@
 """One training loop for every stage: `Trainer.train()` runs the planned stages, `train_step()` is one update.
 
     for each stage (src/latentbridge/training/stages.py):
-        freeze everything but stage.trains; AdamW + warmup/decay schedule over the trainable parameters
+        freeze everything but stage.trains; AdamW + warmup/schedule over the trainable parameters
         for each epoch: a seeded order of the stage's examples (resumable mid-epoch)
             for each window of gradient_accumulation_steps micro-batches: train_step()
-            log every log_every steps, step checkpoint every save_every steps
-        validate after every epoch; the best epoch goes to the stage's best-model file
+            log every log_every steps, validate every eval_steps steps, step checkpoint every save_every steps
+        validate after every epoch (when eval_steps is none); the best validation goes to the stage's
+        best-model file; early_stopping_patience validations without improvement end the stage
         the stage ends by loading its best weights back, so the next stage starts from them
     finally: the hand-off model file (best_model.pt) and summary.json
 
@@ -39,8 +40,8 @@ from latentbridge.models.bridge import LatentBridge, set_trainable
 from latentbridge.models.specs import SamplingSpec
 from latentbridge.training.checkpoint import (AsyncCheckpointer, ConfigFingerprint, LoadedCheckpoint, TrainState,
                                      capture_rng_state, load_model_file, restore_rng_state, should_save)
-from latentbridge.training.metrics import MetricsWriter, StepMetrics
-from latentbridge.training.schedule import build_scheduler, optimizer_steps
+from latentbridge.training.metrics import MetricsWriter, StepMetrics, tracker_values
+from latentbridge.training.schedule import build_scheduler, optimizer_steps, warmup_steps_for
 from latentbridge.training.stages import Stage
 from latentbridge.training.progress import NullDisplay, ProgressDisplay
 
@@ -52,6 +53,9 @@ class TrainSettings:
     learning_rate: float
     weight_decay: float = 0.01
     warmup_steps: int = 0
+    warmup_ratio: Optional[float] = None  # when set, replaces warmup_steps: a share of each stage's steps
+    lr_scheduler_type: str = "linear"  # schedule.SCHEDULES
+    min_lr_ratio: float = 0.0  # floor of cosine_with_min_lr, as a share of learning_rate
     gradient_accumulation_steps: int = 1
     max_grad_norm: float = 1.0  # 0 disables clipping
     save_every: int = 500
@@ -68,6 +72,11 @@ class TrainSettings:
     num_workers: int = 0
     prefetch_factor: Optional[int] = None
     sample_max_tokens: int = 48  # greedy sample shown after each validation of a token stage
+    eval_steps: Optional[int] = None  # validate every N optimizer steps of a stage and at its end (None: per epoch)
+    eval_rouge_samples: int = 0  # token stages: greedy ROUGE on this many validation examples per validation
+    eval_max_new_tokens: int = 48  # generation length of those ROUGE outputs
+    early_stopping_patience: Optional[int] = None  # validations without improvement that end a stage
+    best_model_metric: str = "loss"  # or "rougeL" (token stages with eval_rouge_samples; others use the loss)
     stop_after_steps: Optional[int] = None  # checkpoint and stop after this many optimizer steps in all (smoke runs)
 
 
@@ -90,8 +99,11 @@ class LoopState:
     batch_in_epoch: int = 0  # micro-batches of this epoch already trained (always whole windows)
     step: int = 0            # optimizer steps in this stage
     global_step: int = 0     # optimizer steps over the whole pipeline (names the checkpoints)
-    best_val: float = math.inf
-    best: dict[str, float] = field(default_factory=dict)  # stage -> best validation loss
+    best_val: float = math.inf  # the stage's best selection score so far (lower is better: loss, or -rougeL)
+    evals_since_best: int = 0  # validations of this stage since its best one (early stopping)
+    best: dict[str, float] = field(default_factory=dict)  # stage -> validation loss of its best weights
+    best_scores: dict[str, float] = field(default_factory=dict)  # stage -> its best best_model_metric value
+    early_stopped: list[str] = field(default_factory=list)  # stages that early stopping ended
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -165,17 +177,26 @@ def frozen_subtrees(module: nn.Module) -> list[nn.Module]:
     return [m for child in module.children() for m in frozen_subtrees(child)]
 
 
-def _memory_gb(device: torch.device) -> float:
+TextScorer = Callable[[list[str], list[str]], Mapping[str, float]]  # (outputs, references) -> {"rougeL": ...}
+
+
+def _memory_gb(device: torch.device, process: psutil.Process) -> float:
     if device.type == "cuda":
         return torch.cuda.max_memory_allocated(device) / 2**30
-    return psutil.Process().memory_info().rss / 2**30
+    return process.memory_info().rss / 2**30
 
 
 class Trainer:
     def __init__(self, model: LatentBridge, stages: tuple[Stage, ...], data_for: Callable[[Stage], StageData],
                  settings: TrainSettings, *, fingerprint: ConfigFingerprint, config: Mapping[str, Any],
-                 accelerator: Any = None, display: Optional[ProgressDisplay] = None) -> None:
+                 accelerator: Any = None, display: Optional[ProgressDisplay] = None,
+                 text_scorer: Optional[TextScorer] = None) -> None:
+        """`text_scorer` scores the greedy outputs of token stages against their references (the ROUGE of
+        evaluation/rouge.py, passed in by --mode train: training sits below evaluation in the layers)."""
+        if settings.eval_rouge_samples and text_scorer is None:
+            raise ValueError("eval_rouge_samples needs a text_scorer")
         self.model, self.stages, self.data_for, self.s = model, stages, data_for, settings
+        self.text_scorer = text_scorer
         self.accelerator = accelerator or Accelerator(cpu=next(model.parameters()).device.type == "cpu")
         is_main = self.accelerator.is_main_process
         self.config = dict(config)
@@ -187,6 +208,8 @@ class Trainer:
         self._stop_requested = False
         self._frozen: list[nn.Module] = []
         self._last_saved_step: Optional[int] = None
+        self._trainable: dict[str, int] = {}  # stage -> trainable parameters
+        self._process = psutil.Process()  # made once: creating it reads /proc, ~1 ms a metrics line
 
     # ------------------------------------------------------------------ the pipeline
 
@@ -205,6 +228,9 @@ class Trainer:
                 self._show_checkpoint_state()
                 self.metrics.write_summary({"global_step": state.global_step, "interrupted": interrupted,
                                             "stages": state.plan, "best_validation_loss": state.best,
+                                            "best_model_metric": self.s.best_model_metric,
+                                            "best_scores": state.best_scores, "early_stopped": state.early_stopped,
+                                            "trainable_parameters": self._trainable,
                                             "last_checkpoint": str(self.checkpointer.status().last_committed_path)})
                 self.metrics.close()
         return TrainResult(state, interrupted, handoff)
@@ -213,14 +239,15 @@ class Trainer:
         """Train one stage to its end (True when stopped early: Ctrl-C or stop_after_steps)."""
         set_trainable(self.model, stage.trains)
         params = [p for p in self.model.parameters() if p.requires_grad]
+        self._note_trainable(stage, params)
         self._frozen = frozen_subtrees(self.model)
         data = self.data_for(stage)
         accum = self.s.gradient_accumulation_steps
         batches_per_epoch = math.ceil(self._rank_share(len(data.train)) / stage.batch_size)
         steps_per_epoch = optimizer_steps(batches_per_epoch, 1, accum)
+        total_steps = steps_per_epoch * stage.epochs
         optimizer = torch.optim.AdamW(params, lr=self.s.learning_rate, weight_decay=self.s.weight_decay)
-        scheduler = build_scheduler(optimizer, warmup_steps=self.s.warmup_steps,
-                                    total_steps=steps_per_epoch * stage.epochs)
+        scheduler = self._scheduler(optimizer, total_steps)
         objective = self.accelerator.prepare(StageObjective(self.model, stage, self.s.max_seq_len, self.s.max_target_len))
         if resume is not None:
             optimizer.load_state_dict(resume.optimizer)
@@ -229,18 +256,25 @@ class Trainer:
         self.display.start_stage(stage.name, st.stage_index + 1, len(self.stages), epochs=stage.epochs,
                                  steps_per_epoch=steps_per_epoch, start_step=st.step)
         self.checkpointer.prepare(self._train_state(stage, st, optimizer, scheduler))  # allocate copy buffers now
+        self._train_modes(objective)
         window = _LogWindow(time.perf_counter())
 
-        while st.epoch < stage.epochs:
+        ended_early = False
+        while st.epoch < stage.epochs and not ended_early:
             for micro_batches in self._windows(data, stage, st):
                 losses, grad_norm, samples, tokens = self.train_step(objective, params, optimizer, scheduler, micro_batches)
                 st.batch_in_epoch += len(micro_batches)
                 st.step += 1
                 st.global_step += 1
                 window.add(losses, samples, tokens)
-                if st.step % self.s.log_every == 0 or st.step == steps_per_epoch * stage.epochs:
+                if st.step % self.s.log_every == 0 or st.step == total_steps:
                     self._log(stage, st, window, scheduler, grad_norm)
                     window = _LogWindow(time.perf_counter())
+                if self._is_eval_step(st.step, total_steps):
+                    if self._evaluate(stage, st, data) and st.step < total_steps:
+                        ended_early = self._stop_early(stage, st)
+                        break
+                    self._train_modes(objective)  # validation left the model in eval mode
                 if should_save(st.global_step, self.s.save_every):
                     self._save(stage, st, optimizer, scheduler)
                 if self._should_stop(st):
@@ -251,42 +285,53 @@ class Trainer:
                     self.display.message(f"stopped at step {st.global_step}; resume with --resume auto")
                     return True
                 self._show_checkpoint_state()
-            self._end_epoch(stage, st, data)
+            ended_early = ended_early or self._end_epoch(stage, st, data)
+            self._train_modes(objective)
 
         self._end_stage(stage, st)
         del objective
-        self.accelerator.free_memory()  # drop the stage's DDP wrapper (its hooks) before the next stage wraps again
+        if self.accelerator.num_processes > 1:  # drop the stage's DDP wrapper (its hooks) before the next stage wraps
+            self.accelerator.free_memory()  # again; one process has no wrapper, and its gc.collect() took 0.5 s a stage
         return False
 
     # ------------------------------------------------------------------ one optimizer update
 
     def train_step(self, objective: nn.Module, params: list[nn.Parameter], optimizer: torch.optim.Optimizer,
                    scheduler: Any, micro_batches: list[dict[str, Any]]) -> tuple[dict[str, float], float, int, int]:
-        """Forward + backward over one accumulation window, clip, step. Returns (mean losses, grad norm, samples, tokens)."""
+        """Forward + backward over one accumulation window, clip, step (the modules' train/eval modes are set by
+        `_train_modes`). Returns (mean losses, grad norm, samples, tokens)."""
         acc = self.accelerator
-        objective.train()
-        for module in self._frozen:  # frozen parts (a frozen middle in stage 4, the backbones) run as at inference
-            module.eval()
         sums: dict[str, torch.Tensor] = {}
         samples = tokens = 0
         for i, batch in enumerate(micro_batches):
+            samples += len(batch["index"])
+            if "target_attention_mask" in batch:  # counted on the host's copy: no wait for the device
+                tokens += int(batch["target_attention_mask"].sum())
             batch = _to_device(batch, acc.device)
             sync = acc.no_sync(objective) if i < len(micro_batches) - 1 else nullcontext()
             with sync, acc.autocast():
                 out = objective(batch)
                 acc.backward(out["loss"] / len(micro_batches))
             for k, v in out.items():
-                sums[k] = sums.get(k, 0) + v.detach().float()
-            samples += len(batch["index"])
-            if "target_attention_mask" in batch:
-                tokens += int(batch["target_attention_mask"].sum())
+                sums[k] = v.detach() if k not in sums else sums[k] + v.detach()
         grad_norm = (acc.clip_grad_norm_(params, self.s.max_grad_norm) if self.s.max_grad_norm > 0
                      else torch.linalg.vector_norm(torch.stack([p.grad.norm() for p in params if p.grad is not None])))
         optimizer.step()
         scheduler.step()
         optimizer.zero_grad(set_to_none=True)
-        losses = {("total" if k == "loss" else k): float(v) / len(micro_batches) for k, v in sums.items()}
-        return losses, float(grad_norm), samples, tokens
+        keys = list(sums)
+        values = torch.stack([sums[k].float() for k in keys] + [grad_norm.float()]).tolist()  # one device sync a step
+        losses = {("total" if k == "loss" else k): v / len(micro_batches) for k, v in zip(keys, values)}
+        return losses, values[-1], samples, tokens
+
+    def _train_modes(self, objective: nn.Module) -> None:
+        """What trains in train mode (dropout on); frozen parts (a frozen middle in stage 4, the backbones) in
+        eval mode, as at inference. Set at the stage's start and after each validation (which leaves the model in
+        eval mode), not at every step: that walk over every module cost the tiny latent stage ~2.5 ms a step
+        (issue 13; tested equal to setting them every step)."""
+        objective.train()
+        for module in self._frozen:
+            module.eval()
 
     # ------------------------------------------------------------------ data
 
@@ -334,25 +379,67 @@ class Trainer:
         totals = acc.reduce(torch.stack([sums[k] for k in keys] + [torch.tensor(float(n), device=acc.device)]), "sum")
         return {("total" if k == "loss" else k): float(totals[i] / totals[-1].clamp_min(1)) for i, k in enumerate(keys)}
 
-    def _end_epoch(self, stage: Stage, st: LoopState, data: StageData) -> None:
-        val = self.validate(stage, data)
-        if val is not None:
-            self.metrics.write(StepMetrics(stage.name, st.epoch, st.step, val, global_step=st.global_step,
-                                           split="validation"))
-            self.display.update(StepMetrics(stage.name, st.epoch, st.step, val, split="validation"))
-        loss = val["total"] if val is not None else -float(st.epoch)  # no validation data: the last epoch is best
-        if loss < st.best_val:
-            st.best_val = loss
-            if val is not None:
-                st.best[stage.name] = loss
-            path = self._best_path(stage)
-            self.checkpointer.save_model(path, self.model.trainable_state_dict(), config=self.config,
-                                         step=st.global_step, stage=stage.name)
-            self.display.message(f"{stage.name} epoch {st.epoch + 1}: best so far, saving {path.name}")
-        if stage.objective == "tokens" and data.validation is not None and len(data.validation):
-            self._show_sample(stage, data)
+    def _is_eval_step(self, step: int, total_steps: int) -> bool:
+        """With eval_steps: every eval_steps-th step of the stage, and its last one."""
+        every = self.s.eval_steps
+        return every is not None and (step % every == 0 or step == total_steps)
+
+    def _end_epoch(self, stage: Stage, st: LoopState, data: StageData) -> bool:
+        """Validate (when eval_steps is none) and move to the next epoch. True when early stopping ends the stage."""
+        stop = self.s.eval_steps is None and self._evaluate(stage, st, data) and st.epoch + 1 < stage.epochs
         st.epoch += 1
         st.batch_in_epoch = 0
+        return stop and self._stop_early(stage, st)
+
+    def _evaluate(self, stage: Stage, st: LoopState, data: StageData) -> bool:
+        """Validate, keep the best weights so far, count validations without improvement. True when
+        early_stopping_patience of them came in a row."""
+        val = self.validate(stage, data)
+        rouge = self.validation_rouge(stage, data) if val is not None else {}
+        if val is not None:
+            m = StepMetrics(stage.name, st.epoch, st.step, val, global_step=st.global_step, split="validation",
+                            extra={"rouge": rouge} if rouge else {})
+            self._record(m)
+        score = self._selection_score(stage, st, val, rouge)
+        if score < st.best_val:
+            self._keep_best(stage, st, score, val, rouge)
+        else:
+            st.evals_since_best += 1
+        if stage.objective == "tokens" and data.validation is not None and len(data.validation):
+            self._show_sample(stage, data)
+        patience = self.s.early_stopping_patience
+        return patience is not None and st.evals_since_best >= patience
+
+    def _stop_early(self, stage: Stage, st: LoopState) -> bool:
+        """Record and say that early stopping ends the stage before its budget; True."""
+        st.early_stopped.append(stage.name)
+        self.display.message(f"{stage.name}: early stopping at step {st.step}, {self.s.early_stopping_patience} "
+                             f"validations without a better {self._metric(stage)} (best "
+                             f"{st.best_scores.get(stage.name, float('nan')):.4g})")
+        return True
+
+    def _metric(self, stage: Stage) -> str:
+        """The metric that picks this stage's best weights: rougeL only where the stage measures ROUGE."""
+        rouge = stage.objective == "tokens" and self.s.eval_rouge_samples > 0
+        return "rougeL" if self.s.best_model_metric == "rougeL" and rouge else "loss"
+
+    def _selection_score(self, stage: Stage, st: LoopState, val: Optional[Mapping[str, float]],
+                         rouge: Mapping[str, float]) -> float:
+        """Lower is better. Without validation data the latest weights are the best."""
+        if val is None:
+            return -float(st.global_step)
+        return -rouge["rougeL"] if self._metric(stage) == "rougeL" else val["total"]
+
+    def _keep_best(self, stage: Stage, st: LoopState, score: float, val: Optional[Mapping[str, float]],
+                   rouge: Mapping[str, float]) -> None:
+        st.best_val, st.evals_since_best = score, 0
+        if val is not None:
+            st.best[stage.name] = val["total"]
+            st.best_scores[stage.name] = rouge["rougeL"] if self._metric(stage) == "rougeL" else val["total"]
+        path = self._best_path(stage)
+        self.checkpointer.save_model(path, self.model.trainable_state_dict(), config=self.config,
+                                     step=st.global_step, stage=stage.name)
+        self.display.message(f"{stage.name} epoch {st.epoch + 1} step {st.step}: best so far, saving {path.name}")
 
     def _end_stage(self, stage: Stage, st: LoopState) -> None:
         """Load the stage's best weights back (the next stage and the hand-off start from them), reset counters."""
@@ -362,7 +449,7 @@ class Trainer:
         if best.exists():
             self.model.load_trainable_state_dict(load_model_file(best).model)
         st.stage_index += 1
-        st.epoch = st.batch_in_epoch = st.step = 0
+        st.epoch = st.batch_in_epoch = st.step = st.evals_since_best = 0
         st.best_val = math.inf
 
     def _write_handoff(self, state: LoopState) -> Optional[Path]:
@@ -379,21 +466,58 @@ class Trainer:
         return self.s.checkpoint_dir / self.s.best_filenames.get(stage.best_filename_field, f"best_{stage.name}.pt")
 
     @torch.no_grad()
-    def _show_sample(self, stage: Stage, data: StageData) -> None:
-        if not self.accelerator.is_main_process:
-            return
-        batch = _to_device(data.collate([data.validation[0]]), self.accelerator.device)
+    def validation_rouge(self, stage: Stage, data: StageData) -> dict[str, float]:
+        """Token stages with eval_rouge_samples: the text scorer's values (ROUGE F1 x 100) of greedy outputs for
+        the first eval_rouge_samples validation examples. Every rank scores the same examples, so all
+        ranks take the same best-model and early-stopping decisions."""
+        n = min(self.s.eval_rouge_samples, len(data.validation))
+        if stage.objective != "tokens" or n == 0:
+            return {}
+        outputs, references = [], []
+        for start in range(0, n, stage.batch_size):
+            rows = [data.validation[i] for i in range(start, min(n, start + stage.batch_size))]
+            batch = _to_device(data.collate(rows), self.accelerator.device)
+            outputs += self._greedy(stage, batch, self.s.eval_max_new_tokens)
+            references += self._target_texts(batch)
+        return {k: float(v) for k, v in self.text_scorer(outputs, references).items()}
+
+    def _greedy(self, stage: Stage, batch: Mapping[str, Any], max_new_tokens: int) -> list[str]:
         objective = StageObjective(self.model, stage, self.s.max_seq_len, self.s.max_target_len).eval()
         with self.accelerator.autocast():
             latents, mask = objective.decoder_input(batch)
             rows = self.model.decoder.generate(self.model.prefix(latents, mask),
-                                               SamplingSpec(max_new_tokens=self.s.sample_max_tokens, do_sample=False))
-        output = self.model.decoder.decode(rows)[0]
-        ids = batch["target_ids"][0][batch["target_attention_mask"][0].bool()].tolist()
-        target = self.model.decoder.decode([ids])[0]
-        self.display.sample(f"target: {target} | output: {output}")
+                                               SamplingSpec(max_new_tokens=max_new_tokens, do_sample=False))
+        return self.model.decoder.decode(rows)
+
+    def _target_texts(self, batch: Mapping[str, Any]) -> list[str]:
+        ids, mask = batch["target_ids"], batch["target_attention_mask"].bool()
+        return self.model.decoder.decode([row[keep].tolist() for row, keep in zip(ids, mask)])
+
+    @torch.no_grad()
+    def _show_sample(self, stage: Stage, data: StageData) -> None:
+        if not self.accelerator.is_main_process:
+            return
+        batch = _to_device(data.collate([data.validation[0]]), self.accelerator.device)
+        output = self._greedy(stage, batch, self.s.sample_max_tokens)[0]
+        self.display.sample(f"target: {self._target_texts(batch)[0]} | output: {output}")
 
     # ------------------------------------------------------------------ checkpoints, logging, stopping
+
+    def _scheduler(self, optimizer: torch.optim.Optimizer, total_steps: int) -> Any:
+        warmup = warmup_steps_for(total_steps, self.s.warmup_steps, self.s.warmup_ratio)
+        return build_scheduler(optimizer, warmup_steps=warmup, total_steps=total_steps,
+                               kind=self.s.lr_scheduler_type, min_lr_ratio=self.s.min_lr_ratio)
+
+    def _note_trainable(self, stage: Stage, params: list[nn.Parameter]) -> None:
+        count = sum(p.numel() for p in params)
+        self._trainable[stage.name] = count
+        self.display.message(f"{stage.name}: {count:,} trainable parameters ({', '.join(sorted(stage.trains))})")
+
+    def _record(self, m: StepMetrics) -> None:
+        """One metrics line: metrics.jsonl, the display, and the experiment trackers (rank 0; no-op without)."""
+        self.metrics.write(m)
+        self.display.update(m)
+        self.accelerator.log(tracker_values(m), step=m.global_step)
 
     def _train_state(self, stage: Stage, st: LoopState, optimizer, scheduler) -> TrainState:
         return TrainState(stage=stage.name, model=self.model.trainable_state_dict(), optimizer=optimizer.state_dict(),
@@ -413,9 +537,8 @@ class Trainer:
         m = StepMetrics(stage=stage.name, epoch=st.epoch, step=st.step, losses=window.mean(), lr=scheduler.get_last_lr()[0],
                         grad_norm=grad_norm, samples_per_s=window.samples / seconds,
                         tokens_per_s=window.tokens / seconds if window.tokens else None,
-                        memory_gb=_memory_gb(self.accelerator.device), global_step=st.global_step)
-        self.metrics.write(m)
-        self.display.update(m)
+                        memory_gb=_memory_gb(self.accelerator.device, self._process), global_step=st.global_step)
+        self._record(m)
 
     def _should_stop(self, st: LoopState) -> bool:
         stop = self._stop_requested or (self.s.stop_after_steps is not None and st.global_step >= self.s.stop_after_steps)
