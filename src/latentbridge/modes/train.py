@@ -23,7 +23,7 @@ from latentbridge.errors import UserError
 from latentbridge.models.bridge import LatentBridge, build_model
 from latentbridge.modes import ModeOptions
 from latentbridge.training.checkpoint import (ConfigFingerprint, LoadedCheckpoint, find_latest, load_checkpoint,
-                                              load_model_file)
+                                              load_model_file, restore)
 from latentbridge.training.stages import Stage
 from latentbridge.training.trainer import StageData, Trainer
 from latentbridge.ui.cache_progress import console_progress
@@ -107,5 +107,5 @@ def _start_from_pretrain_best(c: Config, model: LatentBridge, stages: tuple[Stag
     """Fine-tuning without pretraining in this run starts from the pretraining best model when there is one."""
     path = Path(c.checkpoint_dir) / c.pretrain_best_model_filename
     if stages and stages[0].data == "dialogue" and not c.run_pretraining and path.exists():
-        model.load_trainable_state_dict(load_model_file(path, fingerprint).model)
+        restore(path, "model", model.load_trainable_state_dict, load_model_file(path, fingerprint).model)
         say(f"starting from {path}")
