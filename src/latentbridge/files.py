@@ -189,6 +189,12 @@ def bytes_digest(data: bytes) -> str:
     return _HASHES[FILE_HASH](data).hexdigest()
 
 
+def header_digest(header: Mapping[str, Any]) -> str:
+    """The digest a manifest (or a file's header) records of itself, under the key FILE_HASH: the integrity
+    digest of the canonical JSON of every other field."""
+    return bytes_digest(canonical_json({k: v for k, v in header.items() if k != FILE_HASH}).encode())
+
+
 def canonical_json(obj: Any) -> str:
     """The JSON text of `obj` that digests are taken of: sorted keys, no spaces, other types by str()."""
     return json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str)

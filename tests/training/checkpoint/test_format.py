@@ -13,8 +13,8 @@ from safetensors.torch import load_file, save
 
 from latentbridge.training.checkpoint import (AsyncCheckpointer, ConfigFingerprint, TrainState, find_latest,
                                              load_checkpoint, load_model_file, write_model_file)
-from latentbridge.files import file_entry
-from latentbridge.training.checkpoint.format import decode_state, encode_state, header_digest, write_safetensors
+from latentbridge.files import file_entry, header_digest
+from latentbridge.training.checkpoint.format import decode_state, encode_state, write_safetensors
 from tests.factories import tiny_checkpointer, tiny_train_state
 
 LEGACY_STEP = "checkpoints/step-000000003"

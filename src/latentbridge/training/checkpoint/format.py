@@ -23,7 +23,7 @@ from typing import Any, Callable, Mapping
 import numpy as np
 import torch
 
-from latentbridge.files import FILE_HASH, StreamDigest, bytes_digest, canonical_json
+from latentbridge.files import FILE_HASH, StreamDigest, bytes_digest, header_digest
 
 CHECKPOINT_FORMAT = "latentbridge-checkpoint"
 MODEL_FILE_FORMAT = "latentbridge-model"
@@ -76,11 +76,6 @@ def write_json(path: Path, obj: Any) -> dict[str, Any]:
 
 
 # --- digests over headers --------------------------------------------------------------------
-
-
-def header_digest(header: Mapping[str, Any]) -> str:
-    """The digest of a manifest (or model-file header) over every field but SELF_DIGEST itself."""
-    return bytes_digest(canonical_json({k: v for k, v in header.items() if k != SELF_DIGEST}).encode())
 
 
 def model_file_digest(metadata: Mapping[str, str], tensors: Mapping[str, torch.Tensor]) -> str:

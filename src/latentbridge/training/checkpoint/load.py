@@ -13,11 +13,11 @@ from safetensors import safe_open
 from safetensors.torch import load_file
 
 from latentbridge.errors import UserError
-from latentbridge.files import digest_matches, recorded_hash
+from latentbridge.files import digest_matches, header_digest, recorded_hash
 from latentbridge.training.checkpoint.fingerprint import ConfigFingerprint, fingerprint_mismatch
 from latentbridge.training.checkpoint.format import (CHECKPOINT_FORMAT, FORMAT_VERSION, MANIFEST_NAME, MODEL_FILE_FORMAT,
-                                                     PARTIAL_SUFFIX, SELF_DIGEST, decode_state, header_digest,
-                                                     model_file_digest, tensor_digest)
+                                                     PARTIAL_SUFFIX, SELF_DIGEST, decode_state, model_file_digest,
+                                                     tensor_digest)
 
 MODEL_TENSORS = "model.safetensors"
 STATE_TENSORS = "state.safetensors"

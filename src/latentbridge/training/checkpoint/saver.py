@@ -75,7 +75,8 @@ class AsyncCheckpointer:
         self._lock = threading.Lock()
         if is_main:
             self.directory.mkdir(parents=True, exist_ok=True)
-            for entry in self.directory.glob("step-*" + PARTIAL_SUFFIX):  # left by a crash: never valid
+            left_by_a_crash = [*self.directory.glob("step-*" + PARTIAL_SUFFIX), *self.directory.glob("step-*.replaced")]
+            for entry in left_by_a_crash:  # never valid: unfinished, or set aside by a publish that was cut short
                 shutil.rmtree(entry, ignore_errors=True)
             latest = committed_checkpoints(self.directory)
             self._last = latest[-1] if latest else None

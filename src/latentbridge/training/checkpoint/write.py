@@ -16,12 +16,11 @@ from typing import Any, Mapping
 
 import torch
 
-from latentbridge.files import publish_dir, publish_file
+from latentbridge.files import header_digest, publish_dir, publish_file
 from latentbridge.training.checkpoint.fingerprint import ConfigFingerprint
 from latentbridge.training.checkpoint.format import (CHECKPOINT_FORMAT, FORMAT_VERSION, MANIFEST_NAME, MODEL_FILE_FORMAT,
                                                      PARTIAL_SUFFIX, SELF_DIGEST, committed_checkpoints, encode_state,
-                                                     header_digest, model_file_digest, step_dir_name, write_json,
-                                                     write_safetensors)
+                                                     model_file_digest, step_dir_name, write_json, write_safetensors)
 from latentbridge.training.checkpoint.state import TrainState
 
 # --- copying the state -----------------------------------------------------------------------
