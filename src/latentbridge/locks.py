@@ -65,21 +65,10 @@ class RunLock:
         """Take the lock, trying for `wait_s` seconds; UserError naming the holder if another process keeps it."""
         self._fd = self._open()
         deadline = time.monotonic() + wait_s
-        while True:
-            try:
-                fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() >= deadline:
-                    self._refuse()
-                time.sleep(_POLL_S)
-            except OSError as exc:
-                if exc.errno not in _NO_LOCKS:
-                    raise
-                note(f"Note: the file system of {self.path.parent} cannot lock files; {self.what} is not protected "
-                     "against a second run using it.")
-                return self
-        self._record(note)
+        while not self._try_lock(note):
+            if time.monotonic() >= deadline:
+                self._refuse()
+            time.sleep(_POLL_S)
         return self
 
     def release(self) -> None:
@@ -102,9 +91,31 @@ class RunLock:
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             return os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        except (FileExistsError, NotADirectoryError) as exc:
+            raise UserError(f"{self.what} cannot be used: {self._file_in_the_way(exc)} is a file, not a folder. "
+                            "Point it at a folder.") from None
         except OSError as exc:
             raise UserError(f"{self.what} cannot be used: {exc.strerror} ({exc.filename}). Point it at a folder "
                             "you can write to.") from None
+
+    def _file_in_the_way(self, exc: OSError) -> Path:
+        """The file among the lock's ancestors that stops its folder from being created."""
+        return next((p for p in self.path.parents if p.is_file()), Path(exc.filename or self.path.parent))
+
+    def _try_lock(self, note: Callable[[str], None]) -> bool:
+        """True once the lock is ours (or cannot be had on this file system: then noted), False while held."""
+        try:
+            fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False
+        except OSError as exc:
+            if exc.errno not in _NO_LOCKS:
+                raise
+            note(f"Note: the file system of {self.path.parent} cannot lock files; {self.what} is not protected "
+                 "against a second run using it.")
+            return True
+        self._record(note)
+        return True
 
     def _refuse(self) -> None:
         holder = describe_holder(self._read())
