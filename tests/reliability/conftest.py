@@ -49,14 +49,12 @@ def run_copy(stopped_run, tmp_path) -> Config:
 
 
 @pytest.fixture(scope="session")
-def intact_handoff(tiny_root, tmp_path_factory) -> tuple[Config, Path]:
-    """(config, path) of a hand-off model file of a freshly initialised tiny model."""
-    work = tmp_path_factory.mktemp("handoff")
-    config = train_config(tiny_root, work, max_generation_length=4)
-    return config, write_handoff(config)
+def intact_handoff(tiny_root, tmp_path_factory) -> Path:
+    """A hand-off model file of a freshly initialised tiny model."""
+    return write_handoff(train_config(tiny_root, tmp_path_factory.mktemp("handoff"), max_generation_length=4))
 
 
 @pytest.fixture
 def handoff_copy(intact_handoff, tmp_path) -> Path:
     """A private copy of the intact hand-off file, to damage."""
-    return Path(shutil.copy(intact_handoff[1], tmp_path / "best_model.pt"))
+    return Path(shutil.copy(intact_handoff, tmp_path / "best_model.pt"))

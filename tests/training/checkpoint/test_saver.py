@@ -60,10 +60,10 @@ def test_failed_save_keeps_previous_and_prunes_nothing(tmp_path, monkeypatch):
     saver.save(1, tiny_train_state(1))
     saver.wait()
 
-    def broken(path, obj):
+    def broken(path, obj, **kw):
         if path.name == ck_format.MANIFEST_NAME:
             raise OSError(28, "No space left on device")
-        return real_write_json(path, obj)
+        return real_write_json(path, obj, **kw)
 
     real_write_json = ck_write.write_json
     monkeypatch.setattr(ck_write, "write_json", broken)
@@ -198,6 +198,17 @@ def test_fsync_called_on_directory(tmp_path, monkeypatch):
     assert (tmp_path / "ckpt" / "step-000000001").is_dir()
 
 
+def test_every_file_is_fsynced_before_the_folder_is_published(tmp_path, monkeypatch):
+    synced: list[str] = []
+    published: list[list[str]] = []
+    real_fsync, real_publish = files.fsync_file, ck_write.publish_dir
+    monkeypatch.setattr(files, "fsync_file", lambda p: (synced.append(Path(p).name), real_fsync(p)))
+    monkeypatch.setattr(ck_write, "publish_dir", lambda *a, **k: (published.append(sorted(synced)), real_publish(*a, **k)))
+    with tiny_checkpointer(tmp_path) as saver:
+        saver.save(1, tiny_train_state(1))
+    assert published == [sorted(["model.safetensors", "state.safetensors", "state.json", "config.json", "manifest.json"])]
+
+
 KILLED_SAVER = textwrap.dedent(
     """
     import sys, time, torch
@@ -207,9 +218,9 @@ KILLED_SAVER = textwrap.dedent(
     state = lambda: ck.TrainState(stage="s", model={"w": torch.randn(256, 256)}, loop={"i": 1})
     saver.save(1, state()); saver.wait()
     real = write.write_json
-    def slow(path, obj):
+    def slow(path, obj, **kw):
         time.sleep(60)  # the process is killed here, mid-save: the tensor files are written, the JSON files not
-        return real(path, obj)
+        return real(path, obj, **kw)
     write.write_json = slow
     saver.save(2, state())
     print("saving", flush=True)

@@ -65,13 +65,15 @@ def find_latest(directory: str | Path) -> Path | None:
     return found[-1][1] if found else None
 
 
-def write_json(path: Path, obj: Any) -> dict[str, Any]:
-    """Write a JSON file of a checkpoint (indented, sorted keys), fsync it, return its manifest entry."""
+def write_json(path: Path, obj: Any, fsync: bool = True) -> dict[str, Any]:
+    """Write a JSON file of a checkpoint (indented, sorted keys), fsync it unless told not to (the caller then
+    does), return its manifest entry."""
     data = json.dumps(obj, indent=1, sort_keys=True).encode("utf-8")
     with open(path, "wb") as f:
         f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
+        if fsync:
+            f.flush()
+            os.fsync(f.fileno())
     return {"bytes": len(data), FILE_HASH: bytes_digest(data)}
 
 
@@ -139,8 +141,10 @@ def safetensors_header(tensors: Mapping[str, torch.Tensor], metadata: Mapping[st
     return text, order
 
 
-def write_safetensors(path: Path, tensors: Mapping[str, torch.Tensor], metadata: Mapping[str, str]) -> dict[str, Any]:
-    """Write contiguous CPU tensors as a safetensors file, fsync it, return its manifest entry.
+def write_safetensors(path: Path, tensors: Mapping[str, torch.Tensor], metadata: Mapping[str, str],
+                      fsync: bool = True) -> dict[str, Any]:
+    """Write contiguous CPU tensors as a safetensors file, fsync it unless told not to (the caller then does),
+    return its manifest entry.
 
     Hand-written (the format is an 8-byte length, a JSON header, the raw bytes) rather than safetensors'
     `save_file`, which first turns every tensor into a Python bytes copy and leaves the file to be read
@@ -156,8 +160,9 @@ def write_safetensors(path: Path, tensors: Mapping[str, torch.Tensor], metadata:
         for name in order:
             if tensors[name].numel():
                 _write_hashed(f, raw_bytes(tensors[name]), digest)
-        f.flush()
-        os.fsync(f.fileno())
+        if fsync:
+            f.flush()
+            os.fsync(f.fileno())
     return digest.entry()
 
 

@@ -101,12 +101,12 @@ def _int_field(where: Path, metadata: Mapping[str, str], key: str) -> int:
         raise _malformed(where, f"its {key!r} is {text!r}, not a whole number") from None
 
 
-def _check_version(where: Path, version: Any) -> int:
+def _check_version(what: str, where: Path, version: Any) -> int:
+    """The format version of `what` ("checkpoint <folder>"), read from the file `where`."""
     if not isinstance(version, int) or isinstance(version, bool) or version < 1:
         raise _malformed(where, f"its format version is {version!r}")
     if version > FORMAT_VERSION:
-        raise UserError(f"checkpoint {where.parent if where.name == MANIFEST_NAME else where} has format version "
-                        f"{version}; this latentbridge reads versions up to {FORMAT_VERSION}.")
+        raise UserError(f"{what} has format version {version}; this latentbridge reads versions up to {FORMAT_VERSION}.")
     return version
 
 
@@ -126,7 +126,7 @@ def read_manifest(path: Path) -> dict[str, Any]:
     if not isinstance(manifest, dict) or manifest.get("format") != CHECKPOINT_FORMAT:
         found = manifest.get("format") if isinstance(manifest, dict) else None
         raise UserError(f"checkpoint {path} is not a latentbridge checkpoint (its manifest has format {found!r}).")
-    if _check_version(manifest_path, manifest.get("format_version")) >= 2 and \
+    if _check_version(f"checkpoint {path}", manifest_path, manifest.get("format_version")) >= 2 and \
             manifest.get(SELF_DIGEST) != header_digest(manifest):
         raise UserError(f"checkpoint {path} is corrupt: {MANIFEST_NAME} does not match its own {SELF_DIGEST} "
                         "(it was edited or damaged). Resume from an earlier checkpoint.")
@@ -257,7 +257,7 @@ def load_model_file(path: str | Path, expected_fingerprint: ConfigFingerprint | 
     meta, model = _read_model_file(path)
     if meta.get("format") != MODEL_FILE_FORMAT:
         raise UserError(f"model file {path} is not a latentbridge model file (format {meta.get('format')!r}).")
-    version = _check_version(path, _int_field(path, meta, "format_version"))
+    version = _check_version(f"model file {path}", path, _int_field(path, meta, "format_version"))
     _check_model_file_digest(path, meta, model, version)
     found = {"fingerprint": _field(path, meta, "fingerprint", str),
              "fingerprint_fields": _json_field(path, meta, "fingerprint_fields", dict)}
@@ -270,6 +270,11 @@ def load_model_file(path: str | Path, expected_fingerprint: ConfigFingerprint | 
 # --- putting a loaded state into the run -----------------------------------------------------
 
 
+def _does_not_fit(path: Path, what: str, detail: str) -> UserError:
+    return UserError(f"The {what} state in {path} does not fit this run ({detail}): the file is damaged or comes from "
+                     "another model. Use another checkpoint, or start fresh with another --checkpoint-dir.")
+
+
 def restore(path: Path, what: str, load: Callable[[Any], Any], state: Any) -> None:
     """`load(state)` (e.g. a model's load_state_dict); a state that does not fit -- other keys or shapes, a
     missing part -- is a UserError naming `path`, the file it came from."""
@@ -278,10 +283,8 @@ def restore(path: Path, what: str, load: Callable[[Any], Any], state: Any) -> No
     try:
         load(state)
     except (UserError, RuntimeError, ValueError, KeyError, TypeError, IndexError) as exc:
-        detail = str(exc).strip().splitlines()[-1].strip() if str(exc).strip() else type(exc).__name__
-        raise UserError(f"The {what} state in {path} does not fit this run ({detail}): the file is damaged or comes "
-                        "from another model. Resume from another checkpoint, or start fresh with another "
-                        "--checkpoint-dir.") from None
+        message = str(exc).strip()
+        raise _does_not_fit(path, what, message.splitlines()[-1].strip() if message else type(exc).__name__) from None
 
 
 def restore_optimizer(path: Path, optimizer: torch.optim.Optimizer, state: Any) -> None:
@@ -292,7 +295,5 @@ def restore_optimizer(path: Path, optimizer: torch.optim.Optimizer, state: Any) 
         for param in group["params"]:
             for key, value in optimizer.state.get(param, {}).items():
                 if isinstance(value, torch.Tensor) and value.dim() and value.shape != param.shape:
-                    raise UserError(f"The optimizer state in {path} does not fit this run ({key} has shape "
-                                    f"{tuple(value.shape)}, its parameter {tuple(param.shape)}): the file is damaged "
-                                    "or comes from another model. Resume from another checkpoint, or start fresh "
-                                    "with another --checkpoint-dir.")
+                    raise _does_not_fit(path, "optimizer", f"{key} has shape {tuple(value.shape)}, its parameter "
+                                                           f"{tuple(param.shape)}")

@@ -16,7 +16,7 @@ from typing import Any, Mapping
 
 import torch
 
-from latentbridge.files import header_digest, publish_dir, publish_file
+from latentbridge.files import fsync_files, header_digest, publish_dir, publish_file
 from latentbridge.training.checkpoint.fingerprint import ConfigFingerprint
 from latentbridge.training.checkpoint.format import (CHECKPOINT_FORMAT, FORMAT_VERSION, MANIFEST_NAME, MODEL_FILE_FORMAT,
                                                      PARTIAL_SUFFIX, SELF_DIGEST, committed_checkpoints, encode_state,
@@ -162,12 +162,13 @@ def write_step_checkpoint(snap: Snapshot, directory: Path, fingerprint: ConfigFi
     if partial.exists():
         shutil.rmtree(partial)
     partial.mkdir(parents=True)
-    files = {
-        "model.safetensors": write_safetensors(partial / "model.safetensors", snap.model, {"format": CHECKPOINT_FORMAT}),
-        "state.safetensors": write_safetensors(partial / "state.safetensors", snap.state_tensors,
-                                               {"format": CHECKPOINT_FORMAT}),
-        "state.json": write_json(partial / "state.json", {"model_aliases": snap.model_aliases, **snap.state_json}),
-        "config.json": write_json(partial / "config.json", snap.config),
+    meta = {"format": CHECKPOINT_FORMAT}
+    files = {  # fsynced together below, before the folder is published
+        "model.safetensors": write_safetensors(partial / "model.safetensors", snap.model, meta, fsync=False),
+        "state.safetensors": write_safetensors(partial / "state.safetensors", snap.state_tensors, meta, fsync=False),
+        "state.json": write_json(partial / "state.json", {"model_aliases": snap.model_aliases, **snap.state_json},
+                                 fsync=False),
+        "config.json": write_json(partial / "config.json", snap.config, fsync=False),
     }
     manifest = {
         "format": CHECKPOINT_FORMAT,
@@ -181,7 +182,8 @@ def write_step_checkpoint(snap: Snapshot, directory: Path, fingerprint: ConfigFi
         "files": files,
     }
     manifest[SELF_DIGEST] = header_digest(manifest)
-    write_json(partial / MANIFEST_NAME, manifest)  # last: its presence means "complete"
+    write_json(partial / MANIFEST_NAME, manifest, fsync=False)  # last: its presence means "complete"
+    fsync_files([partial / name for name in [*files, MANIFEST_NAME]])
     publish_dir(partial, final, aside=final.with_name(final.name + ".replaced"))
     prune(directory, keep_last, protect=final)
     return final
