@@ -174,8 +174,10 @@ MALFORMED = {
     "config-not-an-object": (lambda m, t: m.update(config="[1, 2]"), "its 'config' is not a JSON dict"),
     "step-not-a-number": (lambda m, t: m.update(step="five"), "its 'step' is 'five', not a whole number"),
     "stage-missing": (lambda m, t: m.pop("stage"), "its 'stage' is missing"),
-    "fingerprint-fields-not-json": (lambda m, t: m.update(fingerprint_fields="?"), "its 'fingerprint_fields' is not JSON"),
-    "alias-of-nothing": (lambda m, t: m.update(aliases=json.dumps({"x": "nothing"})), "its model aliases .* name tensors that are not stored"),
+    "fingerprint-fields-not-json": (lambda m, t: m.update(fingerprint_fields="?"),
+                                    "its 'fingerprint_fields' is not JSON"),
+    "alias-of-nothing": (lambda m, t: m.update(aliases=json.dumps({"x": "nothing"})),
+                         "its model aliases .* name tensors that are not stored"),
 }
 
 

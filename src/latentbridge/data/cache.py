@@ -425,7 +425,8 @@ class CacheSplit:
         o = self.offsets
         if len(o) != self.count + 1:
             raise _corrupt(source, f"{len(o)} offsets for {self.count} records")
-        if int(o[0]) != 0 or int(o[-1]) != self.path.stat().st_size or (len(o) > 1 and not (np.diff(o.astype(np.int64)) > 0).all()):
+        ends_right = int(o[0]) == 0 and int(o[-1]) == self.path.stat().st_size
+        if not ends_right or not (np.diff(o.astype(np.int64)) > 0).all():  # every line holds a record
             raise _corrupt(source, f"its offsets do not match the lines of {self.path.name}")
 
     def _scan(self) -> np.ndarray:

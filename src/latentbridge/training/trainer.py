@@ -37,10 +37,9 @@ from latentbridge.data.loader import make_loader
 from latentbridge.errors import UserError
 from latentbridge.models.bridge import LatentBridge, set_trainable
 from latentbridge.models.specs import SamplingSpec
-from latentbridge.training.checkpoint import (AsyncCheckpointer, ConfigFingerprint, LoadedCheckpoint, TrainState,
-                                              capture_rng_state, load_model_file, restore, restore_optimizer,
-                                              restore_rng_state, should_save)
-from latentbridge.training.checkpoint.load import MODEL_TENSORS, STATE_TENSORS
+from latentbridge.training.checkpoint import (MODEL_TENSORS, STATE_TENSORS, AsyncCheckpointer, ConfigFingerprint,
+                                              LoadedCheckpoint, TrainState, capture_rng_state, load_model_file, restore,
+                                              restore_optimizer, restore_rng_state, should_save)
 from latentbridge.training.metrics import MetricsWriter, StepMetrics
 from latentbridge.training.schedule import build_scheduler, optimizer_steps
 from latentbridge.training.stages import Stage
@@ -106,9 +105,9 @@ class LoopState:
         except TypeError as exc:  # a required field is missing
             raise UserError(f"{where} is malformed: its loop state is incomplete ({exc}).") from None
         counters = (st.stage_index, st.epoch, st.batch_in_epoch, st.step, st.global_step)
-        if not (isinstance(st.plan, list) and all(isinstance(n, int) and not isinstance(n, bool) and n >= 0
-                                                  for n in counters)
-                and isinstance(st.best_val, (int, float)) and isinstance(st.best, dict)):
+        well_typed = (isinstance(st.plan, list) and isinstance(st.best, dict) and isinstance(st.best_val, (int, float))
+                      and all(type(n) is int and n >= 0 for n in counters))
+        if not well_typed:
             raise UserError(f"{where} is malformed: its loop state {dict(data)!r} has fields of the wrong type.")
         return st
 

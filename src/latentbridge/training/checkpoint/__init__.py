@@ -31,16 +31,16 @@ with integrity checks). Import the public names from here.
 from latentbridge.training.checkpoint.fingerprint import ARCHITECTURE_FIELDS, ConfigFingerprint, config_fingerprint
 from latentbridge.training.checkpoint.format import (CHECKPOINT_FORMAT, FORMAT_VERSION, MANIFEST_NAME, MODEL_FILE_FORMAT,
                                                      PARTIAL_SUFFIX, committed_checkpoints, find_latest, step_dir_name)
-from latentbridge.training.checkpoint.load import (LoadedCheckpoint, ModelFile, load_checkpoint, load_model_file, restore,
-                                                   restore_optimizer)
+from latentbridge.training.checkpoint.load import (MODEL_TENSORS, STATE_TENSORS, LoadedCheckpoint, ModelFile,
+                                                   load_checkpoint, load_model_file, restore, restore_optimizer)
 from latentbridge.training.checkpoint.saver import AsyncCheckpointer, CheckpointStatus, CheckpointWriteError, should_save
 from latentbridge.training.checkpoint.state import TrainState, capture_rng_state, restore_rng_state
 from latentbridge.training.checkpoint.write import write_model_file
 
 __all__ = [
     "ARCHITECTURE_FIELDS", "AsyncCheckpointer", "CHECKPOINT_FORMAT", "CheckpointStatus", "CheckpointWriteError",
-    "ConfigFingerprint", "FORMAT_VERSION", "LoadedCheckpoint", "MANIFEST_NAME", "MODEL_FILE_FORMAT", "ModelFile",
-    "PARTIAL_SUFFIX", "TrainState", "capture_rng_state", "committed_checkpoints", "config_fingerprint", "find_latest",
+    "ConfigFingerprint", "FORMAT_VERSION", "LoadedCheckpoint", "MANIFEST_NAME", "MODEL_FILE_FORMAT", "MODEL_TENSORS",
+    "ModelFile", "PARTIAL_SUFFIX", "STATE_TENSORS", "TrainState", "capture_rng_state", "committed_checkpoints", "config_fingerprint", "find_latest",
     "load_checkpoint", "load_model_file", "restore", "restore_optimizer", "restore_rng_state", "should_save",
     "step_dir_name", "write_model_file",
 ]

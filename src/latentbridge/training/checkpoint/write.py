@@ -84,10 +84,6 @@ class PendingCopies:
         self.cpu, self.cuda_event = cpu, cuda_event
         self._done = threading.Event()
 
-    @property
-    def deferred(self) -> bool:
-        return bool(self.cpu)
-
     def complete(self) -> None:
         """Run the CPU copies and wait for the GPU ones (in the writer thread); then `wait()` returns."""
         try:
