@@ -211,6 +211,11 @@ def names_in(directory: Path) -> list[str]:
     return sorted(p.name for p in directory.iterdir())
 
 
+def cache_folders(root: Path) -> list[str]:
+    """The sorted names in a preprocess_cache_dir, less the builders' lock files (kept, as flock files are)."""
+    return [name for name in names_in(root) if not name.startswith(".lock-")]
+
+
 # ------------------------------------------------------------------------------------------ processes
 
 MAIN = Path(__file__).resolve().parents[1] / "main.py"

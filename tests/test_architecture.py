@@ -1,6 +1,6 @@
 """The layer order of README.md's "Layout", read from the source with `ast` (function-local imports included).
 
-    errors, files -> config -> data | models -> assets | training -> recipe -> evaluation | ui | caching
+    errors, files, locks -> config -> data | models -> assets | training -> recipe -> evaluation | ui | caching
     -> modes -> cli, the package's API (latentbridge/__init__.py)
 
 A module imports from its own layer or the ones below it, never from a peer beside it (data and models
@@ -31,7 +31,7 @@ LAYERS = (  # bottom to top; the groups inside one layer are peers that never im
     ("modes",),
     ("cli", "__init__"),
 )
-GROUP_OF = {"errors": "base", "files": "base", "config_sources": "config", "config_docs": "config"}
+GROUP_OF = {"errors": "base", "files": "base", "locks": "base", "config_sources": "config", "config_docs": "config"}
 # Groups whose modules stay free of torch at import: what `import latentbridge`, `--help` and `--mode config`
 # load, and the recipe, which every layer above it may import cheaply.
 LIGHT_ENTRY_POINTS = (PACKAGE, f"{PACKAGE}.cli", f"{PACKAGE}.modes.show_config", f"{PACKAGE}.config_docs",

@@ -1,4 +1,5 @@
-"""File safety: atomic writes and folder publishing survive failures; digests are sha256 and read legacy blake2b."""
+"""File safety: atomic writes and folder publishing survive failures; integrity digests are xxh3_128 (hashed while
+written, too), content digests sha256, and digests recorded with sha256 or blake2b still verify."""
 
 from __future__ import annotations
 
@@ -9,10 +10,11 @@ import os
 import pickle
 
 import pytest
+import xxhash
 
 from latentbridge import files
-from latentbridge.files import (PathDigest, digest_matches, file_digest, file_entry, fsync_dir, hash_path, publish_dir,
-                                same_content, with_legacy_digests, write_text_atomic)
+from latentbridge.files import (PathDigest, StreamDigest, digest_matches, file_digest, file_entry, fsync_dir, hash_path,
+                                publish_dir, same_content, with_legacy_digests, write_text_atomic)
 
 SHA256_ABC = "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"  # FIPS 180-2, appendix B.1
 LEGACY_BACKBONE_DIGEST = "f83f62375060447000759d63457080a2"  # what 03780ed's hash_path gave golden/.../backbone
@@ -95,17 +97,37 @@ def test_fsync_dir_tolerates_file_systems_that_cannot_but_not_io_errors(tmp_path
 def test_file_digest_of_known_content(tmp_path):
     path = tmp_path / "abc"
     path.write_bytes(b"abc")
-    assert file_digest(path) == SHA256_ABC
-    assert file_entry(path) == {"bytes": 3, "sha256": SHA256_ABC}
+    assert file_digest(path, "sha256") == SHA256_ABC
+    assert file_entry(path) == {"bytes": 3, "xxh3_128": xxhash.xxh3_128_hexdigest(b"abc")}
+
+
+def test_file_digest_reads_files_larger_than_its_buffer(tmp_path):
+    data = os.urandom(files._CHUNK * 2 + 12345)
+    path = tmp_path / "big"
+    path.write_bytes(data)
+    assert file_digest(path) == xxhash.xxh3_128_hexdigest(data)
+    assert file_digest(path, "sha256") == hashlib.sha256(data).hexdigest()
+
+
+def test_stream_digest_equals_the_digest_of_the_file_written(tmp_path):
+    pieces = [b"header", os.urandom(3000), memoryview(os.urandom(5000))[100:]]
+    digest = StreamDigest()
+    with open(tmp_path / "f", "wb") as f:
+        for piece in pieces:
+            f.write(piece)
+            digest.update(piece)
+    assert digest.entry() == file_entry(tmp_path / "f")
 
 
 def test_digest_matches_reads_the_hash_the_entry_names(tmp_path):
     path = tmp_path / "abc"
     path.write_bytes(b"abc")
     legacy = {"bytes": 3, "blake2b": hashlib.blake2b(b"abc", digest_size=16).hexdigest()}
-    assert digest_matches(path, legacy) and digest_matches(path, file_entry(path))
+    sha = {"bytes": 3, "sha256": SHA256_ABC}
+    assert digest_matches(path, legacy) and digest_matches(path, sha) and digest_matches(path, file_entry(path))
+    entry = file_entry(path)
     path.write_bytes(b"abd")
-    assert not digest_matches(path, legacy) and not digest_matches(path, {"bytes": 3, "sha256": SHA256_ABC})
+    assert not any(digest_matches(path, e) for e in (legacy, sha, entry))
     assert not digest_matches(path, {"bytes": 3})  # nothing recorded: nothing proven
 
 

@@ -73,7 +73,11 @@ def load_cache_encoder_state(cache: Cache, encoder: Any) -> None:
         state = load_file(str(path))
     except Exception as e:
         raise UserError(f"Cannot read {path} ({e}); preprocess again.") from e
-    encoder.load_state_dict(state, strict=False)
+    try:
+        encoder.load_state_dict(state, strict=False)
+    except RuntimeError as e:  # other shapes: a cache of other settings, or a damaged file
+        raise UserError(f"The compressor in {path} does not fit this model ({str(e).strip().splitlines()[-1].strip()}); "
+                        "preprocess again (--no-skip-preprocessing-if-cached).") from None
 
 
 def ensure_cache(c: Config, progress: Optional[Progress] = None, *, reuse: Optional[bool] = None,

@@ -14,7 +14,7 @@ from latentbridge.config_sources import resolve_config, write_config_file
 from latentbridge.errors import UserError
 from latentbridge.evaluation.io import read_inputs
 from latentbridge.training.metrics import MetricsWriter, StepMetrics
-from tests.factories import hook_nth_call, run_main_with_hook, small_corpus_config, train_config
+from tests.factories import cache_folders, hook_nth_call, run_main_with_hook, small_corpus_config, train_config
 
 KILL = "os.kill(os.getpid(), signal.SIGKILL)"
 
@@ -101,7 +101,7 @@ def test_sigterm_while_the_cache_is_written_exits_130_and_leaves_no_half_built_c
                              ["--mode", "preprocess", "--config", "run.yaml"], cwd=tmp_path)
     assert run.returncode == 130, run.stderr[-2000:]
     assert run.stderr.rstrip().endswith("Interrupted.") and "Traceback" not in run.stderr
-    assert list(Path(config.preprocess_cache_dir).iterdir()) == []
+    assert cache_folders(Path(config.preprocess_cache_dir)) == []
 
 
 # ------------------------------------------------------------------------------------- corruption matrix

@@ -13,9 +13,15 @@ A record: {"id", "source", "input_latents", "target_latents"[, "input_scales", "
 are base64 of (K, D) int8 (with float32 per-vector scales) or float32. Token lists are unpadded.
 
 A build writes into `<root>/.tmp-<fp>-<host>-<pid>` and renames it into place after the manifest is
-written, so a killed build never looks complete and an existing cache is never touched by one.
-Two builders of the same cache (e.g. several ranks) do not clobber each other: the first rename wins
-and the later one discards its copy (unless it was asked to replace the cache).
+written, so a killed build never looks complete and an existing cache is never touched by one. A builder
+holds the lock `<root>/.lock-<fp[:16]>` (latentbridge.locks) until it has published its folder: a second
+builder of the same cache stops with an error naming the first, and the leftovers of builds whose lock is
+free (`.tmp-*`, `.trash-*` of a killed build) are swept by the next start (`clean_stale_builds`). Should
+two builders still meet (a file system without locks), the first rename wins and the later one discards
+its copy (unless it was asked to replace the cache).
+
+Reading: `open_cache(..., full_check=True)` (what a reused cache gets) checks every file's size and
+digest against the manifest; xxh3_128 keeps that cheap next to training (docs/benchmarks.md).
 """
 
 from __future__ import annotations
@@ -35,8 +41,10 @@ from typing import Any, Mapping, Optional
 import numpy as np
 
 from latentbridge.errors import UserError
-from latentbridge.files import digest_matches, file_entry, fsync_file, json_digest, publish_dir
+from latentbridge.files import (FILE_HASH, digest_matches, file_entry, fsync_file, header_digest, json_digest, publish_dir,
+                                recorded_hash)
 from latentbridge.files import hash_path  # noqa: F401  (fingerprint builders import it from here)
+from latentbridge.locks import RunLock, is_locked
 
 CACHE_FORMAT = "latentbridge-cache"
 CACHE_VERSION = 1
@@ -221,8 +229,8 @@ class CacheBuild:
 
     def __init__(self, final_dir: Path, manifest: Mapping[str, Any], write_offsets: bool = True):
         self.final_dir = Path(final_dir)
-        self.final_dir.parent.mkdir(parents=True, exist_ok=True)
-        clean_stale_builds(self.final_dir.parent)
+        self.lock = build_lock(self.final_dir).acquire(wait_s=_SWEEP_WAIT_S)  # held until published or given up
+        clean_stale_builds(self.final_dir.parent, holding=self.final_dir.name)
         self.tmp = self.final_dir.parent / f".tmp-{self.final_dir.name}-{_HOST}-{os.getpid()}"
         if self.tmp.exists():
             shutil.rmtree(self.tmp)
@@ -238,6 +246,7 @@ class CacheBuild:
     def __exit__(self, *exc) -> None:
         if not self.committed:
             shutil.rmtree(self.tmp, ignore_errors=True)
+        self.lock.release()
 
     def split_writer(self, collection: str, split: str, count: Optional[int] = None) -> SplitWriter:
         return SplitWriter(self.tmp, collection, split, self.write_offsets, count)
@@ -257,6 +266,7 @@ class CacheBuild:
         """Write the manifest, then rename into place. An existing complete cache there is kept (another
         builder won the race) unless `replace` (a rebuild on purpose, or of a damaged cache)."""
         self.manifest["created_at"] = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+        self.manifest[FILE_HASH] = header_digest(self.manifest)  # what a reader trusts in it is covered too
         with open(self.tmp / MANIFEST, "w") as f:
             json.dump(self.manifest, f, indent=1, sort_keys=True)
         fsync_file(self.tmp / MANIFEST)
@@ -272,28 +282,35 @@ class CacheBuild:
 _HOST = re.sub(r"[^A-Za-z0-9_.]", "_", socket.gethostname()) or "host"
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+_SWEEP_WAIT_S = 5.0  # a start sweeping leftovers holds a build lock for milliseconds: a builder waits that out
 
 
-def clean_stale_builds(root: Path) -> None:
-    """Remove temporary folders left by builds whose process is gone (e.g. killed with SIGKILL)."""
+def build_lock(final_dir: Path) -> RunLock:
+    """The lock a builder of the cache folder `final_dir` holds until it has published it."""
+    return RunLock(final_dir.parent / f".lock-{final_dir.name}", f"the cache {final_dir} (preprocess_cache_dir)")
+
+
+def _leftover_of(entry: Path) -> Optional[str]:
+    """The cache folder name a `.tmp-<name>-<host>-<pid>` / `.trash-...` folder was a build of, else None."""
+    for prefix in (".tmp-", ".trash-"):
+        if entry.name.startswith(prefix) and entry.is_dir():
+            parts = entry.name[len(prefix):].rsplit("-", 2)
+            return parts[0] if len(parts) == 3 else None
+    return None
+
+
+def clean_stale_builds(root: Path, holding: Optional[str] = None) -> None:
+    """Remove what builds left behind (temporary and trash folders) unless their cache is being built now;
+    `holding` names the cache whose build lock the caller holds (its leftovers are a dead build's too).
+
+    A builder holds its cache's lock from start to publish, and the kernel frees the lock when the
+    builder dies (even by SIGKILL), so a leftover whose lock is free belongs to no live build."""
     if not root.exists():
         return
-    for p in root.iterdir():
-        if p.is_dir() and p.name.startswith((".tmp-", ".trash-")):
-            parts = p.name.rsplit("-", 2)
-            if len(parts) != 3 or parts[1] != _HOST or not parts[2].isdigit():
-                continue  # another machine's build (shared file system): not ours to judge
-            pid = int(parts[2])
-            if pid == os.getpid() or not _pid_alive(pid):
-                shutil.rmtree(p, ignore_errors=True)
+    for entry in sorted(root.iterdir()):
+        name = _leftover_of(entry)
+        if name is not None and (name == holding or not is_locked(build_lock(root / name).path)):
+            shutil.rmtree(entry, ignore_errors=True)
 
 
 # --- reading ---------------------------------------------------------------------------------
@@ -304,9 +321,25 @@ def cache_dir_for(root: os.PathLike | str, fp: str) -> Path:
 
 
 def _corrupt(path: Path, why: str) -> UserError:
-    return UserError(f"Cache file {path} is corrupted or truncated ({why}). Delete the folder "
-                     f"{path.parent.parent if path.name != MANIFEST else path.parent} and preprocess again "
-                     f"(`--mode preprocess --no-skip-preprocessing-if-cached`).")
+    folder = next((p for p in path.parents if (p / MANIFEST).exists()), path.parent)
+    return UserError(f"Cache file {path} is corrupted or truncated ({why}). Delete the folder {folder} and "
+                     "preprocess again (`--mode preprocess --no-skip-preprocessing-if-cached`).")
+
+
+def _check_manifest_layout(path: Path, manifest: Any) -> None:
+    """The fields a reader relies on are there with their types (the digest only covers manifests since issue 14)."""
+    def files_ok(files: Any) -> bool:
+        return isinstance(files, dict) and all(isinstance(e, dict) and isinstance(e.get("bytes"), int)
+                                               for e in files.values())
+
+    splits = manifest.get("splits")
+    ok = (isinstance(splits, dict) and files_ok(manifest.get("extra_files", {}))
+          and all(isinstance(e, dict) and isinstance(e.get("count"), int) and files_ok(e.get("files"))
+                  for e in splits.values())
+          and isinstance(manifest.get("latent_dim"), int) and isinstance(manifest.get("source_names"), list)
+          and isinstance(manifest.get("fields"), list) and manifest.get("latent_dtype") in ("int8", "float32"))
+    if not ok:
+        raise _corrupt(path, "its fields are missing or of the wrong type")
 
 
 def read_manifest(folder: Path) -> Optional[dict[str, Any]]:
@@ -318,11 +351,14 @@ def read_manifest(folder: Path) -> Optional[dict[str, Any]]:
         manifest = json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise _corrupt(path, f"unreadable manifest: {e}") from e
-    if manifest.get("format") != CACHE_FORMAT:
+    if not isinstance(manifest, dict) or manifest.get("format") != CACHE_FORMAT:
         raise UserError(f"{path} is not a latentbridge cache manifest.")
     if manifest.get("version") != CACHE_VERSION:
         raise UserError(f"Cache {folder} has version {manifest.get('version')}, this code reads "
                         f"{CACHE_VERSION}; preprocess again.")
+    if FILE_HASH in manifest and manifest[FILE_HASH] != header_digest(manifest):
+        raise _corrupt(path, f"it does not match its own {FILE_HASH}: edited or damaged")
+    _check_manifest_layout(path, manifest)
     return manifest
 
 
@@ -337,8 +373,9 @@ def check_files(folder: Path, manifest: Mapping[str, Any], full: bool = False) -
             size = p.stat().st_size
             if size != meta["bytes"]:
                 raise _corrupt(p, f"{size} bytes on disk, {meta['bytes']} recorded")
-            if full and not digest_matches(p, meta):  # also the blake2b digests recorded before issue 10
-                raise _corrupt(p, "checksum mismatch")
+            if full and not digest_matches(p, meta):  # also the sha256 / blake2b digests of older caches
+                raise _corrupt(p, f"checksum mismatch: its content is not what the manifest's {recorded_hash(meta)} "
+                                  "says")
 
 
 def _load_index(path: Path) -> np.ndarray:
@@ -367,8 +404,7 @@ class CacheSplit:
             self.offsets = _load_index(offsets_path)  # 8 bytes a record, in memory: no page faults per read
         else:  # no index written: one scan now, O(1) afterwards
             self.offsets = self._scan()
-        if len(self.offsets) != self.count + 1 or int(self.offsets[-1]) != self.path.stat().st_size:
-            raise _corrupt(self.path, "offsets index does not match the file")
+        self._check_offsets(offsets_path if offsets_path.exists() else self.path)
         if len(self.sources) != self.count:
             raise _corrupt(folder / f"{rel}.sources.npy", "wrong number of entries")
         self.layout: dict[str, Any] = {c[0]: c[1:] for c in entry.get("columns", [])}  # npy: array columns
@@ -396,6 +432,16 @@ class CacheSplit:
     @property
     def binary(self) -> bool:
         return bool(self.layout)
+
+    def _check_offsets(self, source: Path) -> None:
+        """The byte offsets start at 0, grow, and end at the jsonl's size (which open_cache checked against the
+        manifest): when they do not, the index (`source`) is what is wrong, not the jsonl."""
+        o = self.offsets
+        if len(o) != self.count + 1:
+            raise _corrupt(source, f"{len(o)} offsets for {self.count} records")
+        ends_right = int(o[0]) == 0 and int(o[-1]) == self.path.stat().st_size
+        if not ends_right or not (np.diff(o.astype(np.int64)) > 0).all():  # every line holds a record
+            raise _corrupt(source, f"its offsets do not match the lines of {self.path.name}")
 
     def _scan(self) -> np.ndarray:
         offsets = [0]
@@ -541,8 +587,9 @@ def open_cache(folder: os.PathLike | str, expected_fingerprint: Optional[str] = 
 
 
 def find_complete_cache(root: os.PathLike | str, fp: str) -> Optional[Cache]:
-    """The complete, intact cache for fingerprint `fp` under `root`, or None when absent or incomplete."""
+    """The complete cache for fingerprint `fp` under `root`, every file's digest checked; None when absent or
+    incomplete, UserError naming the file when damaged."""
     folder = cache_dir_for(root, fp)
     if not (folder / MANIFEST).exists():
         return None
-    return open_cache(folder, expected_fingerprint=fp)
+    return open_cache(folder, expected_fingerprint=fp, full_check=True)

@@ -17,9 +17,9 @@ from typing import Any, Callable, Mapping, Optional, Sequence
 
 import numpy as np
 
-from latentbridge.data.cache import (CACHE_FORMAT, CACHE_VERSION, Cache, CacheBuild, cache_dir_for, encode_record,
-                                     find_complete_cache, fingerprint, library_versions, open_cache, quantize_int8,
-                                     read_manifest)
+from latentbridge.data.cache import (CACHE_FORMAT, CACHE_VERSION, Cache, CacheBuild, cache_dir_for, clean_stale_builds,
+                                     encode_record, find_complete_cache, fingerprint, library_versions, open_cache,
+                                     quantize_int8, read_manifest)
 from latentbridge.data.progress import NullProgress, Progress
 from latentbridge.data.sources import Example, LoadedSplit
 from latentbridge.errors import UserError
@@ -265,12 +265,13 @@ def build_cache(root: Path | str, fingerprint_parts: Mapping[str, Any],
     parts = {"cache_version": CACHE_VERSION, "spec": spec.content_parts(), **fingerprint_parts}
     fp = fingerprint(parts)
     folder = cache_dir_for(root, fp)
+    clean_stale_builds(Path(root))  # what killed builds left behind
     existed = folder.exists()
     if reuse:
         try:
             if read_manifest(folder) is not None:
-                cache = open_cache(folder, expected_fingerprint=fp)
-                log(f"Reusing cache {folder} (fingerprint {fp[:16]}).")
+                cache = open_cache(folder, expected_fingerprint=fp, full_check=True)  # every file's digest
+                log(f"Reusing cache {folder} (fingerprint {fp[:16]}; every file checked against its digest).")
                 return BuildResult(cache, True, time.perf_counter() - t0)
             legacy = _legacy_cache(root, parts)
             if legacy is not None:

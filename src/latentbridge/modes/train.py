@@ -1,19 +1,21 @@
 """`--mode train`: the staged pipeline.
 
     run(config, options) -> exit code
-        plan the stages (recipe.plan) -> trackers -> cache (built when missing) -> model -> resume?
-        -> Trainer.train() -> plots of the run (output_dir/plots/)
+        lock checkpoint_dir -> plan the stages (recipe.plan) -> trackers -> cache (built when missing) -> model
+        -> resume? -> Trainer.train() -> plots of the run (output_dir/plots/)
 
-Exit codes: 0 done, 130 stopped by Ctrl-C (a checkpoint was saved; `--resume auto` continues).
+Exit codes: 0 done, 130 stopped by Ctrl-C (a checkpoint was saved; `--resume auto` continues), 2 for bad
+input, a checkpoint_dir in use by another run among them.
 """
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable, Optional, Sequence
+from typing import Callable, Iterator, Optional, Sequence
 
 from accelerate import Accelerator, DistributedDataParallelKwargs
-from accelerate.utils import set_seed
+from accelerate.utils import broadcast_object_list, set_seed
 
 from latentbridge import recipe
 from latentbridge.caching import ensure_cache, load_cache_encoder_state
@@ -22,15 +24,17 @@ from latentbridge.data.cache import Cache
 from latentbridge.data.loader import CacheDataset, Collate, select_indices
 from latentbridge.errors import UserError
 from latentbridge.evaluation.rouge import rouge_scores
+from latentbridge.locks import RUN_LOCK, RunLock
 from latentbridge.models.bridge import LatentBridge, build_model
 from latentbridge.modes import ModeOptions
 from latentbridge.training.checkpoint import (ConfigFingerprint, LoadedCheckpoint, find_latest, load_checkpoint,
-                                              load_model_file)
+                                              load_model_file, restore)
 from latentbridge.training.metrics import METRICS_FILE
 from latentbridge.training.plots import PLOTS_DIR, write_plots
+from latentbridge.training.progress import ProgressDisplay
 from latentbridge.training.stages import Stage
 from latentbridge.training.tracking import project_configuration, resolve_trackers, start_trackers
-from latentbridge.training.trainer import StageData, Trainer
+from latentbridge.training.trainer import StageData, Trainer, TrainResult
 from latentbridge.ui.cache_progress import console_progress
 from latentbridge.ui.progress import make_progress_display
 
@@ -89,6 +93,27 @@ def rouge_scorer(outputs: list[str], references: list[str]) -> dict[str, float]:
     return {k: 100 * v for k, v in rouge_scores(outputs, references).as_dict().items()}
 
 
+@contextmanager
+def checkpoint_dir_lock(accelerator: Accelerator, folder: Path, say: Callable[[str], None]) -> Iterator[None]:
+    """One run per checkpoint_dir: rank 0 holds its lock for the whole run (latentbridge.locks), and every rank
+    learns whether it got it, so that all stop together when another run is using the folder."""
+    lock, error = None, None
+    if accelerator.is_main_process:
+        try:
+            lock = RunLock(folder / RUN_LOCK, f"checkpoint_dir {folder}").acquire(note=say)
+        except UserError as e:
+            error = str(e)
+    if accelerator.num_processes > 1:
+        error = broadcast_object_list([error])[0]
+    if error is not None:
+        raise UserError(error)
+    try:
+        yield
+    finally:
+        if lock is not None:
+            lock.release()
+
+
 def run(config: Config, options: ModeOptions, *, stop_after_steps: Optional[int] = None) -> int:
     stages = recipe.plan(config)
     accelerator = build_accelerator(config, resolve_trackers(config.report_to))
@@ -96,22 +121,10 @@ def run(config: Config, options: ModeOptions, *, stop_after_steps: Optional[int]
     display = make_progress_display(config.use_tui, accelerator.is_main_process)
     run_dir = Path(config.output_dir)
     try:
-        start_trackers(accelerator, project=config.tracker_project, run_name=config.run_name or run_dir.resolve().name,
-                       run_dir=run_dir, config=config.to_dict())
-        with accelerator.main_process_first():  # rank 0 builds the cache, the others then reuse it
-            cache = ensure_cache(config, console_progress(use_rich=config.use_tui), log=display.message,
-                                 allow_build=config.run_preprocessing).cache
-        fingerprint = recipe.checkpoint_fingerprint(config)
-        resume = resolve_resume(options.resume, config, fingerprint, display.message)
-        model = build_model(recipe.model_spec(config, device=str(accelerator.device)), seed=config.seed)
-        load_cache_encoder_state(cache, model.encoder)  # the compressor the cached latents came from
-        if resume is None:
-            _start_from_pretrain_best(config, model, stages, fingerprint, display.message)
-        settings = recipe.train_settings(config, stop_after_steps=stop_after_steps)
-        trainer = Trainer(model, stages, stage_data(cache, config.seed, display.message), settings, fingerprint=fingerprint,
-                          config=config.to_dict(), accelerator=accelerator, display=display,
-                          text_scorer=rouge_scorer if config.eval_rouge_samples else None)
-        result = trainer.train(resume)
+        with checkpoint_dir_lock(accelerator, Path(config.checkpoint_dir), display.message):
+            start_trackers(accelerator, project=config.tracker_project,
+                           run_name=config.run_name or run_dir.resolve().name, run_dir=run_dir, config=config.to_dict())
+            result = _train(config, options, stages, accelerator, display, stop_after_steps)
     finally:
         accelerator.end_training()
         display.close()
@@ -125,10 +138,28 @@ def run(config: Config, options: ModeOptions, *, stop_after_steps: Optional[int]
     return 130 if result.interrupted else 0
 
 
+def _train(config: Config, options: ModeOptions, stages: tuple[Stage, ...], accelerator: Accelerator,
+           display: ProgressDisplay, stop_after_steps: Optional[int]) -> TrainResult:
+    with accelerator.main_process_first():  # rank 0 builds the cache, the others then reuse it
+        cache = ensure_cache(config, console_progress(use_rich=config.use_tui), log=display.message,
+                             allow_build=config.run_preprocessing).cache
+    fingerprint = recipe.checkpoint_fingerprint(config)
+    resume = resolve_resume(options.resume, config, fingerprint, display.message)
+    model = build_model(recipe.model_spec(config, device=str(accelerator.device)), seed=config.seed)
+    load_cache_encoder_state(cache, model.encoder)  # the compressor the cached latents came from
+    if resume is None:
+        _start_from_pretrain_best(config, model, stages, fingerprint, display.message)
+    settings = recipe.train_settings(config, stop_after_steps=stop_after_steps)
+    trainer = Trainer(model, stages, stage_data(cache, config.seed, display.message), settings, fingerprint=fingerprint,
+                      config=config.to_dict(), accelerator=accelerator, display=display,
+                      text_scorer=rouge_scorer if config.eval_rouge_samples else None)
+    return trainer.train(resume)
+
+
 def _start_from_pretrain_best(c: Config, model: LatentBridge, stages: tuple[Stage, ...], fingerprint: ConfigFingerprint,
                               say: Callable[[str], None]) -> None:
     """Fine-tuning without pretraining in this run starts from the pretraining best model when there is one."""
     path = Path(c.checkpoint_dir) / c.pretrain_best_model_filename
     if stages and stages[0].data == "dialogue" and not c.run_pretraining and path.exists():
-        model.load_trainable_state_dict(load_model_file(path, fingerprint).model)
+        restore(path, "model", model.load_trainable_state_dict, load_model_file(path, fingerprint).model)
         say(f"starting from {path}")

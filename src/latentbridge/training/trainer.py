@@ -38,8 +38,9 @@ from latentbridge.data.loader import make_loader
 from latentbridge.errors import UserError
 from latentbridge.models.bridge import LatentBridge, set_trainable
 from latentbridge.models.specs import SamplingSpec
-from latentbridge.training.checkpoint import (AsyncCheckpointer, ConfigFingerprint, LoadedCheckpoint, TrainState,
-                                     capture_rng_state, load_model_file, restore_rng_state, should_save)
+from latentbridge.training.checkpoint import (MODEL_TENSORS, STATE_TENSORS, AsyncCheckpointer, ConfigFingerprint,
+                                              LoadedCheckpoint, TrainState, capture_rng_state, load_model_file, restore,
+                                              restore_optimizer, restore_rng_state, should_save)
 from latentbridge.training.metrics import MetricsWriter, StepMetrics, tracker_values
 from latentbridge.training.schedule import build_scheduler, optimizer_steps, warmup_steps_for
 from latentbridge.training.stages import Stage
@@ -109,8 +110,18 @@ class LoopState:
         return asdict(self)
 
     @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> "LoopState":
-        return cls(**{k: data[k] for k in cls.__dataclass_fields__ if k in data})
+    def from_json(cls, data: Mapping[str, Any], where: Path) -> "LoopState":
+        """The loop state a checkpoint file (`where`) holds; UserError naming it when a field is missing or malformed."""
+        try:
+            st = cls(**{k: data[k] for k in cls.__dataclass_fields__ if k in data})
+        except TypeError as exc:  # a required field is missing
+            raise UserError(f"{where} is malformed: its loop state is incomplete ({exc}).") from None
+        counters = (st.stage_index, st.epoch, st.batch_in_epoch, st.step, st.global_step)
+        well_typed = (isinstance(st.plan, list) and isinstance(st.best, dict) and isinstance(st.best_val, (int, float))
+                      and all(type(n) is int and n >= 0 for n in counters))
+        if not well_typed:
+            raise UserError(f"{where} is malformed: its loop state {dict(data)!r} has fields of the wrong type.")
+        return st
 
 
 @dataclass
@@ -204,7 +215,8 @@ class Trainer:
         self.metrics = MetricsWriter(settings.run_dir, is_main=is_main)
         self.checkpointer = AsyncCheckpointer(settings.checkpoint_dir, fingerprint=fingerprint,
                                               keep_last=settings.keep_last_checkpoints,
-                                              async_save=settings.async_checkpointing, is_main=is_main)
+                                              async_save=settings.async_checkpointing, is_main=is_main,
+                                              background_copy=True)
         self._stop_requested = False
         self._frozen: list[nn.Module] = []
         self._last_saved_step: Optional[int] = None
@@ -250,9 +262,9 @@ class Trainer:
         scheduler = self._scheduler(optimizer, total_steps)
         objective = self.accelerator.prepare(StageObjective(self.model, stage, self.s.max_seq_len, self.s.max_target_len))
         if resume is not None:
-            optimizer.load_state_dict(resume.optimizer)
-            scheduler.load_state_dict(resume.scheduler)
-            restore_rng_state(resume.rng)
+            restore_optimizer(resume.path / STATE_TENSORS, optimizer, resume.optimizer)
+            restore(resume.path / "state.json", "scheduler", scheduler.load_state_dict, resume.scheduler)
+            restore(resume.path / STATE_TENSORS, "random generator", restore_rng_state, resume.rng)
         self.display.start_stage(stage.name, st.stage_index + 1, len(self.stages), epochs=stage.epochs,
                                  steps_per_epoch=steps_per_epoch, start_step=st.step)
         self.checkpointer.prepare(self._train_state(stage, st, optimizer, scheduler))  # allocate copy buffers now
@@ -316,6 +328,7 @@ class Trainer:
                 sums[k] = v.detach() if k not in sums else sums[k] + v.detach()
         grad_norm = (acc.clip_grad_norm_(params, self.s.max_grad_norm) if self.s.max_grad_norm > 0
                      else torch.linalg.vector_norm(torch.stack([p.grad.norm() for p in params if p.grad is not None])))
+        self.checkpointer.wait_for_copy()  # a save in flight may still be copying the weights and moments
         optimizer.step()
         scheduler.step()
         optimizer.zero_grad(set_to_none=True)
@@ -447,7 +460,7 @@ class Trainer:
         self.accelerator.wait_for_everyone()  # rank 0 has committed the best file before anyone reads it
         best = self._best_path(stage)
         if best.exists():
-            self.model.load_trainable_state_dict(load_model_file(best).model)
+            restore(best, "model", self.model.load_trainable_state_dict, load_model_file(best).model)
         st.stage_index += 1
         st.epoch = st.batch_in_epoch = st.step = st.evals_since_best = 0
         st.best_val = math.inf
@@ -574,11 +587,11 @@ class Trainer:
         plan = [s.name for s in self.stages]
         if resume is None:
             return LoopState(plan=plan)
-        st = LoopState.from_json(resume.loop)
+        st = LoopState.from_json(resume.loop, resume.path / "state.json")
         if st.plan != plan:
             raise UserError(f"checkpoint {resume.path} belongs to a run with stages {st.plan}; this run plans {plan}. "
                             "Use the same pipeline settings, or start fresh with another --checkpoint-dir.")
-        self.model.load_trainable_state_dict(resume.model)
+        restore(resume.path / MODEL_TENSORS, "model", self.model.load_trainable_state_dict, resume.model)
         self.display.message(f"resuming from {resume.path} (stage {resume.stage}, step {st.global_step})")
         return st
 

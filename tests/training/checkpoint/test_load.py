@@ -43,7 +43,7 @@ def test_hash_mismatch_is_refused(saved):
     data = bytearray((saved / "state.json").read_bytes())
     data[-3] ^= 1
     (saved / "state.json").write_bytes(bytes(data))
-    with pytest.raises(UserError, match="corrupt: the sha256 of state.json"):
+    with pytest.raises(UserError, match="corrupt: the xxh3_128 of state.json"):
         load_checkpoint(saved, FP)
 
 
@@ -68,8 +68,8 @@ def test_foreign_checkpoint_is_refused(tmp_path, saved):
 
 def test_newer_format_version_is_refused(saved):
     manifest = json.loads((saved / "manifest.json").read_text())
-    (saved / "manifest.json").write_text(json.dumps({**manifest, "format_version": 2}))
-    with pytest.raises(UserError, match="format version 2; this latentbridge reads versions up to 1"):
+    (saved / "manifest.json").write_text(json.dumps({**manifest, "format_version": 3}))
+    with pytest.raises(UserError, match="format version 3; this latentbridge reads versions up to 2"):
         load_checkpoint(saved, FP)
 
 

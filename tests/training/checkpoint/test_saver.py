@@ -60,10 +60,10 @@ def test_failed_save_keeps_previous_and_prunes_nothing(tmp_path, monkeypatch):
     saver.save(1, tiny_train_state(1))
     saver.wait()
 
-    def broken(path, obj):
+    def broken(path, obj, **kw):
         if path.name == ck_format.MANIFEST_NAME:
             raise OSError(28, "No space left on device")
-        return real_write_json(path, obj)
+        return real_write_json(path, obj, **kw)
 
     real_write_json = ck_write.write_json
     monkeypatch.setattr(ck_write, "write_json", broken)
@@ -99,7 +99,7 @@ def test_writer_crash_surfaces_on_next_save_and_close(tmp_path, monkeypatch):
         raise RuntimeError("writer exploded")
 
     saver = tiny_checkpointer(tmp_path)
-    monkeypatch.setattr(ck_write, "save_file", crash)
+    monkeypatch.setattr(ck_write, "write_safetensors", crash)
     saver.save(1, tiny_train_state(1))  # returns: the error happens in the background
     with pytest.raises(CheckpointWriteError, match="writer exploded"):
         saver.save(2, tiny_train_state(2))
@@ -110,7 +110,7 @@ def test_writer_crash_surfaces_on_next_save_and_close(tmp_path, monkeypatch):
 
 
 def test_sync_mode_raises_immediately(tmp_path, monkeypatch):
-    monkeypatch.setattr(ck_write, "save_file", lambda *a, **k: (_ for _ in ()).throw(OSError("disk gone")))
+    monkeypatch.setattr(ck_write, "write_safetensors", lambda *a, **k: (_ for _ in ()).throw(OSError("disk gone")))
     saver = tiny_checkpointer(tmp_path, async_save=False)
     with pytest.raises(CheckpointWriteError, match="disk gone"):
         saver.save(1, tiny_train_state(1))
@@ -133,6 +133,35 @@ def test_save_copies_state_before_returning(tmp_path):
         model.weight.add_(100.0)  # the loop goes on mutating while the writer runs
     saver.close()
     assert torch.equal(load_checkpoint(find_latest(tmp_path / "ckpt"), FP).model["weight"], expected)
+
+
+def test_background_copy_holds_the_state_of_the_save_call_once_the_fence_passes(tmp_path):
+    model = nn.Linear(64, 32)
+    opt = torch.optim.AdamW(model.parameters())
+    model(torch.randn(8, 64)).sum().backward()
+    opt.step()
+    expected = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    moment = opt.state[model.weight]["exp_avg"].clone()
+    saver = tiny_checkpointer(tmp_path, background_copy=True)
+    saver.save(1, TrainState(stage="s", model=model.state_dict(), optimizer=opt.state_dict()))
+    model(torch.randn(8, 64)).sum().backward()  # the next step's forward and backward overlap the copy
+    saver.wait_for_copy()
+    opt.step()  # changes weights and moments in place, after the fence
+    saver.close()
+    loaded = load_checkpoint(find_latest(tmp_path / "ckpt"), FP)
+    assert all(torch.equal(loaded.model[k], v) for k, v in expected.items())
+    assert torch.equal(loaded.optimizer["state"][0]["exp_avg"], moment)
+    assert not torch.equal(model.weight.detach(), expected["weight"])
+
+
+def test_sync_save_writes_cpu_tensors_without_copying_them(tmp_path, monkeypatch):
+    copies = []
+    real = torch.Tensor.copy_
+    monkeypatch.setattr(torch.Tensor, "copy_", lambda self, *a, **k: (copies.append(self.shape), real(self, *a, **k))[1])
+    with tiny_checkpointer(tmp_path, async_save=False) as saver:
+        saver.save(1, tiny_train_state(1))
+    assert copies == []
+    assert torch.equal(load_checkpoint(find_latest(tmp_path / "ckpt"), FP).model["weight"], tiny_train_state(1).model["weight"])
 
 
 def test_async_save_equals_sync_save(tmp_path):
@@ -169,6 +198,17 @@ def test_fsync_called_on_directory(tmp_path, monkeypatch):
     assert (tmp_path / "ckpt" / "step-000000001").is_dir()
 
 
+def test_every_file_is_fsynced_before_the_folder_is_published(tmp_path, monkeypatch):
+    synced: list[str] = []
+    published: list[list[str]] = []
+    real_fsync, real_publish = files.fsync_file, ck_write.publish_dir
+    monkeypatch.setattr(files, "fsync_file", lambda p: (synced.append(Path(p).name), real_fsync(p)))
+    monkeypatch.setattr(ck_write, "publish_dir", lambda *a, **k: (published.append(sorted(synced)), real_publish(*a, **k)))
+    with tiny_checkpointer(tmp_path) as saver:
+        saver.save(1, tiny_train_state(1))
+    assert published == [sorted(["model.safetensors", "state.safetensors", "state.json", "config.json", "manifest.json"])]
+
+
 KILLED_SAVER = textwrap.dedent(
     """
     import sys, time, torch
@@ -177,11 +217,11 @@ KILLED_SAVER = textwrap.dedent(
     saver = ck.AsyncCheckpointer(sys.argv[1], fingerprint=ck.config_fingerprint({}), keep_last=1)
     state = lambda: ck.TrainState(stage="s", model={"w": torch.randn(256, 256)}, loop={"i": 1})
     saver.save(1, state()); saver.wait()
-    real = write.fsync_file
-    def slow(path):
-        real(path)
-        time.sleep(60)  # the process is killed here, mid-save
-    write.fsync_file = slow
+    real = write.write_json
+    def slow(path, obj, **kw):
+        time.sleep(60)  # the process is killed here, mid-save: the tensor files are written, the JSON files not
+        return real(path, obj, **kw)
+    write.write_json = slow
     saver.save(2, state())
     print("saving", flush=True)
     time.sleep(60)

@@ -1,9 +1,13 @@
-"""What checkpoints look like on disk: names, the manifest's JSON layout, and the JSON-plus-tensor codec.
+"""What checkpoints look like on disk: names, the manifest's JSON layout, the digests that cover every
+header a loader trusts, the safetensors writer, and the JSON-plus-tensor codec.
 
 A step checkpoint is a folder `step-<9 digits>` holding `model.safetensors`, `state.safetensors`,
 `state.json`, `config.json` and `manifest.json`; nested state (optimizer, scheduler, loop, RNG) is stored
 as a JSON skeleton in `state.json` whose tensors sit in `state.safetensors` under their path, so loading
-never runs pickle.
+never runs pickle. The manifest lists each file's size and xxh3_128 and, from format version 2, carries
+the digest of its own other fields (`SELF_DIGEST`). A model file's header carries the digest of its other
+header fields and its tensors under the same key. Version 1 (sha256 entries, no self digest; a model
+file's `tensors_sha256` covered its tensors only) is still read.
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import os
 import re
 from pathlib import Path
 from typing import Any, Callable, Mapping
@@ -18,11 +23,12 @@ from typing import Any, Callable, Mapping
 import numpy as np
 import torch
 
-from latentbridge.files import file_entry, fsync_file
+from latentbridge.files import FILE_HASH, StreamDigest, bytes_digest, header_digest
 
 CHECKPOINT_FORMAT = "latentbridge-checkpoint"
 MODEL_FILE_FORMAT = "latentbridge-model"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+SELF_DIGEST = FILE_HASH  # the key, in a manifest or a model file's header, of the digest covering the rest
 MANIFEST_NAME = "manifest.json"
 PARTIAL_SUFFIX = ".partial"
 _STEP_DIR = re.compile(r"^step-(\d+)$")
@@ -59,23 +65,112 @@ def find_latest(directory: str | Path) -> Path | None:
     return found[-1][1] if found else None
 
 
-def write_json(path: Path, obj: Any) -> dict[str, Any]:
-    """Write a JSON file of a checkpoint (indented, sorted keys), fsync it, return its manifest entry."""
-    with open(path, "w", encoding="utf-8") as f:
-        json.dump(obj, f, indent=1, sort_keys=True)
-    fsync_file(path)
-    return file_entry(path)
+def write_json(path: Path, obj: Any, fsync: bool = True) -> dict[str, Any]:
+    """Write a JSON file of a checkpoint (indented, sorted keys), fsync it unless told not to (the caller then
+    does), return its manifest entry."""
+    data = json.dumps(obj, indent=1, sort_keys=True).encode("utf-8")
+    with open(path, "wb") as f:
+        f.write(data)
+        if fsync:
+            f.flush()
+            os.fsync(f.fileno())
+    return {"bytes": len(data), FILE_HASH: bytes_digest(data)}
+
+
+# --- digests over headers --------------------------------------------------------------------
+
+
+def model_file_digest(metadata: Mapping[str, str], tensors: Mapping[str, torch.Tensor]) -> str:
+    """A model file's digest: its header fields (but SELF_DIGEST) and its tensors' names, dtypes, shapes, bytes."""
+    h = StreamDigest()
+    h.update(header_digest(metadata).encode())
+    _update_with_tensors(h, tensors)
+    return h.hexdigest()
 
 
 def tensor_digest(tensors: Mapping[str, torch.Tensor]) -> str:
-    """sha256 over names, dtypes, shapes and bytes: a model file's header covers its tensors with it."""
-    h = hashlib.sha256()  # the header key says sha256: this is part of the format, not a choice of files.py
+    """sha256 over names, dtypes, shapes and bytes: what a version-1 model file's `tensors_sha256` holds."""
+    h = hashlib.sha256()  # the header key says sha256: this is part of the old format, not a choice of files.py
+    _update_with_tensors(h, tensors)
+    return h.hexdigest()
+
+
+def _update_with_tensors(h: Any, tensors: Mapping[str, torch.Tensor]) -> None:
     for name in sorted(tensors):
         t = tensors[name].detach().cpu().contiguous()
         h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
         if t.numel():
-            h.update(t.reshape(-1).view(torch.uint8).numpy())
-    return h.hexdigest()
+            h.update(raw_bytes(t))
+
+
+# --- safetensors -----------------------------------------------------------------------------
+
+# safetensors' dtype names, in the order of its Rust enum: its writer lays tensors out by this order
+# (descending) then by name, which keeps every tensor aligned to its element size.
+_SAFETENSORS_DTYPES = {
+    dtype: name for dtype, name in (
+        (torch.bool, "BOOL"), (torch.uint8, "U8"), (torch.int8, "I8"), (torch.float8_e5m2, "F8_E5M2"),
+        (torch.float8_e4m3fn, "F8_E4M3"), (torch.int16, "I16"), (torch.uint16, "U16"), (torch.float16, "F16"),
+        (torch.bfloat16, "BF16"), (torch.int32, "I32"), (torch.uint32, "U32"), (torch.float32, "F32"),
+        (torch.complex64, "C64"), (torch.float64, "F64"), (torch.int64, "I64"), (torch.uint64, "U64"))
+}
+_DTYPE_RANK = {dtype: rank for rank, dtype in enumerate(_SAFETENSORS_DTYPES)}
+_WRITE_CHUNK = 1 << 20  # written then hashed while still in the CPU's cache
+
+
+def raw_bytes(t: torch.Tensor) -> memoryview:
+    """The bytes of a contiguous CPU tensor, without a copy."""
+    return memoryview(t.reshape(-1).view(torch.uint8).numpy())
+
+
+def safetensors_header(tensors: Mapping[str, torch.Tensor], metadata: Mapping[str, str]) -> tuple[bytes, list[str]]:
+    """(the header bytes safetensors' own writer makes for these tensors, the names in file order)."""
+    unknown = sorted({str(t.dtype) for t in tensors.values() if t.dtype not in _DTYPE_RANK})
+    if unknown:
+        raise TypeError(f"cannot store tensors of dtype {', '.join(unknown)} in a checkpoint")
+    order = sorted(tensors, key=lambda name: (-_DTYPE_RANK[tensors[name].dtype], name))
+    header: dict[str, Any] = {"__metadata__": dict(metadata)} if metadata else {}
+    offset = 0
+    for name in order:
+        t = tensors[name]
+        size = t.numel() * t.element_size()
+        header[name] = {"dtype": _SAFETENSORS_DTYPES[t.dtype], "shape": list(t.shape), "data_offsets": [offset, offset + size]}
+        offset += size
+    text = json.dumps(header, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    text += b" " * (-len(text) % 8)
+    return text, order
+
+
+def write_safetensors(path: Path, tensors: Mapping[str, torch.Tensor], metadata: Mapping[str, str],
+                      fsync: bool = True) -> dict[str, Any]:
+    """Write contiguous CPU tensors as a safetensors file, fsync it unless told not to (the caller then does),
+    return its manifest entry.
+
+    Hand-written (the format is an 8-byte length, a JSON header, the raw bytes) rather than safetensors'
+    `save_file`, which first turns every tensor into a Python bytes copy and leaves the file to be read
+    back for its digest: here each tensor's memory goes straight to the file and into the digest. The
+    bytes equal `save_file`'s (tested); files are read with the safetensors library.
+    """
+    header, order = safetensors_header(tensors, metadata)
+    digest = StreamDigest()
+    with open(path, "wb") as f:
+        for piece in (len(header).to_bytes(8, "little"), header):
+            f.write(piece)
+            digest.update(piece)
+        for name in order:
+            if tensors[name].numel():
+                _write_hashed(f, raw_bytes(tensors[name]), digest)
+        if fsync:
+            f.flush()
+            os.fsync(f.fileno())
+    return digest.entry()
+
+
+def _write_hashed(f: Any, data: memoryview, digest: StreamDigest) -> None:
+    for start in range(0, len(data), _WRITE_CHUNK):
+        piece = data[start:start + _WRITE_CHUNK]
+        f.write(piece)
+        digest.update(piece)
 
 
 # --- the JSON-plus-tensor codec --------------------------------------------------------------

@@ -1,21 +1,26 @@
-"""Loading checkpoints and model files, refusing torn, corrupt, foreign or incompatible ones with UserError."""
+"""Loading checkpoints and model files, refusing torn, corrupt, foreign, malformed or incompatible ones with
+UserError naming the file; `restore` and `restore_optimizer` do the same for a state that does not fit the run."""
 
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import torch
 from safetensors import safe_open
 from safetensors.torch import load_file
 
 from latentbridge.errors import UserError
-from latentbridge.files import HASH_NAME, digest_matches
+from latentbridge.files import digest_matches, header_digest, recorded_hash
 from latentbridge.training.checkpoint.fingerprint import ConfigFingerprint, fingerprint_mismatch
 from latentbridge.training.checkpoint.format import (CHECKPOINT_FORMAT, FORMAT_VERSION, MANIFEST_NAME, MODEL_FILE_FORMAT,
-                                                     PARTIAL_SUFFIX, decode_state, tensor_digest)
+                                                     PARTIAL_SUFFIX, SELF_DIGEST, decode_state, model_file_digest,
+                                                     tensor_digest)
+
+MODEL_TENSORS = "model.safetensors"
+STATE_TENSORS = "state.safetensors"
 
 
 @dataclass
@@ -61,8 +66,52 @@ def _check_is_checkpoint_folder(path: Path) -> None:
         )
 
 
+def _malformed(where: Path, what: str) -> UserError:
+    return UserError(f"{where} is malformed: {what}. The file is damaged or was not written by latentbridge; "
+                     "use another checkpoint (or retrain).")
+
+
+def _field(where: Path, header: Mapping[str, Any], key: str, kind: type | tuple[type, ...]) -> Any:
+    """`header[key]`, which must be of type `kind` (never a bool for int)."""
+    if key not in header:
+        raise _malformed(where, f"its {key!r} is missing")
+    value = header[key]
+    if not isinstance(value, kind) or (isinstance(value, bool) and kind is not bool):
+        raise _malformed(where, f"its {key!r} is {value!r}")
+    return value
+
+
+def _json_field(where: Path, metadata: Mapping[str, str], key: str, kind: type) -> Any:
+    """A model-file header entry that holds JSON of type `kind`."""
+    try:
+        value = json.loads(_field(where, metadata, key, str))
+    except json.JSONDecodeError as exc:
+        raise _malformed(where, f"its {key!r} is not JSON ({exc})") from None
+    if not isinstance(value, kind):
+        raise _malformed(where, f"its {key!r} is not a JSON {kind.__name__}")
+    return value
+
+
+def _int_field(where: Path, metadata: Mapping[str, str], key: str) -> int:
+    """A model-file header entry that holds a whole number as text."""
+    text = _field(where, metadata, key, str)
+    try:
+        return int(text)
+    except ValueError:
+        raise _malformed(where, f"its {key!r} is {text!r}, not a whole number") from None
+
+
+def _check_version(what: str, where: Path, version: Any) -> int:
+    """The format version of `what` ("checkpoint <folder>"), read from the file `where`."""
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+        raise _malformed(where, f"its format version is {version!r}")
+    if version > FORMAT_VERSION:
+        raise UserError(f"{what} has format version {version}; this latentbridge reads versions up to {FORMAT_VERSION}.")
+    return version
+
+
 def read_manifest(path: Path) -> dict[str, Any]:
-    """The manifest of the committed checkpoint folder `path`, checked for format and version."""
+    """The manifest of the committed checkpoint folder `path`: format, version, its own digest and fields checked."""
     _check_is_checkpoint_folder(path)
     manifest_path = path / MANIFEST_NAME
     if not manifest_path.is_file():
@@ -77,9 +126,12 @@ def read_manifest(path: Path) -> dict[str, Any]:
     if not isinstance(manifest, dict) or manifest.get("format") != CHECKPOINT_FORMAT:
         found = manifest.get("format") if isinstance(manifest, dict) else None
         raise UserError(f"checkpoint {path} is not a latentbridge checkpoint (its manifest has format {found!r}).")
-    version = manifest.get("format_version")
-    if not isinstance(version, int) or version > FORMAT_VERSION:
-        raise UserError(f"checkpoint {path} has format version {version!r}; this latentbridge reads versions up to {FORMAT_VERSION}.")
+    if _check_version(f"checkpoint {path}", manifest_path, manifest.get("format_version")) >= 2 and \
+            manifest.get(SELF_DIGEST) != header_digest(manifest):
+        raise UserError(f"checkpoint {path} is corrupt: {MANIFEST_NAME} does not match its own {SELF_DIGEST} "
+                        "(it was edited or damaged). Resume from an earlier checkpoint.")
+    for key, kind in (("kind", str), ("step", int), ("stage", str), ("fingerprint", str), ("files", dict)):
+        _field(manifest_path, manifest, key, kind)
     return manifest
 
 
@@ -92,11 +144,15 @@ def verify_files(path: Path, manifest: Mapping[str, Any]) -> None:
         file = path / name
         if not file.is_file():
             raise UserError(f"checkpoint {path} is torn: {name} is missing.")
+        recorded = _field(path / MANIFEST_NAME, entry, "bytes", int) if isinstance(entry, dict) else None
+        if recorded is None:
+            raise _malformed(path / MANIFEST_NAME, f"its entry for {name} is {entry!r}")
         size = file.stat().st_size
-        if size != entry["bytes"]:
-            raise UserError(f"checkpoint {path} is torn: {name} has {size} bytes, the manifest says {entry['bytes']}.")
+        if size != recorded:
+            raise UserError(f"checkpoint {path} is torn: {name} has {size} bytes, the manifest says {recorded}.")
         if not digest_matches(file, entry):
-            raise UserError(f"checkpoint {path} is corrupt: the {HASH_NAME} of {name} does not match its manifest.")
+            raise UserError(f"checkpoint {path} is corrupt: the {recorded_hash(entry)} of {name} does not match "
+                            "its manifest.")
 
 
 def _refuse_if_incompatible(path: Path, found: Mapping[str, Any], expected: ConfigFingerprint | str | None) -> None:
@@ -109,32 +165,61 @@ def _refuse_if_incompatible(path: Path, found: Mapping[str, Any], expected: Conf
 
 
 def load_checkpoint(path: str | Path, expected_fingerprint: ConfigFingerprint | str | None, *, verify: bool = True) -> LoadedCheckpoint:
-    """Load a committed step checkpoint, refusing torn, foreign or config-incompatible ones with UserError.
+    """Load a committed step checkpoint, refusing torn, foreign, malformed or config-incompatible ones with UserError.
 
-    `expected_fingerprint=None` skips the compatibility check. `verify=False` skips the sha256 pass.
+    `expected_fingerprint=None` skips the compatibility check. `verify=False` skips the digest pass.
     """
     path = Path(path)
     manifest = read_manifest(path)
-    if manifest.get("kind") != "step":
-        raise UserError(f"checkpoint {path} is a {manifest.get('kind')!r} checkpoint, not a resumable step checkpoint.")
+    if manifest["kind"] != "step":
+        raise UserError(f"checkpoint {path} is a {manifest['kind']!r} checkpoint, not a resumable step checkpoint.")
     _refuse_if_incompatible(path, manifest, expected_fingerprint)
     if verify:
         verify_files(path, manifest)
+    model = _read_tensors(path / MODEL_TENSORS)
+    tensors = _read_tensors(path / STATE_TENSORS)
+    state = _read_json_object(path / "state.json")
+    config = _read_json_object(path / "config.json")
+    aliases = state.pop("model_aliases", {})
+    _link_aliases(path / "state.json", model, aliases)
     try:
-        model = load_file(path / "model.safetensors")
-        tensors = load_file(path / "state.safetensors")
-        state = json.loads((path / "state.json").read_text(encoding="utf-8"))
-        config = json.loads((path / "config.json").read_text(encoding="utf-8"))
-    except Exception as exc:  # a damaged file that slipped past verify=False
-        raise UserError(f"checkpoint {path} cannot be read ({type(exc).__name__}: {exc}); it is torn or corrupt.") from exc
-    for alias, canonical in state.pop("model_aliases", {}).items():
-        model[alias] = model[canonical]
-    decoded = {k: decode_state(v, tensors) for k, v in state.items()}
+        decoded = {k: decode_state(v, tensors) for k, v in state.items()}
+    except (KeyError, TypeError, ValueError) as exc:
+        raise _malformed(path / "state.json", f"it names a tensor {STATE_TENSORS} does not hold ({exc})") from None
+    loop = decoded.get("loop") or {}
+    if not isinstance(loop, dict):
+        raise _malformed(path / "state.json", f"its 'loop' is {loop!r}")
     return LoadedCheckpoint(
-        path=path, step=int(manifest["step"]), stage=str(manifest["stage"]), model=model,
+        path=path, step=manifest["step"], stage=manifest["stage"], model=model,
         optimizer=decoded.get("optimizer"), scheduler=decoded.get("scheduler"),
-        loop=decoded.get("loop") or {}, rng=decoded.get("rng"), config=config, manifest=manifest,
+        loop=loop, rng=decoded.get("rng"), config=config, manifest=manifest,
     )
+
+
+def _read_tensors(path: Path) -> dict[str, torch.Tensor]:
+    try:
+        return load_file(path)
+    except Exception as exc:  # a damaged file that slipped past verify=False
+        raise UserError(f"checkpoint file {path} cannot be read ({type(exc).__name__}: {exc}); it is torn or "
+                        "corrupt.") from exc
+
+
+def _read_json_object(path: Path) -> dict[str, Any]:
+    try:
+        value = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise UserError(f"checkpoint file {path} cannot be read ({exc}); it is torn or corrupt.") from exc
+    if not isinstance(value, dict):
+        raise _malformed(path, "it is not a JSON object")
+    return value
+
+
+def _link_aliases(where: Path, model: dict[str, torch.Tensor], aliases: Any) -> None:
+    """Tied weights are stored once: point each alias at its stored tensor."""
+    if not isinstance(aliases, dict) or not all(isinstance(v, str) and v in model for v in aliases.values()):
+        raise _malformed(where, f"its model aliases {aliases!r} name tensors that are not stored")
+    for alias, canonical in aliases.items():
+        model[alias] = model[canonical]
 
 
 def _read_model_file(path: Path) -> tuple[dict[str, str], dict[str, torch.Tensor]]:
@@ -152,8 +237,19 @@ def _read_model_file(path: Path) -> tuple[dict[str, str], dict[str, torch.Tensor
         ) from exc
 
 
+def _check_model_file_digest(path: Path, meta: Mapping[str, str], model: Mapping[str, torch.Tensor], version: int) -> None:
+    """Version 2 covers the header and the tensors; version 1 covered the tensors only."""
+    if version >= 2:
+        if meta.get(SELF_DIGEST) != model_file_digest(meta, model):
+            raise UserError(f"model file {path} is corrupt: its header or tensors do not match the {SELF_DIGEST} in "
+                            "its header (it was edited or damaged).")
+    elif tensor_digest(model) != meta.get("tensors_sha256"):
+        raise UserError(f"model file {path} is corrupt: its tensors do not match the sha256 in its header.")
+
+
 def load_model_file(path: str | Path, expected_fingerprint: ConfigFingerprint | str | None = None) -> ModelFile:
-    """Load a model file (best / hand-off), or the model of a step checkpoint folder; UserError if torn/foreign/incompatible."""
+    """Load a model file (best / hand-off), or the model of a step checkpoint folder; UserError if torn, foreign,
+    malformed or incompatible."""
     path = Path(path)
     if path.is_dir():
         ckpt = load_checkpoint(path, expected_fingerprint)
@@ -161,12 +257,43 @@ def load_model_file(path: str | Path, expected_fingerprint: ConfigFingerprint | 
     meta, model = _read_model_file(path)
     if meta.get("format") != MODEL_FILE_FORMAT:
         raise UserError(f"model file {path} is not a latentbridge model file (format {meta.get('format')!r}).")
-    if int(meta.get("format_version", "0")) > FORMAT_VERSION:
-        raise UserError(f"model file {path} has format version {meta.get('format_version')}; this latentbridge reads up to {FORMAT_VERSION}.")
-    found = {"fingerprint": meta.get("fingerprint"), "fingerprint_fields": json.loads(meta.get("fingerprint_fields", "{}"))}
+    version = _check_version(f"model file {path}", path, _int_field(path, meta, "format_version"))
+    _check_model_file_digest(path, meta, model, version)
+    found = {"fingerprint": _field(path, meta, "fingerprint", str),
+             "fingerprint_fields": _json_field(path, meta, "fingerprint_fields", dict)}
     _refuse_if_incompatible(path, found, expected_fingerprint)
-    if tensor_digest(model) != meta.get("tensors_sha256"):
-        raise UserError(f"model file {path} is corrupt: its tensors do not match the sha256 in its header.")
-    for alias, canonical in json.loads(meta.get("aliases", "{}")).items():
-        model[alias] = model[canonical]
-    return ModelFile(path, model, json.loads(meta["config"]), int(meta["step"]), meta["stage"], meta["fingerprint"])
+    _link_aliases(path, model, _json_field(path, meta, "aliases", dict) if "aliases" in meta else {})
+    return ModelFile(path, model, _json_field(path, meta, "config", dict), _int_field(path, meta, "step"),
+                     _field(path, meta, "stage", str), found["fingerprint"])
+
+
+# --- putting a loaded state into the run -----------------------------------------------------
+
+
+def _does_not_fit(path: Path, what: str, detail: str) -> UserError:
+    return UserError(f"The {what} state in {path} does not fit this run ({detail}): the file is damaged or comes from "
+                     "another model. Use another checkpoint, or start fresh with another --checkpoint-dir.")
+
+
+def restore(path: Path, what: str, load: Callable[[Any], Any], state: Any) -> None:
+    """`load(state)` (e.g. a model's load_state_dict); a state that does not fit -- other keys or shapes, a
+    missing part -- is a UserError naming `path`, the file it came from."""
+    if state is None:
+        raise _malformed(path, f"it holds no {what} state")
+    try:
+        load(state)
+    except (UserError, RuntimeError, ValueError, KeyError, TypeError, IndexError) as exc:
+        message = str(exc).strip()
+        raise _does_not_fit(path, what, message.splitlines()[-1].strip() if message else type(exc).__name__) from None
+
+
+def restore_optimizer(path: Path, optimizer: torch.optim.Optimizer, state: Any) -> None:
+    """`restore` for an optimizer, which also checks what torch does not: each per-parameter tensor (moments,
+    momentum) has its parameter's shape (or is a scalar, like a step count)."""
+    restore(path, "optimizer", optimizer.load_state_dict, state)
+    for group in optimizer.param_groups:
+        for param in group["params"]:
+            for key, value in optimizer.state.get(param, {}).items():
+                if isinstance(value, torch.Tensor) and value.dim() and value.shape != param.shape:
+                    raise _does_not_fit(path, "optimizer", f"{key} has shape {tuple(value.shape)}, its parameter "
+                                                           f"{tuple(param.shape)}")

@@ -18,8 +18,8 @@ from latentbridge.errors import UserError
 from latentbridge.training.checkpoint.fingerprint import ConfigFingerprint
 from latentbridge.training.checkpoint.format import PARTIAL_SUFFIX, committed_checkpoints, step_dir_name
 from latentbridge.training.checkpoint.state import TrainState
-from latentbridge.training.checkpoint.write import (CopyBuffers, copy_tensors, json_copy, snapshot, write_model_tensors,
-                                                    write_step_checkpoint)
+from latentbridge.training.checkpoint.write import (CopyBuffers, PendingCopies, copy_tensors, json_copy, snapshot,
+                                                    write_model_tensors, write_step_checkpoint)
 
 
 class CheckpointWriteError(UserError):
@@ -44,12 +44,19 @@ def should_save(step: int, save_every: int) -> bool:
 class AsyncCheckpointer:
     """Saves step checkpoints and model files; the loop waits only for the copy of the state.
 
-    `async_save=False` runs the very same write and waits for it. On ranks other than 0
-    (`is_main=False`) every call is a no-op. `keep_last=None` keeps every checkpoint.
+    `async_save=False` runs the very same write and waits for it (writing CPU tensors from where they are,
+    without a copy). On ranks other than 0 (`is_main=False`) every call is a no-op. `keep_last=None` keeps
+    every checkpoint.
+
+    `background_copy=True` moves the copy of CPU tensors into the writer thread too, so it overlaps the
+    next step's forward and backward: `save()` then returns at once, and the caller must call
+    `wait_for_copy()` before it changes the saved tensors (before `optimizer.step()`). GPU tensors never
+    block the loop: their copies are queued on its stream, ahead of the next update.
     """
 
     def __init__(self, directory: str | Path, *, fingerprint: ConfigFingerprint, keep_last: int | None = 3,
-                 async_save: bool = True, is_main: bool = True, reuse_buffers: bool = True) -> None:
+                 async_save: bool = True, is_main: bool = True, reuse_buffers: bool = True,
+                 background_copy: bool = False) -> None:
         if keep_last is not None and keep_last < 1:
             raise ValueError(f"keep_last must be >= 1 or None, got {keep_last}")
         self.directory = Path(directory)
@@ -57,7 +64,9 @@ class AsyncCheckpointer:
         self.keep_last = keep_last
         self.async_save = async_save
         self.is_main = is_main
-        self._buffers = CopyBuffers(reuse_buffers)
+        self._buffers = CopyBuffers(reuse_buffers, share_cpu_tensors=not async_save,
+                                    defer_cpu_copies=async_save and background_copy)
+        self._copies: PendingCopies | None = None
         self._thread: threading.Thread | None = None
         self._error: BaseException | None = None
         self._error_target: Path | None = None
@@ -66,7 +75,8 @@ class AsyncCheckpointer:
         self._lock = threading.Lock()
         if is_main:
             self.directory.mkdir(parents=True, exist_ok=True)
-            for entry in self.directory.glob("step-*" + PARTIAL_SUFFIX):  # left by a crash: never valid
+            left_by_a_crash = [*self.directory.glob("step-*" + PARTIAL_SUFFIX), *self.directory.glob("step-*.replaced")]
+            for entry in left_by_a_crash:  # never valid: unfinished, or set aside by a publish that was cut short
                 shutil.rmtree(entry, ignore_errors=True)
             latest = committed_checkpoints(self.directory)
             self._last = latest[-1] if latest else None
@@ -80,13 +90,14 @@ class AsyncCheckpointer:
         self.wait()
         snap = snapshot(step, state, self._buffers)
         target = self.directory / step_dir_name(step)
-        self._start(step, target, lambda: write_step_checkpoint(snap, self.directory, self.fingerprint, self.keep_last))
+        self._start(step, target, snap.copies,
+                    lambda: write_step_checkpoint(snap, self.directory, self.fingerprint, self.keep_last))
 
     def prepare(self, state: TrainState) -> None:
         """Allocate the reused copy buffers now (at set-up), so the first save in the loop costs one copy only."""
-        if self.is_main:
+        if self.is_main and self.async_save:
             self.wait()
-            snapshot(0, state, self._buffers)
+            snapshot(0, state, self._buffers).copies.complete()  # touch the fresh memory now, not in the first save
 
     def save_model(self, path: str | Path, model: Mapping[str, torch.Tensor], *, config: Mapping[str, Any],
                    step: int, stage: str) -> None:
@@ -95,10 +106,16 @@ class AsyncCheckpointer:
             return
         self.wait()
         tensors, aliases = copy_tensors(model, "model/", self._buffers)
-        self._buffers.finish()
+        copies = self._buffers.finish()
         config = json_copy(config)
         path = Path(path)
-        self._start(None, path, lambda: write_model_tensors(path, tensors, aliases, config, self.fingerprint, step, stage))
+        self._start(None, path, copies,
+                    lambda: write_model_tensors(path, tensors, aliases, config, self.fingerprint, step, stage, copies))
+
+    def wait_for_copy(self) -> None:
+        """Block until the state of the save in flight has been copied (with `background_copy`; else a no-op)."""
+        if self._copies is not None:
+            self._copies.wait()
 
     def wait(self) -> Path | None:
         """Block until the save in flight is committed; raise its error if it failed. Returns the last committed step checkpoint."""
@@ -127,7 +144,7 @@ class AsyncCheckpointer:
 
     # -- internals
 
-    def _start(self, step: int | None, target: Path, write: Callable[[], Path]) -> None:
+    def _start(self, step: int | None, target: Path, copies: PendingCopies, write: Callable[[], Path]) -> None:
         def run() -> None:
             try:
                 path = write()
@@ -142,6 +159,7 @@ class AsyncCheckpointer:
                     self._writing_step = None
 
         self._writing_step = step
+        self._copies = copies
         self._thread = threading.Thread(target=run, name="checkpoint-writer", daemon=False)
         self._thread.start()
         if not self.async_save:

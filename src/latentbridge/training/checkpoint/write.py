@@ -8,49 +8,95 @@ from __future__ import annotations
 
 import json
 import shutil
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
 import torch
-from safetensors.torch import save_file
 
-from latentbridge.files import file_entry, fsync_file, publish_dir, publish_file
+from latentbridge.files import fsync_files, header_digest, publish_dir, publish_file
 from latentbridge.training.checkpoint.fingerprint import ConfigFingerprint
 from latentbridge.training.checkpoint.format import (CHECKPOINT_FORMAT, FORMAT_VERSION, MANIFEST_NAME, MODEL_FILE_FORMAT,
-                                                     PARTIAL_SUFFIX, committed_checkpoints, encode_state, step_dir_name,
-                                                     tensor_digest, write_json)
+                                                     PARTIAL_SUFFIX, SELF_DIGEST, committed_checkpoints, encode_state,
+                                                     model_file_digest, step_dir_name, write_json, write_safetensors)
 from latentbridge.training.checkpoint.state import TrainState
 
 # --- copying the state -----------------------------------------------------------------------
 
 
 class CopyBuffers:
-    """CPU copies reused across saves, so a save costs a memcpy instead of fresh allocations."""
+    """CPU copies of the state for a save, reused across saves so that a save costs a memcpy, not fresh memory.
 
-    def __init__(self, reuse: bool) -> None:
+    With `share_cpu_tensors` (a synchronous save, whose caller waits until the files are written) tensors
+    already on the CPU are written from where they are: copying them would only cost time. With
+    `defer_cpu_copies` their copies are left to `finish()`'s PendingCopies, which the writer thread runs
+    while the loop goes on (see AsyncCheckpointer's `background_copy`). Copies from a GPU are queued on the
+    current stream, into pinned buffers, and never block.
+    """
+
+    def __init__(self, reuse: bool, share_cpu_tensors: bool = False, defer_cpu_copies: bool = False) -> None:
         self.reuse = reuse
+        self.share_cpu_tensors = share_cpu_tensors
+        self.defer_cpu_copies = defer_cpu_copies
         self._pool: dict[str, torch.Tensor] = {}
+        self._pending: list[tuple[torch.Tensor, torch.Tensor]] = []
         self.cuda_used = False
 
     def copy(self, key: str, t: torch.Tensor) -> torch.Tensor:
-        """A CPU copy of `t` (pinned, and asynchronous, when `t` is on a GPU: `finish()` waits for it)."""
+        """The CPU tensor that will hold `t`'s values once `finish()`'s copies are complete."""
         t = t.detach()
         pinned = t.is_cuda
+        if self.share_cpu_tensors and t.device.type == "cpu":
+            return t.contiguous()
         buf = self._pool.get(key) if self.reuse else None
         if buf is None or buf.shape != t.shape or buf.dtype != t.dtype or buf.is_pinned() != pinned:
             buf = torch.empty(t.shape, dtype=t.dtype, pin_memory=pinned)
             if self.reuse:
                 self._pool[key] = buf
-        buf.copy_(t, non_blocking=pinned)
-        self.cuda_used |= pinned
+        if self.defer_cpu_copies and not pinned:
+            self._pending.append((buf, t))
+        else:
+            buf.copy_(t, non_blocking=pinned)
+            self.cuda_used |= pinned
         return buf
 
-    def finish(self) -> None:
+    def finish(self) -> "PendingCopies":
+        """What is left of the copies asked for since the last call."""
+        event = None
         if self.cuda_used:
-            torch.cuda.synchronize()
-            self.cuda_used = False
+            event = torch.cuda.Event()
+            event.record()
+        pending = PendingCopies(self._pending, event)
+        self._pending, self.cuda_used = [], False
+        return pending
+
+
+class PendingCopies:
+    """The copies a snapshot still needs: CPU tensors to copy, and the GPU copies' event to wait for.
+
+    The GPU copies were queued on the loop's stream before any later update of the same tensors, so the
+    loop never waits for them; the CPU copies must finish before the loop changes their sources (`wait`).
+    """
+
+    def __init__(self, cpu: list[tuple[torch.Tensor, torch.Tensor]], cuda_event: Any = None) -> None:
+        self.cpu, self.cuda_event = cpu, cuda_event
+        self._done = threading.Event()
+
+    def complete(self) -> None:
+        """Run the CPU copies and wait for the GPU ones (in the writer thread); then `wait()` returns."""
+        try:
+            for buf, source in self.cpu:
+                buf.copy_(source)
+            if self.cuda_event is not None:
+                self.cuda_event.synchronize()
+        finally:
+            self.cpu = []  # drop the references to the live tensors
+            self._done.set()
+
+    def wait(self) -> None:
+        self._done.wait()
 
 
 def copy_tensors(tensors: Mapping[str, torch.Tensor], prefix: str,
@@ -87,6 +133,7 @@ class Snapshot:
     state_tensors: dict[str, torch.Tensor]
     state_json: dict[str, Any]
     config: dict[str, Any]
+    copies: PendingCopies  # the tensors hold the state once these are complete
 
 
 def snapshot(step: int, state: TrainState, buffers: CopyBuffers) -> Snapshot:
@@ -97,31 +144,27 @@ def snapshot(step: int, state: TrainState, buffers: CopyBuffers) -> Snapshot:
         for name, value in (("optimizer", state.optimizer), ("scheduler", state.scheduler),
                             ("loop", dict(state.loop)), ("rng", state.rng))
     }
-    buffers.finish()
-    return Snapshot(step, state.stage, model, aliases, tensors, state_json, json_copy(state.config))
+    return Snapshot(step, state.stage, model, aliases, tensors, state_json, json_copy(state.config), buffers.finish())
 
 
 # --- writing ---------------------------------------------------------------------------------
 
 
-def _save_tensors(tensors: dict[str, torch.Tensor], path: Path) -> dict[str, Any]:
-    save_file(tensors, path, metadata={"format": CHECKPOINT_FORMAT})
-    fsync_file(path)
-    return file_entry(path)
-
-
 def write_step_checkpoint(snap: Snapshot, directory: Path, fingerprint: ConfigFingerprint, keep_last: int | None) -> Path:
     """Write `step-<step>/` (manifest last), publish it, then prune to the newest `keep_last`."""
+    snap.copies.complete()
     final = directory / step_dir_name(snap.step)
     partial = directory / (final.name + PARTIAL_SUFFIX)
     if partial.exists():
         shutil.rmtree(partial)
     partial.mkdir(parents=True)
-    files = {
-        "model.safetensors": _save_tensors(snap.model, partial / "model.safetensors"),
-        "state.safetensors": _save_tensors(snap.state_tensors, partial / "state.safetensors"),
-        "state.json": write_json(partial / "state.json", {"model_aliases": snap.model_aliases, **snap.state_json}),
-        "config.json": write_json(partial / "config.json", snap.config),
+    meta = {"format": CHECKPOINT_FORMAT}
+    files = {  # fsynced together below, before the folder is published
+        "model.safetensors": write_safetensors(partial / "model.safetensors", snap.model, meta, fsync=False),
+        "state.safetensors": write_safetensors(partial / "state.safetensors", snap.state_tensors, meta, fsync=False),
+        "state.json": write_json(partial / "state.json", {"model_aliases": snap.model_aliases, **snap.state_json},
+                                 fsync=False),
+        "config.json": write_json(partial / "config.json", snap.config, fsync=False),
     }
     manifest = {
         "format": CHECKPOINT_FORMAT,
@@ -134,7 +177,9 @@ def write_step_checkpoint(snap: Snapshot, directory: Path, fingerprint: ConfigFi
         "created_unix": time.time(),
         "files": files,
     }
-    write_json(partial / MANIFEST_NAME, manifest)  # last: its presence means "complete"
+    manifest[SELF_DIGEST] = header_digest(manifest)
+    write_json(partial / MANIFEST_NAME, manifest, fsync=False)  # last: its presence means "complete"
+    fsync_files([partial / name for name in [*files, MANIFEST_NAME]])
     publish_dir(partial, final, aside=final.with_name(final.name + ".replaced"))
     prune(directory, keep_last, protect=final)
     return final
@@ -151,8 +196,11 @@ def prune(directory: Path, keep_last: int | None, protect: Path) -> None:
 
 
 def write_model_tensors(path: Path, model: Mapping[str, torch.Tensor], aliases: Mapping[str, str],
-                        config: Mapping[str, Any], fingerprint: ConfigFingerprint, step: int, stage: str) -> Path:
-    """Write copied tensors as one model file, its header holding config, step, stage, fingerprint and digest."""
+                        config: Mapping[str, Any], fingerprint: ConfigFingerprint, step: int, stage: str,
+                        copies: PendingCopies) -> Path:
+    """Write copied tensors (once `copies` are complete) as one model file, its header holding config, step,
+    stage, fingerprint and the digest of all that and the tensors."""
+    copies.complete()
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_name(path.name + PARTIAL_SUFFIX)
     metadata = {
@@ -164,9 +212,9 @@ def write_model_tensors(path: Path, model: Mapping[str, torch.Tensor], aliases: 
         "fingerprint_fields": json.dumps(dict(fingerprint.fields), default=str),
         "config": json.dumps(dict(config), default=str),
         "aliases": json.dumps(dict(aliases)),
-        "tensors_sha256": tensor_digest(model),
     }
-    save_file(dict(model), partial, metadata=metadata)
+    metadata[SELF_DIGEST] = model_file_digest(metadata, model)
+    write_safetensors(partial, model, metadata)
     publish_file(partial, path)
     return path
 
@@ -174,5 +222,6 @@ def write_model_tensors(path: Path, model: Mapping[str, torch.Tensor], aliases: 
 def write_model_file(path: str | Path, model: Mapping[str, torch.Tensor], *, config: Mapping[str, Any],
                      fingerprint: ConfigFingerprint, step: int, stage: str) -> Path:
     """Synchronously write a model file (best / hand-off; see the package doc). Returns its path."""
-    tensors, aliases = copy_tensors(model, "", CopyBuffers(reuse=False))
-    return write_model_tensors(Path(path), tensors, aliases, config, fingerprint, step, stage)
+    buffers = CopyBuffers(reuse=False, share_cpu_tensors=True)
+    tensors, aliases = copy_tensors(model, "", buffers)
+    return write_model_tensors(Path(path), tensors, aliases, config, fingerprint, step, stage, buffers.finish())
