@@ -13,6 +13,7 @@ from torch import nn
 from latentbridge.errors import UserError
 from latentbridge.models.adapter import PrefixAdapter
 from latentbridge.models.backends import compile_in_place, log_note, resolve_attention, resolve_dtype
+from latentbridge.models.checkpointing import checkpoint_layers
 from latentbridge.models.decoder import Decoder, load_decoder_backbone
 from latentbridge.models.encoder import LatentEncoder, load_encoder_backbone
 from latentbridge.models.middle import LatentMiddle, build_middle
@@ -150,9 +151,8 @@ def build_model(spec: ModelSpec, seed: Optional[int] = None) -> LatentBridge:
     model = LatentBridge(encoder, middle, adapter, decoder, spec)
     model.attn_implementation, model.attn_note, model.dtype_note = attn, attn_note, dtype_note
     model.compute_dtype = compute_dtype
-    if rt.gradient_checkpointing:
-        for backbone in (enc_backbone, dec_model):
-            backbone.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+    if rt.gradient_checkpointing:  # frozen layers too: the adapter stages' gradient flows through the whole decoder
+        checkpoint_layers([*encoder.layers, *decoder.layers])
     model.to(device)
     set_trainable(model, ())
     if rt.compile:

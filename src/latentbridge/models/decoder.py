@@ -140,7 +140,7 @@ class Decoder(nn.Module):
         F_len, T = framed.shape[1], target_ids.shape[1]
         embeds = torch.cat([framed, self.embed(target_ids)], dim=1)           # (B, F + T, H)
         attn = torch.cat([target_mask.new_ones(target_mask.shape[0], F_len), target_mask], dim=1)
-        hidden = self.model.model(inputs_embeds=embeds, attention_mask=attn).last_hidden_state
+        hidden = self.model.model(inputs_embeds=embeds, attention_mask=attn, use_cache=False).last_hidden_state
         # hidden state at position s predicts token s + 1: the targets are read from F-1 .. F+T-2
         mask = target_mask.bool()
         h = hidden[:, F_len - 1: F_len - 1 + T][mask]                         # (N, H) valid targets only
