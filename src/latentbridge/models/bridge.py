@@ -118,6 +118,20 @@ def _seeded(seed: Optional[int], build):
         return build()
 
 
+def backbone_weight_dtype(attn_implementation: str, compute_dtype: torch.dtype) -> torch.dtype:
+    """flash_attention_2 needs half-precision weights; the other backends keep fp32 weights under autocast."""
+    return compute_dtype if attn_implementation == "flash_attention_2" else torch.float32
+
+
+def keep_trainable_fp32(model: LatentBridge) -> None:
+    """Master weights: every part that may train stays fp32, also when the backbones load in bf16 (their top
+    unfrozen layers included). Autocast computes in bf16; AdamW updates fp32 weights, where a bf16 weight
+    would round away every update smaller than 1/256 of its size."""
+    for part in MODEL_PARTS:
+        for module in model.part_modules(part):
+            module.float()
+
+
 def build_model(spec: ModelSpec, seed: Optional[int] = None) -> LatentBridge:
     """Load both backbones (local folder or local hub cache), build the small parts, apply the runtime choices.
 
@@ -125,7 +139,8 @@ def build_model(spec: ModelSpec, seed: Optional[int] = None) -> LatentBridge:
     touching the global RNG (the compressor then equals `LatentEncoder(...)` built right after
     `torch.manual_seed(seed)`, as preprocessing does); without it they draw from the global RNG.
 
-    Weights load in fp32 (train under backends.autocast for bf16); the resolved compute dtype and
+    Weights load in fp32 (train under backends.autocast for bf16), the frozen backbone layers in bf16 with
+    flash_attention_2, which needs them in half precision; the resolved compute dtype and
     attention backend are logged once and kept on the model (`compute_dtype`, `attn_implementation`)."""
     rt = spec.runtime
     device = torch.device(rt.device)
@@ -133,8 +148,7 @@ def build_model(spec: ModelSpec, seed: Optional[int] = None) -> LatentBridge:
     attn, attn_note = resolve_attention(rt.attn_implementation, device, compute_dtype)
     log_note(dtype_note)
     log_note(attn_note)
-    # flash_attention_2 needs half-precision weights; the other backends run fp32 weights under autocast
-    weight_dtype = compute_dtype if attn == "flash_attention_2" else torch.float32
+    weight_dtype = backbone_weight_dtype(attn, compute_dtype)
     enc_backbone, enc_tok = load_encoder_backbone(spec.encoder, attn, rt.allow_download, weight_dtype)
     dec_model, dec_tok = load_decoder_backbone(spec.decoder, attn, rt.allow_download, weight_dtype)
     for name, n, layers, field in (
@@ -151,6 +165,7 @@ def build_model(spec: ModelSpec, seed: Optional[int] = None) -> LatentBridge:
     model = LatentBridge(encoder, middle, adapter, decoder, spec)
     model.attn_implementation, model.attn_note, model.dtype_note = attn, attn_note, dtype_note
     model.compute_dtype = compute_dtype
+    keep_trainable_fp32(model)
     if rt.gradient_checkpointing:  # frozen layers too: the adapter stages' gradient flows through the whole decoder
         checkpoint_layers([*encoder.layers, *decoder.layers])
     model.to(device)
