@@ -140,7 +140,8 @@ def data_spec(c: Config) -> DataSpec:
                      for name, field in PRETRAIN_FIELDS.items())
     dialogue = [stage_caps(c, s)[0] for s in STAGES if not s.startswith("pretrain")]
     return DataSpec(dataset=c.dataset_name, train_split=c.train_split, validation_split=c.validation_split,
-                    test_split=c.test_split, dialogue_max_train=_cap_max(*dialogue), pretrain=pretrain,
+                    test_split=c.test_split, dialogue_max_train=_cap_max(*dialogue),
+                    max_validation=c.max_validation_samples, max_test=c.max_test_samples, pretrain=pretrain,
                     pretrain_max_train=_cap_max(*[total for total, _ in caps]),
                     validation_fraction=c.preprocess_validation_fraction, seed=c.seed,
                     max_document_chars=c.max_seq_len * 8)

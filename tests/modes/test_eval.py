@@ -90,3 +90,13 @@ def test_missing_checkpoint_exits_2(tmp_path):
     result = CliRunner().invoke(APP, ["--mode", "eval", "--preset", "tiny", "--checkpoint-dir", str(tmp_path)],
                                 catch_exceptions=False)
     assert result.exit_code == 2 and "No trained model" in result.stderr
+
+
+def test_eval_max_samples_from_the_command_line_caps_the_dialogues_scored(quick_handoff, tmp_path):
+    config, path = quick_handoff
+    out = tmp_path / "eval.json"
+    result = CliRunner().invoke(APP, ["--mode", "eval", "--preset", "tiny", "--checkpoint", str(path),
+                                      "--eval-max-samples", "7", "--output-file", str(out)], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    data = json.loads(out.read_text())
+    assert data["n_examples"] == 7 and data["latent_metrics"]["n_examples"] == 7
