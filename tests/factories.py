@@ -191,3 +191,21 @@ def tiny_checkpointer(root: Path, **kw: Any) -> AsyncCheckpointer:
 def names_in(directory: Path) -> list[str]:
     """The sorted names of the entries in `directory`."""
     return sorted(p.name for p in directory.iterdir())
+
+
+def save_image_text_gemma3(decoder_dir: Path, out_dir: Path) -> Path:
+    """The tiny Gemma 3 decoder in `decoder_dir` as the language model of a Gemma3ForConditionalGeneration (the
+    class of gemma-3-4b and larger) with a small random vision tower, saved with its tokenizer into `out_dir`."""
+    from transformers import (AutoTokenizer, Gemma3Config, Gemma3ForCausalLM, Gemma3ForConditionalGeneration,
+                              SiglipVisionConfig)
+
+    text = Gemma3ForCausalLM.from_pretrained(decoder_dir)
+    vision = SiglipVisionConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2,
+                                image_size=28, patch_size=14)
+    torch.manual_seed(0)
+    model = Gemma3ForConditionalGeneration(Gemma3Config(text_config=text.config.to_dict(),
+                                                        vision_config=vision.to_dict(), mm_tokens_per_image=4))
+    model.model.language_model.load_state_dict(text.model.state_dict())
+    model.save_pretrained(out_dir)
+    AutoTokenizer.from_pretrained(decoder_dir).save_pretrained(out_dir)
+    return out_dir
