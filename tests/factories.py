@@ -209,3 +209,14 @@ def save_image_text_gemma3(decoder_dir: Path, out_dir: Path) -> Path:
     model.save_pretrained(out_dir)
     AutoTokenizer.from_pretrained(decoder_dir).save_pretrained(out_dir)
     return out_dir
+
+
+def import_bench(name: str) -> Any:
+    """A script of bench/ as a module (the scripts import their sibling `common`)."""
+    import importlib
+    import sys
+
+    bench = str(Path(__file__).resolve().parents[1] / "bench")
+    if bench not in sys.path:
+        sys.path.insert(0, bench)
+    return importlib.import_module(name)

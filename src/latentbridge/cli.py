@@ -65,6 +65,9 @@ _MODE_PARAMETERS = [
         None, "--split", rich_help_panel=_RUN_PANEL, help="--mode eval: dataset split (default: test_split).")),
     ("baselines", bool, typer.Option(
         False, "--baselines", rich_help_panel=_RUN_PANEL, help="--mode eval: also score the baselines.")),
+    ("memory_gb", Optional[float], typer.Option(
+        None, "--memory-gb", rich_help_panel=_RUN_PANEL, min=0.01,
+        help="--mode doctor: list the batch sizes, precisions and checkpointing choices that fit this many GiB.")),
 ]
 _MODE_OPTION_NAMES = [name for name, _, _ in _MODE_PARAMETERS if name not in ("mode", "preset", "config")]
 

@@ -19,8 +19,8 @@ from latentbridge.data.cache import hash_path
 from latentbridge.data.preprocess import CacheSpec
 from latentbridge.data.sources import DataSpec, PretrainSource
 from latentbridge.errors import UserError
-from latentbridge.models.specs import (AdapterSpec, DecoderSpec, EncoderSpec, LossSpec, MiddleSpec, ModelSpec,
-                                       RuntimeSpec, SamplingSpec)
+from latentbridge.models.specs import (AdapterSpec, DecoderSpec, EncoderSpec, LossSpec, MemoryPrecision, MiddleSpec,
+                                       ModelSpec, RuntimeSpec, SamplingSpec, StepShape)
 from latentbridge.training.stages import BUDGET_KEYS, DATA_COLLECTIONS, Stage, StageBudget, plan_stages
 
 if TYPE_CHECKING:
@@ -251,6 +251,23 @@ def train_settings(c: Config, *, stop_after_steps: Optional[int] = None) -> Trai
         seed=c.seed, max_seq_len=c.max_seq_len, max_target_len=c.max_target_len, num_workers=c.num_workers,
         prefetch_factor=c.prefetch_factor if c.num_workers > 0 else None,
         sample_max_tokens=min(48, c.max_generation_length), stop_after_steps=stop_after_steps)
+
+
+def step_shape(c: Config, stage: Stage) -> StepShape:
+    """What one step of `stage` holds, for the memory estimate: a stage that encodes live reads the target text
+    when it reconstructs it (no middle), else the input text."""
+    reads_target = stage.objective == "tokens" and not stage.uses_middle
+    return StepShape(trains=stage.trains, decoder=stage.objective == "tokens", encodes_live=not stage.uses_cache,
+                     batch_size=stage.batch_size, encoder_len=c.max_target_len if reads_target else c.max_seq_len,
+                     prefix_len=c.prefix_len, target_len=c.max_target_len)
+
+
+def memory_precision(c: Config, device: str) -> MemoryPrecision:
+    """How a run of `c` on `device` holds its tensors: the precision and attention backend it gets there (with
+    flash_attention_2 the frozen backbones load in bf16), gradient checkpointing, CPU or GPU."""
+    return MemoryPrecision(compute=compute_precision(c, device),
+                           bf16_weights=compute_attention(c, device) == "flash_attention_2",
+                           checkpointing=c.use_gradient_checkpointing, cpu=device.split(":")[0] == "cpu")
 
 
 def checkpoint_fingerprint(c: Config) -> ConfigFingerprint:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 from accelerate import Accelerator
+from accelerate.state import AcceleratorState
 
 from latentbridge.assets import ensure_tiny_assets
 from latentbridge.data.loader import Collate
@@ -20,6 +21,14 @@ from tests.factories import SUMMARIES, TINY_DIM, TINY_K, make_model
 @pytest.fixture(scope="session")
 def tiny_assets(tiny_root):
     return ensure_tiny_assets(tiny_root, seed=0)  # already built: returns the paths
+
+
+@pytest.fixture
+def bf16_accelerator():
+    """An Accelerator with bf16 autocast; accelerate keeps one process-wide state, so it is reset around it."""
+    AcceleratorState._reset_state(reset_partial_state=True)
+    yield Accelerator(cpu=True, mixed_precision="bf16")
+    AcceleratorState._reset_state(reset_partial_state=True)
 
 
 def _adapter_stage():
@@ -40,7 +49,7 @@ def _batch(model) -> dict:
     return Collate(target_pad_id=0)(rows)
 
 
-def test_bf16_run_keeps_fp32_master_weights_and_small_updates(tiny_assets, tmp_path, monkeypatch):
+def test_bf16_run_keeps_fp32_master_weights_and_small_updates(tiny_assets, tmp_path, monkeypatch, bf16_accelerator):
     monkeypatch.setattr(bridge, "backbone_weight_dtype", lambda attn, dtype: torch.bfloat16)  # as with flash-attn
     model = make_model(tiny_assets)
     stage = _adapter_stage()
@@ -49,7 +58,7 @@ def test_bf16_run_keeps_fp32_master_weights_and_small_updates(tiny_assets, tmp_p
     trained = [p for p in model.parameters() if p.requires_grad]
     assert trained and all(p.dtype == torch.float32 for p in trained)
 
-    accelerator = Accelerator(cpu=True, mixed_precision="bf16")
+    accelerator = bf16_accelerator
     settings = TrainSettings(learning_rate=1e-4, warmup_steps=0, max_grad_norm=0, checkpoint_dir=tmp_path / "ckpt",
                              run_dir=tmp_path / "run", async_checkpointing=False)
     trainer = Trainer(model, (stage,), lambda s: None, settings, fingerprint=config_fingerprint({}), config={},

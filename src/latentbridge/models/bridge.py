@@ -132,7 +132,7 @@ def keep_trainable_fp32(model: LatentBridge) -> None:
             module.float()
 
 
-def build_model(spec: ModelSpec, seed: Optional[int] = None) -> LatentBridge:
+def build_model(spec: ModelSpec, seed: Optional[int] = None, on_device: bool = True) -> LatentBridge:
     """Load both backbones (local folder or local hub cache), build the small parts, apply the runtime choices.
 
     With `seed`, the compressor, middle and adapter are initialised from seed, seed + 1, seed + 2 without
@@ -141,7 +141,9 @@ def build_model(spec: ModelSpec, seed: Optional[int] = None) -> LatentBridge:
 
     Weights load in fp32 (train under backends.autocast for bf16), the frozen backbone layers in bf16 with
     flash_attention_2, which needs them in half precision; the resolved compute dtype and
-    attention backend are logged once and kept on the model (`compute_dtype`, `attn_implementation`)."""
+    attention backend are logged once and kept on the model (`compute_dtype`, `attn_implementation`).
+    `on_device=False` leaves the weights on the CPU, for the trainer to shard them onto the devices
+    (training/sharding.py): a decoder too large for one GPU is never put on one whole."""
     rt = spec.runtime
     device = torch.device(rt.device)
     compute_dtype, dtype_note = resolve_dtype(rt.use_bf16, rt.use_fp16, device)
@@ -168,7 +170,8 @@ def build_model(spec: ModelSpec, seed: Optional[int] = None) -> LatentBridge:
     keep_trainable_fp32(model)
     if rt.gradient_checkpointing:  # frozen layers too: the adapter stages' gradient flows through the whole decoder
         checkpoint_layers([*encoder.layers, *decoder.layers])
-    model.to(device)
+    if on_device:
+        model.to(device)
     set_trainable(model, ())
     if rt.compile:
         for module in (middle, adapter, encoder.compressor):

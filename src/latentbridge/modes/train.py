@@ -24,6 +24,7 @@ from latentbridge.models.bridge import LatentBridge, build_model
 from latentbridge.modes import ModeOptions
 from latentbridge.training.checkpoint import (ConfigFingerprint, LoadedCheckpoint, find_latest, load_checkpoint,
                                               load_model_file)
+from latentbridge.training import sharding
 from latentbridge.training.stages import Stage
 from latentbridge.training.trainer import StageData, Trainer
 from latentbridge.ui.cache_progress import console_progress
@@ -84,7 +85,8 @@ def run(config: Config, options: ModeOptions, *, stop_after_steps: Optional[int]
                                  allow_build=config.run_preprocessing).cache
         fingerprint = recipe.checkpoint_fingerprint(config)
         resume = resolve_resume(options.resume, config, fingerprint, display.message)
-        model = build_model(recipe.model_spec(config, device=str(accelerator.device)), seed=config.seed)
+        model = build_model(recipe.model_spec(config, device=str(accelerator.device)), seed=config.seed,
+                            on_device=not sharding.wants_sharding(accelerator))  # the trainer shards it there
         load_cache_encoder_state(cache, model.encoder)  # the compressor the cached latents came from
         if resume is None:
             _start_from_pretrain_best(config, model, stages, fingerprint, display.message)
