@@ -17,7 +17,11 @@ the LM head only at the target positions (the loss computes no other logits).
     python bench/bench_gpu.py --stages finetune_adapter --compile off --steps 10
     python bench/bench_gpu.py --decoder google/gemma-3-1b-it   # a bigger Gemma 3 decoder
     python bench/bench_gpu.py --smoke                           # CPU, tiny models, 2 steps (the test suite)
-    accelerate launch --config_file docs/accelerate_fsdp.yaml bench/bench_gpu.py --fsdp   # see --fsdp
+    accelerate launch --config_file docs/accelerate_fsdp.yaml bench/bench_gpu.py --fsdp --compile off
+
+--fsdp: the layers sharded over the GPUs of an `accelerate launch` with docs/accelerate_fsdp.yaml (training/
+sharding.py), the model built on the CPU and only its shards and replicated parts moved to each GPU; peak memory
+is then rank 0's. Everything else as above (with --decoder google/gemma-3-4b-it: a decoder one GPU may not hold).
 """
 
 from __future__ import annotations
@@ -84,6 +88,14 @@ def step_flops(shape: Any, counts: dict, enc_cfg: Any, dec_cfg: Any) -> float:
 
 # ------------------------------------------------------------------------------------------------ runs
 
+def say(text: str) -> None:
+    """Print on the first process only (several run under accelerate launch --fsdp)."""
+    from accelerate import PartialState
+
+    if PartialState().is_main_process:
+        print(text, flush=True)
+
+
 def base_config(assets: Any, decoder_name: str, attn: str, compile_: bool, smoke: bool) -> Any:
     from latentbridge.config import preset_config
     from latentbridge.models.memory import published_config
@@ -121,11 +133,16 @@ def run_benchmarks(args: argparse.Namespace) -> list[list]:
     from latentbridge import recipe
     from latentbridge.assets import ensure_random_published_assets, ensure_tiny_assets
     from latentbridge.models.bridge import build_model
+    from accelerate import Accelerator
+
     from latentbridge.models.memory import locate_config, part_counts
+    from latentbridge.training.sharding import wants_sharding
 
     device = "cpu" if args.smoke else "cuda"
     if device == "cuda" and not torch.cuda.is_available():
         raise SystemExit("bench_gpu needs a CUDA device (or --smoke on a CPU)")
+    if args.fsdp and not wants_sharding(Accelerator()):
+        raise SystemExit("--fsdp runs under: accelerate launch --config_file docs/accelerate_fsdp.yaml bench/bench_gpu.py --fsdp")
     if not args.smoke:
         assets = ensure_random_published_assets(REAL_SIZE_ROOT, decoder=args.decoder)
     elif args.assets:
@@ -138,7 +155,7 @@ def run_benchmarks(args: argparse.Namespace) -> list[list]:
     for attn in args.attn:
         for compile_ in args.compile:
             config = base_config(assets, args.decoder, attn, compile_ == "on", args.smoke)
-            model = build_model(recipe.model_spec(config, device), seed=0)
+            model = build_model(recipe.model_spec(config, device), seed=0, on_device=not args.fsdp)
             enc, dec = locate_config(config.modernbert_model)[0], locate_config(config.gpt2_model)[0]
             counts = part_counts(recipe.model_spec(config, device), enc, dec)
             for stage in recipe.plan(config):
@@ -150,12 +167,12 @@ def run_benchmarks(args: argparse.Namespace) -> list[list]:
                 rows.append([model.attn_implementation, compile_, stage.name, shape.batch_size, fmt(r["seconds"], 3),
                              fmt(shape.batch_size / r["seconds"], 1), fmt(shape.batch_size * r["tokens"] / r["seconds"] if r["tokens"] else None, 0),
                              fmt(achieved, 1), f"{100 * achieved / peak:.1f}%" if peak else "n/a", fmt(r["peak"])])
-                print(table(HEADER, rows[-1:]), flush=True)
+                say(table(HEADER, rows[-1:]))
             del model
             gc.collect()
             if device == "cuda":
                 torch.cuda.empty_cache()
-    print(f"\ndevice: {name}; peak dense bf16 {peak or 'unknown (--peak-tflops)'} TFLOP/s; decoder {assets.decoder_dir.name}; "
+    say(f"\ndevice: {name}; peak dense bf16 {peak or 'unknown (--peak-tflops)'} TFLOP/s; decoder {assets.decoder_dir.name}; "
           f"{args.steps} timed steps after {args.warmup} warm-up")
     return rows
 
@@ -178,15 +195,14 @@ def main(argv: Optional[list[str]] = None) -> list[list]:
     parser.add_argument("--peak-tflops", type=float, default=None, help="the GPU's dense bf16 peak, if not known")
     parser.add_argument("--smoke", action="store_true", help="CPU, tiny models, 2 steps, no compile (the test)")
     parser.add_argument("--assets", type=Path, default=None, help="--smoke: a folder of built tiny assets to reuse")
+    parser.add_argument("--fsdp", action="store_true", help="layers sharded over the GPUs (under accelerate launch)")
     args = parser.parse_args(argv)
     if args.smoke:
         args.steps, args.warmup, args.compile, args.attn = min(args.steps, 2), 1, ["off"], ["sdpa"]
     args.attn = args.attn or ["sdpa"] + (["flash_attention_2"] if flash_attn_available() else [])
     start = time.perf_counter()
     rows = run_benchmarks(args)
-    print()
-    print(table(HEADER, rows))
-    print(f"\n({time.perf_counter() - start:.0f} s)")
+    say("\n" + table(HEADER, rows) + f"\n\n({time.perf_counter() - start:.0f} s)")
     return rows
 
 

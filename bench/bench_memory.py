@@ -2,9 +2,10 @@
 
 Random weights in the published ModernBERT-base and Gemma-3-270m architectures (built once into
 cache/real_size/ by latentbridge.assets.ensure_random_published_assets), full-length synthetic batches (the
-doctor's worst case), each case in a fresh process: the model is built, the stage's step runs as the trainer
-runs it, and the process's peak RSS over the steps (the high-water mark is reset after the build) is set
-beside the doctor's estimate for the same settings. "bf16" is bf16 autocast over fp32 weights on this CPU,
+doctor's worst case), each case in a fresh process: the model is built and every weight read once (the
+weights are memory-mapped from their files, and a run has read them all by the adapter stages:
+preprocessing the encoder), the stage's step runs as the trainer runs it, and the process's peak RSS over
+the steps (the high-water mark reset before them) is set beside the doctor's estimate for the same settings. "bf16" is bf16 autocast over fp32 weights on this CPU,
 what an sdpa run on a GPU holds (the run itself computes fp32 on a CPU).
 
     python bench/bench_memory.py                               # the cases of docs/benchmarks.md
@@ -76,6 +77,9 @@ def measure(case: str, steps: int) -> dict:
     shape = recipe.step_shape(config, stage)
     batch = synthetic_batch(model, stage, shape.batch_size, shape.encoder_len, shape.target_len)
     step = StageStep(model, stage, "bf16" if bf16 else "no", config.max_seq_len, config.max_target_len)
+    with torch.no_grad():  # a run has read every weight by then (preprocessing the encoder): all pages resident
+        for p in model.parameters():
+            p.sum()
     cpu = torch.device("cpu")
     reset_peak_memory(cpu)
     with SavedForBackward(model) as saved:

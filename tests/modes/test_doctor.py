@@ -1,5 +1,7 @@
 import json
 
+import pytest
+
 from latentbridge.modes import ModeOptions
 from latentbridge.modes.doctor import build_report, run
 from tests.factories import tiny_config
@@ -102,3 +104,17 @@ def test_memory_gb_from_the_command_line(tmp_path):
                                                   "--format", "json", "--checkpoint-dir", str(tmp_path / "ck")])
     report = json.loads(result.stdout)
     assert [row["value"].startswith("largest batch 128") for row in report["fits in 24 GiB"]] == [True] * 6
+
+
+@pytest.mark.parametrize("name,hidden,total", [("google/gemma-3-1b-it", 1152, "999.89M"),
+                                               ("google/gemma-3-4b-it", 2560, "3880.26M"),
+                                               ("google/gemma-3-27b-pt", 5376, "27009.35M")])
+def test_bigger_gemma3_decoders_get_exact_counts_and_memory(tmp_path, name, hidden, total):
+    report = build_report(_base_on_published_configs(tmp_path, gpt2_model=name, gpt2_hidden_dim=hidden))
+    params = {item: value for item, value, _ in report.sections["parameters"]}
+    assert params["decoder"].startswith(f"{total} total")
+    memory = {item: value for item, value, _ in report.sections["memory"]}
+    assert float(memory["finetune_adapter (batch 30)"].split()[0]) > float(memory["finetune_middle (batch 30)"].split()[0])
+    assert not any(p.startswith("models / gpt2_hidden_dim") for p in report.problems)
+    wrong = build_report(_base_on_published_configs(tmp_path, gpt2_model=name, gpt2_hidden_dim=640))
+    assert any(p.startswith("models / gpt2_hidden_dim") and f"has {hidden}" in p for p in wrong.problems)

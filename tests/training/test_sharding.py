@@ -48,3 +48,17 @@ def test_sharded_training_matches_ddp_resumes_exactly_and_writes_whole_checkpoin
     _run(tiny_root, tmp_path / "resumed", "shard")
     resumed = _weights(tmp_path / "resumed")
     assert all(torch.equal(resumed[k], sharded[k]) for k in sharded)
+
+
+def test_the_accelerate_fsdp_config_selects_fsdp_for_our_layer_classes(tiny_root):
+    from accelerate.commands.config.config_args import load_config_from_file
+    from accelerate.utils import DistributedType
+
+    from latentbridge.assets import ensure_tiny_assets
+    from tests.factories import make_model
+
+    config = load_config_from_file(str(ROOT / "docs" / "accelerate_fsdp.yaml"))
+    assert config.distributed_type == DistributedType.FSDP and config.mixed_precision == "bf16"
+    model = make_model(ensure_tiny_assets(tiny_root))
+    classes = config.fsdp_config["fsdp_transformer_layer_cls_to_wrap"].split(",")
+    assert {type(model.decoder.layers[0]).__name__, type(model.encoder.layers[0]).__name__} == set(classes)

@@ -189,12 +189,10 @@ def estimate_step_memory(counts: dict[str, Optional[PartCount]], encoder_config:
     AdamW moments of what trains, the activations saved for backward, the largest transient of backward, and on
     a CPU the process itself. Compared with measured peaks in docs/benchmarks.md (bench/bench_memory.py)."""
     known = {k: c for k, c in counts.items() if c is not None}
-    resident = {k: c for k, c in known.items() if not (p.cpu and _unread_backbone(k, shape))}
-    may_train = sum(c.trainable for c in resident.values())      # kept fp32 (master weights)
-    frozen = sum(c.total for c in resident.values()) - may_train
+    may_train = sum(c.trainable for c in known.values())      # kept fp32 (master weights)
+    frozen = sum(c.total for c in known.values()) - may_train
     trains = sum(known[part].trainable for part in shape.trains if part in known)
-    rows = [("weights" + (" the step reads" if len(resident) < len(known) else ""),
-             frozen * (2 if p.bf16_weights else 4) + may_train * 4),
+    rows = [("weights", frozen * (2 if p.bf16_weights else 4) + may_train * 4),
             ("grads + AdamW moments (what trains)", trains * 12)]
     if p.compute == "bf16":  # autocast's bf16 copy of each trained weight lives through the step
         rows.append(("bf16 copies of the trained weights", trains * 2))
@@ -221,13 +219,6 @@ def estimate_step_memory(counts: dict[str, Optional[PartCount]], encoder_config:
     if p.cpu:
         rows.append(("CPU process (Python, torch, tokenizers)", CPU_PROCESS_GIB * GIB))
     return MemoryEstimate([(what, n / GIB) for what, n in rows])
-
-
-def _unread_backbone(part: str, shape: StepShape) -> bool:
-    """A backbone the step never runs. On a CPU its weights stay memory-mapped from the checkpoint file and only
-    pages a step reads become resident (measured: the encoder of an adapter stage over cached latents adds nothing
-    to the RSS); on a GPU every weight is copied to the device."""
-    return (part == "encoder" and not shape.encodes_live) or (part == "decoder" and not shape.decoder)
 
 
 def _embedding(cfg: Any) -> int:

@@ -206,7 +206,7 @@ class Trainer:
         self._frozen: list[nn.Module] = []
         self._last_saved_step: Optional[int] = None
         self.sharded = sharding.wants_sharding(self.accelerator) if settings.shard_layers is None else settings.shard_layers
-        if self.sharded:
+        if self.sharded and not sharding.is_sharded(model):
             sharding.shard_layers(model, self.accelerator.device)
 
     # ------------------------------------------------------------------ the pipeline
