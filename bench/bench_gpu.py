@@ -123,7 +123,9 @@ def bench_stage(model: Any, config: Any, stage: Any, steps: int, warmup: int, de
     seconds = sum(step.run(batch) for _ in range(steps)) / steps
     peak = torch.cuda.max_memory_allocated() / 2**30 if device == "cuda" else None
     step.close()
-    tokens = shape.prefix_len + 12 + shape.target_len if shape.decoder else shape.encoder_len if shape.encodes_live else 0
+    tokens = 0  # per sample: what the decoder reads, else what the encoder reads live, else none (middle stages)
+    if shape.decoder or shape.encodes_live:
+        tokens = shape.prefix_len + 12 + shape.target_len if shape.decoder else shape.encoder_len
     return {"shape": shape, "seconds": seconds, "peak": peak, "tokens": tokens}
 
 
@@ -142,7 +144,8 @@ def run_benchmarks(args: argparse.Namespace) -> list[list]:
     if device == "cuda" and not torch.cuda.is_available():
         raise SystemExit("bench_gpu needs a CUDA device (or --smoke on a CPU)")
     if args.fsdp and not wants_sharding(Accelerator()):
-        raise SystemExit("--fsdp runs under: accelerate launch --config_file docs/accelerate_fsdp.yaml bench/bench_gpu.py --fsdp")
+        raise SystemExit("--fsdp runs under: accelerate launch --config_file docs/accelerate_fsdp.yaml "
+                         "bench/bench_gpu.py --fsdp")
     if not args.smoke:
         assets = ensure_random_published_assets(REAL_SIZE_ROOT, decoder=args.decoder)
     elif args.assets:
@@ -164,16 +167,17 @@ def run_benchmarks(args: argparse.Namespace) -> list[list]:
                 r = bench_stage(model, config, stage, args.steps, args.warmup, device)
                 shape = r["shape"]
                 achieved = step_flops(shape, counts, enc, dec) / r["seconds"] / 1e12
+                tokens_per_s = shape.batch_size * r["tokens"] / r["seconds"] if r["tokens"] else None
                 rows.append([model.attn_implementation, compile_, stage.name, shape.batch_size, fmt(r["seconds"], 3),
-                             fmt(shape.batch_size / r["seconds"], 1), fmt(shape.batch_size * r["tokens"] / r["seconds"] if r["tokens"] else None, 0),
-                             fmt(achieved, 1), f"{100 * achieved / peak:.1f}%" if peak else "n/a", fmt(r["peak"])])
+                             fmt(shape.batch_size / r["seconds"], 1), fmt(tokens_per_s, 0), fmt(achieved, 1),
+                             f"{100 * achieved / peak:.1f}%" if peak else "n/a", fmt(r["peak"])])
                 say(table(HEADER, rows[-1:]))
             del model
             gc.collect()
             if device == "cuda":
                 torch.cuda.empty_cache()
-    say(f"\ndevice: {name}; peak dense bf16 {peak or 'unknown (--peak-tflops)'} TFLOP/s; decoder {assets.decoder_dir.name}; "
-          f"{args.steps} timed steps after {args.warmup} warm-up")
+    say(f"\ndevice: {name}; peak dense bf16 {peak or 'unknown (--peak-tflops)'} TFLOP/s; decoder "
+        f"{assets.decoder_dir.name}; {args.steps} timed steps after {args.warmup} warm-up")
     return rows
 
 

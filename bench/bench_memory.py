@@ -5,8 +5,9 @@ cache/real_size/ by latentbridge.assets.ensure_random_published_assets), full-le
 doctor's worst case), each case in a fresh process: the model is built and every weight read once (the
 weights are memory-mapped from their files, and a run has read them all by the adapter stages:
 preprocessing the encoder), the stage's step runs as the trainer runs it, and the process's peak RSS over
-the steps (the high-water mark reset before them) is set beside the doctor's estimate for the same settings. "bf16" is bf16 autocast over fp32 weights on this CPU,
-what an sdpa run on a GPU holds (the run itself computes fp32 on a CPU).
+the steps (the high-water mark reset before them) is set beside the doctor's estimate for the same settings.
+"bf16" is bf16 autocast over fp32 weights on this CPU, what an sdpa run on a GPU holds (the run itself computes
+fp32 on a CPU).
 
     python bench/bench_memory.py                               # the cases of docs/benchmarks.md
     python bench/bench_memory.py --cases check-fp32 base-fp32  # some of them
@@ -145,20 +146,24 @@ def layer_table() -> None:
         x = torch.randn(batch, 128, cfg.hidden_size, requires_grad=True,
                         dtype=torch.bfloat16 if bf16_weights else torch.float32)
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16), SavedForBackward(model) as s:
-            (model.model if kind == "gemma3" else model)(inputs_embeds=x, **({"use_cache": False} if kind == "gemma3" else {}))
+            if kind == "gemma3":
+                model.model(inputs_embeds=x, use_cache=False)
+            else:
+                model(inputs_embeds=x)
         return s.bytes
 
     rows = []
     for kind in ("gemma3", "modernbert"):
         for compute, bf16_weights in (("fp32", False), ("bf16", False), ("bf16", True)):
             for trained in (False, True):
-                r = {(n, b): saved(kind, n, b, compute == "bf16", bf16_weights, trained) for n in (1, 3) for b in (2, 4)}
+                r = {(n, b): saved(kind, n, b, compute == "bf16", bf16_weights, trained)
+                     for n in (1, 3) for b in (2, 4)}
                 measured = ((r[3, 4] - r[1, 4]) - (r[3, 2] - r[1, 2])) / 2 / (2 * 128)
                 p = MemoryPrecision(compute=compute, bf16_weights=bf16_weights)
                 cfg = published_config("google/gemma-3-270m-it" if kind == "gemma3" else "answerdotai/ModernBERT-base")
                 counted = layer_bytes_per_token(cfg, kind, p, trained)
-                rows.append([kind, compute + (" (bf16 weights)" if bf16_weights else ""), "trained" if trained else "frozen",
-                             f"{measured:.0f}", counted])
+                rows.append([kind, compute + (" (bf16 weights)" if bf16_weights else ""),
+                             "trained" if trained else "frozen", f"{measured:.0f}", counted])
     print(table(["backbone", "compute", "layer", "measured (B / token)", "doctor (B / token)"], rows))
 
 

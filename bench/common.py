@@ -46,9 +46,9 @@ def synthetic_batch(model: Any, stage: Any, batch_size: int, encoder_len: int, t
     for i in range(batch_size):
         ids = torch.randint(10, vocab, (target_len,), generator=g)
         ids[-1] = model.decoder.end_id
-        rows.append({"index": i, "input_latents": torch.nn.functional.normalize(torch.randn(K, D, generator=g), dim=-1).numpy(),
-                     "target_latents": torch.nn.functional.normalize(torch.randn(K, D, generator=g), dim=-1).numpy(),
-                     "target_ids": ids.numpy(), "target_attention_mask": torch.ones(target_len, dtype=torch.long).numpy()})
+        latents = [torch.nn.functional.normalize(torch.randn(K, D, generator=g), dim=-1).numpy() for _ in range(2)]
+        rows.append({"index": i, "input_latents": latents[0], "target_latents": latents[1], "target_ids": ids.numpy(),
+                     "target_attention_mask": torch.ones(target_len, dtype=torch.long).numpy()})
     batch = Collate(target_pad_id=model.decoder.pad_id)(rows)
     if not stage.uses_cache:
         words = " ".join(f"word{i % 97}" for i in range(encoder_len * 2))  # longer than the limit: truncated to it

@@ -55,7 +55,8 @@ def run(mode: str, fields: dict, *extra: str) -> float:
     """`python main.py --mode <mode>` with the check's flags; its wall seconds (exits on failure)."""
     command = [sys.executable, str(ROOT / "main.py"), "--mode", mode, *flags(fields), *extra]
     start = time.perf_counter()
-    done = subprocess.run(command, env={**os.environ, "TRANSFORMERS_VERBOSITY": "error"}, capture_output=True, text=True)
+    env = {**os.environ, "TRANSFORMERS_VERBOSITY": "error"}
+    done = subprocess.run(command, env=env, capture_output=True, text=True)
     seconds = time.perf_counter() - start
     if done.returncode != 0:
         raise SystemExit(f"--mode {mode} exited {done.returncode}:\n{done.stdout[-2000:]}\n{done.stderr[-4000:]}")
@@ -120,8 +121,9 @@ def main() -> None:
 
     rows = stage_rows(work / "run" / "metrics.jsonl", doctor_estimates(fields), args.batch_size)
     memory = "peak RSS (GiB)" if args.device == "cpu" else "peak allocated (GiB)"
-    print(f"\nreal size, {args.device}{' bf16' if args.bf16 else ''}, batch {args.batch_size}, {args.samples} examples a "
-          f"stage, prefix {50} + target {CHECK_SETTINGS['max_target_len']}\n")
+    precision = " bf16" if args.bf16 else ""
+    print(f"\nreal size, {args.device}{precision}, batch {args.batch_size}, {args.samples} examples a stage, prefix 50 "
+          f"+ target {CHECK_SETTINGS['max_target_len']}\n")
     print(table(["stage", "steps", "s / step", "target tokens / s", memory, "doctor (GiB)", "doctor / peak"], rows))
     print(f"\nassets {build:.0f} s (built once), train {train:.0f} s (preprocessing included), infer {infer:.0f} s, "
           f"eval {evaluate:.0f} s ({report['n_examples']} dialogues), total {time.perf_counter() - start:.0f} s")

@@ -40,8 +40,8 @@ def is_checkpointed(layer: nn.Module) -> bool:
 
 class SavedForBackward:
     """The bytes autograd saves for backward inside `with SavedForBackward(model) as saved:`, each storage
-    once, the parameters of `model` (frozen weights are saved by reference) left out. What a checkpoint keeps
-    outside autograd, the input of each checkpointed layer, is not in the count."""
+    once, the parameters of `model` (frozen weights are saved by reference) left out. With checkpointed layers
+    it counts what the checkpoints keep (each layer's input), not what their recomputation holds in backward."""
 
     def __init__(self, model: Optional[nn.Module] = None) -> None:
         self.bytes = 0

@@ -1,9 +1,10 @@
 """Parameter counts and a training-memory estimate without loading (or downloading) any weights.
 
-Backbone sizes come from the local folder's config.json, or the local hub cache, or, for the default
-hub names, the published configs written out below; models are then built on the meta device, so
-counts are exact and cost no memory. The activation estimate is a rough per-token sum for the
-decoder (the largest consumer in the adapter stages): expect it to be within a factor of ~1.5.
+Backbone sizes come from the local folder's config.json, or the local hub cache, or, for ModernBERT-base and
+the Gemma 3 decoders, the published configs written out below; models are then built on the meta device, so
+counts are exact and cost no memory. The estimate of a training step's peak adds up what it holds, term by
+term: the saved-for-backward bytes of each layer are counted exactly (tests/models/test_memory.py), the
+transients of backward and the CPU process were measured; docs/benchmarks.md sets it beside measured peaks.
 """
 
 from __future__ import annotations
@@ -170,7 +171,8 @@ def _backbone_activations(cfg: Any, kind: str, p: MemoryPrecision, tokens: int, 
     trained = layer_bytes_per_token(cfg, kind, p, trained=True) * tokens
     if p.checkpointing:
         stream = 2 if p.bf16_weights else 4
-        return (frozen_layers + trained_layers) * tokens * cfg.hidden_size * stream + (trained if trained_layers else frozen)
+        inputs = (frozen_layers + trained_layers) * tokens * cfg.hidden_size * stream
+        return inputs + (trained if trained_layers else frozen)
     return frozen_layers * frozen + trained_layers * trained
 
 
@@ -208,7 +210,7 @@ def estimate_step_memory(counts: dict[str, Optional[PartCount]], encoder_config:
         if p.compute == "bf16" and not p.bf16_weights and not p.checkpointing:
             # frozen fp32 weights are cast to bf16 each forward; backward needs those copies
             rows.append(("bf16 copies of the frozen decoder layers", (known["decoder"].total - _embedding(dec)) * 2))
-        rows.append(("backward working set (one decoder layer)", _backward_working_set(dec, p, tokens)))
+        rows.append(("backward working set (a layer's gradients)", _backward_working_set(dec, p, tokens)))
         rows.append(("target logits (one chunk, recomputed in backward)", _logits_bytes(dec, p, shape)))
     if shape.encodes_live and encoder_config is not None:
         tokens = shape.batch_size * shape.encoder_len
