@@ -297,3 +297,32 @@ def read_wandb_records(path: Path) -> list[bytes]:
             records.append(chunk if kind == 1 else pending + chunk)
             pending = b""
     return records
+
+
+def save_image_text_gemma3(decoder_dir: Path, out_dir: Path) -> Path:
+    """The tiny Gemma 3 decoder in `decoder_dir` as the language model of a Gemma3ForConditionalGeneration (the
+    class of gemma-3-4b and larger) with a small random vision tower, saved with its tokenizer into `out_dir`."""
+    from transformers import (AutoTokenizer, Gemma3Config, Gemma3ForCausalLM, Gemma3ForConditionalGeneration,
+                              SiglipVisionConfig)
+
+    text = Gemma3ForCausalLM.from_pretrained(decoder_dir)
+    vision = SiglipVisionConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2,
+                                image_size=28, patch_size=14)
+    torch.manual_seed(0)
+    model = Gemma3ForConditionalGeneration(Gemma3Config(text_config=text.config.to_dict(),
+                                                        vision_config=vision.to_dict(), mm_tokens_per_image=4))
+    model.model.language_model.load_state_dict(text.model.state_dict())
+    model.save_pretrained(out_dir)
+    AutoTokenizer.from_pretrained(decoder_dir).save_pretrained(out_dir)
+    return out_dir
+
+
+def import_bench(name: str) -> Any:
+    """A script of bench/ as a module (the scripts import their sibling `common`)."""
+    import importlib
+    import sys
+
+    bench = str(Path(__file__).resolve().parents[1] / "bench")
+    if bench not in sys.path:
+        sys.path.insert(0, bench)
+    return importlib.import_module(name)

@@ -20,7 +20,9 @@ from typing import Callable, Optional
 
 from latentbridge.data.corpus import corpus_texts, write_corpus
 from latentbridge.models.loading import quiet_transformers
-from latentbridge.models.tiny import TINY_LM_STEPS, build_tiny_gemma3, build_tiny_modernbert
+from latentbridge.models.memory import published_config
+from latentbridge.models.tiny import (TINY_LM_STEPS, build_random_gemma3, build_random_modernbert, build_tiny_gemma3,
+                                      build_tiny_modernbert)
 
 ASSETS_VERSION = 3
 MANIFEST = "latentbridge_tiny.json"
@@ -80,4 +82,27 @@ def ensure_tiny_assets(root: Path, seed: int = 0, lm_steps: Optional[int] = None
     _build_atomically(assets.encoder_dir, base, lambda tmp: build_tiny_modernbert(texts, tmp, seed))
     _build_atomically(assets.decoder_dir, decoder_manifest,
                       lambda tmp: build_tiny_gemma3(texts, tmp, seed, lm_steps=steps))
+    return assets
+
+
+def ensure_random_published_assets(root: Path, seed: int = 0, encoder: str = "answerdotai/ModernBERT-base",
+                                   decoder: str = "google/gemma-3-270m-it") -> TinyAssets:
+    """The bundled corpus and random-weight models of the published `encoder` and `decoder` architectures
+    (models/memory.published_config), tokenizers of their vocabulary sizes, under root; idempotent. The real-size
+    path, run offline (bench/real_size.py, bench/bench_gpu.py): real shapes and costs, meaningless outputs."""
+    root = Path(root)
+    enc_cfg, dec_cfg = published_config(encoder), published_config(decoder)
+    if enc_cfg is None or dec_cfg is None:
+        raise ValueError(f"no published config for {encoder if enc_cfg is None else decoder!r}")
+    models = root / "models"
+    assets = TinyAssets(root, root / "data", models / f"{encoder.split('/')[-1]}-random",
+                        models / f"{decoder.split('/')[-1]}-random")
+    base = {"seed": seed, "version": ASSETS_VERSION}
+    _build_atomically(assets.data_dir, base, lambda tmp: write_corpus(tmp, seed))
+    quiet_transformers()
+    texts = corpus_texts(seed)
+    _build_atomically(assets.encoder_dir, {**base, "model": encoder},
+                      lambda tmp: build_random_modernbert(texts, tmp, seed, enc_cfg))
+    _build_atomically(assets.decoder_dir, {**base, "model": decoder},
+                      lambda tmp: build_random_gemma3(texts, tmp, seed, dec_cfg))
     return assets

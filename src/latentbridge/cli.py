@@ -69,6 +69,8 @@ def mode_options() -> list[SectionOption]:
         _run_option("--output-file", "--mode infer/eval: write results here (jsonl/json).", type=_PATH),
         _run_option("--split", "--mode eval: dataset split (default: test_split).", metavar="SPLIT"),
         _run_option("--baselines", "--mode eval: also score the baselines.", is_flag=True, default=False),
+        _run_option("--memory-gb", "--mode doctor: list the batch sizes, precisions and checkpointing choices "
+                    "that fit this many GiB.", type=click.FloatRange(min=0.01), metavar="GIB"),
     ]
 
 

@@ -169,6 +169,12 @@ class Config:
     validation_split: str = _data("validation", "Validation split name")
     test_split: str = _data("test", "Test split name")
     max_train_samples: Optional[int] = _data(None, "Cap on dialogue training examples", gt=0)
+    max_validation_samples: Optional[int] = _data(None, "Cap on the validation examples of each collection (dialogue "
+                                                  "validation split, pretraining held-out text) that preprocessing "
+                                                  "caches and per-epoch validation runs", gt=0)
+    max_test_samples: Optional[int] = _data(None, "Cap on the test-split dialogues preprocessing caches", gt=0)
+    eval_max_samples: Optional[int] = _data(None, "Cap on the dialogues --mode eval scores (the first N of the split)",
+                                            gt=0)
     wikitext_dataset: str = _data("Hieuman/wikitext-103-filtered", "Pretraining text (stages 1-2)")
     arxiv_dataset: str = _data("macrocosm/arxiv_abstracts", "Pretraining text (stages 1-2)")
     english_pretrain_dataset: str = _data("shuyuej/English-Pretraining-Dataset", "Pretraining text (stages 1-2)")

@@ -19,8 +19,8 @@ from latentbridge.data.cache import hash_path
 from latentbridge.data.preprocess import CacheSpec
 from latentbridge.data.sources import DataSpec, PretrainSource
 from latentbridge.errors import UserError
-from latentbridge.models.specs import (AdapterSpec, DecoderSpec, EncoderSpec, LoraSpec, LossSpec, MiddleSpec,
-                                       ModelSpec, RuntimeSpec, SamplingSpec)
+from latentbridge.models.specs import (AdapterSpec, DecoderSpec, EncoderSpec, LoraSpec, LossSpec, MemoryPrecision,
+                                       MiddleSpec, ModelSpec, RuntimeSpec, SamplingSpec, StepShape)
 from latentbridge.training.stages import BUDGET_KEYS, DATA_COLLECTIONS, Stage, StageBudget, plan_stages
 
 if TYPE_CHECKING:
@@ -150,7 +150,8 @@ def data_spec(c: Config) -> DataSpec:
                      for name, field in PRETRAIN_FIELDS.items())
     dialogue = [stage_caps(c, s)[0] for s in STAGES if not s.startswith("pretrain")]
     return DataSpec(dataset=c.dataset_name, train_split=c.train_split, validation_split=c.validation_split,
-                    test_split=c.test_split, dialogue_max_train=_cap_max(*dialogue), pretrain=pretrain,
+                    test_split=c.test_split, dialogue_max_train=_cap_max(*dialogue),
+                    max_validation=c.max_validation_samples, max_test=c.max_test_samples, pretrain=pretrain,
                     pretrain_max_train=_cap_max(*[total for total, _ in caps]),
                     validation_fraction=c.preprocess_validation_fraction, seed=c.seed,
                     max_document_chars=c.max_seq_len * 8)
@@ -265,6 +266,23 @@ def train_settings(c: Config, *, stop_after_steps: Optional[int] = None) -> Trai
         eval_steps=c.eval_steps, eval_rouge_samples=c.eval_rouge_samples,
         eval_max_new_tokens=min(c.max_generation_length, c.max_target_len),
         early_stopping_patience=c.early_stopping_patience, best_model_metric=c.best_model_metric)
+
+
+def step_shape(c: Config, stage: Stage) -> StepShape:
+    """What one step of `stage` holds, for the memory estimate: a stage that encodes live reads the target text
+    when it reconstructs it (no middle), else the input text."""
+    reads_target = stage.objective == "tokens" and not stage.uses_middle
+    return StepShape(trains=stage.trains, decoder=stage.objective == "tokens", encodes_live=not stage.uses_cache,
+                     batch_size=stage.batch_size, encoder_len=c.max_target_len if reads_target else c.max_seq_len,
+                     prefix_len=c.prefix_len, target_len=c.max_target_len)
+
+
+def memory_precision(c: Config, device: str) -> MemoryPrecision:
+    """How a run of `c` on `device` holds its tensors: the precision and attention backend it gets there (with
+    flash_attention_2 the frozen backbones load in bf16), gradient checkpointing, CPU or GPU."""
+    return MemoryPrecision(compute=compute_precision(c, device),
+                           bf16_weights=compute_attention(c, device) == "flash_attention_2",
+                           checkpointing=c.use_gradient_checkpointing, cpu=device.split(":")[0] == "cpu")
 
 
 def checkpoint_fingerprint(c: Config) -> ConfigFingerprint:

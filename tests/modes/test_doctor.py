@@ -1,5 +1,7 @@
 import json
 
+import pytest
+
 from latentbridge.modes import ModeOptions
 from latentbridge.modes.doctor import build_report, run
 from tests.factories import tiny_config
@@ -58,3 +60,61 @@ def test_base_config_counts_published_sizes_and_reports_what_is_missing(tmp_path
 def test_hidden_dim_mismatch_is_a_problem(tmp_path):
     report = build_report(_tiny(tmp_path, gpt2_hidden_dim=32))
     assert any(p.startswith("models / gpt2_hidden_dim") for p in report.problems)
+
+
+def _base_on_published_configs(tmp_path, **overrides):
+    return tiny_config().replace(**{name: value for name, value in (
+        ("modernbert_model", "answerdotai/ModernBERT-base"), ("gpt2_model", "google/gemma-3-270m-it"),
+        ("modernbert_hidden_dim", 768), ("gpt2_hidden_dim", 640), ("latent_dim", 256), ("latent_seq_len", 8),
+        ("prefix_len", 50), ("max_seq_len", 512), ("max_target_len", 256), ("batch_size", 30),
+        ("tiny_assets_dir", None), ("checkpoint_dir", str(tmp_path / "ckpt")), *overrides.items())})
+
+
+def test_memory_table_estimates_every_planned_stage(tmp_path):
+    rows = {item: value for item, value, _ in build_report(_base_on_published_configs(tmp_path)).sections["memory"]}
+    gib = {stage: float(rows[f"{stage} (batch 30)"].split()[0])
+           for stage in ("pretrain_middle", "pretrain_adapter", "finetune_middle", "finetune_adapter")}
+    assert gib["pretrain_adapter"] > gib["pretrain_middle"]  # the decoder's activations and logits
+    assert rows["total"].startswith(f"{max(gib.values()):.2f} GiB peak (pretrain_adapter; fp32")
+    assert "  pretrain_adapter: target logits (one chunk, recomputed in backward)" in rows
+
+
+def test_memory_table_covers_the_encoder_training_phase(tmp_path):
+    config = _base_on_published_configs(tmp_path, training_phase="phase2", cache_store_text=True)
+    rows = {item: value for item, value, _ in build_report(config).sections["memory"]}
+    assert "train_encoder (batch 30)" in rows and "  train_encoder: encoder activations (trained layers)" in rows
+
+
+def test_memory_gb_lists_which_settings_fit(tmp_path):
+    config = _base_on_published_configs(tmp_path, device="cuda")
+    fits = build_report(config, memory_gb=8).sections["fits in 8 GiB"]
+    assert len(fits) == 6  # fp32, bf16, bf16 with bf16 weights (flash-attn) x checkpointing on/off
+    largest = {item: int(value.split(";")[0].split()[-1]) for item, value, _ in fits}
+    assert largest["bf16, frozen weights bf16 (flash-attn), checkpointing on, GPU"] >= \
+        largest["fp32, checkpointing on, GPU"] >= largest["fp32, checkpointing off, GPU"]
+    assert all("configured batch sizes" in value for _, value, _ in fits)
+
+
+def test_memory_gb_from_the_command_line(tmp_path):
+    from click.testing import CliRunner
+
+    from latentbridge import cli
+
+    result = CliRunner().invoke(cli.build_command(), ["--mode", "doctor", "--preset", "tiny", "--memory-gb", "24",
+                                                  "--format", "json", "--checkpoint-dir", str(tmp_path / "ck")])
+    report = json.loads(result.stdout)
+    assert [row["value"].startswith("largest batch 128") for row in report["fits in 24 GiB"]] == [True] * 6
+
+
+@pytest.mark.parametrize("name,hidden,total", [("google/gemma-3-1b-it", 1152, "999.89M"),
+                                               ("google/gemma-3-4b-it", 2560, "3880.26M"),
+                                               ("google/gemma-3-27b-pt", 5376, "27009.35M")])
+def test_bigger_gemma3_decoders_get_exact_counts_and_memory(tmp_path, name, hidden, total):
+    report = build_report(_base_on_published_configs(tmp_path, gpt2_model=name, gpt2_hidden_dim=hidden))
+    params = {item: value for item, value, _ in report.sections["parameters"]}
+    assert params["decoder"].startswith(f"{total} total")
+    memory = {item: value for item, value, _ in report.sections["memory"]}
+    assert float(memory["finetune_adapter (batch 30)"].split()[0]) > float(memory["finetune_middle (batch 30)"].split()[0])
+    assert not any(p.startswith("models / gpt2_hidden_dim") for p in report.problems)
+    wrong = build_report(_base_on_published_configs(tmp_path, gpt2_model=name, gpt2_hidden_dim=640))
+    assert any(p.startswith("models / gpt2_hidden_dim") and f"has {hidden}" in p for p in wrong.problems)

@@ -104,3 +104,13 @@ def test_markdown_report_beside_the_json_holds_the_tables_and_the_samples(report
     sample = data["samples"][0]
     assert "| id | dialogue | reference | latent |" in markdown
     assert sample["reference"].replace("|", "\\|") in markdown
+
+
+def test_eval_max_samples_from_the_command_line_caps_the_dialogues_scored(quick_handoff, tmp_path):
+    config, path = quick_handoff
+    out = tmp_path / "eval.json"
+    result = CliRunner().invoke(APP, ["--mode", "eval", "--preset", "tiny", "--checkpoint", str(path),
+                                      "--eval-max-samples", "7", "--output-file", str(out)], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    data = json.loads(out.read_text())
+    assert data["n_examples"] == 7 and data["latent_metrics"]["n_examples"] == 7

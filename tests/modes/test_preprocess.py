@@ -70,7 +70,17 @@ def test_each_stage_trains_on_its_capped_rows(small_root, tmp_path):
     assert len(stage2) == 30 and len(stage1) <= 60
     assert (pre.sources[stage1] == pre.source_names.index("arxiv")).sum() == 5
     assert len(data["finetune_middle"].train) == 48  # max_train_samples
-    assert len(data["finetune_middle"].validation) == 24  # validation is never capped
+    assert len(data["finetune_middle"].validation) == 24  # no max_validation_samples: the whole split
+
+
+def test_validation_and_test_caps_limit_what_is_cached_and_validated(small_root, tmp_path):
+    config = small_corpus_config(small_root, tmp_path, max_validation_samples=5, max_test_samples=3)
+    cache = ensure_cache(config, log=lambda m: None).cache
+    data = {stage.name: stage_data(cache, config.seed)(stage) for stage in plan(config)}
+    assert len(cache.split("dialogue", "test")) == 3
+    assert all(len(d.validation) == 5 for d in data.values())  # per-epoch validation of every stage
+    sources = cache.split("pretrain", "validation").sources
+    assert len(set(sources.tolist())) > 1  # the capped pretraining validation keeps the mix of sources
 
 
 def test_a_bf16_request_on_cpu_reuses_the_fp32_cache(small_root, tmp_path):

@@ -68,6 +68,8 @@ class DataSpec:
     validation_split: str = "validation"
     test_split: str = "test"
     dialogue_max_train: Optional[int] = None  # cap on dialogue training pairs
+    max_validation: Optional[int] = None  # cap on the validation examples of each collection
+    max_test: Optional[int] = None  # cap on the dialogue test split
     pretrain: tuple[PretrainSource, ...] = ()
     pretrain_max_train: Optional[int] = None  # cap on all pretraining training pairs together
     validation_fraction: float = 0.05
@@ -389,8 +391,8 @@ def load_collection(spec: DataSpec, collection: str) -> dict[str, LoadedSplit]:
     if collection == "dialogue":
         dsd = open_dataset(spec.dataset, spec.dataset_field, spec.hf_cache_dir)
         return {"train": load_dialogue_split(spec, spec.train_split, spec.dialogue_max_train, dsd),
-                "validation": load_dialogue_split(spec, spec.validation_split, None, dsd),
-                "test": load_dialogue_split(spec, spec.test_split, None, dsd)}
+                "validation": load_dialogue_split(spec, spec.validation_split, spec.max_validation, dsd),
+                "test": load_dialogue_split(spec, spec.test_split, spec.max_test, dsd)}
     if collection == "pretrain":
         merged = {"train": LoadedSplit([]), "validation": LoadedSplit([])}
         per_source = [load_pretrain_source(spec, s, spec.pretrain_max_train) for s in spec.pretrain]
@@ -399,9 +401,9 @@ def load_collection(spec: DataSpec, collection: str) -> dict[str, LoadedSplit]:
                 merged[split].examples += part.examples
                 for reason, n in part.skipped.items():
                     merged[split].skipped[f"{source.name}:{reason}"] += n
-        if spec.pretrain_max_train is not None:
-            merged["train"].examples = _interleave_cap([p["train"].examples for p in per_source],
-                                                       spec.pretrain_max_train)
+        for split, cap in (("train", spec.pretrain_max_train), ("validation", spec.max_validation)):
+            if cap is not None:
+                merged[split].examples = _interleave_cap([p[split].examples for p in per_source], cap)
         return merged
     raise ValueError(f"unknown collection {collection!r}")
 

@@ -9,7 +9,7 @@ which `--mode infer` and `--mode eval` use too.
 The model file (src/latentbridge/training/checkpoint.py) carries the resolved training config in its header, so a
 trained model needs no flags repeated. Flags (or LATENTBRIDGE_* variables, or the fields of a Config run
 from Python) may change only how text is sampled (`SAMPLING_FIELDS`) and where things are
-(`LOCATION_FIELDS`: the model file, the dataset and split to evaluate, the run folder); any other field
+(`LOCATION_FIELDS`: the model file, the dataset, split and number of examples to evaluate, the run folder); any other field
 given explicitly is ignored with one note, because the weights only fit the architecture and settings
 they were trained with.
 """
@@ -36,9 +36,9 @@ from latentbridge.training.checkpoint import MANIFEST_NAME, load_model_file
 
 SAMPLING_FIELDS = ("temperature", "top_p", "top_k", "do_sample", "max_generation_length", "seed")
 # Where things are rather than what the model is: an explicit value wins (find the model file, evaluate
-# another dataset or split, write the report into this run's folder).
+# another dataset, split or number of examples, write the report into this run's folder).
 LOCATION_FIELDS = ("checkpoint_dir", "handoff_best_model_filename", "output_dir", "dataset_name", "train_split",
-                   "validation_split", "test_split")
+                   "validation_split", "test_split", "eval_max_samples")
 EXPLICIT_SOURCES = ("command line", "environment", PYTHON_SOURCE)
 HANDOFF_DEFAULT = Config.__dataclass_fields__["handoff_best_model_filename"].default
 

@@ -13,6 +13,7 @@ from torch import nn
 from latentbridge.errors import UserError
 from latentbridge.models.adapter import PrefixAdapter
 from latentbridge.models.backends import apply_tf32, compile_in_place, log_note, resolve_attention, resolve_dtype
+from latentbridge.models.checkpointing import checkpoint_layers
 from latentbridge.models.decoder import Decoder, load_decoder_backbone
 from latentbridge.models.encoder import LatentEncoder, load_encoder_backbone
 from latentbridge.models.lora import add_lora, lora_layer_indices
@@ -127,15 +128,32 @@ def _decoder_lora(dec_model: nn.Module, spec: DecoderSpec, seed: Optional[int]) 
     return _seeded(None if seed is None else seed + 3, lambda: add_lora(dec_model, spec.lora, layers))
 
 
-def build_model(spec: ModelSpec, seed: Optional[int] = None) -> LatentBridge:
+def backbone_weight_dtype(attn_implementation: str, compute_dtype: torch.dtype) -> torch.dtype:
+    """flash_attention_2 needs half-precision weights; the other backends keep fp32 weights under autocast."""
+    return compute_dtype if attn_implementation == "flash_attention_2" else torch.float32
+
+
+def keep_trainable_fp32(model: LatentBridge) -> None:
+    """Master weights: every part that may train stays fp32, also when the backbones load in bf16 (their top
+    unfrozen layers included). Autocast computes in bf16; AdamW updates fp32 weights, where a bf16 weight
+    would round away every update smaller than 1/256 of its size."""
+    for part in MODEL_PARTS:
+        for module in model.part_modules(part):
+            module.float()
+
+
+def build_model(spec: ModelSpec, seed: Optional[int] = None, on_device: bool = True) -> LatentBridge:
     """Load both backbones (local folder or local hub cache), build the small parts, apply the runtime choices.
 
     With `seed`, the compressor, middle and adapter are initialised from seed, seed + 1, seed + 2 without
     touching the global RNG (the compressor then equals `LatentEncoder(...)` built right after
     `torch.manual_seed(seed)`, as preprocessing does); without it they draw from the global RNG.
 
-    Weights load in fp32 (train under backends.autocast for bf16); the resolved compute dtype and
-    attention backend are logged once and kept on the model (`compute_dtype`, `attn_implementation`)."""
+    Weights load in fp32 (train under backends.autocast for bf16), the frozen backbone layers in bf16 with
+    flash_attention_2, which needs them in half precision; the resolved compute dtype and
+    attention backend are logged once and kept on the model (`compute_dtype`, `attn_implementation`).
+    `on_device=False` leaves the weights on the CPU, for the trainer to shard them onto the devices
+    (training/sharding.py): a decoder too large for one GPU is never put on one whole."""
     rt = spec.runtime
     device = torch.device(rt.device)
     compute_dtype, dtype_note = resolve_dtype(rt.use_bf16, rt.use_fp16, device)
@@ -143,8 +161,7 @@ def build_model(spec: ModelSpec, seed: Optional[int] = None) -> LatentBridge:
     log_note(dtype_note)
     log_note(attn_note)
     apply_tf32(rt.tf32, device)
-    # flash_attention_2 needs half-precision weights; the other backends run fp32 weights under autocast
-    weight_dtype = compute_dtype if attn == "flash_attention_2" else torch.float32
+    weight_dtype = backbone_weight_dtype(attn, compute_dtype)
     enc_backbone, enc_tok = load_encoder_backbone(spec.encoder, attn, rt.allow_download, weight_dtype)
     dec_model, dec_tok = load_decoder_backbone(spec.decoder, attn, rt.allow_download, weight_dtype)
     for name, n, layers, field in (
@@ -161,10 +178,11 @@ def build_model(spec: ModelSpec, seed: Optional[int] = None) -> LatentBridge:
     model = LatentBridge(encoder, middle, adapter, decoder, spec)
     model.attn_implementation, model.attn_note, model.dtype_note = attn, attn_note, dtype_note
     model.compute_dtype = compute_dtype
-    if rt.gradient_checkpointing:
-        for backbone in (enc_backbone, dec_model):
-            backbone.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
-    model.to(device)
+    keep_trainable_fp32(model)
+    if rt.gradient_checkpointing:  # frozen layers too: the adapter stages' gradient flows through the whole decoder
+        checkpoint_layers([*encoder.layers, *decoder.layers])
+    if on_device:
+        model.to(device)
     set_trainable(model, ())
     if rt.compile:
         for module in (middle, adapter, encoder.compressor):

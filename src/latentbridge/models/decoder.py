@@ -27,12 +27,27 @@ _CONTENT = "\u2063LATENTBRIDGE_PREFIX\u2063"
 
 def load_decoder_backbone(spec: DecoderSpec, attn_implementation: str, allow_download: bool = False,
                           dtype: torch.dtype = torch.float32) -> tuple[Any, Any]:
-    """(Gemma3ForCausalLM, tokenizer) through AutoModelForCausalLM/AutoTokenizer; hidden size checked."""
+    """(Gemma3ForCausalLM, tokenizer) through AutoModelForCausalLM/AutoTokenizer, the text decoder taken out of
+    an image-text checkpoint (`text_decoder`); hidden size checked."""
     tokenizer = load_pretrained(AutoTokenizer, spec.model, spec.model_field, "tokenizer", allow_download)
-    model = load_pretrained(AutoModelForCausalLM, spec.model, spec.model_field, "decoder", allow_download,
-                            attn_implementation=attn_implementation, dtype=dtype)
+    model = text_decoder(load_pretrained(AutoModelForCausalLM, spec.model, spec.model_field, "decoder",
+                                         allow_download, attn_implementation=attn_implementation, dtype=dtype))
     check_hidden_dim(model.config.hidden_size, spec.expected_hidden_dim, spec.hidden_dim_field, spec.model)
     return model, tokenizer
+
+
+def text_decoder(model: nn.Module) -> nn.Module:
+    """The causal text decoder of a loaded Gemma 3 checkpoint. 270m and 1b load as Gemma3ForCausalLM, kept as is;
+    4b and larger are image-text models (Gemma3ForConditionalGeneration): their language model and LM head
+    (tied to its embeddings) move into a Gemma3ForCausalLM of the text config, and the vision tower is dropped."""
+    language_model = getattr(getattr(model, "model", None), "language_model", None)
+    if language_model is None:
+        return model
+    with torch.device("meta"):  # the shell only: both of its parts are replaced by the loaded ones
+        text = AutoModelForCausalLM.from_config(model.config.get_text_config())
+    text.model, text.lm_head = language_model, model.lm_head
+    text.generation_config = model.generation_config
+    return text
 
 
 def is_instruction_tuned(tokenizer: Any, name: str) -> bool:
@@ -143,7 +158,7 @@ class Decoder(nn.Module):
         F_len, T = framed.shape[1], target_ids.shape[1]
         embeds = torch.cat([framed, self.embed(target_ids)], dim=1)           # (B, F + T, H)
         attn = torch.cat([target_mask.new_ones(target_mask.shape[0], F_len), target_mask], dim=1)
-        hidden = self.model.model(inputs_embeds=embeds, attention_mask=attn).last_hidden_state
+        hidden = self.model.model(inputs_embeds=embeds, attention_mask=attn, use_cache=False).last_hidden_state
         # hidden state at position s predicts token s + 1: the targets are read from F-1 .. F+T-2
         mask = target_mask.bool()
         h = hidden[:, F_len - 1: F_len - 1 + T][mask]                         # (N, H) valid targets only

@@ -1,13 +1,15 @@
 """Parameter counts and a training-memory estimate without loading (or downloading) any weights.
 
-Backbone sizes come from the local folder's config.json, or the local hub cache, or, for the default
-hub names, the published configs written out below; models are then built on the meta device, so
-counts are exact and cost no memory. The activation estimate is a rough per-token sum for the
-decoder (the largest consumer in the adapter stages): expect it to be within a factor of ~1.5.
+Backbone sizes come from the local folder's config.json, or the local hub cache, or, for ModernBERT-base and
+the Gemma 3 decoders, the published configs written out below; models are then built on the meta device, so
+counts are exact and cost no memory. The estimate of a training step's peak adds up what it holds, term by
+term: the saved-for-backward bytes of each layer are counted exactly (tests/models/test_memory.py), the
+transients of backward and the CPU process were measured; docs/benchmarks.md sets it beside measured peaks.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
@@ -20,23 +22,45 @@ from latentbridge.models.decoder import CE_CHUNK
 from latentbridge.models.encoder import SegmentPoolCompressor
 from latentbridge.models.loading import quiet_transformers
 from latentbridge.models.middle import build_middle
-from latentbridge.models.specs import ModelSpec
+from latentbridge.models.specs import MemoryPrecision, ModelSpec, StepShape
 
 GIB = 1024 ** 3
 
 
+# The text decoders of the Gemma 3 family as published (4b and larger are image-text checkpoints: this is their
+# text_config). (hidden, intermediate, layers, heads, kv heads, head dim, query scale, sliding window, vocab, context)
+GEMMA3_TEXT = {
+    "270m": (640, 2048, 18, 4, 1, 256, 256, 512, 262144, 32768),
+    "1b": (1152, 6912, 26, 4, 1, 256, 256, 512, 262144, 32768),
+    "4b": (2560, 10240, 34, 8, 4, 256, 256, 1024, 262208, 131072),
+    "12b": (3840, 15360, 48, 16, 8, 256, 256, 1024, 262208, 131072),
+    "27b": (5376, 21504, 62, 32, 16, 128, 168, 1024, 262208, 131072),
+}
+
+
+def gemma3_text_config(size: str) -> Gemma3TextConfig:
+    """The published text architecture of Gemma 3 `size` (a key of GEMMA3_TEXT); 4b and larger scale the global
+    layers' RoPE linearly by 8 (their 128k context)."""
+    hidden, inter, layers, heads, kv, head_dim, scalar, window, vocab, context = GEMMA3_TEXT[size]
+    full = {"rope_type": "default", "rope_theta": 1000000.0}
+    if context > 32768:
+        full = {"rope_type": "linear", "factor": 8.0, "rope_theta": 1000000.0}
+    rope = {"sliding_attention": {"rope_type": "default", "rope_theta": 10000.0}, "full_attention": full}
+    return Gemma3TextConfig(vocab_size=vocab, hidden_size=hidden, intermediate_size=inter, num_hidden_layers=layers,
+                            num_attention_heads=heads, num_key_value_heads=kv, head_dim=head_dim,
+                            query_pre_attn_scalar=scalar, sliding_window=window, max_position_embeddings=context,
+                            rope_parameters=rope)
+
+
 def published_config(name: str) -> Optional[Any]:
-    """The published architecture of the default checkpoints (never downloaded)."""
+    """The published architecture of ModernBERT-base and the Gemma 3 text decoders (never downloaded)."""
     if name == "answerdotai/ModernBERT-base":
         # hidden 768, 22 layers, 12 heads, MLP 1152, vocab 50368 (the 5.x defaults are these values)
         return ModernBertConfig(vocab_size=50368, hidden_size=768, intermediate_size=1152, num_hidden_layers=22,
                                 num_attention_heads=12, local_attention=128, max_position_embeddings=8192)
-    if name in ("google/gemma-3-270m", "google/gemma-3-270m-it"):
-        rope = {"sliding_attention": {"rope_type": "default", "rope_theta": 10000.0},
-                "full_attention": {"rope_type": "default", "rope_theta": 1000000.0}}
-        return Gemma3TextConfig(vocab_size=262144, hidden_size=640, intermediate_size=2048, num_hidden_layers=18,
-                                num_attention_heads=4, num_key_value_heads=1, head_dim=256, query_pre_attn_scalar=256,
-                                sliding_window=512, max_position_embeddings=32768, rope_parameters=rope)
+    match = re.fullmatch(r"google/gemma-3-(\w+?)(-pt|-it)?", name)
+    if match and match.group(1) in GEMMA3_TEXT:
+        return gemma3_text_config(match.group(1))
     return None
 
 
@@ -45,12 +69,12 @@ def locate_config(name: str) -> tuple[Optional[Any], str]:
     quiet_transformers()
     path = Path(name).expanduser()
     if path.exists():
-        try:
-            return AutoConfig.from_pretrained(str(path), local_files_only=True), "local folder"
+        try:  # an image-text checkpoint (gemma-3-4b and larger): its text part, which is what loads
+            return AutoConfig.from_pretrained(str(path), local_files_only=True).get_text_config(), "local folder"
         except (OSError, ValueError):
             return None, "local folder without a readable config.json"
     try:
-        return AutoConfig.from_pretrained(name, local_files_only=True), "local hub cache"
+        return AutoConfig.from_pretrained(name, local_files_only=True).get_text_config(), "local hub cache"
     except (OSError, ValueError):
         pass
     published = published_config(name)
@@ -63,6 +87,7 @@ def locate_config(name: str) -> tuple[Optional[Any], str]:
 class PartCount:
     total: int
     trainable: int  # the most that ever trains: top unfrozen layers of a backbone, all of a small part
+    top_layers: int = 0  # a backbone's layers among them
 
 
 def _count(module: torch.nn.Module) -> int:
@@ -78,7 +103,7 @@ def part_counts(spec: ModelSpec, encoder_config: Optional[Any], decoder_config: 
             enc = AutoModel.from_config(encoder_config)
             n = spec.encoder.unfrozen_layers
             top = sum(_count(m) for m in enc.layers[len(enc.layers) - n:]) + (_count(enc.final_norm) if n else 0)
-            out["encoder"] = PartCount(_count(enc), top)
+            out["encoder"] = PartCount(_count(enc), top, n)
             comp = SegmentPoolCompressor(encoder_config.hidden_size, spec.encoder.latent_dim,
                                          spec.encoder.latent_seq_len, True)
             out["compressor"] = PartCount(_count(comp), _count(comp))
@@ -91,7 +116,7 @@ def part_counts(spec: ModelSpec, encoder_config: Optional[Any], decoder_config: 
             n = spec.decoder.unfrozen_layers
             layers = dec.model.layers
             top = sum(_count(m) for m in layers[len(layers) - n:]) + (_count(dec.model.norm) if n else 0)
-            out["decoder"] = PartCount(_count(dec), top)
+            out["decoder"] = PartCount(_count(dec), top, n)
             adapter = PrefixAdapter(spec.adapter, decoder_config.hidden_size)
             out["adapter"] = PartCount(_count(adapter), _count(adapter))
         else:
@@ -99,12 +124,56 @@ def part_counts(spec: ModelSpec, encoder_config: Optional[Any], decoder_config: 
     return out
 
 
-def decoder_activation_bytes_per_token(cfg: Any, act_bytes: int) -> int:
-    """Activations one decoder layer keeps for backward, per token (no checkpointing, sdpa/flash)."""
+# Bytes one backbone layer saves for backward per token, as (H, q, kv, I) coefficients: hidden size, query and
+# key/value widths (heads x head_dim), MLP width. Counted with models.checkpointing.SavedForBackward on the
+# published Gemma-3-270m and ModernBERT-base layers (bench/bench_memory.py --layers) and matched term by term:
+# Gemma 3's RMSNorms upcast their inputs to fp32 (4 norms of H, and the q/k norms), sdpa keeps q, k, v, out,
+# GeGLU keeps gate, up and gelu(gate); a trained layer adds its linears' inputs and its norms' outputs.
+# "bf16" is autocast over fp32 weights (the residual stream stays fp32), "bf16-weights" the flash-attention
+# load (stream in bf16).
+_SAVED_PER_TOKEN = {
+    "gemma3": {"frozen": {"fp32": (16, 12, 12, 12), "bf16": (16, 8, 8, 6), "bf16-weights": (16, 8, 8, 6)},
+               "trained": {"fp32": (24, 4, 4, 4), "bf16": (26, 4, 4, 2), "bf16-weights": (20, 4, 4, 2)}},
+    "modernbert": {"frozen": {"fp32": (32, 0, 0, 12), "bf16": (20, 0, 0, 6), "bf16-weights": (16, 0, 0, 6)},
+                   "trained": {"fp32": (8, 0, 0, 4), "bf16": (4, 0, 0, 2), "bf16-weights": (4, 0, 0, 2)}},
+}
+CPU_PROCESS_GIB = 0.5  # RSS of Python + torch + transformers + both real tokenizers before any model (measured)
+CPU_RETAINED = 0.3     # glibc keeps freed forward temporaries: RSS after a batch-30 forward was 1.44x the saved bytes
+FRAMING_TOKENS = 12    # chat turn markers around the prefix
+
+
+def _mode(p: MemoryPrecision) -> str:
+    return "fp32" if p.compute == "fp32" else "bf16-weights" if p.bf16_weights else "bf16"
+
+
+def layer_bytes_per_token(cfg: Any, kind: str, p: MemoryPrecision, trained: bool) -> int:
+    """What one layer of a `kind` ("gemma3" or "modernbert") backbone saves for backward, per token."""
     H, I = cfg.hidden_size, cfg.intermediate_size
-    q = cfg.num_attention_heads * cfg.head_dim
-    kv = cfg.num_key_value_heads * cfg.head_dim
-    return (6 * H + 3 * q + 2 * kv + 4 * I) * act_bytes
+    heads = cfg.num_attention_heads
+    head_dim = getattr(cfg, "head_dim", None) or H // heads
+    q, kv = heads * head_dim, getattr(cfg, "num_key_value_heads", heads) * head_dim
+    coefficients = [_SAVED_PER_TOKEN[kind]["frozen"][_mode(p)]]
+    if trained:
+        coefficients.append(_SAVED_PER_TOKEN[kind]["trained"][_mode(p)])
+    # fp32 scalars per token: the norms' statistics (per head for Gemma's q/k norms), attention's log-sum-exp
+    kv_heads = kv // head_dim
+    scalars = 4 * (4 + 2 * heads + kv_heads) if kind == "gemma3" else 4 * (4 + heads)
+    return scalars + sum(h * H + a * q + b * kv + c * I for h, a, b, c in coefficients)
+
+
+def _backbone_activations(cfg: Any, kind: str, p: MemoryPrecision, tokens: int, frozen_layers: int,
+                          trained_layers: int) -> int:
+    """Saved-for-backward bytes of the layers a gradient flows through: each layer's own, or with
+    checkpointing each layer's input plus one layer recomputed in backward."""
+    if frozen_layers + trained_layers == 0:
+        return 0
+    frozen = layer_bytes_per_token(cfg, kind, p, trained=False) * tokens
+    trained = layer_bytes_per_token(cfg, kind, p, trained=True) * tokens
+    if p.checkpointing:
+        stream = 2 if p.bf16_weights else 4
+        inputs = (frozen_layers + trained_layers) * tokens * cfg.hidden_size * stream
+        return inputs + (trained if trained_layers else frozen)
+    return frozen_layers * frozen + trained_layers * trained
 
 
 @dataclass(frozen=True)
@@ -116,28 +185,63 @@ class MemoryEstimate:
         return sum(v for _, v in self.rows)
 
 
-def estimate_adapter_stage_memory(counts: dict[str, Optional[PartCount]], decoder_config: Any, batch_size: int,
-                                  prefix_len: int, target_len: int, half_precision: bool,
-                                  gradient_checkpointing: bool) -> MemoryEstimate:
-    """Peak training memory of the adapter stages (2 and 4), the heaviest: the prefix's gradient flows
-    through every decoder layer, and the logits over the vocabulary are large. The encoder is not run
-    (latents come from the cache); its weights are still resident."""
-    act = 2 if half_precision else 4
-    weights = sum(c.total for c in counts.values() if c is not None) * 4
-    trainable = sum(c.trainable for k, c in counts.items() if c is not None and k in ("adapter", "decoder"))
-    optimizer = trainable * (4 + 8)  # fp32 grads + AdamW moments
-    S = prefix_len + target_len + 12   # + chat framing tokens
-    tokens = batch_size * S
-    layers = decoder_config.num_hidden_layers
-    per_layer = tokens * decoder_activation_bytes_per_token(decoder_config, act)
-    if gradient_checkpointing:
-        activations = tokens * decoder_config.hidden_size * act * layers + per_layer
-    else:
-        activations = per_layer * layers
+def estimate_step_memory(counts: dict[str, Optional[PartCount]], encoder_config: Any, decoder_config: Any,
+                         shape: StepShape, p: MemoryPrecision) -> MemoryEstimate:
+    """Peak memory of one training step of `shape`: the weights (both backbones stay resident), gradients and
+    AdamW moments of what trains, the activations saved for backward, the largest transient of backward, and on
+    a CPU the process itself. Compared with measured peaks in docs/benchmarks.md (bench/bench_memory.py)."""
+    known = {k: c for k, c in counts.items() if c is not None}
+    may_train = sum(c.trainable for c in known.values())      # kept fp32 (master weights)
+    frozen = sum(c.total for c in known.values()) - may_train
+    trains = sum(known[part].trainable for part in shape.trains if part in known)
+    rows = [("weights", frozen * (2 if p.bf16_weights else 4) + may_train * 4),
+            ("grads + AdamW moments (what trains)", trains * 12)]
+    if p.compute == "bf16":  # autocast's bf16 copy of each trained weight lives through the step
+        rows.append(("bf16 copies of the trained weights", trains * 2))
 
-    # the loss keeps the logits of at most CE_CHUNK target tokens at a time (logits, fp32 copy, grad)
-    logits = min(batch_size * target_len, CE_CHUNK) * decoder_config.vocab_size * (act + 4 + 4)
-    rows = [("weights (fp32)", weights / GIB), ("grads + AdamW (trainable)", optimizer / GIB),
-            (f"decoder activations ({'checkpointed' if gradient_checkpointing else 'stored'})", activations / GIB),
-            ("target logits + grad (one chunk)", logits / GIB)]
-    return MemoryEstimate(rows)
+    dec = decoder_config
+    if shape.decoder and dec is not None:
+        tokens = shape.batch_size * (shape.prefix_len + FRAMING_TOKENS + shape.target_len)
+        top = _trained_layers(shape, "decoder", known)
+        stored = _backbone_activations(dec, "gemma3", p, tokens, dec.num_hidden_layers - top, top)
+        rows.append(("decoder activations" + (" (checkpointed)" if p.checkpointing else ""), stored))
+        if p.cpu and not p.checkpointing:
+            rows.append(("freed temporaries the CPU allocator keeps", CPU_RETAINED * stored))
+        if p.compute == "bf16" and not p.bf16_weights and not p.checkpointing:
+            # frozen fp32 weights are cast to bf16 each forward; backward needs those copies
+            rows.append(("bf16 copies of the frozen decoder layers", (known["decoder"].total - _embedding(dec)) * 2))
+        rows.append(("backward working set (a layer's gradients)", _backward_working_set(dec, p, tokens)))
+        rows.append(("target logits (one chunk, recomputed in backward)", _logits_bytes(dec, p, shape)))
+    if shape.encodes_live and encoder_config is not None:
+        tokens = shape.batch_size * shape.encoder_len
+        n = _trained_layers(shape, "encoder", known)
+        rows.append(("encoder activations (trained layers)" + (" (checkpointed)" if p.checkpointing else ""),
+                     _backbone_activations(encoder_config, "modernbert", p, tokens, 0, n)))
+        rows.append(("encoder forward working set", tokens * encoder_config.intermediate_size * 2 * 4))
+    if p.cpu:
+        rows.append(("CPU process (Python, torch, tokenizers)", CPU_PROCESS_GIB * GIB))
+    return MemoryEstimate([(what, n / GIB) for what, n in rows])
+
+
+def _embedding(cfg: Any) -> int:
+    return cfg.vocab_size * cfg.hidden_size
+
+
+def _trained_layers(shape: StepShape, part: str, counts: dict[str, PartCount]) -> int:
+    """How many top layers of a backbone train in this step (0 unless `part` trains)."""
+    return counts[part].top_layers if part in shape.trains and part in counts else 0
+
+
+def _backward_working_set(cfg: Any, p: MemoryPrecision, tokens: int) -> int:
+    """While a layer's backward runs: the gradients of its activations beside them (measured on this CPU, at
+    batches 4 and 30: 3 to 3.5 layers' worth of saved activations on top of the layer itself)."""
+    return 3 * layer_bytes_per_token(cfg, "gemma3", p, trained=False) * tokens
+
+
+def _logits_bytes(cfg: Any, p: MemoryPrecision, shape: StepShape) -> int:
+    """The chunk's logits while its backward runs: 12 bytes per logit (fp32: logits, log-softmax, gradient; bf16:
+    the logits and their fp32 copy, log-softmax, a bf16 gradient; measured 12.4 and 12.4 on this CPU), and under
+    bf16 autocast the bf16 copy of the (tied) embedding that the LM head multiplies with."""
+    n = min(shape.batch_size * shape.target_len, CE_CHUNK)
+    weight_copy = _embedding(cfg) * 2 if p.compute == "bf16" and not p.bf16_weights else 0
+    return n * cfg.vocab_size * 12 + weight_copy

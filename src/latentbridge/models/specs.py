@@ -140,3 +140,29 @@ class ModelSpec:
     decoder: DecoderSpec
     loss: LossSpec = field(default_factory=LossSpec)
     runtime: RuntimeSpec = field(default_factory=RuntimeSpec)
+
+
+@dataclass(frozen=True)
+class StepShape:
+    """One training step of a stage as the memory estimate sees it (models/memory.py): what trains and what
+    runs, at which batch and lengths (the longest each text may be)."""
+
+    trains: frozenset[str]
+    decoder: bool            # a token objective: the prefix's gradient flows through every decoder layer
+    encodes_live: bool       # the encoder runs on text in the step (it or the compressor trains, or no cache)
+    batch_size: int
+    encoder_len: int         # tokens of each text the encoder reads live
+    prefix_len: int
+    target_len: int
+
+
+@dataclass(frozen=True)
+class MemoryPrecision:
+    """How a step holds its tensors: compute in "fp32" or "bf16" (autocast), frozen backbone weights in bf16
+    (flash_attention_2 loads them so) or fp32, gradient checkpointing, and a CPU process (RSS: the Python
+    runtime counts) or a GPU (allocated tensors only)."""
+
+    compute: str = "fp32"
+    bf16_weights: bool = False
+    checkpointing: bool = False
+    cpu: bool = False

@@ -9,9 +9,11 @@ decoder's has <pad>=0, <eos>=1, <bos>=2, <unk>=3 (the ids Gemma uses) plus <star
 
 from __future__ import annotations
 
+import copy
+import json
 import random
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Optional, Sequence
 
 import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
@@ -41,8 +43,20 @@ def train_bpe(texts: Sequence[str], vocab_size: int, specials: list[str]) -> Any
     return tok
 
 
-def encoder_tokenizer(texts: Sequence[str], vocab_size: int = TINY_VOCAB_SIZE) -> Any:
+def pad_vocabulary(tok: Any, size: int) -> Any:
+    """`tok` (a trained BPE `tokenizers.Tokenizer`) with its vocabulary filled up to `size` ids by unreachable
+    `<unused{i}>` tokens, as Gemma's own tokenizer has: every id a model of that vocabulary emits then decodes.
+    A small corpus cannot train 262k merges, so the real vocabulary sizes are reached this way."""
+    data = json.loads(tok.to_str())
+    vocab = data["model"]["vocab"]
+    for i in range(size - len(vocab)):
+        vocab[f"<unused{i}>"] = len(vocab)
+    return Tokenizer.from_str(json.dumps(data))
+
+
+def encoder_tokenizer(texts: Sequence[str], vocab_size: int = TINY_VOCAB_SIZE, pad_to: Optional[int] = None) -> Any:
     tok = train_bpe(texts, vocab_size, ENCODER_SPECIALS)
+    tok = pad_vocabulary(tok, pad_to) if pad_to else tok
     cls, sep = tok.token_to_id("[CLS]"), tok.token_to_id("[SEP]")
     tok.post_processor = processors.TemplateProcessing(
         single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1", special_tokens=[("[CLS]", cls), ("[SEP]", sep)])
@@ -50,8 +64,9 @@ def encoder_tokenizer(texts: Sequence[str], vocab_size: int = TINY_VOCAB_SIZE) -
                                    sep_token="[SEP]", mask_token="[MASK]", model_max_length=8192)
 
 
-def decoder_tokenizer(texts: Sequence[str], vocab_size: int = TINY_VOCAB_SIZE) -> Any:
+def decoder_tokenizer(texts: Sequence[str], vocab_size: int = TINY_VOCAB_SIZE, pad_to: Optional[int] = None) -> Any:
     tok = train_bpe(texts, vocab_size, DECODER_SPECIALS)
+    tok = pad_vocabulary(tok, pad_to) if pad_to else tok
     tok.post_processor = processors.TemplateProcessing(
         single="<bos> $A", pair="<bos> $A $B", special_tokens=[("<bos>", tok.token_to_id("<bos>"))])
     out = PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>", eos_token="<eos>", bos_token="<bos>",
@@ -139,4 +154,35 @@ def build_tiny_gemma3(texts: Sequence[str], out_dir: Path, seed: int, lm_steps: 
             torch.manual_seed(seed + 2)
             pretrain_lm(model, tok, texts, lm_steps, seed)
     model.save_pretrained(out_dir)
+    tok.save_pretrained(out_dir)
+
+
+REAL_SIZE_TRAINED_VOCAB = 8192  # merges learnt from the corpus; the rest of a real vocabulary is padding
+
+
+def _with_token_ids(config: Any, **ids: int) -> Any:
+    """A copy of `config` whose special-token ids are our tokenizer's."""
+    config = copy.deepcopy(config)
+    for name, value in ids.items():
+        setattr(config, name, value)
+    return config
+
+
+def build_random_modernbert(texts: Sequence[str], out_dir: Path, seed: int, config: Any) -> None:
+    """A random ModernBertModel of `config` (a published architecture) and a corpus-trained tokenizer padded to its
+    vocabulary size, saved into out_dir: the real-size path, checked offline (bench/real_size.py)."""
+    tok = encoder_tokenizer(texts, min(config.vocab_size, REAL_SIZE_TRAINED_VOCAB), pad_to=config.vocab_size)
+    config = _with_token_ids(config, pad_token_id=tok.pad_token_id, cls_token_id=tok.cls_token_id,
+                             bos_token_id=tok.cls_token_id, sep_token_id=tok.sep_token_id, eos_token_id=tok.sep_token_id)
+    _seeded(lambda: ModernBertModel(config), seed).save_pretrained(out_dir)
+    tok.save_pretrained(out_dir)
+
+
+def build_random_gemma3(texts: Sequence[str], out_dir: Path, seed: int, config: Any) -> None:
+    """A random Gemma3ForCausalLM of `config` (a published text architecture) with the chat-template tokenizer padded
+    to its vocabulary size, saved into out_dir. No LM warm-up: at real size that is a GPU job."""
+    tok = decoder_tokenizer(texts, min(config.vocab_size, REAL_SIZE_TRAINED_VOCAB), pad_to=config.vocab_size)
+    config = _with_token_ids(config, pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id,
+                             bos_token_id=tok.bos_token_id)
+    _seeded(lambda: Gemma3ForCausalLM(config), seed + 1).save_pretrained(out_dir)
     tok.save_pretrained(out_dir)

@@ -45,6 +45,7 @@ class ModeOptions:
     output_file: Optional[Path] = None
     split: Optional[str] = None
     baselines: bool = False
+    memory_gb: Optional[float] = None
 
 
 def run(mode: str, config: Config, *, sources: Optional[Mapping[str, str]] = None, **options: Any) -> int:

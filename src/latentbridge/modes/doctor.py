@@ -8,6 +8,7 @@ Exit code 0 when nothing blocks the run, 1 otherwise (each problem is listed).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import platform
@@ -31,7 +32,8 @@ from latentbridge.files import not_a_folder
 from latentbridge.models import tiny
 from latentbridge.models.backends import (DTYPES, flash_attn_available, resolve_attention, resolve_device,
                                          resolve_precision)
-from latentbridge.models.memory import estimate_adapter_stage_memory, locate_config, part_counts
+from latentbridge.models.memory import MemoryEstimate, estimate_step_memory, locate_config, part_counts
+from latentbridge.models.specs import MemoryPrecision
 from latentbridge.modes import ModeOptions
 from latentbridge.training.tracking import resolve_trackers
 
@@ -50,7 +52,7 @@ class Report:
 
 
 def run(config: Config, options: ModeOptions) -> int:
-    report = build_report(config)
+    report = build_report(config, options.memory_gb)
     if options.format == "table":
         print_report(report)
     else:
@@ -63,12 +65,15 @@ def run(config: Config, options: ModeOptions) -> int:
     return 1 if report.problems else 0
 
 
-def build_report(c: Config) -> Report:
+def build_report(c: Config, memory_gb: Optional[float] = None) -> Report:
+    """The report; with `memory_gb`, also which settings fit that much memory."""
     report = Report()
     _environment(report)
-    device, dtype = _runtime(report, c)
-    decoder_cfg, counts = _models(report, c)
-    _memory(report, c, decoder_cfg, counts, dtype, device)
+    device = _runtime(report, c)
+    encoder_cfg, decoder_cfg, counts = _models(report, c)
+    estimates = _memory(report, c, encoder_cfg, decoder_cfg, counts, device)
+    if memory_gb is not None and estimates is not None:
+        _what_fits(report, c, encoder_cfg, decoder_cfg, counts, memory_gb)
     _storage(report, c)
     _data(report, c)
     return report
@@ -90,7 +95,7 @@ def _environment(r: Report) -> None:
           "ok" if flash_attn_available() else "note")
 
 
-def _runtime(r: Report, c: Config) -> tuple[str, Any]:
+def _runtime(r: Report, c: Config) -> str:
     device, note = resolve_device(c.device)
     r.add("runtime", "device", f"{device} (requested {c.device})" + (f" - {note}" if note else ""),
           "note" if note else "ok")
@@ -105,7 +110,7 @@ def _runtime(r: Report, c: Config) -> tuple[str, Any]:
           f"{c.use_gradient_checkpointing} / {c.use_torch_compile} ({c.torch_compile_mode})")
     r.add("runtime", "tf32", *_tf32_state(c.tf32, device))
     _trackers(r, c.report_to)
-    return device, dtype
+    return device
 
 
 def _tf32_state(requested: bool, device: str) -> tuple[str, str]:
@@ -155,7 +160,7 @@ def _backbone_config(r: Report, c: Config, field_name: str, kind: str) -> Option
     return cfg
 
 
-def _models(r: Report, c: Config) -> tuple[Optional[Any], dict[str, Any]]:
+def _models(r: Report, c: Config) -> tuple[Optional[Any], Optional[Any], dict[str, Any]]:
     encoder_cfg = _backbone_config(r, c, "modernbert_model", "encoder")
     decoder_cfg = _backbone_config(r, c, "gpt2_model", "decoder")
     counts = part_counts(recipe.model_spec(c, device="cpu"), encoder_cfg, decoder_cfg)
@@ -165,27 +170,79 @@ def _models(r: Report, c: Config) -> tuple[Optional[Any], dict[str, Any]]:
         else:
             r.add("parameters", part, f"{_m(count.total)} total, {_m(count.trainable)} trainable at most, "
                                       f"{_m(count.total - count.trainable)} always frozen")
-    return decoder_cfg, counts
+    return encoder_cfg, decoder_cfg, counts
 
 
-def _memory(r: Report, c: Config, decoder_cfg: Any, counts: dict[str, Any], dtype: Any, device: str) -> None:
+def stage_estimates(c: Config, encoder_cfg: Any, decoder_cfg: Any, counts: dict[str, Any],
+                    precision: MemoryPrecision, batch_size: Optional[int] = None) -> dict[str, MemoryEstimate]:
+    """Peak memory of a training step of every planned stage (at `batch_size` instead of the stages' own)."""
+    out = {}
+    for stage in recipe.plan(c):
+        shape = recipe.step_shape(c, stage)
+        if batch_size is not None:
+            shape = dataclasses.replace(shape, batch_size=batch_size)
+        out[stage.name] = estimate_step_memory(counts, encoder_cfg, decoder_cfg, shape, precision)
+    return out
+
+
+def _memory(r: Report, c: Config, encoder_cfg: Any, decoder_cfg: Any, counts: dict[str, Any],
+            device: str) -> Optional[dict[str, MemoryEstimate]]:
     if decoder_cfg is None or any(v is None for v in counts.values()):
         r.add("memory", "estimate", "unavailable without both model configs", "note")
-        return
-    batch = max(c.stage_batch_size("pretrain_adapter"), c.stage_batch_size("finetune_adapter"))
-    est = estimate_adapter_stage_memory(counts, decoder_cfg, batch, c.prefix_len, c.max_target_len,
-                                        dtype != torch.float32,
-                                        c.use_gradient_checkpointing)
-    label = f"adapter stages, batch {batch}, prefix {c.prefix_len} + target {c.max_target_len}"
-    for what, gib in est.rows:
-        r.add("memory", what, f"{gib:.2f} GiB")
+        return None
+    try:
+        stages = {s.name: s for s in recipe.plan(c)}
+    except UserError as e:
+        r.add("memory", "estimate", f"no stage to estimate: {e}", "note")
+        return None
+    precision = recipe.memory_precision(c, device)
+    estimates = stage_estimates(c, encoder_cfg, decoder_cfg, counts, precision)
+    for name, est in estimates.items():
+        r.add("memory", f"{name} (batch {stages[name].batch_size})", f"{est.total_gib:.2f} GiB")
+    heaviest = max(estimates, key=lambda name: estimates[name].total_gib)
+    for what, gib in estimates[heaviest].rows:
+        r.add("memory", f"  {heaviest}: {what}", f"{gib:.2f} GiB")
+    total = estimates[heaviest].total_gib
+    text = (f"{total:.2f} GiB peak ({heaviest}; {describe_precision(precision)}; prefix {c.prefix_len} + target "
+            f"{c.max_target_len}; within 25% of measured peaks, docs/benchmarks.md)")
     status = "ok"
-    total = f"{est.total_gib:.2f} GiB ({label}; rough, within ~1.5x)"
     if device == "cuda":
         have = torch.cuda.get_device_properties(0).total_memory / GIB
-        total += f" of {have:.1f} GiB on the GPU"
-        status = "problem" if est.total_gib > have else "ok"
-    r.add("memory", "total", total, status)
+        text += f" of {have:.1f} GiB on the GPU"
+        status = "problem" if total > have else "ok"
+    r.add("memory", "total", text, status)
+    return estimates
+
+
+def describe_precision(p: MemoryPrecision) -> str:
+    weights = ", frozen weights bf16 (flash-attn)" if p.bf16_weights else ""
+    where = "CPU RSS" if p.cpu else "GPU"
+    return f"{p.compute}{weights}, checkpointing {'on' if p.checkpointing else 'off'}, {where}"
+
+
+FIT_BATCHES = (1, 2, 4, 8, 12, 16, 24, 32, 48, 64, 96, 128)
+FIT_PRECISIONS = (("fp32", False), ("bf16", False), ("bf16", True))  # (compute, frozen weights in bf16)
+
+
+def _what_fits(r: Report, c: Config, encoder_cfg: Any, decoder_cfg: Any, counts: dict[str, Any], gib: float) -> None:
+    """For each precision and checkpointing choice: the largest batch size (every stage at that batch) whose
+    heaviest step fits `gib`, and whether the configured batch sizes fit. For the configured device, not this
+    machine's: a GPU run is planned from any machine."""
+    cpu = c.device == "cpu"
+    section = f"fits in {gib:g} GiB"
+    for compute, bf16_weights in FIT_PRECISIONS:
+        for checkpointing in (True, False):
+            p = MemoryPrecision(compute=compute, bf16_weights=bf16_weights, checkpointing=checkpointing, cpu=cpu)
+
+            def peak(batch: Optional[int]) -> float:
+                estimates = stage_estimates(c, encoder_cfg, decoder_cfg, counts, p, batch)
+                return max(e.total_gib for e in estimates.values())
+
+            largest = max((b for b in FIT_BATCHES if peak(b) <= gib), default=None)
+            configured = peak(None)
+            value = (f"largest batch {largest}" if largest else "not even batch 1")
+            value += f"; the configured batch sizes: {configured:.1f} GiB, {'fit' if configured <= gib else 'do not fit'}"
+            r.add(section, describe_precision(p), value, "ok" if configured <= gib else "note")
 
 
 def _existing_ancestor(path: Path) -> Path:

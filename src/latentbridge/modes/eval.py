@@ -54,7 +54,7 @@ def evaluate(loaded: TrainedModel, split: str | None = None, baselines: bool = F
     c = loaded.config
     split = split or c.test_split
     spec = recipe.data_spec(c)
-    examples = load_dialogue_split(spec, split).examples
+    examples = load_dialogue_split(spec, split, c.eval_max_samples).examples
     if not examples:
         raise UserError(f"Split {split!r} of {c.dataset_name} has no (dialogue, summary) pairs to evaluate; "
                         "choose another with --split.")

@@ -29,6 +29,7 @@ from latentbridge.models.bridge import LatentBridge, build_model
 from latentbridge.modes import ModeOptions
 from latentbridge.training.checkpoint import (ConfigFingerprint, LoadedCheckpoint, find_latest, load_checkpoint,
                                               load_model_file, restore)
+from latentbridge.training import sharding
 from latentbridge.training.metrics import METRICS_FILE
 from latentbridge.training.plots import PLOTS_DIR, write_plots
 from latentbridge.training.progress import ProgressDisplay
@@ -145,7 +146,8 @@ def _train(config: Config, options: ModeOptions, stages: tuple[Stage, ...], acce
                              allow_build=config.run_preprocessing).cache
     fingerprint = recipe.checkpoint_fingerprint(config)
     resume = resolve_resume(options.resume, config, fingerprint, display.message)
-    model = build_model(recipe.model_spec(config, device=str(accelerator.device)), seed=config.seed)
+    model = build_model(recipe.model_spec(config, device=str(accelerator.device)), seed=config.seed,
+                        on_device=not sharding.wants_sharding(accelerator))  # the trainer shards it there
     load_cache_encoder_state(cache, model.encoder)  # the compressor the cached latents came from
     if resume is None:
         _start_from_pretrain_best(config, model, stages, fingerprint, display.message)

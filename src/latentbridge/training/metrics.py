@@ -38,7 +38,7 @@ class StepMetrics:
     grad_norm: float | None = None
     samples_per_s: float | None = None
     tokens_per_s: float | None = None
-    memory_gb: float | None = None  # peak accelerator memory (or process RSS on CPU)
+    memory_gb: float | None = None  # peak memory of the stage so far: allocated CUDA memory, or peak RSS on CPU
     global_step: int | None = None  # optimizer steps over the whole pipeline
     split: str = "train"
     extra: Mapping[str, Any] = field(default_factory=dict)

@@ -44,6 +44,7 @@ from latentbridge.training.checkpoint import (MODEL_TENSORS, STATE_TENSORS, Asyn
 from latentbridge.training.metrics import MetricsWriter, StepMetrics, tracker_values
 from latentbridge.training.schedule import build_scheduler, optimizer_steps, warmup_steps_for
 from latentbridge.training.stages import Stage
+from latentbridge.training import sharding
 from latentbridge.training.progress import NullDisplay, ProgressDisplay
 
 
@@ -79,6 +80,7 @@ class TrainSettings:
     early_stopping_patience: Optional[int] = None  # validations without improvement that end a stage
     best_model_metric: str = "loss"  # or "rougeL" (token stages with eval_rouge_samples; others use the loss)
     stop_after_steps: Optional[int] = None  # checkpoint and stop after this many optimizer steps in all (smoke runs)
+    shard_layers: Optional[bool] = None  # FSDP over the backbone layers (training/sharding.py); None: if accelerate's FSDP
 
 
 @dataclass
@@ -191,10 +193,26 @@ def frozen_subtrees(module: nn.Module) -> list[nn.Module]:
 TextScorer = Callable[[list[str], list[str]], Mapping[str, float]]  # (outputs, references) -> {"rougeL": ...}
 
 
-def _memory_gb(device: torch.device, process: psutil.Process) -> float:
+def reset_peak_memory(device: torch.device) -> None:
+    """Start a new peak: each stage reports its own (on Linux the process's RSS high-water mark is reset)."""
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+        return
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+    except OSError:  # not Linux: the CPU figure is then the current RSS
+        pass
+
+
+def peak_memory_gb(device: torch.device) -> float:
+    """Peak memory since `reset_peak_memory`: allocated CUDA memory, or the process's peak RSS on a CPU."""
     if device.type == "cuda":
         return torch.cuda.max_memory_allocated(device) / 2**30
-    return process.memory_info().rss / 2**30
+    try:
+        status = Path("/proc/self/status").read_text()
+        return int(status.split("VmHWM:")[1].split()[0]) / 2**20  # kB
+    except (OSError, IndexError):
+        return psutil.Process().memory_info().rss / 2**30
 
 
 class Trainer:
@@ -221,7 +239,9 @@ class Trainer:
         self._frozen: list[nn.Module] = []
         self._last_saved_step: Optional[int] = None
         self._trainable: dict[str, int] = {}  # stage -> trainable parameters
-        self._process = psutil.Process()  # made once: creating it reads /proc, ~1 ms a metrics line
+        self.sharded = sharding.wants_sharding(self.accelerator) if settings.shard_layers is None else settings.shard_layers
+        if self.sharded and not sharding.is_sharded(model):
+            sharding.shard_layers(model, self.accelerator.device)
 
     # ------------------------------------------------------------------ the pipeline
 
@@ -260,15 +280,20 @@ class Trainer:
         total_steps = steps_per_epoch * stage.epochs
         optimizer = torch.optim.AdamW(params, lr=self.s.learning_rate, weight_decay=self.s.weight_decay)
         scheduler = self._scheduler(optimizer, total_steps)
-        objective = self.accelerator.prepare(StageObjective(self.model, stage, self.s.max_seq_len, self.s.max_target_len))
+        objective = StageObjective(self.model, stage, self.s.max_seq_len, self.s.max_target_len)
+        if not self.sharded:  # DDP; sharded layers reduce their own gradients, train_step averages the rest
+            objective = self.accelerator.prepare(objective)
         if resume is not None:
             restore_optimizer(resume.path / STATE_TENSORS, optimizer, resume.optimizer)
+            if self.sharded:
+                sharding.shard_optimizer_state(optimizer)
             restore(resume.path / "state.json", "scheduler", scheduler.load_state_dict, resume.scheduler)
             restore(resume.path / STATE_TENSORS, "random generator", restore_rng_state, resume.rng)
         self.display.start_stage(stage.name, st.stage_index + 1, len(self.stages), epochs=stage.epochs,
                                  steps_per_epoch=steps_per_epoch, start_step=st.step)
         self.checkpointer.prepare(self._train_state(stage, st, optimizer, scheduler))  # allocate copy buffers now
         self._train_modes(objective)
+        reset_peak_memory(self.accelerator.device)
         window = _LogWindow(time.perf_counter())
 
         ended_early = False
@@ -326,8 +351,7 @@ class Trainer:
                 acc.backward(out["loss"] / len(micro_batches))
             for k, v in out.items():
                 sums[k] = v.detach() if k not in sums else sums[k] + v.detach()
-        grad_norm = (acc.clip_grad_norm_(params, self.s.max_grad_norm) if self.s.max_grad_norm > 0
-                     else torch.linalg.vector_norm(torch.stack([p.grad.norm() for p in params if p.grad is not None])))
+        grad_norm = self._sync_and_clip(params)
         self.checkpointer.wait_for_copy()  # a save in flight may still be copying the weights and moments
         optimizer.step()
         scheduler.step()
@@ -345,6 +369,16 @@ class Trainer:
         objective.train()
         for module in self._frozen:
             module.eval()
+
+    def _sync_and_clip(self, params: list[nn.Parameter]) -> torch.Tensor:
+        """Average what DDP does not (the replicated parameters of a sharded model), clip to max_grad_norm (0: only
+        measure), return the norm."""
+        if self.sharded:
+            sharding.average_replicated_grads(params)
+            return sharding.clip_grad_norm_(params, self.s.max_grad_norm)
+        if self.s.max_grad_norm > 0:
+            return self.accelerator.clip_grad_norm_(params, self.s.max_grad_norm)
+        return torch.linalg.vector_norm(torch.stack([p.grad.norm() for p in params if p.grad is not None]))
 
     # ------------------------------------------------------------------ data
 
@@ -378,6 +412,8 @@ class Trainer:
         acc = self.accelerator
         objective = StageObjective(self.model, stage, self.s.max_seq_len, self.s.max_target_len).eval()
         indices = list(range(len(data.validation)))[acc.process_index::acc.num_processes]
+        if self.sharded:  # each forward gathers the sharded layers from every rank: all ranks run as many
+            indices = indices[: len(data.validation) // acc.num_processes]
         sums: dict[str, torch.Tensor] = {}
         n = 0
         for batch in self._loader(data.validation, indices, stage.batch_size, data.collate):
@@ -450,7 +486,7 @@ class Trainer:
             st.best[stage.name] = val["total"]
             st.best_scores[stage.name] = rouge["rougeL"] if self._metric(stage) == "rougeL" else val["total"]
         path = self._best_path(stage)
-        self.checkpointer.save_model(path, self.model.trainable_state_dict(), config=self.config,
+        self.checkpointer.save_model(path, self._trainable_state(), config=self.config,
                                      step=st.global_step, stage=stage.name)
         self.display.message(f"{stage.name} epoch {st.epoch + 1} step {st.step}: best so far, saving {path.name}")
 
@@ -460,7 +496,7 @@ class Trainer:
         self.accelerator.wait_for_everyone()  # rank 0 has committed the best file before anyone reads it
         best = self._best_path(stage)
         if best.exists():
-            restore(best, "model", self.model.load_trainable_state_dict, load_model_file(best).model)
+            restore(best, "model", self._load_trainable, load_model_file(best).model)
         st.stage_index += 1
         st.epoch = st.batch_in_epoch = st.step = st.evals_since_best = 0
         st.best_val = math.inf
@@ -469,7 +505,7 @@ class Trainer:
         if not self.stages:
             return None
         path = self.s.checkpoint_dir / self.s.handoff_filename
-        self.checkpointer.save_model(path, self.model.trainable_state_dict(), config=self.config,
+        self.checkpointer.save_model(path, self._trainable_state(), config=self.config,
                                      step=state.global_step, stage=self.stages[-1].name)
         self.checkpointer.wait()
         self.display.message(f"hand-off model written to {path}")
@@ -508,7 +544,7 @@ class Trainer:
 
     @torch.no_grad()
     def _show_sample(self, stage: Stage, data: StageData) -> None:
-        if not self.accelerator.is_main_process:
+        if not self.accelerator.is_main_process and not self.sharded:  # sharded: every rank takes part, rank 0 shows
             return
         batch = _to_device(data.collate([data.validation[0]]), self.accelerator.device)
         output = self._greedy(stage, batch, self.s.sample_max_tokens)[0]
@@ -533,9 +569,21 @@ class Trainer:
         self.accelerator.log(tracker_values(m), step=m.global_step)
 
     def _train_state(self, stage: Stage, st: LoopState, optimizer, scheduler) -> TrainState:
-        return TrainState(stage=stage.name, model=self.model.trainable_state_dict(), optimizer=optimizer.state_dict(),
+        optimizer_state = sharding.gathered(optimizer.state_dict()) if self.sharded else optimizer.state_dict()
+        return TrainState(stage=stage.name, model=self._trainable_state(), optimizer=optimizer_state,
                           scheduler=scheduler.state_dict(), loop=st.to_json(), rng=capture_rng_state(),
                           config=self.config)
+
+    def _trainable_state(self) -> dict[str, torch.Tensor]:
+        """The model's trained tensors, whole (gathered from the ranks' shards when sharded: every rank calls)."""
+        state = self.model.trainable_state_dict()
+        return sharding.gathered(state) if self.sharded else state
+
+    def _load_trainable(self, state: Mapping[str, torch.Tensor]) -> None:
+        if self.sharded:
+            sharding.load_sharded(self.model, state)
+        else:
+            self.model.load_trainable_state_dict(state)
 
     def _save(self, stage: Stage, st: LoopState, optimizer, scheduler) -> None:
         self.checkpointer.save(st.global_step, self._train_state(stage, st, optimizer, scheduler))
@@ -550,7 +598,7 @@ class Trainer:
         m = StepMetrics(stage=stage.name, epoch=st.epoch, step=st.step, losses=window.mean(), lr=scheduler.get_last_lr()[0],
                         grad_norm=grad_norm, samples_per_s=window.samples / seconds,
                         tokens_per_s=window.tokens / seconds if window.tokens else None,
-                        memory_gb=_memory_gb(self.accelerator.device, self._process), global_step=st.global_step)
+                        memory_gb=peak_memory_gb(self.accelerator.device), global_step=st.global_step)
         self._record(m)
 
     def _should_stop(self, st: LoopState) -> bool:
@@ -591,7 +639,7 @@ class Trainer:
         if st.plan != plan:
             raise UserError(f"checkpoint {resume.path} belongs to a run with stages {st.plan}; this run plans {plan}. "
                             "Use the same pipeline settings, or start fresh with another --checkpoint-dir.")
-        restore(resume.path / MODEL_TENSORS, "model", self.model.load_trainable_state_dict, resume.model)
+        restore(resume.path / MODEL_TENSORS, "model", self._load_trainable, resume.model)
         self.display.message(f"resuming from {resume.path} (stage {resume.stage}, step {st.global_step})")
         return st
 

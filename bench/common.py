@@ -1,0 +1,128 @@
+"""What the real-size benchmarks share: the random published-size assets as Config fields, synthetic full-length
+batches, and one stage's training step exactly as the trainer runs it (Trainer.train_step).
+
+Used by bench/bench_memory.py (peak memory against the doctor's estimate), bench/bench_gpu.py (throughput, MFU)
+and bench/real_size.py. Imports torch lazily so `--help` stays quick.
+"""
+
+from __future__ import annotations
+
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))
+
+REAL_SIZE_ROOT = ROOT / "cache" / "real_size"
+# The real-size check's lengths and batch (bench/real_size.py): the bundled corpus' summaries are <= 24 tokens
+# and its pretraining segments ~40, so targets of 32 are mostly full, as the doctor's estimate assumes.
+CHECK_SETTINGS = {"batch_size": 4, "max_target_len": 32, "max_seq_len": 128, "max_generation_length": 16}
+
+
+def asset_fields(assets: Any) -> dict[str, str]:
+    """Config fields pointing a run at built assets (latentbridge.assets.TinyAssets): models, corpus."""
+    data = assets.data_dir
+    return {"modernbert_model": str(assets.encoder_dir), "gpt2_model": str(assets.decoder_dir),
+            "dataset_name": str(data / "samsum"), "wikitext_dataset": str(data / "pretrain" / "wikitext.jsonl"),
+            "arxiv_dataset": str(data / "pretrain" / "arxiv.jsonl"),
+            "english_pretrain_dataset": str(data / "pretrain" / "english.jsonl")}
+
+
+def synthetic_batch(model: Any, stage: Any, batch_size: int, encoder_len: int, target_len: int, seed: int = 0) -> dict:
+    """A cache-shaped batch in which every text is as long as the config allows (the doctor's worst case): full
+    latent sequences, `target_len` target ids, and texts of `encoder_len` encoder tokens for stages that encode."""
+    import torch
+
+    from latentbridge.data.loader import Collate
+
+    g = torch.Generator().manual_seed(seed)
+    K, D = model.spec.encoder.latent_seq_len, model.spec.encoder.latent_dim
+    vocab = model.decoder.model.config.vocab_size
+    rows = []
+    for i in range(batch_size):
+        ids = torch.randint(10, vocab, (target_len,), generator=g)
+        ids[-1] = model.decoder.end_id
+        latents = [torch.nn.functional.normalize(torch.randn(K, D, generator=g), dim=-1).numpy() for _ in range(2)]
+        rows.append({"index": i, "input_latents": latents[0], "target_latents": latents[1], "target_ids": ids.numpy(),
+                     "target_attention_mask": torch.ones(target_len, dtype=torch.long).numpy()})
+    batch = Collate(target_pad_id=model.decoder.pad_id)(rows)
+    if not stage.uses_cache:
+        words = " ".join(f"word{i % 97}" for i in range(encoder_len * 2))  # longer than the limit: truncated to it
+        batch["text"] = batch["target_text"] = [words] * batch_size
+    return batch
+
+
+@dataclass
+class StageStep:
+    """One stage's training step on `model` as Trainer.train_step runs it (accelerate autocast, clipping, AdamW)."""
+
+    model: Any
+    stage: Any
+    mixed_precision: str = "no"  # "bf16": autocast (also on a CPU, to measure what a GPU run holds)
+    max_seq_len: int = 512
+    max_target_len: int = 256
+    learning_rate: float = 1e-5
+    _parts: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        import torch
+        from accelerate import Accelerator
+
+        from latentbridge.models.bridge import set_trainable
+        from latentbridge.training.checkpoint import config_fingerprint
+        from latentbridge.training.trainer import StageObjective, Trainer, TrainSettings, frozen_subtrees
+
+        device = next(self.model.parameters()).device
+        set_trainable(self.model, self.stage.trains)
+        accelerator = Accelerator(cpu=device.type == "cpu", mixed_precision=self.mixed_precision)
+        work = Path(tempfile.mkdtemp(prefix="latentbridge-bench-"))
+        settings = TrainSettings(learning_rate=self.learning_rate, checkpoint_dir=work / "ckpt", run_dir=work / "run",
+                                 async_checkpointing=False)
+        trainer = Trainer(self.model, (self.stage,), lambda s: None, settings, fingerprint=config_fingerprint({}),
+                          config={}, accelerator=accelerator)
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        optimizer = torch.optim.AdamW(params, lr=self.learning_rate)
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
+        objective = accelerator.prepare(StageObjective(self.model, self.stage, self.max_seq_len, self.max_target_len))
+        trainer._frozen = frozen_subtrees(self.model)  # as Trainer._run_stage sets it: frozen parts in eval mode
+        self._parts = {"trainer": trainer, "objective": objective, "params": params, "optimizer": optimizer,
+                       "scheduler": scheduler}
+
+    def run(self, batch: dict) -> float:
+        """One optimizer step on `batch`; returns its seconds (CUDA synchronised)."""
+        import torch
+
+        p = self._parts
+        sync = torch.cuda.synchronize if torch.cuda.is_available() else (lambda: None)
+        sync()
+        start = time.perf_counter()
+        p["trainer"].train_step(p["objective"], p["params"], p["optimizer"], p["scheduler"], [batch])
+        sync()
+        return time.perf_counter() - start
+
+    def close(self) -> None:
+        self._parts["trainer"].checkpointer.close()
+
+
+def stage_by_name(config: Any, name: str) -> Any:
+    from latentbridge import recipe
+
+    stages = {s.name: s for s in recipe.plan(config)}
+    if name not in stages:
+        raise SystemExit(f"stage {name!r} is not in this config's plan ({', '.join(stages)})")
+    return stages[name]
+
+
+def table(header: list[str], rows: list[list[Any]]) -> str:
+    """A Markdown table."""
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def fmt(value: Optional[float], digits: int = 2) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
