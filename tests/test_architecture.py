@@ -31,7 +31,8 @@ LAYERS = (  # bottom to top; the groups inside one layer are peers that never im
     ("modes",),
     ("cli", "__init__"),
 )
-GROUP_OF = {"errors": "base", "files": "base", "config_sources": "config", "config_docs": "config"}
+GROUP_OF = {"errors": "base", "files": "base", "text_template": "base", "config_sources": "config",
+            "config_docs": "config", "pretrain_mix": "config"}
 # Groups whose modules stay free of torch at import: what `import latentbridge`, `--help` and `--mode config`
 # load, and the recipe, which every layer above it may import cheaply.
 LIGHT_ENTRY_POINTS = (PACKAGE, f"{PACKAGE}.cli", f"{PACKAGE}.modes.show_config", f"{PACKAGE}.config_docs",
@@ -43,6 +44,7 @@ HEAVY = ("torch", "transformers", "accelerate", "datasets", "safetensors.torch",
 DEFERRED_WITH_REASON = {
     "yaml": "only config files, --format yaml and --save-config need it; --help stays within its budget",
     "huggingface_hub": "snapshot_download loads an HTTP stack (0.4 s); only hub model names need it",
+    "pyarrow": "pyarrow.parquet takes ~0.3 s to import; only parquet data files need it",
 }
 # Imports that must stay inside a function whatever the module: probes of optional packages.
 PROBES = {("models.backends", "flash_attn"): "flash-attn is optional and a broken build raises anything"}

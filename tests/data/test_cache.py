@@ -125,7 +125,7 @@ def slow(ids, mask):
     return inner(ids, mask)
 ds = corpus_data_spec(Path({corpus!r}), dialogue_max_train=64)
 build_cache(Path({root!r}), {{"model": "fake"}}, lambda: {{"dialogue": load_collection(ds, "dialogue")}},
-            lambda: (fake_tokenizers(tok), slow), small_cache_spec(batch_size=4, chunk_batches=1), log=print)
+            lambda: (fake_tokenizers(tok), slow), small_cache_spec(batch_size=4, chunk_size=4), log=print)
 """
 
 

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
-from latentbridge.caching import ensure_cache
+from latentbridge.caching import ensure_cache, process_shards
 from latentbridge.config import Config
 from latentbridge.modes import ModeOptions
 from latentbridge.ui.cache_progress import console_progress
 
 
 def run(config: Config, options: ModeOptions) -> int:
-    result = ensure_cache(config, console_progress(use_rich=config.use_tui))
+    shards = process_shards(config)  # under torchrun / accelerate launch every rank encodes its share
+    result = ensure_cache(config, console_progress(use_rich=config.use_tui), shards=shards)
+    if shards.rank != 0:
+        return 0
     m = result.cache.manifest
     for rel, entry in sorted(m["splits"].items()):
         skipped = sum(entry["skipped"].values())

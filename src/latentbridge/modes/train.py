@@ -79,9 +79,9 @@ def run(config: Config, options: ModeOptions, *, stop_after_steps: Optional[int]
     set_seed(config.seed)  # python, numpy, torch (+cuda): dropout and everything else drawn globally
     display = make_progress_display(config.use_tui, accelerator.is_main_process)
     try:
-        with accelerator.main_process_first():  # rank 0 builds the cache, the others then reuse it
-            cache = ensure_cache(config, console_progress(use_rich=config.use_tui), log=display.message,
-                                 allow_build=config.run_preprocessing).cache
+        # every rank encodes its share of a cache build; rank 0 merges the shards and speaks for it
+        cache = ensure_cache(config, console_progress(use_rich=config.use_tui), log=display.message,
+                             allow_build=config.run_preprocessing).cache
         fingerprint = recipe.checkpoint_fingerprint(config)
         resume = resolve_resume(options.resume, config, fingerprint, display.message)
         model = build_model(recipe.model_spec(config, device=str(accelerator.device)), seed=config.seed)
