@@ -430,7 +430,8 @@ def _cross_field_problems(c: Config) -> list[Problem]:
         problems.append(Problem("num_encoder_unfrozen_layers", 0,
                                 "at least 1 with training_phase phase2, which trains the encoder"))
     if c.pretrain_mix is not None and (why := mix_syntax_problem(c.pretrain_mix)):
-        problems.append(Problem("pretrain_mix", c.pretrain_mix, f"a mix file, FILE:NAME or SOURCE[:WEIGHT],... ({why})"))
+        problems.append(Problem("pretrain_mix", c.pretrain_mix,
+                                f"a mix file, FILE:NAME or SOURCE[:WEIGHT],... ({why})"))
     names = ("pretrain_best_model_filename", "finetune_best_model_filename", "handoff_best_model_filename")
     if len({getattr(c, n) for n in names}) < len(names):
         problems.append(Problem("handoff_best_model_filename", c.handoff_best_model_filename,

@@ -144,7 +144,8 @@ def _uses_own_texts(c: Config) -> bool:
         return False
     bundled = Path(c.tiny_assets_dir) / "data"
     return not _same_path(c.dataset_name, bundled / "samsum") and all(
-        _same_path(getattr(c, field), bundled / "pretrain" / f"{name}.jsonl") for name, field in PRETRAIN_FIELDS.items())
+        _same_path(getattr(c, field), bundled / "pretrain" / f"{name}.jsonl")
+        for name, field in PRETRAIN_FIELDS.items())
 
 
 def mix_sources(c: Config) -> tuple[MixSource, ...]:

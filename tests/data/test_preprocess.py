@@ -15,7 +15,8 @@ from latentbridge.data.cache import MANIFEST, SplitWriter, open_cache
 from latentbridge.data.preprocess import SHARDS_DIR, build_cache
 from latentbridge.data.rows import Skips
 from latentbridge.data.sources import Example, PretrainSource, SplitStream, load_collection
-from tests.factories import FakeEncoder, corpus_data_spec, fake_tokenizers, small_cache_spec, thread_shards
+from tests.factories import (FakeEncoder, corpus_data_spec, fake_tokenizers, make_tokenizer, small_cache_spec,
+                             thread_shards)
 
 
 def _splits(small_corpus_dir, **data):
@@ -121,13 +122,14 @@ def _manifest(folder: Path) -> dict:
     return manifest
 
 
-def _sharded(root, load_splits, tok, spec, count=2, fail_rank=None):
+def _sharded(root, load_splits, spec, count=2, fail_rank=None):
     """build_cache on `count` threads as ranks; the rank `fail_rank` fails in its second encode call."""
     shards, barrier = thread_shards(count)
     results, errors = [None] * count, [None] * count
 
     def rank(r):
-        enc = FakeEncoder(len(tok))
+        own = make_tokenizer()  # a fast tokenizer keeps its truncation length between calls: one per thread
+        enc = FakeEncoder(len(own))
         if r == fail_rank:
             calls = Counter()
 
@@ -138,7 +140,7 @@ def _sharded(root, load_splits, tok, spec, count=2, fail_rank=None):
                 return inner(ids, mask)
             enc = failing
         try:
-            results[r] = _build(root, load_splits, tok, enc, spec, shards=shards[r])
+            results[r] = _build(root, load_splits, own, enc, spec, shards=shards[r])
         except BaseException as e:  # torchrun stops the other ranks when one dies; the barrier does here
             errors[r] = e
             barrier.abort()
@@ -155,7 +157,7 @@ def _sharded(root, load_splits, tok, spec, count=2, fail_rank=None):
 def test_a_sharded_build_equals_a_single_process_build(tmp_path, small_corpus_dir, tokenizer, fmt):
     spec = small_cache_spec(format=fmt, batch_size=4, chunk_size=12, store_text=True)
     single = _build(tmp_path / "one", _splits(small_corpus_dir), tokenizer, FakeEncoder(len(tokenizer)), spec).cache
-    results, errors = _sharded(tmp_path / "two", _splits(small_corpus_dir), tokenizer, spec)
+    results, errors = _sharded(tmp_path / "two", _splits(small_corpus_dir), spec)
     assert errors == [None, None]
     assert results[0].cache.folder == results[1].cache.folder == tmp_path / "two" / single.folder.name
     sharded = results[0].cache
@@ -170,7 +172,7 @@ def test_a_sharded_build_equals_a_single_process_build(tmp_path, small_corpus_di
 
 def test_an_interrupted_sharded_build_never_looks_complete(tmp_path, small_corpus_dir, tokenizer):
     spec = small_cache_spec(batch_size=4, chunk_size=12)
-    results, errors = _sharded(tmp_path, _splits(small_corpus_dir), tokenizer, spec, fail_rank=1)
+    results, errors = _sharded(tmp_path, _splits(small_corpus_dir), spec, fail_rank=1)
     assert isinstance(errors[1], RuntimeError) and errors[0] is not None and results == [None, None]
     assert not list(tmp_path.rglob(MANIFEST)) and not list(tmp_path.iterdir())  # rank 0 removed the build
     again = _build(tmp_path, _splits(small_corpus_dir), tokenizer, FakeEncoder(len(tokenizer)), spec)
@@ -184,6 +186,6 @@ def test_ranks_reuse_a_complete_cache_together(tmp_path, small_corpus_dir, token
     def boom():
         raise AssertionError("must not load data when the cache is reused")
 
-    results, errors = _sharded(tmp_path, boom, tokenizer, spec)
+    results, errors = _sharded(tmp_path, boom, spec)
     assert errors == [None, None] and all(r.reused and r.cache.folder == built.folder for r in results)
     assert np.array_equal(results[1].cache.split("dialogue", "train").sources, built.split("dialogue", "train").sources)

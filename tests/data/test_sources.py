@@ -66,6 +66,16 @@ def test_malformed_csv_rows_are_skipped_with_their_line_numbers(tmp_path):
                                             "invalid_utf8": {"count": 1, "unit": "line", "first": [5]}}
 
 
+def test_rows_of_a_json_array_are_numbered_by_item(tmp_path):
+    path = tmp_path / "train.json"
+    path.write_bytes(b'[{"dialogue": "A: hi", "summary": "A greets."}, 7, {"dialogue": "", "summary": "x"},'
+                     b' {"dialogue": "A: \xff", "summary": "y"}, {"dialogue": "A: bye", "summary": "A leaves."}]')
+    out = load_dialogue_split(DataSpec(str(path)), "train")
+    assert [e.target_text for e in out.examples] == ["A greets.", "A leaves."]
+    assert out.skipped.describe() == [f"{path}: 1 malformed JSON (item 2), 1 missing or empty text (item 3), "
+                                      "1 invalid UTF-8 (item 4)"]
+
+
 def test_only_the_first_line_numbers_are_kept_but_every_row_is_counted(tmp_path):
     path = tmp_path / "train.jsonl"
     path.write_text("".join("not json\n" if i % 2 else json.dumps({"dialogue": f"A: {i}", "summary": "s"}) + "\n"
@@ -178,7 +188,8 @@ def test_folder_of_shards_is_one_train_split(tmp_path):
 
 
 def _documents(path, n, tag, column="text"):
-    return _jsonl(path, [{column: f"{tag} document {i} begins here. It ends a sentence later.", "n": i} for i in range(n)])
+    return _jsonl(path, [{column: f"{tag} document {i} begins here. It ends a sentence later.", "n": i}
+                         for i in range(n)])
 
 
 def test_weighted_mix_is_realised_within_a_few_percent(tmp_path):

@@ -409,13 +409,16 @@ class CacheSplit:
         if self.layout:
             self._open_columns()
 
-    def _open_columns(self) -> dict[str, np.ndarray]:
-        if self._columns is None:  # memmaps are opened per process, never pickled
+    def _open_columns(self) -> dict[str, Any]:
+        """The array columns as torch tensors over their memory maps, opened once per process, never pickled."""
+        import torch  # only reading npy columns needs it; the recipe imports this module torch-free
+
+        if self._columns is None:
             cols = {}
             for name in list(self.layout) + ["lengths"]:
                 p = self.folder / f"{self.rel}.{name}.npy"
-                try:
-                    cols[name] = np.load(p, mmap_mode="r")
+                try:  # copy-on-write ("c"): a writable array torch can wrap; nothing is ever written to it
+                    cols[name] = torch.from_numpy(np.load(p, mmap_mode="c"))
                 except (ValueError, OSError) as e:
                     raise _corrupt(p, f"unreadable array: {e}") from e
                 if len(cols[name]) != self.count:
@@ -457,37 +460,40 @@ class CacheSplit:
         if self.layout:
             batch = self._column_batch(np.asarray([int(i)]))
             for key, value in batch.items():
-                if key.endswith("_latent_mask"):
-                    continue
                 if key.endswith("_latents"):
-                    rec[key] = value[0][batch[key[:-1] + "_mask"][0]]
-                elif key in ("target_ids", "input_ids", "target_attention_mask", "attention_mask"):
-                    rec[key] = value[0][: int(batch[_MASK_OF[key]][0].sum())]
+                    rec[key] = value[0][batch[key[:-1] + "_mask"][0]].numpy()
+                elif key in _MASK_OF:
+                    rec[key] = value[0][: int(batch[_MASK_OF[key]][0].sum())].numpy()
         return rec
 
-    def _column_batch(self, rows: np.ndarray) -> dict[str, np.ndarray]:
-        """npy format: padded arrays for `rows` (each trimmed to the batch's longest row) with masks."""
+    def _column_batch(self, rows: np.ndarray) -> dict[str, Any]:
+        """npy format: padded tensors for `rows` (each trimmed to the batch's longest row), int8 latents
+        dequantised, with masks. Gathered with torch's index_select straight from the memory maps: 1.5x faster
+        here than numpy's fancy indexing into arrays, then converting (docs/benchmarks.md)."""
+        import torch  # only reading npy columns needs it; the recipe imports this module torch-free
+
         cols = self._open_columns()
+        index = torch.from_numpy(rows)
         names = list(self.layout)
-        lengths = np.asarray(cols["lengths"][rows])                            # (B, C)
-        out: dict[str, np.ndarray] = {}
+        lengths = cols["lengths"].index_select(0, index)                       # (B, C)
+        out: dict[str, Any] = {}
         for side in ("input", "target"):
             c = names.index(f"{side}_latents")
             k = max(1, int(lengths[:, c].max()))
-            x = np.asarray(cols[f"{side}_latents"][rows, :k])                  # (B, k, D)
+            x = cols[f"{side}_latents"].index_select(0, index)[:, :k]          # (B, k, D)
             if self.int8:
-                x = dequantize_int8(x, np.asarray(cols[f"{side}_scales"][rows, :k]))
-            mask = np.arange(k)[None, :] < lengths[:, c][:, None]               # (B, k)
-            out[f"{side}_latents"], out[f"{side}_latent_mask"] = x.astype(np.float32, copy=False), mask
+                x = x.float().mul_(cols[f"{side}_scales"].index_select(0, index)[:, :k, None])
+            out[f"{side}_latents"] = x.contiguous()
+            out[f"{side}_latent_mask"] = torch.arange(k)[None, :] < lengths[:, c, None]  # (B, k)
         for ids, mask_name in (("target_ids", "target_attention_mask"), ("input_ids", "attention_mask")):
             source = ids if ids in names else mask_name if mask_name in names else None
             if source is None:
                 continue
             c = names.index(source)
             width = max(1, int(lengths[:, c].max()))
-            mask = (np.arange(width)[None, :] < lengths[:, c][:, None]).astype(np.int64)
+            mask = (torch.arange(width)[None, :] < lengths[:, c, None]).long()
             if ids in names:
-                out[ids] = np.asarray(cols[ids][rows, :width], dtype=np.int64)
+                out[ids] = cols[ids].index_select(0, index)[:, :width].long()
             if mask_name in self.fields:
                 out[mask_name] = mask
             out[_MASK_OF[ids]] = mask
@@ -505,12 +511,7 @@ class CacheSplit:
             raise TypeError("get_batch needs the npy format; use Collate over records for jsonl")
         if len(rows) and (rows.min() < 0 or rows.max() >= self.count):
             raise IndexError(rows)
-        arrays = self._column_batch(rows)
-        batch: dict[str, Any] = {}
-        for key, value in arrays.items():
-            if key.startswith("_"):
-                continue
-            batch[key] = torch.from_numpy(value)
+        batch = {key: value for key, value in self._column_batch(rows).items() if not key.startswith("_")}
         batch["index"] = torch.from_numpy(rows.copy())
         batch["source"] = [self.source_names[c] for c in self.sources[rows]]
         if metadata:

@@ -4,7 +4,11 @@ The encode function is any callable `encode(input_ids (B,T) long, attention_mask
 (B,K,D)` (or `(latents, latent_mask (B,K))` when K varies per row); it owns its device and dtype.
 Inputs are tokenised with the encoder tokenizer (max_seq_len), targets twice: with the encoder tokenizer
 (max_target_len) for target latents and with the decoder tokenizer for target ids (text tokens + EOS,
-at most max_target_len).
+at most max_target_len); texts longer than that are cut and counted.
+
+`build_cache` streams: each split is read `chunk_size` examples at a time, and a chunk is encoded and
+appended to the split's files before the next one is read, so memory does not grow with the data. With
+several processes (`Shards`), chunk j goes to rank j % N; rank 0 merges the ranks' shards in chunk order.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ import itertools
 import json
 import shutil
 import time
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Mapping, Optional, Sequence
@@ -67,7 +72,8 @@ class CacheSpec:
 # --- tokenising ------------------------------------------------------------------------------
 
 
-def _tokenize(tokenizer, texts: Sequence[str], max_len: int, special: bool = True) -> tuple[list[list[int]], list[bool]]:
+def _tokenize(tokenizer, texts: Sequence[str], max_len: int,
+              special: bool = True) -> tuple[list[list[int]], list[bool]]:
     """(token ids cut to `max_len`, whether each text was cut). A text is cut when it was longer than
     CHARS_PER_TOKEN_LIMIT characters a token or the tokenizer truncated it (fast tokenizers keep the rest as
     `overflowing`; a slow one is only checked by characters)."""
@@ -247,7 +253,8 @@ def npy_rows(chunk: Chunk, spec: CacheSpec, layout: Mapping[str, Sequence]) -> t
     SplitWriter.layout (name -> [width, inner, dtype, pad])."""
     n = len(chunk.examples)
     names = list(layout)
-    blocks = {name: np.full((n, width, *inner), pad, dtype=dtype) for name, (width, inner, dtype, pad) in layout.items()}
+    blocks = {name: np.full((n, width, *inner), pad, dtype=dtype)
+              for name, (width, inner, dtype, pad) in layout.items()}
     lengths = np.zeros((n, len(names)), dtype=np.int32)
     lines = []
     for k, e in enumerate(chunk.examples):
@@ -365,11 +372,11 @@ def _write_split(stream: SplitStream, writer: SplitWriter, tok: Tokenizers, enco
                  shards: Shards, progress: Progress) -> SplitReport:
     """Encode this rank's chunks of `stream` into `writer` (every chunk with one process)."""
     report = SplitReport([])
-    expected = stream.expected
-    progress.start(f"preprocess {writer.rel}", -(-expected // shards.count) if expected is not None else None)
+    progress.start(f"preprocess {writer.rel}", stream.expected)
     for j, examples in enumerate(_chunks(stream, spec.chunk_size)):
         report.chunks.append(len(examples))
         if j % shards.count != shards.rank:
+            progress.advance(len(examples))  # another rank's chunk: the ranks go through the data side by side
             continue
         part = encode_chunk(examples, tok, encode, spec)
         if report.latent_dim is not None and part.latent_dim != report.latent_dim:
@@ -506,26 +513,24 @@ def _build_sharded(folder: Path, manifest: dict[str, Any], splits: Mapping[str, 
     """Several processes: each writes its chunks as a shard of the build folder (rank 0's), marks it done, and
     rank 0 merges the shards in chunk order and commits. The folder has no manifest until that commit, so an
     interrupted build never looks complete (and is swept as stale, its rank-0 process gone)."""
-    build = CacheBuild(folder, manifest, write_offsets=spec.write_offsets_index) if shards.rank == 0 else None
-    try:
-        tmp = Path(shards.share(str(build.tmp) if build is not None else None))
+    owner = shards.rank == 0
+    # rank 0 owns the build folder: leaving this block without a commit (any rank failed) removes it
+    with CacheBuild(folder, manifest, write_offsets=spec.write_offsets_index) if owner else nullcontext() as build:
+        tmp = Path(shards.share(str(build.tmp) if owner else None))
         reports = _write_shard(tmp / SHARDS_DIR / str(shards.rank), splits, tok, encode, spec, shards, progress,
                                manifest["source_names"])
         shards.barrier()  # every shard is complete (each rank wrote its done.json)
-        result = None
-        if build is not None:
+        committed = None
+        if owner:
             latent_dim = _merge_shards(build, tmp / SHARDS_DIR, splits, reports, spec, shards.count, log)
             shutil.rmtree(tmp / SHARDS_DIR)
-            result = str(_commit(build, latent_dim, before_commit, existed))
-        committed = shards.share(result)
-    finally:
-        if build is not None:
-            build.__exit__(None, None, None)  # removes the build folder unless committed
-    return Path(committed)
+            committed = str(_commit(build, latent_dim, before_commit, existed))
+        return Path(shards.share(committed))
 
 
 def _write_shard(folder: Path, splits: Mapping[str, Mapping[str, SplitStream]], tok: Tokenizers, encode: EncodeFn,
-                 spec: CacheSpec, shards: Shards, progress: Progress, source_names: list[str]) -> dict[str, SplitReport]:
+                 spec: CacheSpec, shards: Shards, progress: Progress,
+                 source_names: list[str]) -> dict[str, SplitReport]:
     """This rank's chunks of every split, written like a cache's split files under `folder`, then done.json."""
     reports = {}
     for collection, by_split in splits.items():

@@ -239,11 +239,15 @@ class RowSource:
     def count(self) -> int:
         return sum(1 for _ in self._records())
 
+    def unit_of(self, file: str) -> str:
+        """What a row's number counts in `file`: "line", "row" (parquet, hub) or "item" (a JSON array)."""
+        return self.unit
+
     def rows(self, skips: Skips) -> Iterator[Row]:
         for position, (file, line, raw) in enumerate(self._records()):
             values, reason = self._parse(raw)
             if values is None:
-                skips.add(reason, file, line, self.unit)
+                skips.add(reason, file, line, self.unit_of(file))
                 continue
             yield Row(position, values, file, line)
 
@@ -282,6 +286,10 @@ class LocalRows(RowSource):
     def __init__(self, builder: str, files: list[str], field_name: str):
         self.builder, self.files, self.field_name = builder, files, field_name
         self.unit = "row" if builder == "parquet" else "line"
+        self._arrays: set[str] = set()  # JSON files holding one array: their rows are numbered by item
+
+    def unit_of(self, file: str) -> str:
+        return "item" if file in self._arrays else self.unit
 
     def _records(self) -> Iterator[tuple[str, int, Any]]:
         read = {"json": self._json, "csv": self._csv, "text": self._text, "parquet": self._parquet}[self.builder]
@@ -323,6 +331,7 @@ class LocalRows(RowSource):
         with open(file, "rb") as f:
             head = f.read(64).lstrip(b"\xef\xbb\xbf \t\r\n")
         if head.startswith(b"["):  # a JSON document holding an array of rows, not JSON Lines
+            self._arrays.add(file)
             yield from enumerate(self._json_array(file), 1)
             return
         yield from self._text(file)
@@ -331,7 +340,8 @@ class LocalRows(RowSource):
         try:
             data = json.loads(Path(file).read_bytes().decode("utf-8", errors="surrogateescape"))
         except ValueError as error:
-            raise UserError(f"{self.field_name}: {file} is neither JSON Lines nor a valid JSON array ({error}).") from None
+            raise UserError(f"{self.field_name}: {file} is neither JSON Lines nor a valid JSON array "
+                            f"({error}).") from None
         return [json.dumps(item, ensure_ascii=False).encode("utf-8", errors="surrogateescape") for item in data]
 
     @staticmethod
@@ -389,6 +399,4 @@ def _parse_json_line(raw: bytes) -> tuple[Optional[dict[str, Any]], str]:
         return None, "malformed_json"
     if not isinstance(values, dict):
         return None, "malformed_json"
-    if any(isinstance(v, str) and _has_surrogates(v) for v in values.values()):
-        return None, "invalid_utf8"  # an array document's item that held invalid bytes
     return values, ""

@@ -27,7 +27,7 @@ from typing import Any, Callable, Iterator, Optional
 
 import numpy as np
 
-from latentbridge.data.rows import RowSource, Skips, split_names, split_rows
+from latentbridge.data.rows import SPLIT_ALIASES, RowSource, Skips, split_names, split_rows
 from latentbridge.errors import UserError
 from latentbridge.text_template import render_template, template_fields
 
@@ -160,7 +160,7 @@ def load_dialogue_split(spec: DataSpec, split: str, max_samples: Optional[int] =
                 return
             d, s = _clean(row.values.get(src)), _clean(row.values.get(tgt))
             if d is None or s is None:
-                skips.add("missing_or_empty_text", row.file, row.line, rows.unit)
+                skips.add("missing_or_empty_text", row.file, row.line, rows.unit_of(row.file))
                 continue
             ident = row.values.get("id")
             taken += 1
@@ -235,7 +235,7 @@ def _has_validation_split(spec: DataSpec, source: PretrainSource) -> bool:
     if source.task_texts:
         return True
     names = split_names(source.location, source.field, spec.hf_cache_dir, source.subset)
-    return any(n in names for n in ("validation", "valid", "val", "dev"))
+    return any(n in names for n in SPLIT_ALIASES["validation"])
 
 
 def _train_split_name(spec: DataSpec, source: PretrainSource) -> str:
@@ -251,7 +251,8 @@ def _text_of(rows: RowSource, source: PretrainSource) -> Callable[[dict[str, Any
         missing = [c for c in template_fields(source.text_template) if c not in rows.columns()]
         if missing:
             raise UserError(f"pretrain_mix: source {source.name!r} ({source.location}) has no column "
-                            f"{', '.join(map(repr, missing))} for its text_template; its columns are {rows.columns()}.")
+                            f"{', '.join(map(repr, missing))} for its text_template; its columns are "
+                            f"{rows.columns()}.")
         return lambda values: _clean(render_template(source.text_template, values))
     column = source.text_field or text_column(rows, source)
     if column not in rows.columns():
@@ -303,11 +304,11 @@ def _document_pairs(spec: DataSpec, source: PretrainSource, part: _Part, split: 
                 continue
         text = part.text_of(row.values)
         if text is None:
-            skips.add("missing_or_empty_text", row.file, row.line, rows.unit)
+            skips.add("missing_or_empty_text", row.file, row.line, rows.unit_of(row.file))
             continue
         pair = split_document(text, spec.max_document_chars)
         if pair is None:
-            skips.add("too_short_to_split", row.file, row.line, rows.unit)
+            skips.add("too_short_to_split", row.file, row.line, rows.unit_of(row.file))
             continue
         yield Example(f"{source.name}-{split}-{row.position}", source.name, *pair)
 
@@ -345,7 +346,8 @@ def pretrain_parts(spec: DataSpec, source: PretrainSource, max_train: Optional[i
     return {"train": _Part(train, np.sort(rest), text_of), "validation": _Part(train, np.sort(order[:n_val]), text_of)}
 
 
-def load_pretrain_source(spec: DataSpec, source: PretrainSource, max_train: Optional[int] = None) -> dict[str, SplitStream]:
+def load_pretrain_source(spec: DataSpec, source: PretrainSource,
+                         max_train: Optional[int] = None) -> dict[str, SplitStream]:
     """{"train", "validation"} (segment A -> segment B) examples of one pretraining source."""
     out = {}
     for split, part in pretrain_parts(spec, source, max_train).items():

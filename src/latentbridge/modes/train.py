@@ -38,7 +38,9 @@ def stage_data(cache: Cache, seed: int) -> Callable[[Stage], StageData]:
         train = cache.split(stage.data, "train")
         rows = select_indices(train, total_cap=stage.max_samples, source_caps=dict(stage.dataset_caps), seed=seed)
         validation = cache.split(stage.data, "validation")
-        return StageData(CacheDataset(train, rows), CacheDataset(validation), Collate(train.pad_token_id))
+        metadata = not stage.uses_cache  # only a stage that encodes live reads the text (npy: from the jsonl lines)
+        return StageData(CacheDataset(train, rows, metadata), CacheDataset(validation, metadata=metadata),
+                         Collate(train.pad_token_id))
 
     return data_for
 
