@@ -76,6 +76,23 @@ def test_rows_of_a_json_array_are_numbered_by_item(tmp_path):
                                       "1 invalid UTF-8 (item 4)"]
 
 
+def test_parquet_and_hub_rows_are_numbered_by_row(tmp_path):
+    import datasets
+    import pandas as pd
+
+    from latentbridge.data.rows import HubRows, Skips
+
+    rows = {"dialogue": ["A: hi", None, "A: bye", "  "], "summary": ["A greets.", "x", "A leaves.", "y"]}
+    path = tmp_path / "train.parquet"
+    pd.DataFrame(rows).to_parquet(path)
+    out = load_dialogue_split(DataSpec(str(path)), "train")
+    assert len(out.examples) == 2 and out.skipped.describe() == [
+        f"{path}: 2 missing or empty text (rows 2, 4)"]
+    hub = HubRows(datasets.Dataset.from_dict(rows), "org/data (train)")
+    assert hub.count() == 4 and hub.columns() == ["dialogue", "summary"]
+    assert [r.line for r in hub.rows(Skips())] == [1, 2, 3, 4]
+
+
 def test_only_the_first_line_numbers_are_kept_but_every_row_is_counted(tmp_path):
     path = tmp_path / "train.jsonl"
     path.write_text("".join("not json\n" if i % 2 else json.dumps({"dialogue": f"A: {i}", "summary": "s"}) + "\n"
