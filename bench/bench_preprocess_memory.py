@@ -20,6 +20,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Optional
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
@@ -44,13 +45,16 @@ def write_dialogues(folder: Path, n_train: int) -> Path:
     return folder
 
 
-def preprocess_args(code: Path, assets: Path, data: Path, cache: Path, extra: list[str]) -> list[str]:
-    """`main.py --mode preprocess --preset tiny` on `data`, with the tiny models of `assets` and cache `cache`."""
+def preprocess_args(code: Path, assets: Path, data: Path, cache: Path, extra: list[str],
+                    encoder: Optional[Path] = None) -> list[str]:
+    """`main.py --mode preprocess --preset tiny` on `data`, with the tiny models of `assets` (or the encoder
+    folder `encoder`) and cache `cache`."""
     flags = {"wikitext": "--wikitext-dataset", "arxiv": "--arxiv-dataset", "english": "--english-pretrain-dataset"}
     pretraining = [a for name, flag in flags.items() for a in (flag, str(assets / "data/pretrain" / f"{name}.jsonl"))]
     return [str(code / "main.py"), "--mode", "preprocess", "--preset", "tiny", "--no-use-tui",
             "--tiny-assets-dir", str(assets), "--dataset-name", str(data), "--preprocess-cache-dir", str(cache),
-            "--modernbert-model", str(assets / "models/modernbert"), "--gpt2-model", str(assets / "models/gemma3"),
+            "--modernbert-model", str(encoder or assets / "models/modernbert"),
+            "--gpt2-model", str(assets / "models/gemma3"),
             *pretraining, *extra]
 
 

@@ -26,7 +26,7 @@ def _notes(entry: dict) -> str:
     notes = []
     skipped = sum(entry["skipped"].values())
     if skipped:
-        notes.append(f"{skipped} rows skipped")
+        notes.append(f"{skipped} row{'s' * (skipped != 1)} skipped")
     cut = entry.get("truncated", {})  # caches built before issue 9 do not record it
     if cut.get("inputs") or cut.get("targets"):
         notes.append(f"{cut['inputs']} inputs, {cut['targets']} targets cut to max_seq_len {cut['max_seq_len']} / "
