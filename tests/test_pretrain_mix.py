@@ -86,6 +86,9 @@ def test_a_missing_mix_file_is_refused_when_the_data_is_needed_not_when_a_saved_
     config = tiny_config(pretrain_mix=str(tmp_path / "gone.yaml"))  # infer/eval rebuild saved configs: no error
     with pytest.raises(UserError, match=r"pretrain_mix.*gone.yaml does not exist.*--pretrain-mix"):
         recipe.data_spec(config)
+    assert recipe.data_spec(config, ("dialogue",)).pretrain == ()  # eval reads dialogues only
+    assert recipe.data_spec(config.replace(run_pretraining=False), recipe.collections(
+        config.replace(run_pretraining=False))).pretrain == ()
 
 
 def test_a_json_data_file_is_a_source_not_a_mix(tmp_path):

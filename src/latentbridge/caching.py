@@ -107,7 +107,7 @@ def ensure_cache(c: Config, progress: Optional[Progress] = None, *, reuse: Optio
     if shards.rank != 0:
         progress, log = NullProgress(), _silent
     cols = recipe.collections(c)
-    dspec = recipe.data_spec(c)
+    dspec = recipe.data_spec(c, cols)
     loaded: dict[str, Any] = {}
     device = str(PartialState().device) if shards.count > 1 and recipe.resolved_device(c) != "cpu" else None
 

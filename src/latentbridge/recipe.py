@@ -174,12 +174,14 @@ def pretrain_sources(c: Config) -> tuple[PretrainSource, ...]:
     return tuple(PretrainSource(name, getattr(c, field), field, cap(name)) for name, field in PRETRAIN_FIELDS.items())
 
 
-def data_spec(c: Config) -> DataSpec:
-    """What to load: every source with the largest cap any stage needs (stages take subsets at training)."""
+def data_spec(c: Config, collections_: tuple[str, ...] = DATA_COLLECTIONS) -> DataSpec:
+    """What to load: every source with the largest cap any stage needs (stages take subsets at training). A
+    pretrain_mix is read only when `collections_` has pretraining text: `eval` and `infer` must not need it."""
     caps = [stage_caps(c, s) for s in STAGES if s.startswith("pretrain")]
     dialogue = [stage_caps(c, s)[0] for s in STAGES if not s.startswith("pretrain")]
     return DataSpec(dataset=c.dataset_name, train_split=c.train_split, validation_split=c.validation_split,
-                    test_split=c.test_split, dialogue_max_train=_cap_max(*dialogue), pretrain=pretrain_sources(c),
+                    test_split=c.test_split, dialogue_max_train=_cap_max(*dialogue),
+                    pretrain=pretrain_sources(c) if c.pretrain_mix is None or "pretrain" in collections_ else (),
                     pretrain_max_train=_cap_max(*[total for total, _ in caps]),
                     validation_fraction=c.preprocess_validation_fraction, seed=c.seed,
                     max_document_chars=c.max_seq_len * 8)
@@ -246,7 +248,7 @@ def cache_fingerprint_parts(c: Config, collections_: tuple[str, ...],
         enc.pop(k, None)
     enc_dir, dec_dir = model_dir(c.modernbert_model), model_dir(c.gpt2_model)
     device = resolved_device(c)
-    spec = data_spec(c)
+    spec = data_spec(c, collections_)
     return {
         "encoder": enc,
         "encoder_files": hash_path(enc_dir) if enc_dir else None,

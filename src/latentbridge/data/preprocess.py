@@ -379,9 +379,7 @@ def _write_split(stream: SplitStream, writer: SplitWriter, tok: Tokenizers, enco
             progress.advance(len(examples))  # another rank's chunk: the ranks go through the data side by side
             continue
         part = encode_chunk(examples, tok, encode, spec)
-        if report.latent_dim is not None and part.latent_dim != report.latent_dim:
-            raise ValueError(f"encode returned latent dim {part.latent_dim}, earlier {report.latent_dim}")
-        report.latent_dim = part.latent_dim
+        report.latent_dim = _same_latent_dim(report.latent_dim, part.latent_dim)
         report.truncated_inputs += part.truncated_inputs
         report.truncated_targets += part.truncated_targets
         _write_chunk(writer, part, spec, tok)

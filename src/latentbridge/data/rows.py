@@ -252,9 +252,9 @@ class RowSource:
             yield Row(position, values, file, line)
 
     def columns(self) -> list[str]:
-        for _ in self.rows(Skips()):
-            return list(_.values)
-        return []
+        """The column names: those of the first row that parses."""
+        first = next(self.rows(Skips()), None)
+        return list(first.values) if first else []
 
 
 class HubRows(RowSource):
