@@ -5,7 +5,11 @@
     the same latents (the reference limit), all in one run;
 (b) preprocess encode throughput, length-sorted vs unsorted batches, with a random ModernBERT
     (the tiny preset's shape, and a small one);
-(c) bytes per record, int8 vs fp32.
+(c) bytes per record, int8 vs fp32;
+(d) the reader the Trainer uses (CacheDataset without metadata + Collate, as modes/train.stage_data
+    builds it) against a raw numpy memmap of the same latents as float32, timed in alternating rounds;
+(e) the preprocess encoder pass (encode_batched with the encode function caching.load_encode builds)
+    against a bare `model(**batch)` loop over the same length-sorted, pre-padded batches, alternating.
 Prints a markdown table per part; numbers go into docs/benchmarks.md ("Data and cache").
 """
 
@@ -21,7 +25,8 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(ROOT / "src"), str(ROOT)]
 
 from latentbridge.data.cache import CacheBuild, open_cache  # noqa: E402
 from latentbridge.data.loader import CacheDataset, Collate  # noqa: E402
@@ -40,7 +45,7 @@ def build_synthetic(folder: Path, n: int, k: int, d: int, int8: bool, fmt: str, 
                 "latent_dtype": "int8" if int8 else "float32", "fields": spec.fields(),
                 "pad_token_id": 0, "source_names": ["dialogue"], "latent_dim": d}
     with CacheBuild(folder, manifest) as build:
-        w = build.split_writer("dialogue", "train", n)
+        w = build.split_writer("dialogue", "train")
         if fmt == "npy":
             w.allocate(npy_layout(spec, k, d, 0, 0))
         for start in range(0, n, 1000):
@@ -53,9 +58,10 @@ def build_synthetic(folder: Path, n: int, k: int, d: int, int8: bool, fmt: str, 
                 for line in jsonl_lines(chunk, spec):
                     w.write(line, "dialogue")
             else:
-                for r, (line, arrays) in enumerate(npy_rows(chunk, spec)):
+                lines, blocks, lengths = npy_rows(chunk, spec, w.layout)
+                for line in lines:
                     w.write(line, "dialogue")
-                    w.write_row(start + r, arrays)
+                w.write_columns(blocks, lengths)
         build.close_split(w, {})
         build.record_extra_files()
         return build.commit()
@@ -112,38 +118,49 @@ def bench_reads(n: int, k: int, d: int, tmp: Path) -> list[tuple[str, float, flo
     return rows
 
 
-def bench_preprocess(quick: bool, rounds: int = 3) -> list[tuple[str, str, float, float]]:
-    """Encode throughput with a random ModernBERT + the segment-pooling compressor; sorted and unsorted
-    runs alternate and the median of `rounds` is kept (the machine is shared and noisy)."""
+SHAPES = {"tiny (hidden 64, 2 layers)": dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                                             num_attention_heads=4),
+          "small (hidden 256, 4 layers)": dict(hidden_size=256, intermediate_size=512, num_hidden_layers=4,
+                                               num_attention_heads=4)}
+
+
+def _corpus_sequences(n: int, max_len: int = 128) -> list[list[int]]:
+    """Token ids of `n` texts of the bundled corpus (dialogues and wikitext-like documents), seeded order."""
+    from latentbridge.data.corpus import dialogue_rows, pretrain_rows
+    from latentbridge.data.preprocess import _tokenize
+    from tests.factories import make_tokenizer  # a WordLevel tokenizer trained on the bundled corpus
+
+    texts = [r["dialogue"] for r in dialogue_rows(0)["train"]] + [r["text"] for r in pretrain_rows(0)["wikitext"]]
+    texts = [texts[i] for i in np.random.default_rng(0).permutation(len(texts))[:n]]
+    return _tokenize(make_tokenizer(), texts, max_len)[0]
+
+
+def _random_encoder(kw: dict):
+    """(the segment-pooling compressor, a random ModernBERT of shape `kw`), seeded, in eval mode."""
     import torch
     from transformers import ModernBertConfig, ModernBertModel
     from transformers.utils import logging as hf_logging
 
-    from latentbridge.data.corpus import dialogue_rows, pretrain_rows
-    from latentbridge.data.preprocess import _tokenize, encode_batched
     from latentbridge.models.encoder import SegmentPoolCompressor
+    from tests.factories import make_tokenizer
 
     hf_logging.set_verbosity_error()
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "data"))
-    from conftest import make_tokenizer  # a WordLevel tokenizer trained on the bundled corpus
+    torch.manual_seed(0)
+    cfg = ModernBertConfig(vocab_size=len(make_tokenizer()), pad_token_id=0, bos_token_id=2, eos_token_id=3,
+                           cls_token_id=2, sep_token_id=3, max_position_embeddings=512, local_attention=64,
+                           global_attn_every_n_layers=2, attn_implementation="sdpa", **kw)
+    return SegmentPoolCompressor(kw["hidden_size"], 64, 8, True).eval(), ModernBertModel(cfg).eval()
 
-    tok = make_tokenizer()
-    texts = [r["dialogue"] for r in dialogue_rows(0)["train"]] + [r["text"] for r in pretrain_rows(0)["wikitext"]]
-    rng = np.random.default_rng(0)
-    texts = [texts[i] for i in rng.permutation(len(texts))[: (256 if quick else 1024)]]
-    seqs = _tokenize(tok, texts, 128)
-    shapes = {"tiny (hidden 64, 2 layers)": dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-                                                 num_attention_heads=4),
-              "small (hidden 256, 4 layers)": dict(hidden_size=256, intermediate_size=512, num_hidden_layers=4,
-                                                   num_attention_heads=4)}
+
+def bench_preprocess(quick: bool, rounds: int = 3) -> list[tuple[str, str, float, float]]:
+    """Encode throughput with a random ModernBERT + the segment-pooling compressor; sorted and unsorted
+    runs alternate and the median of `rounds` is kept (the machine is shared and noisy)."""
+    from latentbridge.data.preprocess import encode_batched
+
+    seqs = _corpus_sequences(256 if quick else 1024)
     rows = []
-    for name, kw in shapes.items():
-        torch.manual_seed(0)
-        cfg = ModernBertConfig(vocab_size=len(tok), pad_token_id=0, bos_token_id=2, eos_token_id=3, cls_token_id=2,
-                               sep_token_id=3, max_position_embeddings=512, local_attention=64,
-                               global_attn_every_n_layers=2, attn_implementation="sdpa", **kw)
-        model = ModernBertModel(cfg).eval()
-        comp = SegmentPoolCompressor(kw["hidden_size"], 64, 8, True)
+    for name, kw in SHAPES.items():
+        comp, model = _random_encoder(kw)
 
         def encode(ids, mask):
             return comp(model(input_ids=ids, attention_mask=mask).last_hidden_state, mask)
@@ -166,6 +183,94 @@ def bench_preprocess(quick: bool, rounds: int = 3) -> list[tuple[str, str, float
     return rows
 
 
+def _alternate(fns: dict[str, callable], rounds: int) -> dict[str, list[float]]:
+    """Seconds of each function per round, the functions taking turns (the machine is shared and noisy)."""
+    times: dict[str, list[float]] = {name: [] for name in fns}
+    for _ in range(rounds):
+        for name, fn in fns.items():
+            t0 = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - t0)
+    return times
+
+
+def bench_trainer_reader(n: int, k: int, d: int, tmp: Path, rounds: int) -> list[tuple[str, float, float, float]]:
+    """(cache, reader records/s, raw memmap records/s, median of the per-round ratios)."""
+    import torch
+
+    from latentbridge.data.loader import CacheDataset, Collate
+
+    rng = np.random.default_rng(2)
+    batches = [np.sort(rng.choice(n, BATCH, replace=False)) for _ in range(max(8, min(40, n // BATCH)))]
+    ref_path = tmp / "reference.npy"
+    ref_mm = np.lib.format.open_memmap(ref_path, mode="w+", dtype=np.float32, shape=(n, 2, k, d))
+    ref_mm[:] = np.random.default_rng(0).standard_normal((n, 2, k, d), dtype=np.float32)
+    ref_mm.flush()
+    ref = np.load(ref_path, mmap_mode="r")
+    out = []
+    for fmt, int8 in (("npy", True), ("npy", False), ("jsonl", True)):
+        split = open_cache(build_synthetic(tmp / f"t{fmt}{int8}", n, k, d, int8, fmt)).split("dialogue", "train")
+        ds, collate = CacheDataset(split, metadata=False), Collate(0)  # as modes/train.stage_data builds them
+
+        def reader():
+            for b in batches:
+                collate(ds.__getitems__(b.tolist()))
+
+        def memmap():
+            for b in batches:
+                torch.from_numpy(ref[b])  # (B, 2, K, D) float32: the latents alone, no masks, no ids
+
+        reader(), memmap()  # warm the page cache
+        times = _alternate({"reader": reader, "memmap": memmap}, rounds)
+        records = len(batches) * BATCH
+        ratios = [m / r for r, m in zip(times["reader"], times["memmap"])]
+        out.append((f"{fmt}, {'int8' if int8 else 'fp32'}", records / float(np.median(times["reader"])),
+                    records / float(np.median(times["memmap"])), float(np.median(ratios))))
+    return out
+
+
+def bench_encoder_pass(quick: bool, rounds: int) -> list[tuple[str, float, float, float]]:
+    """(encoder, our pass records/s, bare loop records/s, median of the per-round ratios)."""
+    import torch
+
+    from latentbridge.data.preprocess import encode_batched, pad_sequences
+    from latentbridge.models.backends import autocast
+    from latentbridge.models.encoder import LatentEncoder
+    from latentbridge.models.specs import EncoderSpec
+    from tests.factories import make_tokenizer
+
+    seqs = _corpus_sequences(256 if quick else 1024)
+    bs = 32
+    order = np.argsort([-len(x) for x in seqs], kind="stable")
+    padded = [pad_sequences([seqs[i] for i in order[j:j + bs]], 0) for j in range(0, len(seqs), bs)]
+    batches = [{"input_ids": torch.from_numpy(ids), "attention_mask": torch.from_numpy(mask)} for ids, mask in padded]
+    out = []
+    for name, kw in SHAPES.items():
+        _, backbone = _random_encoder(kw)
+        model = LatentEncoder(backbone, make_tokenizer(), EncoderSpec(model="random", latent_dim=64, latent_seq_len=8))
+        model.eval().requires_grad_(False)
+        device, dtype = torch.device("cpu"), torch.float32
+
+        def encode(input_ids, attention_mask):  # as caching.load_encode builds it
+            with autocast(device, dtype):
+                return model(input_ids.to(device), attention_mask.to(device))
+
+        def ours():
+            encode_batched(encode, seqs, 0, bs, sort_by_length=True)
+
+        def bare():
+            with torch.inference_mode():
+                for batch in batches:
+                    model(**batch)
+
+        ours(), bare()  # warm up
+        times = _alternate({"ours": ours, "bare": bare}, rounds)
+        ratios = [b / o for o, b in zip(times["ours"], times["bare"])]
+        out.append((name, len(seqs) / float(np.median(times["ours"])), len(seqs) / float(np.median(times["bare"])),
+                    float(np.median(ratios))))
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--records", type=int, default=20000)
@@ -174,6 +279,8 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--skip-preprocess", action="store_true")
     ap.add_argument("--skip-reads", action="store_true")
+    ap.add_argument("--skip-ratios", action="store_true", help="leave out (d) and (e)")
+    ap.add_argument("--rounds", type=int, default=7, help="alternating rounds of (d) and (e)")
     ap.add_argument("--threads", type=int, default=1, help="torch threads (1 avoids oversubscription on a busy box)")
     args = ap.parse_args()
     import torch
@@ -196,6 +303,20 @@ def main() -> None:
         print("| encoder | batch, order | records/s | real tokens / padded tokens |\n|---|---|---:|---:|")
         for name, how, rate, eff in bench_preprocess(args.quick):
             print(f"| {name} | {how} | {rate:,.0f} | {eff:.2f} |", flush=True)
+    if not args.skip_ratios:
+        n = 2000 if args.quick else args.records
+        print(f"\n(d) the Trainer's reader vs a raw float32 memmap of the same latents, {n} records, batches of "
+              f"{BATCH}, {args.rounds} alternating rounds\n")
+        print("| cache | reader records/s | memmap records/s | reader / memmap (median of rounds) |\n"
+              "|---|---:|---:|---:|")
+        with tempfile.TemporaryDirectory() as tmp:
+            for name, ours, ref, ratio in bench_trainer_reader(n, args.k, args.d, Path(tmp), args.rounds):
+                print(f"| {name} | {ours:,.0f} | {ref:,.0f} | {ratio:.2f} |", flush=True)
+        print(f"\n(e) preprocess encoder pass vs a bare model(**batch) loop, same length-sorted batches of 32, "
+              f"{args.rounds} alternating rounds\n")
+        print("| encoder | ours records/s | bare records/s | ours / bare (median of rounds) |\n|---|---:|---:|---:|")
+        for name, ours, bare, ratio in bench_encoder_pass(args.quick, args.rounds):
+            print(f"| {name} | {ours:,.0f} | {bare:,.0f} | {ratio:.2f} |", flush=True)
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ import subprocess
 import sys
 import struct
 import textwrap
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,7 +23,7 @@ from transformers import PreTrainedTokenizerFast
 from latentbridge import recipe
 from latentbridge.config import Config, preset_config
 from latentbridge.data.corpus import corpus_paths, corpus_texts
-from latentbridge.data.preprocess import CacheSpec, Tokenizers
+from latentbridge.data.preprocess import CacheSpec, Shards, Tokenizers
 from latentbridge.data.sources import DataSpec, PretrainSource
 from latentbridge.models.bridge import LatentBridge, build_model
 from latentbridge.models.specs import AdapterSpec, DecoderSpec, EncoderSpec, MiddleSpec, ModelSpec, RuntimeSpec
@@ -184,6 +185,25 @@ def small_cache_spec(**overrides: Any) -> CacheSpec:
 def fake_tokenizers(tok: Any) -> Tokenizers:
     """The same tokenizer for encoder and decoder."""
     return Tokenizers(encoder=tok, decoder=tok)
+
+
+def thread_shards(count: int, timeout: float = 60.0) -> tuple[list[Shards], threading.Barrier]:
+    """`count` ranks of one cache build as threads of this process: a Barrier stands in for the process
+    group (abort it to fail the others, as torchrun stops the other ranks when one dies)."""
+    barrier = threading.Barrier(count, timeout=timeout)
+    box: dict[str, Any] = {}
+
+    def share_as(rank: int):
+        def share(value: Any) -> Any:
+            if rank == 0:
+                box["value"] = value
+            barrier.wait()
+            out = box["value"]
+            barrier.wait()  # every rank has read it before rank 0 may put the next one
+            return out
+        return share
+
+    return [Shards(rank, count, barrier.wait, share_as(rank)) for rank in range(count)], barrier
 
 
 # ------------------------------------------------------------------------------------------ checkpoints

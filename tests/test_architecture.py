@@ -1,7 +1,7 @@
 """The layer order of README.md's "Layout", read from the source with `ast` (function-local imports included).
 
-    errors, files, locks -> config -> data | models -> assets | training -> recipe -> evaluation | ui | caching
-    -> modes -> cli, the package's API (latentbridge/__init__.py)
+    errors, files, locks, text_template -> config, pretrain_mix -> data | models -> assets | training -> recipe
+    -> evaluation | ui | caching -> modes -> cli, the package's API (latentbridge/__init__.py)
 
 A module imports from its own layer or the ones below it, never from a peer beside it (data and models
 never import each other) or above it; mode modules import nothing from each other. A function-local import
@@ -31,7 +31,8 @@ LAYERS = (  # bottom to top; the groups inside one layer are peers that never im
     ("modes",),
     ("cli", "__init__"),
 )
-GROUP_OF = {"errors": "base", "files": "base", "locks": "base", "config_sources": "config", "config_docs": "config"}
+GROUP_OF = {"errors": "base", "files": "base", "locks": "base", "text_template": "base", "config_sources": "config",
+            "config_docs": "config", "pretrain_mix": "config"}
 # Groups whose modules stay free of torch at import: what `import latentbridge`, `--help` and `--mode config`
 # load, and the recipe, which every layer above it may import cheaply.
 LIGHT_ENTRY_POINTS = (PACKAGE, f"{PACKAGE}.cli", f"{PACKAGE}.modes.show_config", f"{PACKAGE}.config_docs",
@@ -44,6 +45,7 @@ DEFERRED_WITH_REASON = {
     "yaml": "only config files, --format yaml and --save-config need it; --help stays within its budget",
     "rich": "only the config table draws with it (~30 ms): `--mode config --format json` stays under 0.8 x tyro",
     "huggingface_hub": "snapshot_download loads an HTTP stack (0.4 s); only hub model names need it",
+    "pyarrow": "pyarrow.parquet takes ~0.3 s to import; only parquet data files need it",
 }
 # Imports that must stay inside a function whatever the module: probes and users of optional packages, and
 # peft, which only runs with LoRA should pay for. Keyed by (module, top-level package).

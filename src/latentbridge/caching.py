@@ -14,6 +14,8 @@ from pathlib import Path
 from typing import Any, Callable, Optional
 
 import torch
+from accelerate import PartialState
+from accelerate.utils import broadcast_object_list
 from safetensors.torch import load_file, save_file
 from transformers import AutoTokenizer
 
@@ -21,7 +23,7 @@ from latentbridge import recipe
 from latentbridge.assets import ensure_tiny_assets
 from latentbridge.config import Config
 from latentbridge.data.cache import Cache
-from latentbridge.data.preprocess import BuildResult, Tokenizers, build_cache
+from latentbridge.data.preprocess import BuildResult, Shards, Tokenizers, build_cache
 from latentbridge.data.progress import NullProgress, Progress
 from latentbridge.data.sources import load_collection
 from latentbridge.errors import UserError
@@ -34,9 +36,11 @@ from latentbridge.models.loading import load_pretrained
 ENCODER_STATE = "encoder_state.safetensors"
 
 
-def load_encode(c: Config, encoder_state: Optional[Path] = None) -> tuple[Tokenizers, Callable, Any]:
-    """(tokenizers, encode function, the LatentEncoder) for preprocessing, frozen, on the configured device."""
-    rt = recipe.runtime_spec(c)
+def load_encode(c: Config, encoder_state: Optional[Path] = None,
+                device: Optional[str] = None) -> tuple[Tokenizers, Callable, Any]:
+    """(tokenizers, encode function, the LatentEncoder) for preprocessing, frozen, on `device` (default: the
+    configured one)."""
+    rt = recipe.runtime_spec(c, device)
     device = torch.device(rt.device)
     dtype, dtype_note = resolve_dtype(rt.use_bf16, rt.use_fp16, device)
     attn, attn_note = resolve_attention(rt.attn_implementation, device, dtype)
@@ -80,19 +84,40 @@ def load_cache_encoder_state(cache: Cache, encoder: Any) -> None:
                         "preprocess again (--no-skip-preprocessing-if-cached).") from None
 
 
+def process_shards(c: Config) -> Shards:
+    """This process's share of a cache build: its rank among the processes of torchrun / accelerate launch (the
+    process group accelerate sets up, gloo on a CPU run), or the only one under plain python."""
+    state = PartialState(cpu=recipe.resolved_device(c) == "cpu")
+    if state.num_processes == 1:
+        return Shards()
+    return Shards(state.process_index, state.num_processes, state.wait_for_everyone, _from_rank0)
+
+
+def _from_rank0(value: Any) -> Any:
+    box = [value]
+    broadcast_object_list(box, from_process=0)
+    return box[0]
+
+
 def ensure_cache(c: Config, progress: Optional[Progress] = None, *, reuse: Optional[bool] = None,
                  encoder_state: Optional[Path] = None, log: Callable[[str], None] = print,
-                 allow_build: bool = True) -> BuildResult:
+                 allow_build: bool = True, shards: Optional[Shards] = None) -> BuildResult:
     """The complete cache for `c`: reused when `skip_preprocessing_if_cached` and intact, else built
-    (unless `allow_build` is off: then a missing cache is a UserError). `progress` shows the build."""
+    (unless `allow_build` is off: then a missing cache is a UserError). `progress` shows the build.
+    Under several processes every rank calls this: each encodes its share (`process_shards`), rank 0
+    reports and merges."""
     if c.tiny_assets_dir:
         ensure_tiny_assets(Path(c.tiny_assets_dir), c.seed)
+    shards = process_shards(c) if shards is None else shards
+    if shards.rank != 0:
+        progress, log = NullProgress(), _silent
     cols = recipe.collections(c)
-    dspec = recipe.data_spec(c)
+    dspec = recipe.data_spec(c, cols)
     loaded: dict[str, Any] = {}
+    device = str(PartialState().device) if shards.count > 1 and recipe.resolved_device(c) != "cpu" else None
 
     def load_model():
-        tok, encode, encoder = load_encode(c, encoder_state)
+        tok, encode, encoder = load_encode(c, encoder_state, device)
         loaded["encoder"] = encoder
         return tok, encode
 
@@ -104,7 +129,8 @@ def ensure_cache(c: Config, progress: Optional[Progress] = None, *, reuse: Optio
             Path(c.preprocess_cache_dir), recipe.cache_fingerprint_parts(c, cols, encoder_state),
             lambda: {col: load_collection(dspec, col) for col in cols}, load_model, recipe.cache_spec(c),
             reuse=(c.skip_preprocessing_if_cached or not allow_build) if reuse is None else reuse,
-            progress=progress or NullProgress(), log=log, before_commit=before_commit, allow_build=allow_build)
+            progress=progress or NullProgress(), log=log, before_commit=before_commit, allow_build=allow_build,
+            shards=shards)
     except OSError as error:
         if error.errno not in REFUSED_WRITES:
             raise
@@ -112,3 +138,7 @@ def ensure_cache(c: Config, progress: Optional[Progress] = None, *, reuse: Optio
                         f"(--preprocess-cache-dir): {error.strerror}. The unfinished build was removed and the "
                         "caches already there are intact; free some space or choose another "
                         "--preprocess-cache-dir, then run again.") from None
+
+
+def _silent(message: str) -> None:
+    """The log of ranks other than 0: rank 0 speaks for the build."""

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Optional
 
 from latentbridge.errors import UserError
+from latentbridge.pretrain_mix import syntax_problem as mix_syntax_problem
 
 # The name lists the pipeline is built from; training/stages.py imports them from here.
 STAGES = ("pretrain_middle", "pretrain_adapter", "finetune_middle", "finetune_adapter")
@@ -178,6 +179,10 @@ class Config:
     wikitext_dataset: str = _data("Hieuman/wikitext-103-filtered", "Pretraining text (stages 1-2)")
     arxiv_dataset: str = _data("macrocosm/arxiv_abstracts", "Pretraining text (stages 1-2)")
     english_pretrain_dataset: str = _data("shuyuej/English-Pretraining-Dataset", "Pretraining text (stages 1-2)")
+    pretrain_mix: Optional[str] = _data(None, "Weighted pretraining mix (stages 1-2): a YAML/JSON file of sources, "
+                                        "FILE:NAME for one of its data_mixes, or inline SOURCE[:WEIGHT],... where "
+                                        "SOURCE is a hub name, a local path or `dataset` (the task's own texts); none: "
+                                        "the three *_dataset fields with their caps (docs/data.md)")
 
     # Caching
     preprocess_cache_dir: str = _cache("cache/preprocessed", "Folder of the preprocessed latent cache")
@@ -185,6 +190,8 @@ class Config:
                                     "or npy (memmapped arrays beside it, faster batched reads)", choices=("jsonl", "npy"))
     skip_preprocessing_if_cached: bool = _cache(True, "Reuse a complete cache with the same fingerprint")
     preprocess_batch_size: int = _cache(32, "Encoder batch size while preprocessing", gt=0)
+    preprocess_chunk_size: int = _cache(2048, "Records read, length-sorted, encoded and written at a time "
+                                        "(memory stays flat in the data size; the unit ranks share)", gt=0)
     preprocess_validation_fraction: float = _cache(0.05, "Validation share of pretraining text without a split",
                                                    gt=0, lt=1)
 
@@ -478,6 +485,9 @@ def _cross_field_problems(c: Config) -> list[Problem]:
     if c.training_phase == "phase2" and c.num_encoder_unfrozen_layers == 0:
         problems.append(Problem("num_encoder_unfrozen_layers", 0,
                                 "at least 1 with training_phase phase2, which trains the encoder"))
+    if c.pretrain_mix is not None and (why := mix_syntax_problem(c.pretrain_mix)):
+        problems.append(Problem("pretrain_mix", c.pretrain_mix,
+                                f"a mix file, FILE:NAME or SOURCE[:WEIGHT],... ({why})"))
     problems += _schedule_problems(c) + _lora_problems(c) + _evaluation_problems(c)
     names = ("pretrain_best_model_filename", "finetune_best_model_filename", "handoff_best_model_filename")
     if len({getattr(c, n) for n in names}) < len(names):

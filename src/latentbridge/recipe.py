@@ -21,6 +21,7 @@ from latentbridge.data.sources import DataSpec, PretrainSource
 from latentbridge.errors import UserError
 from latentbridge.models.specs import (AdapterSpec, DecoderSpec, EncoderSpec, LoraSpec, LossSpec, MemoryPrecision,
                                        MiddleSpec, ModelSpec, RuntimeSpec, SamplingSpec, StepShape)
+from latentbridge.pretrain_mix import TASK_DATASET, MixError, MixSource, load_mix
 from latentbridge.training.stages import BUDGET_KEYS, DATA_COLLECTIONS, Stage, StageBudget, plan_stages
 
 if TYPE_CHECKING:
@@ -142,23 +143,74 @@ def stage_caps(c: Config, stage: str) -> tuple[Optional[int], dict[str, Optional
     return _cap_min(c.stage_max_samples(stage), c.max_train_samples), {}
 
 
-def data_spec(c: Config) -> DataSpec:
-    """What to load: every source with the largest cap any stage needs (stages take subsets at training)."""
+def _same_path(a: str, b: Path) -> bool:
+    return Path(a).expanduser().resolve() == b.expanduser().resolve()
+
+
+def _uses_own_texts(c: Config) -> bool:
+    """The tiny preset pointed at another dataset: its bundled pretraining text belongs to the bundled dialogues,
+    so the dataset's own texts replace it (a `dataset` source, unless pretrain_mix says otherwise)."""
+    if not c.tiny_assets_dir:
+        return False
+    bundled = Path(c.tiny_assets_dir) / "data"
+    return not _same_path(c.dataset_name, bundled / "samsum") and all(
+        _same_path(getattr(c, field), bundled / "pretrain" / f"{name}.jsonl")
+        for name, field in PRETRAIN_FIELDS.items())
+
+
+def mix_sources(c: Config) -> tuple[MixSource, ...]:
+    """The sources of `pretrain_mix`, read and checked (a UserError naming the field when wrong)."""
+    try:
+        return load_mix(c.pretrain_mix)
+    except MixError as error:
+        raise UserError(f"pretrain_mix = {c.pretrain_mix!r}: {error}. Expected a mix file (YAML/JSON), FILE:NAME, "
+                        "or SOURCE[:WEIGHT],... (docs/data.md). (flag --pretrain-mix)") from None
+
+
+def pretrain_sources(c: Config) -> tuple[PretrainSource, ...]:
+    """The pretraining sources with their document caps: pretrain_mix's, else the three seed-004 fields."""
     caps = [stage_caps(c, s) for s in STAGES if s.startswith("pretrain")]
-    pretrain = tuple(PretrainSource(name, getattr(c, field), field,
-                                    _cap_max(*[_cap_min(per[name], total) for total, per in caps]))
-                     for name, field in PRETRAIN_FIELDS.items())
+
+    def cap(name: str, own: Optional[int] = None) -> Optional[int]:
+        stages = _cap_max(*[_cap_min(per.get(name, c.max_train_samples), total) for total, per in caps])
+        return _cap_min(own, stages)
+
+    if c.pretrain_mix is not None:
+        return tuple(PretrainSource(s.name, c.dataset_name if s.is_task_dataset else s.path, "pretrain_mix",
+                                    cap(s.name, s.cap), s.weight, s.subset, s.split, s.text_field, s.text_template,
+                                    task_texts=s.is_task_dataset) for s in mix_sources(c))
+    if _uses_own_texts(c):
+        return (PretrainSource(TASK_DATASET, c.dataset_name, "dataset_name", cap(TASK_DATASET), task_texts=True),)
+    return tuple(PretrainSource(name, getattr(c, field), field, cap(name)) for name, field in PRETRAIN_FIELDS.items())
+
+
+def data_spec(c: Config, collections_: tuple[str, ...] = DATA_COLLECTIONS) -> DataSpec:
+    """What to load: every source with the largest cap any stage needs (stages take subsets at training). A
+    pretrain_mix is read only when `collections_` has pretraining text: `eval` and `infer` must not need it."""
+    caps = [stage_caps(c, s) for s in STAGES if s.startswith("pretrain")]
     dialogue = [stage_caps(c, s)[0] for s in STAGES if not s.startswith("pretrain")]
     return DataSpec(dataset=c.dataset_name, train_split=c.train_split, validation_split=c.validation_split,
                     test_split=c.test_split, dialogue_max_train=_cap_max(*dialogue),
-                    max_validation=c.max_validation_samples, max_test=c.max_test_samples, pretrain=pretrain,
+                    max_validation=c.max_validation_samples, max_test=c.max_test_samples,
+                    pretrain=pretrain_sources(c) if c.pretrain_mix is None or "pretrain" in collections_ else (),
                     pretrain_max_train=_cap_max(*[total for total, _ in caps]),
                     validation_fraction=c.preprocess_validation_fraction, seed=c.seed,
                     max_document_chars=c.max_seq_len * 8)
 
 
+def _fingerprint_data(spec: DataSpec) -> dict[str, Any]:
+    """The DataSpec as the fingerprint sees it: source settings left at their defaults are left out, so the
+    three seed-004 sources keep the fingerprint (and the caches) they had before mixes existed."""
+    parts = dataclasses.asdict(spec)
+    defaults = dataclasses.asdict(PretrainSource("", "", ""))
+    parts["pretrain"] = [{k: v for k, v in source.items() if k in ("name", "location", "field", "max_samples")
+                          or v != defaults[k]} for source in parts["pretrain"]]
+    return parts
+
+
 def cache_spec(c: Config) -> CacheSpec:
     return CacheSpec(max_seq_len=c.max_seq_len, max_target_len=c.max_target_len, batch_size=c.preprocess_batch_size,
+                     chunk_size=c.preprocess_chunk_size,
                      store_text=c.cache_store_text, store_input_ids=c.cache_store_input_ids,
                      store_attention_mask=c.cache_store_attention_mask, store_target_ids=c.cache_store_target_ids,
                      store_target_attention_mask=c.cache_store_target_attention_mask,
@@ -207,15 +259,16 @@ def cache_fingerprint_parts(c: Config, collections_: tuple[str, ...],
         enc.pop(k, None)
     enc_dir, dec_dir = model_dir(c.modernbert_model), model_dir(c.gpt2_model)
     device = resolved_device(c)
+    spec = data_spec(c, collections_)
     return {
         "encoder": enc,
         "encoder_files": hash_path(enc_dir) if enc_dir else None,
         "encoder_state": hash_path(encoder_state) if encoder_state else None,
         "encoder_precision": [device.split(":")[0], compute_precision(c, device), compute_attention(c, device)],
         "decoder_tokenizer": [c.gpt2_model, hash_path(dec_dir, TOKENIZER_FILES) if dec_dir else None],
-        "data": dataclasses.asdict(data_spec(c)),
+        "data": _fingerprint_data(spec),
         "data_files": {name: _data_identity(loc) for name, loc in
-                       [("dataset", c.dataset_name)] + [(n, getattr(c, f)) for n, f in PRETRAIN_FIELDS.items()]},
+                       [("dataset", c.dataset_name)] + [(s.name, s.location) for s in spec.pretrain if not s.task_texts]},
         "collections": list(collections_),
         "seed": c.seed,
     }

@@ -125,7 +125,7 @@ def slow(ids, mask):
     return inner(ids, mask)
 ds = corpus_data_spec(Path({corpus!r}), dialogue_max_train=64)
 build_cache(Path({root!r}), {{"model": "fake"}}, lambda: {{"dialogue": load_collection(ds, "dialogue")}},
-            lambda: (fake_tokenizers(tok), slow), small_cache_spec(batch_size=4, chunk_batches=1), log=print)
+            lambda: (fake_tokenizers(tok), slow), small_cache_spec(batch_size=4, chunk_size=4), log=print)
 """
 
 
@@ -358,3 +358,27 @@ def test_cache_built_before_issue_10_is_reused_for_the_same_files(tmp_path, lega
     changed = _build(tmp_path, small_corpus_dir, tokenizer, fake_encoder,
                      parts={"encoder_files": hash_path(legacy_files / "backbone")})
     assert not changed.reused and changed.cache.folder != old.folder
+
+
+@pytest.mark.parametrize("int8", [True, False])
+def test_every_reader_gives_the_same_batch(tmp_path, small_corpus_dir, tokenizer, fake_encoder, int8):
+    """jsonl records + Collate, npy batches with and without metadata (the Trainer's), and npy records."""
+    import torch
+
+    splits = {fmt: _build(tmp_path, small_corpus_dir, tokenizer, fake_encoder,
+                          small_cache_spec(format=fmt, int8=int8)).cache.split("dialogue", "train")
+              for fmt in ("jsonl", "npy")}
+    rows = [9, 3, 3, 60, 0]
+    jsonl, npy = splits["jsonl"], splits["npy"]
+    reference = Collate(jsonl.pad_token_id)([dict(jsonl[i], index=i) for i in rows])
+    readers = {"npy": CacheDataset(npy).__getitems__(rows),
+               "npy, no metadata": CacheDataset(npy, metadata=False).__getitems__(rows),
+               "npy records": Collate(npy.pad_token_id)([dict(npy[i], index=i) for i in rows])}
+    for name, batch in readers.items():
+        tensors = {k for k, v in reference.items() if isinstance(v, torch.Tensor)}
+        assert tensors == {k for k, v in batch.items() if isinstance(v, torch.Tensor)}, name
+        for key in tensors:
+            assert batch[key].dtype == reference[key].dtype, (name, key)
+            torch.testing.assert_close(batch[key], reference[key], rtol=0, atol=0, msg=f"{name}: {key}")
+        assert batch["source"] == reference["source"]
+        assert name == "npy, no metadata" or batch["id"] == reference["id"]

@@ -1,11 +1,13 @@
-"""Loading datasets from local files and folders, bad rows, schema detection, document pairs, caps."""
+"""Loading datasets from local files and folders, bad rows, schema detection, document pairs, caps, mixes."""
 
 import json
+from collections import Counter
 
 import pytest
 
+from latentbridge.data.rows import open_hub_dataset, split_rows
 from latentbridge.data.sources import (DataSpec, PretrainSource, load_collection, load_dialogue_split,
-                              load_pretrain_source, open_dataset, split_document)
+                                       load_pretrain_source, split_document)
 from latentbridge.errors import UserError
 
 from tests.factories import corpus_data_spec
@@ -29,21 +31,76 @@ def test_bad_dialogue_rows_are_skipped_and_counted(tmp_path):
     loaded = load_collection(DataSpec(str(folder), hf_cache_dir=str(tmp_path / "hf")), "dialogue")
     for split in ("train", "validation", "test"):
         assert [e.id for e in loaded[split].examples] == ["1", "5"]
-        assert loaded[split].skipped == {"missing_or_empty_text": 3}
+        assert loaded[split].skipped.counts == {"missing_or_empty_text": 3}
+        assert loaded[split].skipped.where == {str(folder / f"{split}.jsonl"): {
+            "missing_or_empty_text": {"count": 3, "unit": "line", "first": [2, 3, 4]}}}
 
 
-def test_non_utf8_bytes_and_null_text_in_pretraining_file(tmp_path):
+def test_bad_json_lines_invalid_utf8_and_nulls_are_skipped_with_their_line_numbers(tmp_path):
     path = tmp_path / "wiki.jsonl"
     good = [json.dumps({"text": f"Sentence one number {i}. Sentence two is here. And a third one."}) for i in range(8)]
     lines = [good[0].encode(), b'{"text": "Bad \xff\xfe bytes. In the middle of it. Still fine."}',
-             b'{"text": null}', b'{"text": ""}', b'{"other": 1, "text": "   "}'] + [g.encode() for g in good[1:]]
+             b'{"text": null}', b'{"text": ""}', b'{"other": 1, "text": "   "}', b'{"text": "cut off',
+             b"", b"[1, 2]"] + [g.encode() for g in good[1:]]
     path.write_bytes(b"\n".join(lines) + b"\n")
     spec = DataSpec("unused", validation_fraction=0.0, hf_cache_dir=str(tmp_path / "hf"))
     out = load_pretrain_source(spec, PretrainSource("wikitext", str(path), "wikitext_dataset"))
-    assert len(out["train"].examples) == 9
-    assert out["train"].skipped == {"missing_or_empty_text": 3}
-    bad = [e for e in out["train"].examples if "Bad" in e.input_text][0]
-    assert "\ufffd" in bad.input_text
+    assert len(out["train"].examples) == 8
+    skipped = out["train"].skipped
+    assert skipped.counts == {"missing_or_empty_text": 3, "invalid_utf8": 1, "malformed_json": 2}
+    assert skipped.where[str(path)] == {  # 1-based lines of the user's file; line 7 is blank, not a row
+        "invalid_utf8": {"count": 1, "unit": "line", "first": [2]},
+        "missing_or_empty_text": {"count": 3, "unit": "line", "first": [3, 4, 5]},
+        "malformed_json": {"count": 2, "unit": "line", "first": [6, 8]}}
+    assert skipped.describe() == [f"{path}: 1 invalid UTF-8 (line 2), 3 missing or empty text (lines 3, 4, 5), "
+                                  "2 malformed JSON (lines 6, 8)"]
+
+
+def test_malformed_csv_rows_are_skipped_with_their_line_numbers(tmp_path):
+    path = tmp_path / "train.csv"
+    path.write_bytes(b'id,dialogue,summary\n1,"A: hi\nB: hello",A greets B.\n2,only two\n'
+                     b'3,"A: \xff bad bytes",x\n4,A: bye,They part.,extra\n5,A: see you,They part again.\n')
+    out = load_dialogue_split(DataSpec(str(path), hf_cache_dir=str(tmp_path / "hf")), "train")
+    assert [e.id for e in out.examples] == ["1", "5"]
+    assert out.skipped.where[str(path)] == {"malformed_csv": {"count": 2, "unit": "line", "first": [4, 6]},
+                                            "invalid_utf8": {"count": 1, "unit": "line", "first": [5]}}
+
+
+def test_rows_of_a_json_array_are_numbered_by_item(tmp_path):
+    path = tmp_path / "train.json"
+    path.write_bytes(b'[{"dialogue": "A: hi", "summary": "A greets."}, 7, {"dialogue": "", "summary": "x"},'
+                     b' {"dialogue": "A: \xff", "summary": "y"}, {"dialogue": "A: bye", "summary": "A leaves."}]')
+    out = load_dialogue_split(DataSpec(str(path)), "train")
+    assert [e.target_text for e in out.examples] == ["A greets.", "A leaves."]
+    assert out.skipped.describe() == [f"{path}: 1 malformed JSON (item 2), 1 missing or empty text (item 3), "
+                                      "1 invalid UTF-8 (item 4)"]
+
+
+def test_parquet_and_hub_rows_are_numbered_by_row(tmp_path):
+    import datasets
+    import pandas as pd
+
+    from latentbridge.data.rows import HubRows, Skips
+
+    rows = {"dialogue": ["A: hi", None, "A: bye", "  "], "summary": ["A greets.", "x", "A leaves.", "y"]}
+    path = tmp_path / "train.parquet"
+    pd.DataFrame(rows).to_parquet(path)
+    out = load_dialogue_split(DataSpec(str(path)), "train")
+    assert len(out.examples) == 2 and out.skipped.describe() == [
+        f"{path}: 2 missing or empty text (rows 2, 4)"]
+    hub = HubRows(datasets.Dataset.from_dict(rows), "org/data (train)")
+    assert hub.count() == 4 and hub.columns() == ["dialogue", "summary"]
+    assert [r.line for r in hub.rows(Skips())] == [1, 2, 3, 4]
+
+
+def test_only_the_first_line_numbers_are_kept_but_every_row_is_counted(tmp_path):
+    path = tmp_path / "train.jsonl"
+    path.write_text("".join("not json\n" if i % 2 else json.dumps({"dialogue": f"A: {i}", "summary": "s"}) + "\n"
+                            for i in range(40)))
+    out = load_dialogue_split(DataSpec(str(path)), "train")
+    assert len(out.examples) == 20
+    assert out.skipped.where[str(path)]["malformed_json"] == {"count": 20, "unit": "line", "first": [2, 4, 6, 8, 10]}
+    assert out.skipped.describe() == [f"{path}: 20 malformed JSON (lines 2, 4, 6, 8, 10, ...)"]
 
 
 @pytest.mark.parametrize("fmt", ["csv", "parquet", "txt", "json"])
@@ -80,16 +137,16 @@ def test_dialogue_without_summary_column_is_a_clear_error(tmp_path):
 
 def test_missing_local_file_names_the_field(tmp_path):
     with pytest.raises(UserError, match=r"wikitext_dataset.*does not exist"):
-        open_dataset(str(tmp_path / "nope.jsonl"), "wikitext_dataset")
+        split_rows(str(tmp_path / "nope.jsonl"), "wikitext_dataset", "train")
     with pytest.raises(UserError, match=r"dataset_name.*does not exist"):
-        open_dataset("./data/samsum_missing", "dataset_name")
+        split_rows("./data/samsum_missing", "dataset_name", "train")
 
 
 def test_unreachable_hub_name_fails_fast_with_a_hint(tmp_path, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf_home"))
     with pytest.raises(UserError, match=r"dataset_name.*knkarthick/samsum.*--preset tiny"):
-        open_dataset("knkarthick/samsum", "dataset_name", hf_cache_dir=str(tmp_path / "hf"))
+        open_hub_dataset("knkarthick/samsum", "dataset_name", hf_cache_dir=str(tmp_path / "hf"))
 
 
 def test_missing_split_lists_available_ones(tmp_path, corpus_dir):
@@ -141,5 +198,64 @@ def test_folder_of_shards_is_one_train_split(tmp_path):
         _jsonl(folder / f"part{k}.jsonl", [{"text": f"Shard {k} doc {i}. It has two sentences."} for i in range(10)])
     (folder / ".cache").mkdir()
     _jsonl(folder / ".cache" / "junk.jsonl", [{"text": "ignored. really ignored."}])
-    dsd = open_dataset(str(folder), "english_pretrain_dataset", hf_cache_dir=str(tmp_path / "hf"))
-    assert list(dsd) == ["train"] and len(dsd["train"]) == 30
+    assert split_rows(str(folder), "english_pretrain_dataset", "train").count() == 30
+
+
+# --- pretraining mixes -------------------------------------------------------------------------
+
+
+def _documents(path, n, tag, column="text"):
+    return _jsonl(path, [{column: f"{tag} document {i} begins here. It ends a sentence later.", "n": i}
+                         for i in range(n)])
+
+
+def test_weighted_mix_is_realised_within_a_few_percent(tmp_path):
+    sources = tuple(PretrainSource(name, str(_documents(tmp_path / f"{name}.jsonl", 3000, name)), "pretrain_mix",
+                                   weight=weight) for name, weight in (("a", 0.6), ("b", 0.3), ("c", 0.1)))
+    spec = DataSpec("unused", pretrain=sources, pretrain_max_train=2000, validation_fraction=0.05)
+    train = load_collection(spec, "pretrain")["train"]
+    realised = Counter(e.source for e in train)
+    assert sum(realised.values()) == 2000 and train.realised == realised
+    for name, weight in (("a", 0.6), ("b", 0.3), ("c", 0.1)):
+        assert abs(realised[name] / 2000 - weight) < 0.03, realised
+    assert train.weights == {"a": 0.6, "b": 0.3, "c": 0.1}
+    again = load_collection(spec, "pretrain")["train"]
+    assert [e.id for e in again] == [e.id for e in train]  # seeded
+
+
+def test_weighted_mix_stops_when_a_source_runs_out(tmp_path):
+    sources = (PretrainSource("big", str(_documents(tmp_path / "big.jsonl", 1000, "big")), "pretrain_mix", weight=1),
+               PretrainSource("small", str(_documents(tmp_path / "small.jsonl", 50, "small")), "pretrain_mix",
+                              weight=1))
+    train = load_collection(DataSpec("unused", pretrain=sources, validation_fraction=0.1), "pretrain")["train"]
+    realised = Counter(e.source for e in train)
+    assert realised["small"] == 45 and 30 <= realised["big"] <= 60  # equal shares, not 955 + 45
+
+
+def test_dataset_source_pretrains_on_the_task_inputs_and_targets(tmp_path, corpus_dir):
+    spec = corpus_data_spec(corpus_dir, pretrain=(PretrainSource("dataset", str(corpus_dir / "samsum"), "dataset_name",
+                                                                 task_texts=True),))
+    pre = load_collection(spec, "pretrain")
+    dialogues = load_dialogue_split(spec, "train").examples
+    texts = {t for e in dialogues for t in (e.input_text, e.target_text)}
+    pairs = pre["train"].examples
+    assert pairs and {e.source for e in pairs} == {"dataset"}
+    assert all(" ".join(f"{e.input_text} {e.target_text}".split()) in {" ".join(t.split()) for t in texts}
+               for e in pairs[:50])
+    assert len(pre["validation"].examples) > 0  # from the task's validation split
+    assert pre["train"].skipped.counts.keys() <= {"dataset:too_short_to_split"}
+
+
+def test_mix_source_text_field_and_template(tmp_path):
+    path = _jsonl(tmp_path / "docs.jsonl", [{"title": f"Title {i}", "body": f"Body {i} one two three four.",
+                                             "text": "ignored"} for i in range(20)])
+    spec = DataSpec("unused", validation_fraction=0.0)
+    by_field = load_pretrain_source(spec, PretrainSource("d", str(path), "pretrain_mix", text_field="body"))
+    assert by_field["train"].examples[0].input_text.startswith("Body 0")
+    templated = load_pretrain_source(spec, PretrainSource("d", str(path), "pretrain_mix",
+                                                          text_template="{title}. {body}"))
+    assert templated["train"].examples[0].input_text == "Title 0."
+    with pytest.raises(UserError, match=r"source 'd'.*no column 'summary'.*title"):
+        load_pretrain_source(spec, PretrainSource("d", str(path), "pretrain_mix", text_template="{summary}"))
+    with pytest.raises(UserError, match=r"source 'd'.*no column 'abstract'"):
+        load_pretrain_source(spec, PretrainSource("d", str(path), "pretrain_mix", text_field="abstract"))

@@ -118,3 +118,16 @@ def test_bigger_gemma3_decoders_get_exact_counts_and_memory(tmp_path, name, hidd
     assert not any(p.startswith("models / gpt2_hidden_dim") for p in report.problems)
     wrong = build_report(_base_on_published_configs(tmp_path, gpt2_model=name, gpt2_hidden_dim=640))
     assert any(p.startswith("models / gpt2_hidden_dim") and f"has {hidden}" in p for p in wrong.problems)
+
+
+def test_pretrain_mix_sources_are_checked_in_place_of_the_three_datasets(tmp_path):
+    docs = tmp_path / "docs.jsonl"
+    docs.write_text('{"text": "One. Two."}\n')
+    report = build_report(_tiny(tmp_path, pretrain_mix=f"dataset:1,{docs}:2,org/not-here:1"))
+    rows = {item: (value, status) for item, value, status in report.sections["data"]}
+    assert "wikitext_dataset" not in rows and rows["pretrain_mix: docs"] == (f"{docs}: local path (weight 2)", "ok")
+    assert rows["pretrain_mix: dataset"][1] == "ok"
+    assert report.problems == ["data / pretrain_mix: not-here: org/not-here: not on this machine; needs a hub "
+                               "connection (none here) or a local copy"]
+    missing = build_report(_tiny(tmp_path, pretrain_mix=str(tmp_path / "gone.yaml")))
+    assert any("pretrain_mix" in p and "gone.yaml does not exist" in p for p in missing.problems)

@@ -98,3 +98,18 @@ def test_without_run_preprocessing_a_missing_cache_is_a_clear_error(small_root, 
     ensure_cache(config, log=lambda m: None)
     reused = ensure_cache(config.replace(skip_preprocessing_if_cached=False), log=lambda m: None, allow_build=False)
     assert reused.reused
+
+
+def test_preprocess_mode_pretrains_on_a_mix_and_says_what_it_realised(small_root, tmp_path, capsys):
+    wiki = small_root / "small" / "pretrain" / "wikitext.jsonl"
+    config = small_corpus_config(small_root, tmp_path, pretrain_mix=f"dataset:1,{wiki}:1", max_seq_len=24).replace(
+        max_train_samples=None, pretrain_middle_max_samples=None, pretrain_adapter_max_samples=None)
+    assert run(config, ModeOptions()) == 0
+    out = capsys.readouterr().out
+    entry = ensure_cache(config, log=lambda m: None).cache.manifest["splits"]["pretrain/train"]
+    assert set(entry["sources"]) == {"dataset", "wikitext"} and entry["weights"] == {"dataset": 1.0, "wikitext": 1.0}
+    share = entry["sources"]["dataset"] / entry["count"]
+    assert 0.4 < share < 0.6, entry["sources"]
+    assert "pretrain/train: mix realised dataset" in out
+    assert f"mix: dataset {entry['sources']['dataset']}, wikitext {entry['sources']['wikitext']})" in out
+    assert "inputs were longer than max_seq_len (24 tokens)" in out and "Raise --max-seq-len" in out

@@ -107,8 +107,11 @@ def fail_cache_writes(monkeypatch, fmt: str) -> None:
         count = iter(range(10**9))
         monkeypatch.setattr(cache_module.SplitWriter, "write",
                             lambda self, *a: full_disk() if next(count) == 20 else real(self, *a))
-    else:  # the npy columns' space cannot be reserved
-        monkeypatch.setattr(cache_module.os, "posix_fallocate", full_disk, raising=False)
+    else:  # the third block of array rows meets a full disk
+        real_append = cache_module.NpyAppender.append
+        blocks = iter(range(10**9))
+        monkeypatch.setattr(cache_module.NpyAppender, "append",
+                            lambda self, *a: full_disk() if next(blocks) == 3 else real_append(self, *a))
 
 
 @pytest.mark.parametrize("fmt", ["jsonl", "npy"])

@@ -27,7 +27,9 @@ def select_indices(split: CacheSplit, total_cap: Optional[int] = None,
                    source_caps: Optional[dict[str, Optional[int]]] = None, seed: int = 0) -> np.ndarray:
     """Rows of `split` honouring a cap per source and a total cap (seeded random subsets, sorted).
 
-    Without caps: every row. The total cap keeps the source mix (round-robin over sources).
+    Without caps: every row. The total cap keeps the source mix: round-robin over the sources, or, in a
+    split built from a weighted mix, each source in proportion to its weight (its k-th row counts as drawn
+    at k / weight).
     """
     rng = np.random.default_rng(seed)
     per_source = []
@@ -38,8 +40,10 @@ def select_indices(split: CacheSplit, total_cap: Optional[int] = None,
             idx = np.sort(rng.choice(idx, size=cap, replace=False))
         per_source.append(rng.permutation(idx))
     if total_cap is not None and sum(len(p) for p in per_source) > total_cap:
-        order = np.argsort(np.concatenate([np.arange(len(p)) for p in per_source]), kind="stable")
-        taken = np.concatenate(per_source)[order][:total_cap] if per_source else np.zeros(0, np.int64)
+        weights = split.source_weights or {}
+        turn = np.concatenate([np.arange(len(p)) / weights.get(name, 1.0)
+                               for name, p in zip(split.source_names, per_source)])
+        taken = np.concatenate(per_source)[np.argsort(turn, kind="stable")][:total_cap]
         return np.sort(taken)
     return np.sort(np.concatenate(per_source)) if per_source else np.zeros(0, np.int64)
 

@@ -76,6 +76,7 @@ def build_report(c: Config, memory_gb: Optional[float] = None) -> Report:
         _what_fits(report, c, encoder_cfg, decoder_cfg, counts, memory_gb)
     _storage(report, c)
     _data(report, c)
+    _pretrain_mix(report, c)
     return report
 
 
@@ -273,7 +274,8 @@ def _storage(r: Report, c: Config) -> None:
 
 
 def _data(r: Report, c: Config) -> None:
-    for field_name in ("dataset_name", "wikitext_dataset", "arxiv_dataset", "english_pretrain_dataset"):
+    pretraining = () if c.pretrain_mix else ("wikitext_dataset", "arxiv_dataset", "english_pretrain_dataset")
+    for field_name in ("dataset_name", *pretraining):
         name = getattr(c, field_name)
         if Path(name).expanduser().exists():
             r.add("data", field_name, f"{name}: local path")
@@ -285,6 +287,28 @@ def _data(r: Report, c: Config) -> None:
             r.add("data", field_name, f"{name}: not on this machine; needs a hub connection (none here) or a "
                                       f"local copy (set --{field_name.replace('_', '-')} to a file or folder)",
                   "problem")
+
+
+def _pretrain_mix(r: Report, c: Config) -> None:
+    """The sources of pretrain_mix (it replaces the three *_dataset fields): readable, and each one reachable."""
+    if c.pretrain_mix is None:
+        return
+    try:
+        sources = recipe.mix_sources(c)
+    except UserError as error:
+        r.add("data", "pretrain_mix", str(error), "problem")
+        return
+    for s in sources:
+        where = f"weight {s.weight:g}" + (f", cap {s.cap}" if s.cap else "")
+        if s.is_task_dataset:
+            r.add("data", f"pretrain_mix: {s.name}", f"the task dataset's own texts ({where})")
+        elif Path(s.path).expanduser().exists():
+            r.add("data", f"pretrain_mix: {s.name}", f"{s.path}: local path ({where})")
+        elif _in_hub_cache(s.path):
+            r.add("data", f"pretrain_mix: {s.name}", f"{s.path}: in the local Hugging Face datasets cache ({where})")
+        else:
+            r.add("data", f"pretrain_mix: {s.name}", f"{s.path}: not on this machine; needs a hub connection (none "
+                                                     "here) or a local copy", "problem")
 
 
 def _in_hub_cache(name: str) -> bool:

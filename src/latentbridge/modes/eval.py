@@ -53,7 +53,7 @@ def evaluate(loaded: TrainedModel, split: str | None = None, baselines: bool = F
     """The report dict for `loaded` on `split` (default test_split)."""
     c = loaded.config
     split = split or c.test_split
-    spec = recipe.data_spec(c)
+    spec = recipe.data_spec(c, ("dialogue",))
     examples = load_dialogue_split(spec, split, c.eval_max_samples).examples
     if not examples:
         raise UserError(f"Split {split!r} of {c.dataset_name} has no (dialogue, summary) pairs to evaluate; "

@@ -52,7 +52,9 @@ def stage_data(cache: Cache, seed: int, say: Callable[[str], None] = print) -> C
                 f"of its training split {stage.data}/train (after its caps), so every step trains on the whole "
                 f"split. Lower --{stage.name.replace('_', '-')}-batch-size or --batch-size.")
         validation = cache.split(stage.data, "validation")
-        return StageData(CacheDataset(train, rows), CacheDataset(validation), Collate(train.pad_token_id))
+        metadata = not stage.uses_cache  # only a stage that encodes live reads the text (npy: from the jsonl lines)
+        return StageData(CacheDataset(train, rows, metadata), CacheDataset(validation, metadata=metadata),
+                         Collate(train.pad_token_id))
 
     return data_for
 
@@ -141,9 +143,9 @@ def run(config: Config, options: ModeOptions, *, stop_after_steps: Optional[int]
 
 def _train(config: Config, options: ModeOptions, stages: tuple[Stage, ...], accelerator: Accelerator,
            display: ProgressDisplay, stop_after_steps: Optional[int]) -> TrainResult:
-    with accelerator.main_process_first():  # rank 0 builds the cache, the others then reuse it
-        cache = ensure_cache(config, console_progress(use_rich=config.use_tui), log=display.message,
-                             allow_build=config.run_preprocessing).cache
+    # every rank encodes its share of a cache build; rank 0 merges the shards and speaks for it
+    cache = ensure_cache(config, console_progress(use_rich=config.use_tui), log=display.message,
+                         allow_build=config.run_preprocessing).cache
     fingerprint = recipe.checkpoint_fingerprint(config)
     resume = resolve_resume(options.resume, config, fingerprint, display.message)
     model = build_model(recipe.model_spec(config, device=str(accelerator.device)), seed=config.seed,

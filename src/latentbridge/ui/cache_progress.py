@@ -26,9 +26,10 @@ class LineProgress:
         self.printed = self.done
         rate = self.done / max(time.perf_counter() - self.t0, 1e-9)
         pct = f" ({100 * self.done / self.total:.0f}%)" if self.total else ""
-        print(f"{self.description} {self.done}/{self.total}{pct} {rate:.0f}/s", file=self.stream, flush=True)
+        of = f"/{self.total}" if self.total is not None else ""
+        print(f"{self.description} {self.done}{of}{pct} {rate:.0f}/s", file=self.stream, flush=True)
 
-    def start(self, description: str, total: int) -> None:
+    def start(self, description: str, total: Optional[int]) -> None:
         self.description, self.total, self.done = description, total, 0
         self.t0 = self.last = time.perf_counter()
         self._line()
@@ -53,7 +54,7 @@ class RichProgress:
                               TimeElapsedColumn(), TimeRemainingColumn(), transient=False)
         self._task = None
 
-    def start(self, description: str, total: int) -> None:
+    def start(self, description: str, total: Optional[int]) -> None:
         if self._task is None:
             self._bar.start()
         else:

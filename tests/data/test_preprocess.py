@@ -1,0 +1,193 @@
+"""Building the cache: streamed chunk by chunk, truncation and skipped rows reported, mixes recorded, and a
+build shared by several ranks (threads here; tests/data/test_sharded_preprocess.py runs torchrun)."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from latentbridge.data.cache import MANIFEST, SplitWriter, open_cache
+from latentbridge.data.preprocess import SHARDS_DIR, build_cache
+from latentbridge.data.rows import Skips
+from latentbridge.data.sources import Example, PretrainSource, SplitStream, load_collection
+from latentbridge.files import FILE_HASH
+from tests.factories import (FakeEncoder, cache_folders, corpus_data_spec, fake_tokenizers, make_tokenizer,
+                             small_cache_spec, thread_shards)
+
+
+def _splits(small_corpus_dir, **data):
+    spec = corpus_data_spec(small_corpus_dir, **{"dialogue_max_train": 64, "pretrain_max_train": 60, **data})
+    return lambda: {c: load_collection(spec, c) for c in ("pretrain", "dialogue")}
+
+
+def _build(root, load_splits, tok, enc, spec=None, **kw):
+    return build_cache(root, {"model": "fake"}, load_splits, lambda: (fake_tokenizers(tok), enc),
+                       spec or small_cache_spec(), log=kw.pop("log", lambda m: None), **kw)
+
+
+def test_records_are_read_encoded_and_written_one_chunk_at_a_time(tmp_path, tokenizer, monkeypatch):
+    read, written = [], []
+    write = SplitWriter.write
+    monkeypatch.setattr(SplitWriter, "write", lambda self, line, source: (written.append(1), write(self, line, source)))
+
+    def examples(skips: Skips):
+        for i in range(50):
+            read.append(i)
+            yield Example(f"x{i}", "dialogue", f"Anna: lunch at {i % 9}? Ben: sure", "Anna and Ben meet.")
+
+    seen = []  # at each encode call: (examples read so far, records written so far)
+
+    class Watching(FakeEncoder):
+        def __call__(self, ids, mask):
+            seen.append((len(read), len(written)))
+            return super().__call__(ids, mask)
+
+    enc = Watching(len(tokenizer))
+    stream = lambda: {"dialogue": {"train": SplitStream(examples, ("dialogue",), lambda: 50)}}
+    cache = _build(tmp_path, stream, tokenizer, enc, small_cache_spec(batch_size=5, chunk_size=10)).cache
+    assert len(cache.split("dialogue", "train")) == 50
+    # 5 chunks of 10, each encoded (inputs, targets: 2 x 2 batches) before the next is read, and written before
+    # the next is encoded
+    assert seen == [(10 * (k + 1), 10 * k) for k in range(5) for _ in range(4)]
+
+
+def test_truncation_is_counted_per_split_and_stored(tmp_path, tokenizer, fake_encoder):
+    long, short = "Anna: " + "lunch at the cafe " * 30, "Anna: hi Ben"
+
+    def examples(skips: Skips):
+        for i in range(12):
+            yield Example(f"x{i}", "dialogue", long if i % 3 == 0 else short,
+                          "Anna and Ben meet " * 10 if i % 4 == 0 else "They meet.")
+
+    messages = []
+    stream = lambda: {"dialogue": {"train": SplitStream(examples, ("dialogue",))}}
+    cache = _build(tmp_path, stream, tokenizer, fake_encoder, small_cache_spec(max_seq_len=16, max_target_len=12),
+                   log=messages.append).cache
+    entry = cache.manifest["splits"]["dialogue/train"]
+    assert entry["truncated"] == {"inputs": 4, "targets": 3, "max_seq_len": 16, "max_target_len": 12}
+    said = [m for m in messages if "were cut" in m]
+    assert said == ["dialogue/train: 4 of 12 inputs were longer than max_seq_len (16 tokens) and 3 targets longer "
+                    "than max_target_len (12); they were cut. Raise --max-seq-len / --max-target-len to keep more "
+                    "of them."]
+
+
+def test_skipped_rows_are_reported_by_user_file_and_line(tmp_path, tokenizer, fake_encoder):
+    folder = tmp_path / "dlg"
+    folder.mkdir()
+    rows = [json.dumps({"dialogue": f"A: hi {i}", "summary": "A greets."}) for i in range(6)]
+    for split in ("train", "validation", "test"):
+        (folder / f"{split}.jsonl").write_text("\n".join(rows[:2] + ["{oops"] + rows[2:]) + "\n")
+    spec = corpus_data_spec(tmp_path, dataset=str(folder))
+    messages = []
+    cache = _build(tmp_path / "cache", lambda: {"dialogue": load_collection(spec, "dialogue")}, tokenizer,
+                   fake_encoder, log=messages.append).cache
+    entry = cache.manifest["splits"]["dialogue/train"]
+    assert entry["count"] == 6 and entry["skipped"] == {"malformed_json": 1}
+    train = str(folder / "train.jsonl")
+    assert entry["skipped_rows"] == {train: {"malformed_json": {"count": 1, "unit": "line", "first": [3]}}}
+    assert f"  {train}: 1 malformed JSON (line 3)" in messages
+    assert not list(tmp_path.rglob("*.tmp*")) and not [n for n in cache_folders(tmp_path / "cache") if n.startswith(".")]
+
+
+def test_a_weighted_mix_records_its_weights_and_realised_counts(tmp_path, small_corpus_dir, tokenizer, fake_encoder):
+    spec = corpus_data_spec(small_corpus_dir)
+    weighted = tuple(PretrainSource(s.name, s.location, "pretrain_mix", weight=w)
+                     for s, w in zip(spec.pretrain, (2.0, 1.0, 1.0)))
+    messages = []
+    cache = _build(tmp_path, _splits(small_corpus_dir, pretrain=weighted, pretrain_max_train=None), tokenizer,
+                   fake_encoder, log=messages.append).cache
+    entry = cache.manifest["splits"]["pretrain/train"]
+    assert entry["weights"] == {"wikitext": 2.0, "arxiv": 1.0, "english": 1.0}
+    assert entry["sources"]["wikitext"] == 95 and sum(entry["sources"].values()) == entry["count"]
+    assert any(m.startswith("pretrain/train: mix realised wikitext 95 (") for m in messages)
+    split = cache.split("pretrain", "train")
+    assert split.source_weights == {"wikitext": 2.0, "arxiv": 1.0, "english": 1.0}
+
+
+# --- several ranks -------------------------------------------------------------------------------
+
+
+def _files(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*"))
+            if p.is_file() and p.name != MANIFEST}
+
+
+def _manifest(folder: Path) -> dict:
+    manifest = json.loads((folder / MANIFEST).read_text())
+    manifest.pop("created_at")
+    manifest.pop(FILE_HASH)  # the manifest's own digest covers created_at
+    return manifest
+
+
+def _sharded(root, load_splits, spec, count=2, fail_rank=None):
+    """build_cache on `count` threads as ranks; the rank `fail_rank` fails in its second encode call."""
+    shards, barrier = thread_shards(count)
+    results, errors = [None] * count, [None] * count
+
+    def rank(r):
+        own = make_tokenizer()  # a fast tokenizer keeps its truncation length between calls: one per thread
+        enc = FakeEncoder(len(own))
+        if r == fail_rank:
+            calls = Counter()
+
+            def failing(ids, mask, inner=enc):
+                calls["n"] += 1
+                if calls["n"] == 2:
+                    raise RuntimeError("CUDA out of memory (simulated)")
+                return inner(ids, mask)
+            enc = failing
+        try:
+            results[r] = _build(root, load_splits, own, enc, spec, shards=shards[r])
+        except BaseException as e:  # torchrun stops the other ranks when one dies; the barrier does here
+            errors[r] = e
+            barrier.abort()
+
+    threads = [threading.Thread(target=rank, args=(r,)) for r in range(count)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    return results, errors
+
+
+@pytest.mark.parametrize("fmt", ["jsonl", "npy"])
+def test_a_sharded_build_equals_a_single_process_build(tmp_path, small_corpus_dir, tokenizer, fmt):
+    spec = small_cache_spec(format=fmt, batch_size=4, chunk_size=12, store_text=True)
+    single = _build(tmp_path / "one", _splits(small_corpus_dir), tokenizer, FakeEncoder(len(tokenizer)), spec).cache
+    results, errors = _sharded(tmp_path / "two", _splits(small_corpus_dir), spec)
+    assert errors == [None, None]
+    assert results[0].cache.folder == results[1].cache.folder == tmp_path / "two" / single.folder.name
+    sharded = results[0].cache
+    assert _files(sharded.folder) == _files(single.folder)  # byte for byte: every record, in the same order
+    assert _manifest(sharded.folder) == _manifest(single.folder)
+    assert not (sharded.folder / SHARDS_DIR).exists()
+    open_cache(sharded.folder, full_check=True)
+    for name in sharded.names():
+        a, b = single.split(*name.split("/")), sharded.split(*name.split("/"))
+        assert [a[i]["id"] for i in range(len(a))] == [b[i]["id"] for i in range(len(b))]
+
+
+def test_an_interrupted_sharded_build_never_looks_complete(tmp_path, small_corpus_dir, tokenizer):
+    spec = small_cache_spec(batch_size=4, chunk_size=12)
+    results, errors = _sharded(tmp_path, _splits(small_corpus_dir), spec, fail_rank=1)
+    assert isinstance(errors[1], RuntimeError) and errors[0] is not None and results == [None, None]
+    assert not list(tmp_path.rglob(MANIFEST)) and not cache_folders(tmp_path)  # rank 0 removed the build
+    again = _build(tmp_path, _splits(small_corpus_dir), tokenizer, FakeEncoder(len(tokenizer)), spec)
+    assert not again.reused and len(again.cache.split("dialogue", "train")) == 64
+
+
+def test_ranks_reuse_a_complete_cache_together(tmp_path, small_corpus_dir, tokenizer):
+    spec = small_cache_spec(batch_size=4, chunk_size=12)
+    built = _build(tmp_path, _splits(small_corpus_dir), tokenizer, FakeEncoder(len(tokenizer)), spec).cache
+
+    def boom():
+        raise AssertionError("must not load data when the cache is reused")
+
+    results, errors = _sharded(tmp_path, boom, spec)
+    assert errors == [None, None] and all(r.reused and r.cache.folder == built.folder for r in results)
+    assert np.array_equal(results[1].cache.split("dialogue", "train").sources, built.split("dialogue", "train").sources)
