@@ -64,11 +64,22 @@ def test_all_problems_are_reported_at_once():
     ({"training_phase": "phase2", "num_encoder_unfrozen_layers": 0}, "num_encoder_unfrozen_layers"),
     ({"handoff_best_model_filename": "best_model_pretrain.pt"}, "handoff_best_model_filename"),
     ({"max_generation_length": 2000}, "max_generation_length"),
+    ({"dataset_input_template": "{title}\n{body", "dataset_input_field": None}, "dataset_input_template"),
+    ({"dataset_input_template": "{} and {0}"}, "dataset_input_template"),
+    ({"dataset_input_template": "{row.title}"}, "dataset_input_template"),
+    ({"dataset_input_template": "no columns"}, "dataset_input_template"),
+    ({"dataset_input_template": "{body}", "dataset_input_field": "body"}, "dataset_input_template"),
+    ({"dataset_input_field": "body", "dataset_target_field": "body"}, "dataset_target_field"),
 ])
 def test_cross_field_rules_name_the_field(changes, field):
     with pytest.raises(ConfigError) as caught:
         Config(**changes)
     assert [p.field for p in caught.value.problems] == [field]
+
+
+def test_a_template_over_named_columns_is_valid():
+    config = Config(dataset_input_template="{qualname}:\n{body!s:.2000}", dataset_target_field="summary_line")
+    assert config.dataset_input_template.startswith("{qualname}")
 
 
 def test_odd_head_size_is_fine_without_rope():

@@ -1,33 +1,60 @@
-"""The tiny preset's offline assets: the bundled corpus and tiny models, built once under one root.
+"""The tiny preset's offline assets: a corpus and tiny models, built once under one root.
 
-    root/data/samsum/*.jsonl, root/data/pretrain/*.jsonl    (latentbridge.data.corpus.write_corpus)
-    root/models/modernbert, root/models/gemma3              (latentbridge.models.tiny, save_pretrained folders)
+    root/data/samsum/*.jsonl, root/data/pretrain/*.jsonl    the bundled corpus (latentbridge.data.corpus)
+    root/models/modernbert, root/models/gemma3              tiny models whose tokenizers and LM warm-up
+                                                            come from the bundled corpus
+    root/corpora/<fingerprint>/models/{modernbert,gemma3}   the same, built from another corpus (a user's
+                                                            dataset): one folder per corpus fingerprint
+    root/corpora/<fingerprint>/corpus.json                  what that corpus was (for people, not code)
 
-Each of data/, models/modernbert, models/gemma3 is built in a temporary folder beside it and renamed
-into place, so a folder that exists is complete; a folder built from another seed is rebuilt.
-Safe to call from several processes at once: the first rename wins, the others discard their copy.
+The fingerprint hashes the texts the models are built from, with the seed, the warm-up steps and the sizes:
+the same corpus finds its models again, another corpus gets its own folder (and checkpoints, which hash
+their backbone folders, refuse models of another corpus). Each model folder and data/ is built in a
+temporary folder beside it and renamed into place, so a folder that exists is complete; a folder built with
+other settings is rebuilt. Safe from several processes: the first rename wins, the others discard their copy.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Any, Callable, Optional, Sequence
 
 ASSETS_VERSION = 3
 MANIFEST = "latentbridge_tiny.json"
+CORPORA = "corpora"
+FINGERPRINT_CHARS = 16
 
 
 @dataclass(frozen=True)
 class TinyAssets:
     root: Path
-    data_dir: Path
+    data_dir: Optional[Path]  # the bundled corpus; None for models built from another corpus
     encoder_dir: Path
     decoder_dir: Path
+
+
+def bundled_paths(root: Path) -> dict[str, Path]:
+    """Where the bundled assets live under `root`: dataset, wikitext, arxiv, english, encoder, decoder."""
+    from latentbridge.data.corpus import corpus_paths
+
+    root = Path(root)
+    return {**corpus_paths(root / "data"), "encoder": root / "models" / "modernbert",
+            "decoder": root / "models" / "gemma3"}
+
+
+def same_path(location: str, path: Path) -> bool:
+    return Path(location).expanduser().resolve() == Path(path).resolve()
+
+
+def is_under(location: str, folder: Path) -> bool:
+    return Path(folder).resolve() in Path(location).expanduser().resolve().parents
 
 
 def _is_current(folder: Path, manifest: dict) -> bool:
@@ -58,27 +85,81 @@ def _build_atomically(folder: Path, manifest: dict, build: Callable[[Path], None
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def ensure_tiny_assets(root: Path, seed: int = 0, lm_steps: Optional[int] = None) -> TinyAssets:
-    """Write the corpus, then train the tokenizers on it and save the tiny models; idempotent.
-    `lm_steps`: language-model warm-up steps of the tiny decoder (default TINY_LM_STEPS; tests use fewer)."""
-    from latentbridge.data.corpus import corpus_texts, write_corpus
-
-    root = Path(root)
-    assets = TinyAssets(root, root / "data", root / "models" / "modernbert", root / "models" / "gemma3")
-    base = {"seed": seed, "version": ASSETS_VERSION}
-    _build_atomically(assets.data_dir, base, lambda tmp: write_corpus(tmp, seed))
+def _lm_steps(lm_steps: Optional[int]) -> int:
     from latentbridge.models.tiny import TINY_LM_STEPS
 
-    steps = TINY_LM_STEPS if lm_steps is None else lm_steps
-    decoder_manifest = {**base, "lm_steps": steps}
-    if _is_current(assets.encoder_dir, base) and _is_current(assets.decoder_dir, decoder_manifest):
-        return assets
+    return TINY_LM_STEPS if lm_steps is None else lm_steps
+
+
+def _build_models(encoder_dir: Path, decoder_dir: Path, texts: Callable[[], Sequence[str]], manifest: dict,
+                  seed: int, lm_steps: int, progress: Any) -> None:
+    """Train the tokenizers on `texts()` and save the tiny encoder and the LM-warmed tiny decoder (when stale)."""
+    decoder_manifest = {**manifest, "lm_steps": lm_steps}
+    if _is_current(encoder_dir, manifest) and _is_current(decoder_dir, decoder_manifest):
+        return
     from latentbridge.models.loading import quiet_transformers
     from latentbridge.models.tiny import build_tiny_gemma3, build_tiny_modernbert
 
     quiet_transformers()
-    texts = corpus_texts(seed)
-    _build_atomically(assets.encoder_dir, base, lambda tmp: build_tiny_modernbert(texts, tmp, seed))
-    _build_atomically(assets.decoder_dir, decoder_manifest,
-                      lambda tmp: build_tiny_gemma3(texts, tmp, seed, lm_steps=steps))
+    corpus = texts()
+    progress.start(f"tiny encoder: tokenizer on {len(corpus):,} texts", 1)
+    _build_atomically(encoder_dir, manifest, lambda tmp: build_tiny_modernbert(corpus, tmp, seed))
+    progress.advance(1)
+    progress.finish()
+    progress.start(f"tiny decoder: tokenizer, then {lm_steps} LM warm-up steps", lm_steps + 1)
+    _build_atomically(decoder_dir, decoder_manifest, lambda tmp: build_tiny_gemma3(
+        corpus, tmp, seed, lm_steps=lm_steps, on_step=lambda loss: progress.advance(1)))
+    progress.advance(1)
+    progress.finish()
+
+
+def ensure_tiny_assets(root: Path, seed: int = 0, lm_steps: Optional[int] = None,
+                       progress: Any = None) -> TinyAssets:
+    """Write the bundled corpus, then train the tokenizers on it and save the tiny models; idempotent.
+    `lm_steps`: language-model warm-up steps of the tiny decoder (default TINY_LM_STEPS; tests use fewer)."""
+    from latentbridge.data.corpus import corpus_texts, write_corpus
+    from latentbridge.data.progress import NullProgress
+
+    root = Path(root)
+    paths = bundled_paths(root)
+    assets = TinyAssets(root, root / "data", paths["encoder"], paths["decoder"])
+    base = {"seed": seed, "version": ASSETS_VERSION}
+    _build_atomically(assets.data_dir, base, lambda tmp: write_corpus(tmp, seed))
+    _build_models(assets.encoder_dir, assets.decoder_dir, lambda: corpus_texts(seed), base, seed,
+                  _lm_steps(lm_steps), progress or NullProgress())
+    return assets
+
+
+def corpus_fingerprint(texts: Sequence[str], settings: dict) -> str:
+    """sha256 of the texts (in order) and the build settings: names the folder of a corpus' models."""
+    h = hashlib.sha256(json.dumps(settings, sort_keys=True).encode())
+    for text in texts:
+        h.update(text.encode("utf-8", errors="replace"))
+        h.update(b"\0")
+    return h.hexdigest()
+
+
+def ensure_corpus_assets(root: Path, texts: Sequence[str], seed: int = 0, lm_steps: Optional[int] = None,
+                         progress: Any = None, describe: Optional[dict] = None) -> TinyAssets:
+    """Tiny models whose tokenizers and decoder warm-up come from `texts` (a user's corpus), under
+    root/corpora/<fingerprint>; reused when that corpus' models exist. `describe` goes into corpus.json."""
+    from latentbridge.data.progress import NullProgress
+
+    if not texts:
+        raise ValueError("no texts to build tiny models from")
+    steps = _lm_steps(lm_steps)
+    base = {"seed": seed, "version": ASSETS_VERSION}
+    key = corpus_fingerprint(texts, {**base, "lm_steps": steps})
+    folder = Path(root) / CORPORA / key[:FINGERPRINT_CHARS]
+    assets = TinyAssets(folder, None, folder / "models" / "modernbert", folder / "models" / "gemma3")
+    manifest = {**base, "corpus": key}
+    started = time.perf_counter()
+    _build_models(assets.encoder_dir, assets.decoder_dir, lambda: texts, manifest, seed, steps,
+                  progress or NullProgress())
+    info = folder / "corpus.json"
+    if not info.exists():
+        from latentbridge.atomic import write_text_atomic
+
+        write_text_atomic(info, json.dumps({"fingerprint": key, "texts": len(texts), **(describe or {}),
+                                            "build_seconds": round(time.perf_counter() - started, 1)}, indent=2))
     return assets

@@ -146,6 +146,12 @@ class Config:
     validation_split: str = _data("validation", "Validation split name")
     test_split: str = _data("test", "Test split name")
     max_train_samples: Optional[int] = _data(None, "Cap on dialogue training examples", gt=0)
+    dataset_input_field: Optional[str] = _data(None, "Column of dataset_name with the input text (none: found by "
+                                               "name: dialogue, dialog, conversation, document, article, text, source)")
+    dataset_target_field: Optional[str] = _data(None, "Column of dataset_name with the target text (none: found by "
+                                                "name: summary, highlights, target, abstract)")
+    dataset_input_template: Optional[str] = _data(None, "Input text built from the row's columns, a Python format "
+                                                  "string such as '{title}\\n{body}' (instead of dataset_input_field)")
     wikitext_dataset: str = _data("Hieuman/wikitext-103-filtered", "Pretraining text (stages 1-2)")
     arxiv_dataset: str = _data("macrocosm/arxiv_abstracts", "Pretraining text (stages 1-2)")
     english_pretrain_dataset: str = _data("shuyuej/English-Pretraining-Dataset", "Pretraining text (stages 1-2)")
@@ -405,10 +411,31 @@ def _cross_field_problems(c: Config) -> list[Problem]:
     if c.training_phase == "phase2" and c.num_encoder_unfrozen_layers == 0:
         problems.append(Problem("num_encoder_unfrozen_layers", 0,
                                 "at least 1 with training_phase phase2, which trains the encoder"))
+    problems += _column_problems(c)
     names = ("pretrain_best_model_filename", "finetune_best_model_filename", "handoff_best_model_filename")
     if len({getattr(c, n) for n in names}) < len(names):
         problems.append(Problem("handoff_best_model_filename", c.handoff_best_model_filename,
                                 "a file name different from the pretrain and finetune best-model names"))
+    return problems
+
+
+def _column_problems(c: Config) -> list[Problem]:
+    from latentbridge.text_template import template_fields
+
+    problems = []
+    if c.dataset_input_template is not None:
+        try:
+            template_fields(c.dataset_input_template)
+        except ValueError as error:
+            problems.append(Problem("dataset_input_template", c.dataset_input_template,
+                                    f"a format string over the dataset's column names such as '{{title}}\\n{{body}}' "
+                                    f"({error})"))
+        if c.dataset_input_field is not None:
+            problems.append(Problem("dataset_input_template", c.dataset_input_template,
+                                    "none when dataset_input_field is set (the input comes from one or the other)"))
+    if c.dataset_input_field is not None and c.dataset_input_field == c.dataset_target_field:
+        problems.append(Problem("dataset_target_field", c.dataset_target_field,
+                                "a column other than dataset_input_field (input and target must differ)"))
     return problems
 
 

@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from latentbridge.modes import ModeOptions
-from latentbridge.modes.preprocess import (cache_spec, data_spec, ensure_cache, load_cache_encoder_state, run, stage_rows)
+from latentbridge.modes.preprocess import (cache_spec, data_spec, ensure_cache, load_cache_encoder_state, run, stage_rows,
+                                          with_tiny_assets)
 from tests.factories import assets_config, tiny_config
 
 
@@ -25,9 +26,10 @@ def small_root(tiny_root: Path) -> Path:
 
 
 def _config(root: Path, tmp: Path, **overrides):
+    """The shared tiny models on the cut-down corpus (tiny_assets_dir none: models as they are, never rebuilt)."""
     small = root / "small"
     return assets_config(
-        root, dataset_name=str(small / "samsum"), wikitext_dataset=str(small / "pretrain/wikitext.jsonl"),
+        root, tiny_assets_dir=None, dataset_name=str(small / "samsum"), wikitext_dataset=str(small / "pretrain/wikitext.jsonl"),
         arxiv_dataset=str(small / "pretrain/arxiv.jsonl"), english_pretrain_dataset=str(small / "pretrain/english.jsonl"),
         preprocess_cache_dir=str(tmp / "cache"), max_train_samples=48, pretrain_middle_max_samples=60,
         pretrain_adapter_max_samples=30, use_tui=False, **overrides)
@@ -115,3 +117,36 @@ def test_without_run_preprocessing_a_missing_cache_is_a_clear_error(small_root, 
     ensure_cache(config, log=lambda m: None)
     reused = ensure_cache(config.replace(skip_preprocessing_if_cached=False), log=lambda m: None, allow_build=False)
     assert reused.reused
+
+
+def _docs(folder: Path, words: str) -> Path:
+    import json
+
+    folder.mkdir(parents=True)
+    for split, n in (("train", 40), ("validation", 8), ("test", 8)):
+        rows = [{"qualname": f"mod.f{i}", "body": f"This function {words} number {i}. It returns the result.",
+                 "summary_line": f"Return the {words} of item {i}."} for i in range(n)]
+        (folder / f"{split}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return folder
+
+
+def test_the_tiny_preset_on_another_dataset_builds_models_and_pretrains_on_its_texts(tmp_path, monkeypatch):
+    monkeypatch.setattr("latentbridge.models.tiny.TINY_LM_STEPS", 2)  # a short warm-up keeps this fast
+    root = tmp_path / "tiny"
+    config = assets_config(root, dataset_name=str(_docs(tmp_path / "a", "squares the matrix")),
+                           dataset_input_template="{qualname}: {body}", dataset_target_field="summary_line",
+                           preprocess_cache_dir=str(tmp_path / "cache"), use_tui=False)
+    resolved = with_tiny_assets(config, log=lambda m: None)
+    encoder, decoder = Path(resolved.modernbert_model), Path(resolved.gpt2_model)
+    assert encoder.parent.parent.parent == root / "corpora" and decoder.parent == encoder.parent
+    assert not (root / "data").exists()  # the bundled corpus is not needed
+    assert [(s.name, s.task_texts) for s in data_spec(resolved).pretrain] == [("dataset", True)]
+    assert with_tiny_assets(resolved, log=lambda m: None) == resolved  # the same corpus: the same models
+    assert with_tiny_assets(config, log=lambda m: None) == resolved
+    other = with_tiny_assets(config.replace(dataset_name=str(_docs(tmp_path / "b", "sorts the list"))),
+                             log=lambda m: None)
+    assert other.gpt2_model != resolved.gpt2_model
+    cache = ensure_cache(resolved, log=lambda m: None).cache
+    pretrain = cache.split("pretrain", "train")
+    assert {pretrain.source_names[k] for k in set(pretrain.sources.tolist())} == {"dataset"}
+    assert len(pretrain) > 40  # pairs cut from the inputs and targets of 40 rows

@@ -4,9 +4,12 @@ Everything here returns plain Python `Example`s (id, source, input text, target 
 of skipped rows. The orchestration layer builds a `DataSpec` from the config; nothing in this file
 reads the config module.
 
-    dialogue:  (dialogue -> summary)                  split names from the spec (train/validation/test)
+    dialogue:  (dialogue -> summary)                  split names from the spec (train/validation/test);
+               columns named by `Columns` (fields, or a template for the input), else found by name
     pretrain:  document -> (segment A -> segment B)   split at a sentence boundary near the middle;
                sources without a validation split give `validation_fraction` of their documents to it.
+               A `task_texts` source takes its documents from the dialogue dataset itself: every input
+               and target text of its train (and validation) split.
 """
 
 from __future__ import annotations
@@ -20,11 +23,12 @@ import threading
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator, Optional
+from typing import Any, Iterator, Optional, Sequence
 
 import numpy as np
 
 from latentbridge.errors import UserError
+from latentbridge.text_template import render_template, template_fields
 
 LOCAL_EXTENSIONS = {".json": "json", ".jsonl": "json", ".csv": "csv", ".parquet": "parquet", ".txt": "text"}
 TEXT_FIELDS = ("text", "content", "abstract", "article", "document", "body", "passage", "raw", "sentence")
@@ -49,10 +53,20 @@ class Example:
 class PretrainSource:
     """One pretraining source: where it is, the config field naming it, and its document cap."""
 
-    name: str  # short name stored in the cache: "wikitext", "arxiv", "english"
+    name: str  # short name stored in the cache: "wikitext", "arxiv", "english", "dataset"
     location: str  # hub name or local path
     field: str  # config field, for error messages
     max_samples: Optional[int] = None  # cap on training pairs taken from this source
+    task_texts: bool = False  # the dialogue dataset's own input and target texts (location = spec.dataset)
+
+
+@dataclass(frozen=True)
+class Columns:
+    """Which columns of the dialogue dataset give a row's input and target text (None: found by name)."""
+
+    input_field: Optional[str] = None
+    target_field: Optional[str] = None
+    input_template: Optional[str] = None  # a format string over the row's columns, instead of input_field
 
 
 @dataclass(frozen=True)
@@ -71,6 +85,7 @@ class DataSpec:
     max_document_chars: Optional[int] = None  # trim long documents before splitting them
     dataset_field: str = "dataset_name"
     hf_cache_dir: Optional[str] = None
+    columns: Columns = Columns()
 
 
 @dataclass
@@ -193,18 +208,19 @@ def _utf8_files(data_files: dict[str, list[str]], hf_cache_dir: Optional[str]) -
     return out
 
 
-def open_dataset(location: str, field_name: str, hf_cache_dir: Optional[str] = None):
-    """A `datasets.DatasetDict` for a hub name or local file/folder; UserError when it cannot be had."""
+def open_dataset(location: str, field_name: str, hf_cache_dir: Optional[str] = None, streaming: bool = False):
+    """A `datasets.DatasetDict` for a hub name or local file/folder; UserError when it cannot be had.
+    `streaming`: a local dataset is read as it is iterated (an IterableDatasetDict), nothing is cached."""
     import datasets
 
     datasets.disable_progress_bars()
     path = Path(location).expanduser()
     if path.exists():
         builder, data_files = _local_files(path, field_name)
-        kwargs = {}
+        kwargs: dict[str, Any] = {"streaming": True} if streaming else {}
         if builder in ("json", "text", "csv"):
-            data_files = _utf8_files(data_files, hf_cache_dir)
-            kwargs = {"encoding_errors": "replace"}
+            data_files = data_files if streaming else _utf8_files(data_files, hf_cache_dir)
+            kwargs["encoding_errors"] = "replace"
         try:
             return datasets.load_dataset(builder, data_files=data_files, cache_dir=hf_cache_dir, **kwargs)
         except Exception as e:  # malformed file: say which and why, no traceback
@@ -253,13 +269,16 @@ def _string_columns(ds) -> list[str]:
 
 def text_column(ds, field_name: str, location: str) -> str:
     """The text column of a pretraining dataset, found by schema; a clear error when none fits."""
-    strings = _string_columns(ds)
-    col = _find_column(list(ds.column_names), TEXT_FIELDS)
+    return _text_column(list(ds.column_names), _string_columns(ds), field_name, location)
+
+
+def _text_column(columns: list[str], strings: list[str], field_name: str, location: str) -> str:
+    col = _find_column(columns, TEXT_FIELDS)
     if col is None and len(strings) == 1:
         col = strings[0]
     if col is None:
         raise UserError(f"{field_name}: cannot find the text column of {location!r}. Columns: "
-                        f"{ds.column_names}; expected one named {', '.join(TEXT_FIELDS)} "
+                        f"{columns}; expected one named {', '.join(TEXT_FIELDS)} "
                         f"(or exactly one text column).")
     return col
 
@@ -273,29 +292,105 @@ def _clean(value) -> Optional[str]:
     return value or None
 
 
-# --- dialogue --------------------------------------------------------------------------------
+# --- dialogue ----------------------------------------------------------------------------------
+
+INPUT_FLAG, TARGET_FLAG, TEMPLATE_FLAG = "--dataset-input-field", "--dataset-target-field", "--dataset-input-template"
+
+
+@dataclass(frozen=True)
+class ColumnPlan:
+    """How one split's rows become texts: the input column or template, and the target column."""
+
+    input_column: Optional[str]
+    target_column: str
+    input_template: Optional[str] = None
+
+    @property
+    def needed(self) -> list[str]:
+        inputs = template_fields(self.input_template) if self.input_template else [self.input_column]
+        return list(dict.fromkeys([*inputs, self.target_column]))
+
+    def input_text(self, row: dict) -> Optional[str]:
+        if self.input_template:
+            return _clean(render_template(self.input_template, row))
+        return _clean(row.get(self.input_column))
+
+    def target_text(self, row: dict) -> Optional[str]:
+        return _clean(row.get(self.target_column))
+
+    def describe(self) -> str:
+        source = f"template {self.input_template!r}" if self.input_template else f"column {self.input_column!r}"
+        return f"input from {source}, target from column {self.target_column!r}"
+
+
+def plan_columns(columns: list[str], wanted: Columns, where: str) -> ColumnPlan:
+    """The ColumnPlan for a split with these columns; UserError naming `where`, the columns and the flag to set."""
+    has = f"its columns are {sorted(columns)}"
+    if wanted.input_template:
+        missing = [n for n in template_fields(wanted.input_template) if n not in columns]
+        if missing:
+            raise UserError(f"{where} has no column {', '.join(map(repr, missing))}, used by {TEMPLATE_FLAG} "
+                            f"{wanted.input_template!r}; {has}. Name only those in the template.")
+        source = None
+    elif wanted.input_field:
+        if wanted.input_field not in columns:
+            raise UserError(f"{where} has no column {wanted.input_field!r} ({INPUT_FLAG}); {has}. "
+                            f"Set {INPUT_FLAG} to one of them.")
+        source = wanted.input_field
+    else:
+        source = _find_column(columns, DIALOGUE_FIELDS)
+        if source is None:
+            raise UserError(f"{where} has no input column named {'/'.join(DIALOGUE_FIELDS)}; {has}. Name the "
+                            f"input column with {INPUT_FLAG} (or build the input from several with {TEMPLATE_FLAG}).")
+    if wanted.target_field:
+        if wanted.target_field not in columns:
+            raise UserError(f"{where} has no column {wanted.target_field!r} ({TARGET_FLAG}); {has}. "
+                            f"Set {TARGET_FLAG} to one of them.")
+        target = wanted.target_field
+    else:
+        target = _find_column(columns, SUMMARY_FIELDS)
+        if target is None:
+            raise UserError(f"{where} has no target column named {'/'.join(SUMMARY_FIELDS)}; {has}. Name the "
+                            f"target column with {TARGET_FLAG}.")
+    if target == source:
+        raise UserError(f"{where}: column {target!r} would be both the input and the target; set {INPUT_FLAG} "
+                        f"and {TARGET_FLAG} to two different columns.")
+    return ColumnPlan(source, target, wanted.input_template)
+
+
+def split_location(spec: DataSpec, ds, split: str) -> str:
+    """`dataset_name: <the split's files> (split 'x')` for a local dataset, the hub name for another."""
+    path = Path(spec.dataset).expanduser()
+    if path.exists():
+        _, files = _local_files(path, spec.dataset_field)
+        named = files.get(str(ds.split), files.get(split, [str(path)]))
+        shown = ", ".join(named[:3]) + (f" and {len(named) - 3} more" if len(named) > 3 else "")
+        return f"{spec.dataset_field}: {shown} (split {split!r})"
+    return f"{spec.dataset_field}: {spec.dataset!r} split {split!r}"
+
+
+def dialogue_columns(spec: DataSpec, split: str, dsd=None) -> tuple[Any, ColumnPlan]:
+    """(the split as a `datasets.Dataset`, its ColumnPlan); UserError when a split or column is missing."""
+    dsd = dsd if dsd is not None else open_dataset(spec.dataset, spec.dataset_field, spec.hf_cache_dir)
+    ds = _pick_split(dsd, split, spec.dataset_field, spec.dataset)
+    return ds, plan_columns(list(ds.column_names), spec.columns, split_location(spec, ds, split))
 
 
 def load_dialogue_split(spec: DataSpec, split: str, max_samples: Optional[int] = None, dsd=None) -> LoadedSplit:
-    """(dialogue -> summary) examples of one split, in dataset order, at most `max_samples`."""
-    dsd = dsd if dsd is not None else open_dataset(spec.dataset, spec.dataset_field, spec.hf_cache_dir)
-    ds = _pick_split(dsd, split, spec.dataset_field, spec.dataset)
-    src = _find_column(ds.column_names, DIALOGUE_FIELDS)
-    tgt = _find_column(ds.column_names, SUMMARY_FIELDS)
-    if src is None or tgt is None or src == tgt:
-        raise UserError(f"{spec.dataset_field}: {spec.dataset!r} split {split!r} needs a dialogue column "
-                        f"({'/'.join(DIALOGUE_FIELDS)}) and a summary column ({'/'.join(SUMMARY_FIELDS)}); "
-                        f"it has {ds.column_names}.")
-    ids = ds["id"] if "id" in ds.column_names else None
+    """(input -> target) examples of one split, in dataset order, at most `max_samples`."""
+    ds, plan = dialogue_columns(spec, split, dsd)
+    names = plan.needed + (["id"] if "id" in ds.column_names and "id" not in plan.needed else [])
+    table = ds.select_columns(names)[:]  # {column: [values]}
     out = LoadedSplit([])
-    for i, (d, s) in enumerate(zip(ds[src], ds[tgt])):
+    for i in range(len(ds)):
         if max_samples is not None and len(out.examples) >= max_samples:
             break
-        d, s = _clean(d), _clean(s)
+        row = {name: table[name][i] for name in names}
+        d, s = plan.input_text(row), plan.target_text(row)
         if d is None or s is None:
             out.skipped["missing_or_empty_text"] += 1
             continue
-        ex_id = str(ids[i]) if ids is not None and ids[i] is not None else f"{split}-{i}"
+        ex_id = str(row["id"]) if row.get("id") is not None else f"{split}-{i}"
         out.examples.append(Example(ex_id, "dialogue", d, s))
     return out
 
@@ -340,7 +435,9 @@ def load_pretrain_source(spec: DataSpec, source: PretrainSource, max_train: Opti
     Documents are visited in a seeded random order, so a cap takes a deterministic random sample; a
     source without a validation split gives `spec.validation_fraction` of the documents it uses to it.
     """
-    dsd = dsd if dsd is not None else open_dataset(source.location, source.field, spec.hf_cache_dir)
+    if dsd is None:
+        dsd = task_documents(spec) if source.task_texts else \
+            open_dataset(source.location, source.field, spec.hf_cache_dir)
     train_ds = _pick_split(dsd, "train", source.field, source.location) if "train" in dsd else dsd[next(iter(dsd))]
     has_val = any(a in dsd for a in SPLIT_ALIASES["validation"])
     caps = [c for c in (source.max_samples, max_train) if c is not None]
@@ -361,6 +458,35 @@ def load_pretrain_source(spec: DataSpec, source: PretrainSource, max_train: Opti
         _fill(out["validation"], train_ds, order[:n_val], n_val, spec, source, "validation")
         _fill(out["train"], train_ds, order[n_val:], cap, spec, source, "train")
     return out
+
+
+def task_documents(spec: DataSpec):
+    """The dialogue dataset's own texts as a pretraining dataset: a DatasetDict {"train", "validation"} of
+    {"text"} rows, each input followed by its target text (train capped like the dialogues)."""
+    import datasets
+
+    dsd = open_dataset(spec.dataset, spec.dataset_field, spec.hf_cache_dir)
+    out = {}
+    for name, split, cap in (("train", spec.train_split, spec.dialogue_max_train),
+                             ("validation", spec.validation_split, None)):
+        examples = load_dialogue_split(spec, split, cap, dsd).examples
+        out[name] = datasets.Dataset.from_dict({"text": [t for e in examples for t in (e.input_text, e.target_text)]})
+    return datasets.DatasetDict(out)
+
+
+def corpus_texts(spec: DataSpec, limit: int) -> list[str]:
+    """The texts a tokenizer and language model for this data are trained on: the dialogue dataset's training
+    inputs and targets, then the training documents of the other pretraining sources; at most `limit`.
+    Validation and test texts are left out, so nothing built from them has seen what is evaluated."""
+    texts = list(task_documents(spec)["train"]["text"])
+    for source in spec.pretrain:
+        if source.task_texts or len(texts) >= limit:
+            continue
+        dsd = open_dataset(source.location, source.field, spec.hf_cache_dir)
+        ds = _pick_split(dsd, "train", source.field, source.location) if "train" in dsd else dsd[next(iter(dsd))]
+        col = text_column(ds, source.field, source.location)
+        texts += [t for t in (_clean(v) for v in ds.select(range(min(len(ds), limit - len(texts))))[col]) if t]
+    return texts[:limit]
 
 
 def _fill(out: LoadedSplit, ds, order: np.ndarray, cap: Optional[int], spec: DataSpec,
@@ -418,3 +544,69 @@ def _interleave_cap(parts: list[list[Example]], cap: int) -> list[Example]:
                 if len(out) >= cap:
                     return out
     return out
+
+
+# --- checking without loading (--mode doctor) --------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SplitCheck:
+    """What checking one split found: where it is, how its rows become texts, and a sample's health."""
+
+    name: str  # "train", or a pretraining source's name
+    location: str
+    columns: str = ""  # ColumnPlan.describe(), or the text column
+    sampled: int = 0
+    without_text: int = 0  # sampled rows that give no input or no target text
+    problem: Optional[str] = None
+
+
+def _sample(ds, n: int) -> tuple[list[dict], list[str]]:
+    from itertools import islice
+
+    rows = list(islice(iter(ds), n))
+    return rows, list(ds.column_names or (rows[0].keys() if rows else []))
+
+
+def _usable(name: str, location: str, columns: str, rows: list[dict], ok: list[bool]) -> SplitCheck:
+    bad = ok.count(False)
+    problem = None
+    if not rows:
+        problem = f"{location} holds no rows"
+    elif bad == len(rows):
+        problem = f"{location}: none of the first {len(rows)} rows has text in {columns}"
+    return SplitCheck(name, location, columns, len(rows), bad, problem)
+
+
+def check_dialogue_data(spec: DataSpec, splits: Sequence[str], sample: int = 200) -> list[SplitCheck]:
+    """The checks loading makes (split names, columns) and a look at the first `sample` rows of each split,
+    reading the files as a stream (nothing cached or written). UserError when the dataset cannot be opened."""
+    dsd = open_dataset(spec.dataset, spec.dataset_field, spec.hf_cache_dir, streaming=True)
+    out = []
+    for split in splits:
+        try:
+            ds = _pick_split(dsd, split, spec.dataset_field, spec.dataset)
+            rows, columns = _sample(ds, sample)
+            location = split_location(spec, ds, split)
+            plan = plan_columns(columns, spec.columns, location)
+        except UserError as error:
+            out.append(SplitCheck(split, spec.dataset, problem=str(error)))
+            continue
+        ok = [plan.input_text(r) is not None and plan.target_text(r) is not None for r in rows]
+        out.append(_usable(split, location, plan.describe(), rows, ok))
+    return out
+
+
+def check_pretrain_source(spec: DataSpec, source: PretrainSource, sample: int = 200) -> SplitCheck:
+    """The text column of a pretraining source and a look at its first `sample` rows (streamed)."""
+    if source.task_texts:
+        return SplitCheck(source.name, source.location, "the dataset's own input and target texts")
+    try:
+        dsd = open_dataset(source.location, source.field, spec.hf_cache_dir, streaming=True)
+        ds = dsd["train"] if "train" in dsd else dsd[next(iter(dsd))]
+        rows, columns = _sample(ds, sample)
+        strings = [c for c in columns if rows and isinstance(rows[0].get(c), str)]
+        col = _text_column(columns, strings, source.field, source.location)
+    except UserError as error:
+        return SplitCheck(source.name, source.location, problem=str(error))
+    return _usable(source.name, source.location, f"column {col!r}", rows, [_clean(r.get(col)) is not None for r in rows])

@@ -1,8 +1,10 @@
 """Texts in and summaries out for `--mode infer`.
 
 Inputs, the first that is given: `--text`; `--input-file`; standard input (when it is not a terminal).
-A file or standard input holds one text per line, or JSON Lines whose records carry a `dialogue` or
-`text` field (and optionally an `id`, copied to the output). JSON Lines is recognised by a `.jsonl`
+A file or standard input holds one text per line, or JSON Lines records (with an optional `id`, copied to
+the output) whose text is read like the training data's input: from the key named by
+`dataset_input_field`, or `dataset_input_template` over the record's keys, or else the first of the
+input names training recognises (`dialogue`, ..., `text`). JSON Lines is recognised by a `.jsonl`
 name or by a first non-blank line that starts with `{`. Blank lines of a plain file are skipped.
 
 Outputs: standard output gets one summary per line (newlines inside a summary become spaces);
@@ -18,9 +20,24 @@ from pathlib import Path
 from typing import IO, Iterable, Optional, Sequence
 
 from latentbridge.atomic import write_text_atomic
+from latentbridge.data.sources import DIALOGUE_FIELDS, INPUT_FLAG, TEMPLATE_FLAG
 from latentbridge.errors import UserError
+from latentbridge.text_template import render_template, template_fields
 
-TEXT_FIELDS = ("dialogue", "text")
+
+@dataclass(frozen=True)
+class InputColumns:
+    """Where a JSON Lines record's text is: a key, a template over its keys, or (neither) found by name."""
+
+    field: Optional[str] = None
+    template: Optional[str] = None
+
+    def describe(self) -> str:
+        if self.template:
+            return f"the keys of {TEMPLATE_FLAG} {self.template!r}"
+        if self.field:
+            return f"a string under {self.field!r} ({INPUT_FLAG})"
+        return f"a string under one of {', '.join(map(repr, DIALOGUE_FIELDS))}"
 
 
 @dataclass(frozen=True)
@@ -43,7 +60,25 @@ def _is_jsonl(name: str, lines: Sequence[str]) -> bool:
     return first.lstrip().startswith("{")
 
 
-def parse_lines(lines: Sequence[str], name: str) -> list[InputText]:
+def record_text(record: dict, columns: InputColumns, where: str) -> str:
+    """The text of one JSON Lines record, read as `columns` say; UserError naming the line and its keys."""
+    keys = f"it has the keys {sorted(record)}"
+    if columns.template:
+        missing = [k for k in template_fields(columns.template) if k not in record]
+        if missing:
+            raise UserError(f"{where} has no key {', '.join(map(repr, missing))}, used by {TEMPLATE_FLAG} "
+                            f"{columns.template!r}; {keys}.")
+        text = render_template(columns.template, record)
+    else:
+        key = columns.field or next((k for k in DIALOGUE_FIELDS if k in record), None)
+        text = record.get(key) if key is not None else None
+    if not isinstance(text, str):
+        raise UserError(f"{where} has no text field: expected {columns.describe()}; {keys}. Name the key with "
+                        f"{INPUT_FLAG} (or {TEMPLATE_FLAG}).")
+    return text
+
+
+def parse_lines(lines: Sequence[str], name: str, columns: InputColumns = InputColumns()) -> list[InputText]:
     """Texts of a file's (or standard input's) lines: JSON Lines or one text per line."""
     out: list[InputText] = []
     jsonl = _is_jsonl(name, lines)
@@ -58,24 +93,20 @@ def parse_lines(lines: Sequence[str], name: str) -> list[InputText]:
             record = json.loads(line)
         except ValueError as error:
             raise UserError(f"{where} is not valid JSON ({error}); a .jsonl input needs one JSON object per "
-                            "line with a \"dialogue\" or \"text\" field.") from None
+                            f"line with {columns.describe()}.") from None
         if not isinstance(record, dict):
-            raise UserError(f"{where} is a JSON {type(record).__name__}, not an object with a \"dialogue\" or "
-                            "\"text\" field.")
-        key = next((k for k in TEXT_FIELDS if k in record), None)
-        if key is None or not isinstance(record[key], str):
-            raise UserError(f"{where} has no text field: expected a string under \"dialogue\" or \"text\"; "
-                            f"it has the keys {sorted(record)}.")
+            raise UserError(f"{where} is a JSON {type(record).__name__}, not an object with {columns.describe()}.")
         ident = str(record["id"]) if record.get("id") is not None else str(len(out))
-        out.append(_check_text(InputText(ident, record[key], where)))
+        out.append(_check_text(InputText(ident, record_text(record, columns, where), where)))
     if not out:
-        raise UserError(f"{name} holds no texts: give one text per line, or JSON Lines with a \"dialogue\" "
-                        "or \"text\" field.")
+        raise UserError(f"{name} holds no texts: give one text per line, or JSON Lines with {columns.describe()}.")
     return out
 
 
-def read_inputs(text: Optional[str], input_file: Optional[Path], stdin: Optional[IO[str]] = None) -> list[InputText]:
-    """The texts to transform, from --text, --input-file or standard input (in that order)."""
+def read_inputs(text: Optional[str], input_file: Optional[Path], stdin: Optional[IO[str]] = None,
+                columns: InputColumns = InputColumns()) -> list[InputText]:
+    """The texts to transform, from --text, --input-file or standard input (in that order); `columns` says
+    where a JSON Lines record's text is."""
     if text is not None:
         return [_check_text(InputText("0", text, "--text"))]
     if input_file is not None:
@@ -83,12 +114,12 @@ def read_inputs(text: Optional[str], input_file: Optional[Path], stdin: Optional
             lines = Path(input_file).read_text(encoding="utf-8", errors="replace").splitlines()
         except OSError as error:
             raise UserError(f"--input-file {input_file} cannot be read: {error.strerror or error}.") from None
-        return parse_lines(lines, str(input_file))
+        return parse_lines(lines, str(input_file), columns)
     stdin = sys.stdin if stdin is None else stdin
     if stdin is None or stdin.isatty():
         raise UserError("Nothing to transform: give --text \"...\", --input-file FILE (one text per line, or "
-                        "JSON Lines with a \"dialogue\" or \"text\" field), or pipe texts into standard input.")
-    return parse_lines(stdin.read().splitlines(), "standard input")
+                        f"JSON Lines with {columns.describe()}), or pipe texts into standard input.")
+    return parse_lines(stdin.read().splitlines(), "standard input", columns)
 
 
 def write_outputs(items: Sequence[InputText], summaries: Sequence[str], output_file: Optional[Path],

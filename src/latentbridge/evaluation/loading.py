@@ -23,9 +23,10 @@ log = logging.getLogger("latentbridge.evaluation")
 
 SAMPLING_FIELDS = ("temperature", "top_p", "top_k", "do_sample", "max_generation_length", "seed")
 # Where things are rather than what the model is: an explicit value wins (find the model file, evaluate
-# another dataset or split, write the report into this run's folder).
+# another dataset, split or columns, write the report into this run's folder).
 LOCATION_FIELDS = ("checkpoint_dir", "handoff_best_model_filename", "output_dir", "dataset_name", "train_split",
-                   "validation_split", "test_split")
+                   "validation_split", "test_split", "dataset_input_field", "dataset_target_field",
+                   "dataset_input_template")
 EXPLICIT_SOURCES = ("command line", "environment")
 
 
@@ -78,14 +79,15 @@ def apply_overrides(saved: Config, given: Config, sources: Mapping[str, str]) ->
 
 
 def _ensure_backbones(config: Config) -> None:
-    """The tiny preset's models are built on first use; build them here too when they are missing."""
+    """The tiny preset's models are built on first use (from the corpus the config names); build them here too
+    when they are missing. Models of a corpus that changed since land elsewhere: the backbone check refuses."""
     if not config.tiny_assets_dir:
         return
     missing = [name for name in (config.modernbert_model, config.gpt2_model) if not Path(name).exists()]
     if missing:
-        from latentbridge.assets import ensure_tiny_assets
+        from latentbridge.modes.preprocess import with_tiny_assets
 
-        ensure_tiny_assets(Path(config.tiny_assets_dir), config.seed)
+        with_tiny_assets(config, log=lambda message: print(message, file=sys.stderr))
 
 
 def load_state(model: Any, state: Mapping[str, Any], path: Path) -> None:
@@ -118,9 +120,20 @@ def _ensure_same_backbones(path: Path, found: str, saved: Config) -> None:
         load_model_file(path, expected)  # reads again only to raise its error naming what differs
 
 
-def load_handoff(given: Config, checkpoint: Optional[Path] = None, sources: Optional[Mapping[str, str]] = None,
-                 device: Optional[str] = None) -> LoadedModel:
-    """The hand-off model (or `checkpoint`) ready for inference, and its config with the sampling overrides."""
+@dataclass
+class HandoffFile:
+    """A model file read and checked, before its model is built: its tensors, the saved and the effective config."""
+
+    path: Path
+    file: Any  # latentbridge.training.checkpoint.ModelFile
+    saved: Config
+    config: Config
+    ignored: tuple[str, ...]
+
+
+def read_handoff(given: Config, checkpoint: Optional[Path] = None,
+                 sources: Optional[Mapping[str, str]] = None) -> HandoffFile:
+    """The hand-off model file (or `checkpoint`) and its config with the explicit overrides applied."""
     from latentbridge.training.checkpoint import load_model_file
 
     path = handoff_path(given, checkpoint)
@@ -134,6 +147,15 @@ def load_handoff(given: Config, checkpoint: Optional[Path] = None, sources: Opti
     if ignored:
         print(f"Note: using the checkpoint's own values for {', '.join(ignored)} (only "
               f"{', '.join(SAMPLING_FIELDS)} can change after training).", file=sys.stderr)
+    return HandoffFile(path, loaded, saved, config, ignored)
+
+
+def load_handoff(given: Config, checkpoint: Optional[Path] = None, sources: Optional[Mapping[str, str]] = None,
+                 device: Optional[str] = None, handoff: Optional[HandoffFile] = None) -> LoadedModel:
+    """The hand-off model (or `checkpoint`) ready for inference, and its config with the sampling overrides.
+    `handoff`: the file when `read_handoff` already read it."""
+    handoff = handoff or read_handoff(given, checkpoint, sources)
+    path, loaded, saved, config, ignored = handoff.path, handoff.file, handoff.saved, handoff.config, handoff.ignored
     _ensure_backbones(saved)
     _ensure_same_backbones(path, loaded.fingerprint, saved)
 

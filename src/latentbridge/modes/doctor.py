@@ -2,7 +2,8 @@
 
 Reports the software stack, the attention backend and precision the run would get, parameter counts per
 component, a training-memory estimate for the configured batch and lengths, whether the cache, checkpoint
-and output folders are writable, free disk, and whether the models and datasets can be reached.
+and output folders are writable, free disk, whether the models and datasets can be reached, and the checks
+loading makes on the data (split names, input/target columns, the first rows of each split, read as a stream).
 Exit code 0 when nothing blocks the run, 1 otherwise (each problem is listed).
 """
 
@@ -196,18 +197,50 @@ def _storage(r: Report, c: Config) -> None:
 
 
 def _data(r: Report, c: Config) -> None:
+    from latentbridge.modes.preprocess import PRETRAIN_FIELDS, data_spec, replaced_by_own_texts
+
+    spec = data_spec(c)
+    replaced = [PRETRAIN_FIELDS[name] for name in replaced_by_own_texts(c)]
+    sources = {s.field: s for s in spec.pretrain}
     for field_name in ("dataset_name", "wikitext_dataset", "arxiv_dataset", "english_pretrain_dataset"):
         name = getattr(c, field_name)
+        if field_name in replaced:
+            r.add("data", field_name, f"{name}: not used; stages 1-2 pretrain on the texts of dataset_name (the "
+                                      "bundled pretraining text belongs to the bundled dialogues)", "note")
+            continue
         if Path(name).expanduser().exists():
             r.add("data", field_name, f"{name}: local path")
         elif _under_tiny_assets(c, name):
             r.add("data", field_name, f"{name}: bundled corpus, written on first use (tiny_assets_dir)")
+            continue
         elif _in_hub_cache(name):
             r.add("data", field_name, f"{name}: in the local Hugging Face datasets cache")
         else:
             r.add("data", field_name, f"{name}: not on this machine; needs a hub connection (none here) or a "
                                       f"local copy (set --{field_name.replace('_', '-')} to a file or folder)",
                   "problem")
+            continue
+        _check_rows(r, c, spec, field_name, sources.get(field_name))
+
+
+def _check_rows(r: Report, c: Config, spec: Any, field_name: str, source: Any) -> None:
+    """The split, column and row checks that loading makes, on a sample read as a stream."""
+    from latentbridge.data.sources import check_dialogue_data, check_pretrain_source
+    from latentbridge.errors import UserError
+
+    try:
+        checks = (check_dialogue_data(spec, (c.train_split, c.validation_split, c.test_split))
+                  if field_name == "dataset_name" else [check_pretrain_source(spec, source)])
+    except UserError as error:
+        r.add("data", f"{field_name} rows", str(error), "problem")
+        return
+    for check in checks:
+        item = f"{field_name} {check.name}" if field_name == "dataset_name" else f"{field_name} rows"
+        if check.problem:
+            r.add("data", item, check.problem, "problem")
+        else:
+            r.add("data", item, f"{check.columns}; {check.sampled} rows sampled, {check.without_text} without text",
+                  "note" if check.without_text else "ok")
 
 
 def _in_hub_cache(name: str) -> bool:

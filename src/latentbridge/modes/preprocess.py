@@ -1,5 +1,6 @@
 """`--mode preprocess`: build (or reuse) the latent cache. Also the one place mapping Config -> data specs.
 
+    with_tiny_assets(config)      -> Config    build the tiny preset's models (for the configured corpus)
     ensure_cache(config)          -> Cache     reuse the complete cache for these settings, or build it
     stage_rows(config, split, s)  -> indices   the rows of a cache split that stage `s` trains on (caps)
     load_cache_encoder_state(cache, encoder)   put the compressor the latents came from into a model
@@ -18,7 +19,7 @@ from latentbridge.config import Config
 from latentbridge.data.cache import Cache, hash_path
 from latentbridge.data.preprocess import BuildResult, CacheSpec, Tokenizers, build_cache
 from latentbridge.data.progress import console_progress
-from latentbridge.data.sources import DataSpec, PretrainSource, load_collection
+from latentbridge.data.sources import Columns, DataSpec, PretrainSource, load_collection
 from latentbridge.modes import ModeOptions
 
 ENCODER_STATE = "encoder_state.safetensors"
@@ -26,6 +27,7 @@ TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_ma
                    "vocab.txt", "merges.txt", "chat_template.jinja", "added_tokens.json")
 PRETRAIN_FIELDS = {"wikitext": "wikitext_dataset", "arxiv": "arxiv_dataset", "english": "english_pretrain_dataset"}
 LOCAL_DATA_HASH_LIMIT = 256 << 20  # local data files up to this size are hashed by content, larger by size+mtime
+ASSET_TEXTS_LIMIT = 50_000  # at most this many texts of a user's corpus train the tiny tokenizers and warm-up
 
 
 # --- Config -> specs -------------------------------------------------------------------------
@@ -48,14 +50,34 @@ def stage_source_caps(c: Config, stage: str) -> tuple[Optional[int], dict[str, O
     return total, per
 
 
+def _bundled(c: Config, key: str, location: str) -> bool:
+    """Whether `location` is the tiny preset's bundled `key` (dataset, wikitext, ...) under tiny_assets_dir."""
+    from latentbridge.assets import bundled_paths, same_path
+
+    return bool(c.tiny_assets_dir) and same_path(location, bundled_paths(Path(c.tiny_assets_dir))[key])
+
+
+def replaced_by_own_texts(c: Config) -> list[str]:
+    """Bundled pretraining sources that a user's dataset replaces by its own texts: the bundled pretraining
+    text belongs to the bundled dialogues (the minimal form of a `dataset` source in a pretraining mix)."""
+    if not c.tiny_assets_dir or _bundled(c, "dataset", c.dataset_name):
+        return []
+    return [name for name, field in PRETRAIN_FIELDS.items() if _bundled(c, name, getattr(c, field))]
+
+
 def data_spec(c: Config) -> DataSpec:
     """What to load: every source with the largest cap any stage needs (stages take subsets at training)."""
     stages = ("pretrain_middle", "pretrain_adapter")
     caps = [stage_source_caps(c, s) for s in stages]
-    pretrain = tuple(
-        PretrainSource(name, getattr(c, field), field,
-                       _cap_min(_cap_max(*[_cap_min(per[name], total) for total, per in caps]), c.max_train_samples))
-        for name, field in PRETRAIN_FIELDS.items())
+
+    def cap(name: str) -> Optional[int]:
+        return _cap_min(_cap_max(*[_cap_min(per.get(name), total) for total, per in caps]), c.max_train_samples)
+
+    replaced = replaced_by_own_texts(c)
+    pretrain = tuple(PretrainSource(name, getattr(c, field), field, cap(name))
+                     for name, field in PRETRAIN_FIELDS.items() if name not in replaced)
+    if replaced:
+        pretrain += (PretrainSource("dataset", c.dataset_name, "dataset_name", cap("dataset"), task_texts=True),)
     return DataSpec(dataset=c.dataset_name, train_split=c.train_split, validation_split=c.validation_split,
                     test_split=c.test_split,
                     dialogue_max_train=_cap_min(c.max_train_samples, _cap_max(c.finetune_middle_max_samples,
@@ -63,7 +85,8 @@ def data_spec(c: Config) -> DataSpec:
                     pretrain=pretrain,
                     pretrain_max_train=_cap_max(*[total for total, _ in caps]),
                     validation_fraction=c.preprocess_validation_fraction, seed=c.seed,
-                    max_document_chars=c.max_seq_len * 8)
+                    max_document_chars=c.max_seq_len * 8,
+                    columns=Columns(c.dataset_input_field, c.dataset_target_field, c.dataset_input_template))
 
 
 def cache_spec(c: Config) -> CacheSpec:
@@ -92,6 +115,43 @@ def stage_rows(c: Config, split, stage: str):
     if split.rel.endswith(("/validation", "/test")):
         total, per = None, {}
     return select_indices(split, total_cap=total, source_caps=per, seed=c.seed)
+
+
+# --- tiny assets -----------------------------------------------------------------------------
+
+
+def with_tiny_assets(c: Config, log: Callable[[str], None] = print) -> Config:
+    """`c` with the tiny preset's models in place (nothing to do without tiny_assets_dir).
+
+    On the bundled corpus: the bundled corpus and models, built when missing. On any other data: model fields
+    that name the bundled tiny models (or models built for a corpus) are pointed at tiny models whose tokenizers
+    and LM warm-up come from the configured training texts, under tiny_assets_dir/corpora/<fingerprint>.
+    """
+    if not c.tiny_assets_dir:
+        return c
+    from latentbridge.assets import CORPORA, bundled_paths, ensure_corpus_assets, ensure_tiny_assets, is_under, same_path
+    from latentbridge.data.sources import corpus_texts
+
+    root = Path(c.tiny_assets_dir)
+    paths = bundled_paths(root)
+    progress = console_progress(use_rich=c.use_tui, every_s=2.0)
+    if all(_bundled(c, key, getattr(c, field)) for key, field in [("dataset", "dataset_name"),
+                                                                  *PRETRAIN_FIELDS.items()]):
+        ensure_tiny_assets(root, c.seed, progress=progress)
+        return c
+    managed = [field for field, key in (("modernbert_model", "encoder"), ("gpt2_model", "decoder"))
+               if same_path(getattr(c, field), paths[key]) or is_under(getattr(c, field), root / CORPORA)]
+    if not managed:
+        return c
+    spec = data_spec(c)
+    log(f"tiny models for {c.dataset_name}: reading its training texts")
+    texts = corpus_texts(spec, ASSET_TEXTS_LIMIT)
+    assets = ensure_corpus_assets(root, texts, c.seed, progress=progress, describe={
+        "dataset_name": c.dataset_name, "train_split": c.train_split, "columns": dataclasses.asdict(spec.columns),
+        "pretraining": [s.location for s in spec.pretrain if not s.task_texts]})
+    log(f"tiny models for this corpus ({len(texts):,} texts): {assets.root}")
+    folders = {"modernbert_model": assets.encoder_dir, "gpt2_model": assets.decoder_dir}
+    return c.replace(**{field: str(folders[field]) for field in managed})
 
 
 # --- fingerprint -----------------------------------------------------------------------------
@@ -213,12 +273,8 @@ def load_cache_encoder_state(cache: Cache, encoder: Any) -> None:
 
 def ensure_cache(c: Config, reuse: Optional[bool] = None, encoder_state: Optional[Path] = None,
                  log: Callable[[str], None] = print, allow_build: bool = True) -> BuildResult:
-    """The complete cache for `c`: reused when `skip_preprocessing_if_cached` and intact, else built
-    (unless `allow_build` is off: then a missing cache is a UserError)."""
-    if c.tiny_assets_dir:
-        from latentbridge.assets import ensure_tiny_assets
-
-        ensure_tiny_assets(Path(c.tiny_assets_dir), c.seed)
+    """The complete cache for `c` (a config after `with_tiny_assets`): reused when `skip_preprocessing_if_cached`
+    and intact, else built (unless `allow_build` is off: then a missing cache is a UserError)."""
     cols = collections(c)
     dspec = data_spec(c)
     loaded: dict[str, Any] = {}
@@ -240,7 +296,7 @@ def ensure_cache(c: Config, reuse: Optional[bool] = None, encoder_state: Optiona
 
 
 def run(config: Config, options: ModeOptions) -> int:
-    result = ensure_cache(config)
+    result = ensure_cache(with_tiny_assets(config))
     m = result.cache.manifest
     for rel, entry in sorted(m["splits"].items()):
         skipped = sum(entry["skipped"].values())

@@ -129,7 +129,7 @@ def build_accelerator(c: Config) -> Any:
 
 def run(config: Config, options: ModeOptions, *, stop_after_steps: Optional[int] = None) -> int:
     from latentbridge.models.bridge import build_model
-    from latentbridge.modes.preprocess import ensure_cache, load_cache_encoder_state
+    from latentbridge.modes.preprocess import ensure_cache, load_cache_encoder_state, with_tiny_assets
     from latentbridge.modes.specs import model_spec
     from latentbridge.training.trainer import Trainer
     from latentbridge.ui.progress import make_progress_display
@@ -141,7 +141,8 @@ def run(config: Config, options: ModeOptions, *, stop_after_steps: Optional[int]
     set_seed(config.seed)  # python, numpy, torch (+cuda): dropout and everything else drawn globally
     display = make_progress_display(config.use_tui, accelerator.is_main_process)
     try:
-        with accelerator.main_process_first():  # rank 0 builds the cache, the others then reuse it
+        with accelerator.main_process_first():  # rank 0 builds the assets and cache, the others then reuse them
+            config = with_tiny_assets(config, log=display.message)  # the model fields may move to corpus models
             cache = ensure_cache(config, log=display.message, allow_build=config.run_preprocessing).cache
         fingerprint = checkpoint_fingerprint(config)
         resume = resolve_resume(options.resume, config, fingerprint, display.message)
