@@ -127,6 +127,7 @@ class Config:
     do_sample: bool = _infer(True, "Sample (else greedy decoding)")
     top_p: float = _infer(0.9, "Nucleus sampling probability mass", gt=0, le=1)
     top_k: int = _infer(50, "Top-k sampling (0 disables)", ge=0)
+    no_repeat_ngram_size: int = _infer(0, "Never generate the same n-gram twice (0: repeats allowed)", ge=0)
 
     # UI
     use_tui: bool = _ui(True, "Rich live dashboard when the console is interactive")

@@ -131,7 +131,7 @@ def _docs(folder: Path, words: str) -> Path:
 
 
 def test_the_tiny_preset_on_another_dataset_builds_models_and_pretrains_on_its_texts(tmp_path, monkeypatch):
-    monkeypatch.setattr("latentbridge.models.tiny.TINY_LM_STEPS", 2)  # a short warm-up keeps this fast
+    monkeypatch.setattr("latentbridge.assets.CORPUS_LM_STEPS", 2)  # a short warm-up keeps this fast
     root = tmp_path / "tiny"
     config = assets_config(root, dataset_name=str(_docs(tmp_path / "a", "squares the matrix")),
                            dataset_input_template="{qualname}: {body}", dataset_target_field="summary_line",

@@ -28,7 +28,7 @@ from typing import Any, Iterator, Optional, Sequence
 import numpy as np
 
 from latentbridge.errors import UserError
-from latentbridge.text_template import render_template, template_fields
+from latentbridge.text_template import render_template, require_fields, template_fields
 
 LOCAL_EXTENSIONS = {".json": "json", ".jsonl": "json", ".csv": "csv", ".parquet": "parquet", ".txt": "text"}
 TEXT_FIELDS = ("text", "content", "abstract", "article", "document", "body", "passage", "raw", "sentence")
@@ -327,35 +327,30 @@ def plan_columns(columns: list[str], wanted: Columns, where: str) -> ColumnPlan:
     """The ColumnPlan for a split with these columns; UserError naming `where`, the columns and the flag to set."""
     has = f"its columns are {sorted(columns)}"
     if wanted.input_template:
-        missing = [n for n in template_fields(wanted.input_template) if n not in columns]
-        if missing:
-            raise UserError(f"{where} has no column {', '.join(map(repr, missing))}, used by {TEMPLATE_FLAG} "
-                            f"{wanted.input_template!r}; {has}. Name only those in the template.")
+        require_fields(wanted.input_template, columns, where, TEMPLATE_FLAG, has)
         source = None
-    elif wanted.input_field:
-        if wanted.input_field not in columns:
-            raise UserError(f"{where} has no column {wanted.input_field!r} ({INPUT_FLAG}); {has}. "
-                            f"Set {INPUT_FLAG} to one of them.")
-        source = wanted.input_field
     else:
-        source = _find_column(columns, DIALOGUE_FIELDS)
-        if source is None:
-            raise UserError(f"{where} has no input column named {'/'.join(DIALOGUE_FIELDS)}; {has}. Name the "
-                            f"input column with {INPUT_FLAG} (or build the input from several with {TEMPLATE_FLAG}).")
-    if wanted.target_field:
-        if wanted.target_field not in columns:
-            raise UserError(f"{where} has no column {wanted.target_field!r} ({TARGET_FLAG}); {has}. "
-                            f"Set {TARGET_FLAG} to one of them.")
-        target = wanted.target_field
-    else:
-        target = _find_column(columns, SUMMARY_FIELDS)
-        if target is None:
-            raise UserError(f"{where} has no target column named {'/'.join(SUMMARY_FIELDS)}; {has}. Name the "
-                            f"target column with {TARGET_FLAG}.")
+        source = _column(columns, wanted.input_field, DIALOGUE_FIELDS, INPUT_FLAG, "input", where, has,
+                         f" (or build the input from several with {TEMPLATE_FLAG})")
+    target = _column(columns, wanted.target_field, SUMMARY_FIELDS, TARGET_FLAG, "target", where, has)
     if target == source:
         raise UserError(f"{where}: column {target!r} would be both the input and the target; set {INPUT_FLAG} "
                         f"and {TARGET_FLAG} to two different columns.")
     return ColumnPlan(source, target, wanted.input_template)
+
+
+def _column(columns: list[str], name: Optional[str], candidates: tuple[str, ...], flag: str, side: str, where: str,
+            has: str, hint: str = "") -> str:
+    """The column named by a field, or the first of `candidates` there is; UserError saying which flag to set."""
+    if name:
+        if name not in columns:
+            raise UserError(f"{where} has no column {name!r} ({flag}); {has}. Set {flag} to one of them.")
+        return name
+    found = _find_column(columns, candidates)
+    if found is None:
+        raise UserError(f"{where} has no {side} column named {'/'.join(candidates)}; {has}. Name the {side} "
+                        f"column with {flag}{hint}.")
+    return found
 
 
 def split_location(spec: DataSpec, ds, split: str) -> str:

@@ -22,7 +22,7 @@ from typing import IO, Iterable, Optional, Sequence
 from latentbridge.atomic import write_text_atomic
 from latentbridge.data.sources import DIALOGUE_FIELDS, INPUT_FLAG, TEMPLATE_FLAG
 from latentbridge.errors import UserError
-from latentbridge.text_template import render_template, template_fields
+from latentbridge.text_template import render_template, require_fields
 
 
 @dataclass(frozen=True)
@@ -64,10 +64,7 @@ def record_text(record: dict, columns: InputColumns, where: str) -> str:
     """The text of one JSON Lines record, read as `columns` say; UserError naming the line and its keys."""
     keys = f"it has the keys {sorted(record)}"
     if columns.template:
-        missing = [k for k in template_fields(columns.template) if k not in record]
-        if missing:
-            raise UserError(f"{where} has no key {', '.join(map(repr, missing))}, used by {TEMPLATE_FLAG} "
-                            f"{columns.template!r}; {keys}.")
+        require_fields(columns.template, record, where, TEMPLATE_FLAG, keys)
         text = render_template(columns.template, record)
     else:
         key = columns.field or next((k for k in DIALOGUE_FIELDS if k in record), None)

@@ -21,7 +21,8 @@ from latentbridge.errors import UserError
 
 log = logging.getLogger("latentbridge.evaluation")
 
-SAMPLING_FIELDS = ("temperature", "top_p", "top_k", "do_sample", "max_generation_length", "seed")
+SAMPLING_FIELDS = ("temperature", "top_p", "top_k", "do_sample", "max_generation_length", "seed",
+                   "no_repeat_ngram_size")
 # Where things are rather than what the model is: an explicit value wins (find the model file, evaluate
 # another dataset, split or columns, write the report into this run's folder).
 LOCATION_FIELDS = ("checkpoint_dir", "handoff_best_model_filename", "output_dir", "dataset_name", "train_split",

@@ -117,8 +117,16 @@ def _backbone_config(r: Report, c: Config, field_name: str, kind: str) -> Option
     cfg, where = locate_config(name)
     status = "ok"
     if cfg is None and _under_tiny_assets(c, name):
+        from latentbridge.assets import CORPUS_VOCAB_SIZE
+        from latentbridge.modes.preprocess import uses_bundled_corpus
+
         build = tiny.modernbert_config if kind == "encoder" else tiny.gemma3_config
-        cfg, where = build(tiny.TINY_VOCAB_SIZE), "tiny model, built on first use (tiny_assets_dir)"
+        if uses_bundled_corpus(c):
+            cfg, where = build(tiny.TINY_VOCAB_SIZE), "tiny model, built on first use (tiny_assets_dir)"
+        else:
+            hidden = c.modernbert_hidden_dim if kind == "encoder" else c.gpt2_hidden_dim
+            cfg, where = build(CORPUS_VOCAB_SIZE, hidden), ("tiny model, built on first use from the training texts "
+                                                            "of dataset_name (tiny_assets_dir/corpora)")
     elif cfg is None:
         status = "problem"
         where += f"; use --preset tiny or point --{field_name.replace('_', '-')} at a local folder"

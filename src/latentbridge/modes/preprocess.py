@@ -57,6 +57,12 @@ def _bundled(c: Config, key: str, location: str) -> bool:
     return bool(c.tiny_assets_dir) and same_path(location, bundled_paths(Path(c.tiny_assets_dir))[key])
 
 
+def uses_bundled_corpus(c: Config) -> bool:
+    """The tiny preset's data as shipped: the bundled dialogues and all three bundled pretraining sources."""
+    return all(_bundled(c, key, getattr(c, field)) for key, field in [("dataset", "dataset_name"),
+                                                                      *PRETRAIN_FIELDS.items()])
+
+
 def replaced_by_own_texts(c: Config) -> list[str]:
     """Bundled pretraining sources that a user's dataset replaces by its own texts: the bundled pretraining
     text belongs to the bundled dialogues (the minimal form of a `dataset` source in a pretraining mix)."""
@@ -125,18 +131,19 @@ def with_tiny_assets(c: Config, log: Callable[[str], None] = print) -> Config:
 
     On the bundled corpus: the bundled corpus and models, built when missing. On any other data: model fields
     that name the bundled tiny models (or models built for a corpus) are pointed at tiny models whose tokenizers
-    and LM warm-up come from the configured training texts, under tiny_assets_dir/corpora/<fingerprint>.
+    and LM warm-up come from the configured training texts, under tiny_assets_dir/corpora/<fingerprint>, with
+    the hidden sizes modernbert_hidden_dim and gpt2_hidden_dim.
     """
     if not c.tiny_assets_dir:
         return c
-    from latentbridge.assets import CORPORA, bundled_paths, ensure_corpus_assets, ensure_tiny_assets, is_under, same_path
+    from latentbridge.assets import (CORPORA, CORPUS_LM_STEPS, CORPUS_VOCAB_SIZE, ModelSizes, bundled_paths,
+                                     ensure_corpus_assets, ensure_tiny_assets, is_under, same_path)
     from latentbridge.data.sources import corpus_texts
 
     root = Path(c.tiny_assets_dir)
     paths = bundled_paths(root)
     progress = console_progress(use_rich=c.use_tui, every_s=2.0)
-    if all(_bundled(c, key, getattr(c, field)) for key, field in [("dataset", "dataset_name"),
-                                                                  *PRETRAIN_FIELDS.items()]):
+    if uses_bundled_corpus(c):
         ensure_tiny_assets(root, c.seed, progress=progress)
         return c
     managed = [field for field, key in (("modernbert_model", "encoder"), ("gpt2_model", "decoder"))
@@ -146,7 +153,8 @@ def with_tiny_assets(c: Config, log: Callable[[str], None] = print) -> Config:
     spec = data_spec(c)
     log(f"tiny models for {c.dataset_name}: reading its training texts")
     texts = corpus_texts(spec, ASSET_TEXTS_LIMIT)
-    assets = ensure_corpus_assets(root, texts, c.seed, progress=progress, describe={
+    sizes = ModelSizes(CORPUS_VOCAB_SIZE, c.modernbert_hidden_dim, c.gpt2_hidden_dim, CORPUS_LM_STEPS)
+    assets = ensure_corpus_assets(root, texts, sizes, c.seed, progress=progress, describe={
         "dataset_name": c.dataset_name, "train_split": c.train_split, "columns": dataclasses.asdict(spec.columns),
         "pretraining": [s.location for s in spec.pretrain if not s.task_texts]})
     log(f"tiny models for this corpus ({len(texts):,} texts): {assets.root}")

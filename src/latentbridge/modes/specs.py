@@ -52,7 +52,7 @@ def runtime_spec(c: Config, device: Optional[str] = None) -> RuntimeSpec:
 
 def sampling_spec(c: Config) -> SamplingSpec:
     return SamplingSpec(max_new_tokens=c.max_generation_length, do_sample=c.do_sample, temperature=c.temperature,
-                        top_p=c.top_p, top_k=c.top_k)
+                        top_p=c.top_p, top_k=c.top_k, no_repeat_ngram_size=c.no_repeat_ngram_size)
 
 
 def model_spec(c: Config, device: Optional[str] = None) -> ModelSpec:
