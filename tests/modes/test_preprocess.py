@@ -150,3 +150,12 @@ def test_the_tiny_preset_on_another_dataset_builds_models_and_pretrains_on_its_t
     pretrain = cache.split("pretrain", "train")
     assert {pretrain.source_names[k] for k in set(pretrain.sources.tolist())} == {"dataset"}
     assert len(pretrain) > 40  # pairs cut from the inputs and targets of 40 rows
+
+
+def test_the_bundled_corpus_keeps_its_models_and_pretraining_sources(tiny_root):
+    config = assets_config(tiny_root)
+    assert with_tiny_assets(config, log=lambda m: None) == config
+    spec = data_spec(config)
+    assert [(s.name, s.task_texts) for s in spec.pretrain] == [("wikitext", False), ("arxiv", False),
+                                                               ("english", False)]
+    assert not (tiny_root / "corpora").exists()
