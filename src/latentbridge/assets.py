@@ -129,18 +129,26 @@ def _build_models(assets: "TinyAssets", texts: Callable[[], Sequence[str]], mani
     progress.finish()
 
 
+def ensure_bundled_corpus(root: Path, seed: int = 0) -> Path:
+    """root/data: the bundled corpus, written when missing or from another seed; returns the folder."""
+    from latentbridge.data.corpus import write_corpus
+
+    folder = Path(root) / "data"
+    _build_atomically(folder, {"seed": seed, "version": ASSETS_VERSION}, lambda tmp: write_corpus(tmp, seed))
+    return folder
+
+
 def ensure_tiny_assets(root: Path, seed: int = 0, lm_steps: Optional[int] = None,
                        progress: Any = None) -> TinyAssets:
     """Write the bundled corpus, then train the tokenizers on it and save the tiny models; idempotent.
     `lm_steps`: language-model warm-up steps of the tiny decoder (default TINY_LM_STEPS; tests use fewer)."""
-    from latentbridge.data.corpus import corpus_texts, write_corpus
+    from latentbridge.data.corpus import corpus_texts
     from latentbridge.data.progress import NullProgress
 
     root = Path(root)
     paths = bundled_paths(root)
-    assets = TinyAssets(root, root / "data", paths["encoder"], paths["decoder"])
+    assets = TinyAssets(root, ensure_bundled_corpus(root, seed), paths["encoder"], paths["decoder"])
     base = {"seed": seed, "version": ASSETS_VERSION}
-    _build_atomically(assets.data_dir, base, lambda tmp: write_corpus(tmp, seed))
     sizes = bundled_sizes(lm_steps)
     _build_models(assets, lambda: corpus_texts(seed), (base, {**base, "lm_steps": sizes.lm_steps}), seed, sizes,
                   progress or NullProgress())

@@ -159,3 +159,19 @@ def test_the_bundled_corpus_keeps_its_models_and_pretraining_sources(tiny_root):
     assert [(s.name, s.task_texts) for s in spec.pretrain] == [("wikitext", False), ("arxiv", False),
                                                                ("english", False)]
     assert not (tiny_root / "corpora").exists()
+
+
+def test_the_bundled_dialogues_with_other_pretraining_text_get_models_of_both(tmp_path, monkeypatch):
+    monkeypatch.setattr("latentbridge.assets.CORPUS_LM_STEPS", 2)
+    root = tmp_path / "tiny"
+    wiki = tmp_path / "wiki.jsonl"
+    wiki.write_text("".join(f'{{"text": "Zanzibar spice trade item {i}. It went on for years."}}\n' for i in range(30)))
+    config = assets_config(root, wikitext_dataset=str(wiki), use_tui=False)
+    resolved = with_tiny_assets(config, log=lambda m: None)
+    assert (root / "data" / "samsum" / "train.jsonl").exists()  # the bundled dialogues are still written
+    assert "corpora" in resolved.gpt2_model
+    assert [s.name for s in data_spec(resolved).pretrain] == ["wikitext", "arxiv", "english"]
+    from transformers import AutoTokenizer
+
+    vocab = AutoTokenizer.from_pretrained(resolved.modernbert_model).get_vocab()
+    assert any("Zanzibar" in token for token in vocab) and any("Anna" in token for token in vocab)

@@ -137,7 +137,8 @@ def with_tiny_assets(c: Config, log: Callable[[str], None] = print) -> Config:
     if not c.tiny_assets_dir:
         return c
     from latentbridge.assets import (CORPORA, CORPUS_LM_STEPS, CORPUS_VOCAB_SIZE, ModelSizes, bundled_paths,
-                                     ensure_corpus_assets, ensure_tiny_assets, is_under, same_path)
+                                     ensure_bundled_corpus, ensure_corpus_assets, ensure_tiny_assets, is_under,
+                                     same_path)
     from latentbridge.data.sources import corpus_texts
 
     root = Path(c.tiny_assets_dir)
@@ -146,6 +147,8 @@ def with_tiny_assets(c: Config, log: Callable[[str], None] = print) -> Config:
     if uses_bundled_corpus(c):
         ensure_tiny_assets(root, c.seed, progress=progress)
         return c
+    if _bundled(c, "dataset", c.dataset_name):  # the bundled dialogues beside other pretraining text
+        ensure_bundled_corpus(root, c.seed)
     managed = [field for field, key in (("modernbert_model", "encoder"), ("gpt2_model", "decoder"))
                if same_path(getattr(c, field), paths[key]) or is_under(getattr(c, field), root / CORPORA)]
     if not managed:
