@@ -1,12 +1,15 @@
-"""Quality of the latent pipeline on the bundled task: train with a preset, evaluate with the baselines.
+"""Quality of the latent pipeline: train with a preset, evaluate with the baselines, on the bundled task or on
+real text (the docstring pairs of bench/build_real_corpus.py).
 
     python bench/bench_quality.py --run-dir /tmp/q                        # train tiny, then eval --baselines
     python bench/bench_quality.py --run-dir /tmp/q --skip-train           # evaluate an existing run again
     python bench/bench_quality.py --run-dir /tmp/q2 -- --decoder-unfrozen-layers 1   # a variant (flags after --)
+    python bench/bench_quality.py --run-dir /tmp/r --real cache/real/docstrings      # the real-text corpus
 
 Writes RUN_DIR/eval.json (the eval report) and prints the markdown rows used in docs/benchmarks.md
-(## Quality), then the wall times and each stage's trainable parameter count (the run's summary.json).
-Training and evaluation run through main.py exactly as a user runs them.
+(## Quality), the wall times and each stage's trainable parameter count (the run's summary.json), and (with
+--real) how many test inputs and targets exceed max_seq_len and max_target_len under the trained model's
+tokenizers. Training and evaluation run through main.py exactly as a user runs them.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 ROUGE = ("rouge1", "rouge2", "rougeL", "rougeLsum")
+REAL_COLUMNS = ["--dataset-input-template", "{qualname}\n{body}", "--dataset-target-field", "summary_line"]
 LABELS = {"latent": "latent pipeline", "reconstruction": "gold summary latents -> adapter -> decoder",
           "constant": "constant baseline", "direct": "direct baseline (decoder fine-tuned on dialogue text)"}
 
@@ -38,6 +42,38 @@ def asset_flags(root: Path) -> list[str]:
             "--wikitext-dataset", str(pretrain / "wikitext.jsonl"), "--arxiv-dataset", str(pretrain / "arxiv.jsonl"),
             "--english-pretrain-dataset", str(pretrain / "english.jsonl"),
             "--preprocess-cache-dir", str(root / "preprocessed")]
+
+
+def truncation(run: Path) -> dict:
+    """Per split: test inputs over max_seq_len and targets over max_target_len, with the trained model's
+    tokenizers (the config saved in the hand-off model), and the tokens per word of each side."""
+    import os
+
+    sys.path.insert(0, str(ROOT / "src"))
+    os.chdir(ROOT)  # the model fields are relative to where main.py ran
+    from transformers import AutoTokenizer
+
+    from latentbridge.data.sources import load_dialogue_split
+    from latentbridge.evaluation.loading import checkpoint_config
+    from latentbridge.recipe import data_spec
+    from latentbridge.training.checkpoint import load_model_file
+
+    path = run / "ck" / "best_model.pt"
+    c = checkpoint_config(load_model_file(path).config, path)
+    enc, dec = AutoTokenizer.from_pretrained(c.modernbert_model), AutoTokenizer.from_pretrained(c.gpt2_model)
+    out = {"models": c.modernbert_model}
+    for split in (c.train_split, c.test_split):
+        examples = load_dialogue_split(data_spec(c), split).examples
+        inputs = [len(enc(e.input_text)["input_ids"]) for e in examples]
+        targets = [len(dec(e.target_text, add_special_tokens=False)["input_ids"]) + 1 for e in examples]  # + end
+        words_in = sum(len(e.input_text.split()) for e in examples)
+        words_out = sum(len(e.target_text.split()) for e in examples)
+        out[split] = {"n": len(examples), "inputs_over_max_seq_len": sum(n > c.max_seq_len for n in inputs),
+                      "targets_over_max_target_len": sum(n > c.max_target_len for n in targets),
+                      "max_seq_len": c.max_seq_len, "max_target_len": c.max_target_len,
+                      "input_tokens_per_word": round((sum(inputs) - 2 * len(inputs)) / words_in, 2),
+                      "target_tokens_per_word": round((sum(targets) - len(targets)) / words_out, 2)}
+    return out
 
 
 def markdown(report: dict) -> str:
@@ -64,11 +100,14 @@ def main() -> None:
     parser.add_argument("--no-baselines", action="store_true")
     parser.add_argument("--assets", type=Path, help="a frozen copy of the tiny assets (models/, data/) to use instead "
                         "of rebuilding cache/tiny: runs compared with each other must share the same backbones")
+    parser.add_argument("--real", type=Path, help="the folder bench/build_real_corpus.py wrote: train and evaluate "
+                        f"on it, with {' '.join(REAL_COLUMNS)}")
     parser.add_argument("extra", nargs="*", help="flags passed to both train and eval (after --)")
     a = parser.parse_args()
     run = a.run_dir.resolve()
+    real = ["--dataset-name", str(a.real.resolve()), *REAL_COLUMNS] if a.real else []
     common = ["--preset", a.preset, "--checkpoint-dir", str(run / "ck"), "--output-dir", str(run / "runs"),
-              *(asset_flags(a.assets.resolve()) if a.assets else []), *a.extra]
+              *(asset_flags(a.assets.resolve()) if a.assets else []), *real, *a.extra]
     timings = {}
     if not a.skip_train:
         timings["train_s"] = main_py("--mode", "train", "--no-use-tui", *common)
@@ -79,6 +118,8 @@ def main() -> None:
     summary = run / "runs" / "summary.json"
     trainable = json.loads(summary.read_text()).get("trainable_parameters") if summary.exists() else None
     print(json.dumps({**timings, "trainable_parameters": trainable}))
+    if a.real:
+        print(json.dumps(truncation(run), indent=1))
 
 
 if __name__ == "__main__":

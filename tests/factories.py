@@ -58,9 +58,10 @@ def link_tiny_assets(folder: Path, root: Path) -> None:
 
 
 def small_corpus_config(root: Path, tmp: Path, **overrides: Any) -> Config:
-    """The tiny preset over the cut-down corpus of the `small_root` fixture, its cache under `tmp`: builds in seconds."""
+    """The tiny preset's shared models over the cut-down corpus of the `small_root` fixture, its cache under `tmp`:
+    builds in seconds. tiny_assets_dir none: the models stay as they are (a corpus of its own would get its own)."""
     small = root / "small"
-    return assets_config(root, **{
+    return assets_config(root, **{"tiny_assets_dir": None,
         "dataset_name": str(small / "samsum"), "wikitext_dataset": str(small / "pretrain/wikitext.jsonl"),
         "arxiv_dataset": str(small / "pretrain/arxiv.jsonl"),
         "english_pretrain_dataset": str(small / "pretrain/english.jsonl"), "preprocess_cache_dir": str(tmp / "cache"),

@@ -51,7 +51,7 @@ def alternative_value(name: str) -> Any:
     elif kind is float:
         candidates = [0.5, 0.25] if default is None else [default / 2, 0.5, 2.0]
     else:
-        candidates = [f"custom_{name}.pt", f"custom_{name}"]
+        candidates = [f"custom_{name}.pt", f"custom_{name}", f"{{custom_{name}}}"]  # a file name, or a template's column
     for candidate in candidates:
         if candidate != default:
             try:
@@ -190,6 +190,19 @@ def test_bad_input_exits_2_naming_the_field(args, env, file_text, needle, tmp_pa
     assert result.exit_code == 2
     assert needle in result.stderr
     assert "Traceback" not in result.output
+
+
+def test_column_mapping_and_a_multiline_template_from_flags_env_and_file(tmp_path):
+    template = "{title}\n{body}"
+    flags = ["--dataset-input-template", template, "--dataset-target-field", "summary_line"]
+    assert resolved(flags)["dataset_input_template"] == template
+    env = {env_var("dataset_input_template"): template, env_var("dataset_target_field"): "summary_line"}
+    assert resolved([], env=env)["dataset_target_field"] == "summary_line"
+    file = tmp_path / "run.yaml"
+    file.write_text('dataset_input_template: "{title}\\n{body}"\ndataset_target_field: summary_line\n')
+    assert resolved(["--config", str(file)])["dataset_input_template"] == template  # YAML's \n is a newline
+    bad = invoke(["--mode", "config", "--dataset-input-template", "{title"])
+    assert bad.exit_code == 2 and "--dataset-input-template" in bad.stderr
 
 
 def test_unknown_flag_suggests_the_field():

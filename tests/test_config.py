@@ -69,6 +69,12 @@ def test_all_problems_are_reported_at_once():
     ({"min_lr_ratio": 0.1}, "min_lr_ratio"),
     ({"best_model_metric": "rougeL"}, "eval_rouge_samples"),
     ({"decoder_lora_target_modules": "q_proj,,v_proj"}, "decoder_lora_target_modules"),
+    ({"dataset_input_template": "{title}\n{body", "dataset_input_field": None}, "dataset_input_template"),
+    ({"dataset_input_template": "{} and {0}"}, "dataset_input_template"),
+    ({"dataset_input_template": "{row.title}"}, "dataset_input_template"),
+    ({"dataset_input_template": "no columns"}, "dataset_input_template"),
+    ({"dataset_input_template": "{body}", "dataset_input_field": "body"}, "dataset_input_template"),
+    ({"dataset_input_field": "body", "dataset_target_field": "body"}, "dataset_target_field"),
 ])
 def test_cross_field_rules_name_the_field(changes, field):
     with pytest.raises(ConfigError) as caught:
@@ -88,6 +94,11 @@ def test_live_middle_stages_ask_for_cached_text_by_flag():
     with pytest.raises(ConfigError, match=r"(?s)cache_store_text = False.*--cache-store-text"):
         Config(cache_use_embeddings_for_training=False)
     assert not Config(cache_use_embeddings_for_training=False, cache_store_text=True).cache_use_embeddings_for_training
+
+
+def test_a_template_over_named_columns_is_valid():
+    config = Config(dataset_input_template="{qualname}:\n{body!s:.2000}", dataset_target_field="summary_line")
+    assert config.dataset_input_template.startswith("{qualname}")
 
 
 def test_odd_head_size_is_fine_without_rope():

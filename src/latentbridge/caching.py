@@ -20,7 +20,6 @@ from safetensors.torch import load_file, save_file
 from transformers import AutoTokenizer
 
 from latentbridge import recipe
-from latentbridge.assets import ensure_tiny_assets
 from latentbridge.config import Config
 from latentbridge.data.cache import Cache
 from latentbridge.data.preprocess import BuildResult, Shards, Tokenizers, build_cache
@@ -102,12 +101,12 @@ def _from_rank0(value: Any) -> Any:
 def ensure_cache(c: Config, progress: Optional[Progress] = None, *, reuse: Optional[bool] = None,
                  encoder_state: Optional[Path] = None, log: Callable[[str], None] = print,
                  allow_build: bool = True, shards: Optional[Shards] = None) -> BuildResult:
-    """The complete cache for `c`: reused when `skip_preprocessing_if_cached` and intact, else built
-    (unless `allow_build` is off: then a missing cache is a UserError). `progress` shows the build.
+    """The complete cache for `c` (after `recipe.with_tiny_assets`, which this repeats for the tiny preset):
+    reused when `skip_preprocessing_if_cached` and intact, else built (unless `allow_build` is off: then a
+    missing cache is a UserError). `progress` shows the build.
     Under several processes every rank calls this: each encodes its share (`process_shards`), rank 0
     reports and merges."""
-    if c.tiny_assets_dir:
-        ensure_tiny_assets(Path(c.tiny_assets_dir), c.seed)
+    c = recipe.with_tiny_assets(c, log, progress)  # a no-op when the caller has put them in place already
     shards = process_shards(c) if shards is None else shards
     if shards.rank != 0:
         progress, log = NullProgress(), _silent

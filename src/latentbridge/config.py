@@ -19,6 +19,7 @@ from typing import Any, Callable, Optional
 
 from latentbridge.errors import UserError
 from latentbridge.pretrain_mix import syntax_problem as mix_syntax_problem
+from latentbridge.text_template import template_fields
 
 # The name lists the pipeline is built from; training/stages.py imports them from here.
 STAGES = ("pretrain_middle", "pretrain_adapter", "finetune_middle", "finetune_adapter")
@@ -151,6 +152,7 @@ class Config:
     do_sample: bool = _infer(True, "Sample (else greedy decoding)")
     top_p: float = _infer(0.9, "Nucleus sampling probability mass", gt=0, le=1)
     top_k: int = _infer(50, "Top-k sampling (0 disables)", ge=0)
+    no_repeat_ngram_size: int = _infer(0, "Never generate the same n-gram twice (0: repeats allowed)", ge=0)
 
     # UI
     use_tui: bool = _ui(True, "Rich live dashboard when the console is interactive")
@@ -176,6 +178,12 @@ class Config:
     max_test_samples: Optional[int] = _data(None, "Cap on the test-split dialogues preprocessing caches", gt=0)
     eval_max_samples: Optional[int] = _data(None, "Cap on the dialogues --mode eval scores (the first N of the split)",
                                             gt=0)
+    dataset_input_field: Optional[str] = _data(None, "Column of dataset_name with the input text (none: found by "
+                                               "name: dialogue, dialog, conversation, document, article, text, source)")
+    dataset_target_field: Optional[str] = _data(None, "Column of dataset_name with the target text (none: found by "
+                                                "name: summary, highlights, target, abstract)")
+    dataset_input_template: Optional[str] = _data(None, "Input text built from the row's columns, a Python format "
+                                                  "string such as '{title}\\n{body}' (instead of dataset_input_field)")
     wikitext_dataset: str = _data("Hieuman/wikitext-103-filtered", "Pretraining text (stages 1-2)")
     arxiv_dataset: str = _data("macrocosm/arxiv_abstracts", "Pretraining text (stages 1-2)")
     english_pretrain_dataset: str = _data("shuyuej/English-Pretraining-Dataset", "Pretraining text (stages 1-2)")
@@ -488,7 +496,7 @@ def _cross_field_problems(c: Config) -> list[Problem]:
     if c.pretrain_mix is not None and (why := mix_syntax_problem(c.pretrain_mix)):
         problems.append(Problem("pretrain_mix", c.pretrain_mix,
                                 f"a mix file, FILE:NAME or SOURCE[:WEIGHT],... ({why})"))
-    problems += _schedule_problems(c) + _lora_problems(c) + _evaluation_problems(c)
+    problems += _schedule_problems(c) + _lora_problems(c) + _evaluation_problems(c) + _column_problems(c)
     names = ("pretrain_best_model_filename", "finetune_best_model_filename", "handoff_best_model_filename")
     if len({getattr(c, n) for n in names}) < len(names):
         problems.append(Problem("handoff_best_model_filename", c.handoff_best_model_filename,
@@ -520,6 +528,24 @@ def _evaluation_problems(c: Config) -> list[Problem]:
         return [Problem("eval_rouge_samples", 0, "at least 1 with best_model_metric rougeL, which is measured on "
                         "that many validation examples (or set --best-model-metric loss)")]
     return []
+
+
+def _column_problems(c: Config) -> list[Problem]:
+    problems = []
+    if c.dataset_input_template is not None:
+        try:
+            template_fields(c.dataset_input_template)
+        except ValueError as error:
+            problems.append(Problem("dataset_input_template", c.dataset_input_template,
+                                    f"a format string over the dataset's column names such as '{{title}}\\n{{body}}' "
+                                    f"({error})"))
+        if c.dataset_input_field is not None:
+            problems.append(Problem("dataset_input_template", c.dataset_input_template,
+                                    "none when dataset_input_field is set (the input comes from one or the other)"))
+    if c.dataset_input_field is not None and c.dataset_input_field == c.dataset_target_field:
+        problems.append(Problem("dataset_target_field", c.dataset_target_field,
+                                "a column other than dataset_input_field (input and target must differ)"))
+    return problems
 
 
 # ---------------------------------------------------------------- presets

@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Optional
+from typing import TYPE_CHECKING, Any, Callable, Optional
 
 from latentbridge.config import STAGES, Config
 from latentbridge.data.cache import hash_path
 from latentbridge.data.preprocess import CacheSpec
-from latentbridge.data.sources import DataSpec, PretrainSource
+from latentbridge.data.corpus import corpus_paths
+from latentbridge.data.sources import Columns, DataSpec, PretrainSource, corpus_texts
 from latentbridge.errors import UserError
 from latentbridge.models.specs import (AdapterSpec, DecoderSpec, EncoderSpec, LoraSpec, LossSpec, MemoryPrecision,
                                        MiddleSpec, ModelSpec, RuntimeSpec, SamplingSpec, StepShape)
@@ -111,7 +112,7 @@ def runtime_spec(c: Config, device: Optional[str] = None) -> RuntimeSpec:
 
 def sampling_spec(c: Config) -> SamplingSpec:
     return SamplingSpec(max_new_tokens=c.max_generation_length, do_sample=c.do_sample, temperature=c.temperature,
-                        top_p=c.top_p, top_k=c.top_k)
+                        top_p=c.top_p, top_k=c.top_k, no_repeat_ngram_size=c.no_repeat_ngram_size)
 
 
 def model_spec(c: Config, device: Optional[str] = None) -> ModelSpec:
@@ -147,15 +148,22 @@ def _same_path(a: str, b: Path) -> bool:
     return Path(a).expanduser().resolve() == b.expanduser().resolve()
 
 
-def _uses_own_texts(c: Config) -> bool:
+def _bundled(c: Config, key: str, location: str) -> bool:
+    """Whether `location` is the tiny preset's bundled `key` (dataset, wikitext, arxiv, english)."""
+    return bool(c.tiny_assets_dir) and _same_path(location, corpus_paths(Path(c.tiny_assets_dir) / "data")[key])
+
+
+def uses_bundled_corpus(c: Config) -> bool:
+    """The tiny preset's data as shipped: the bundled dialogues and the three bundled pretraining sources."""
+    return c.pretrain_mix is None and all(_bundled(c, key, getattr(c, field)) for key, field in
+                                          [("dataset", "dataset_name"), *PRETRAIN_FIELDS.items()])
+
+
+def uses_own_texts(c: Config) -> bool:
     """The tiny preset pointed at another dataset: its bundled pretraining text belongs to the bundled dialogues,
     so the dataset's own texts replace it (a `dataset` source, unless pretrain_mix says otherwise)."""
-    if not c.tiny_assets_dir:
-        return False
-    bundled = Path(c.tiny_assets_dir) / "data"
-    return not _same_path(c.dataset_name, bundled / "samsum") and all(
-        _same_path(getattr(c, field), bundled / "pretrain" / f"{name}.jsonl")
-        for name, field in PRETRAIN_FIELDS.items())
+    return not _bundled(c, "dataset", c.dataset_name) and all(
+        _bundled(c, name, getattr(c, field)) for name, field in PRETRAIN_FIELDS.items())
 
 
 def mix_sources(c: Config) -> tuple[MixSource, ...]:
@@ -179,7 +187,7 @@ def pretrain_sources(c: Config) -> tuple[PretrainSource, ...]:
         return tuple(PretrainSource(s.name, c.dataset_name if s.is_task_dataset else s.path, "pretrain_mix",
                                     cap(s.name, s.cap), s.weight, s.subset, s.split, s.text_field, s.text_template,
                                     task_texts=s.is_task_dataset) for s in mix_sources(c))
-    if _uses_own_texts(c):
+    if uses_own_texts(c):
         return (PretrainSource(TASK_DATASET, c.dataset_name, "dataset_name", cap(TASK_DATASET), task_texts=True),)
     return tuple(PretrainSource(name, getattr(c, field), field, cap(name)) for name, field in PRETRAIN_FIELDS.items())
 
@@ -195,7 +203,8 @@ def data_spec(c: Config, collections_: tuple[str, ...] = DATA_COLLECTIONS) -> Da
                     pretrain=pretrain_sources(c) if c.pretrain_mix is None or "pretrain" in collections_ else (),
                     pretrain_max_train=_cap_max(*[total for total, _ in caps]),
                     validation_fraction=c.preprocess_validation_fraction, seed=c.seed,
-                    max_document_chars=c.max_seq_len * 8)
+                    max_document_chars=c.max_seq_len * 8,
+                    columns=Columns(c.dataset_input_field, c.dataset_target_field, c.dataset_input_template))
 
 
 def _fingerprint_data(spec: DataSpec) -> dict[str, Any]:
@@ -350,3 +359,45 @@ def checkpoint_fingerprint(c: Config) -> ConfigFingerprint:
     mlp = ("middle_architecture", "middle_layers") if c.middle_architecture == "mlp" else ()
     lora = LORA_FIELDS if c.decoder_lora_rank > 0 else ()
     return config_fingerprint({**c.to_dict(), **backbones}, (*ARCHITECTURE_FIELDS, *mlp, *lora, *backbones))
+
+
+# --- the tiny preset's models -------------------------------------------------------------------------
+
+ASSET_TEXTS_LIMIT = 50_000  # at most this many texts of a user's corpus train the tiny tokenizers and warm-up
+
+
+def with_tiny_assets(c: Config, log: Callable[[str], None] = print, progress: Any = None) -> Config:
+    """`c` with the tiny preset's models in place (nothing to do without tiny_assets_dir).
+
+    On the bundled corpus: the bundled corpus and models, built when missing. On any other data: model fields
+    that name the bundled tiny models (or missing models built for a corpus) are pointed at tiny models whose
+    tokenizers and LM warm-up come from the configured training texts, under tiny_assets_dir/corpora/
+    <fingerprint>, with the hidden sizes modernbert_hidden_dim and gpt2_hidden_dim. `progress` shows the build.
+    """
+    if not c.tiny_assets_dir:
+        return c
+    from latentbridge import assets  # torch: trains tokenizers and builds models
+
+    root = Path(c.tiny_assets_dir)
+    if uses_bundled_corpus(c):
+        assets.ensure_tiny_assets(root, c.seed, progress=progress)
+        return c
+    if _bundled(c, "dataset", c.dataset_name):  # the bundled dialogues beside other pretraining text
+        assets.ensure_bundled_corpus(root, c.seed)
+    paths = assets.bundled_paths(root)
+    managed = [field for field, key in (("modernbert_model", "encoder"), ("gpt2_model", "decoder"))
+               if _same_path(getattr(c, field), paths[key]) or (
+                   assets.is_under(getattr(c, field), root / assets.CORPORA) and not Path(getattr(c, field)).exists())]
+    if not managed:
+        return c
+    spec = data_spec(c)
+    log(f"tiny models for {c.dataset_name}: reading its training texts")
+    texts = corpus_texts(spec, ASSET_TEXTS_LIMIT)
+    sizes = assets.ModelSizes(assets.CORPUS_VOCAB_SIZE, c.modernbert_hidden_dim, c.gpt2_hidden_dim,
+                              assets.CORPUS_LM_STEPS)
+    built = assets.ensure_corpus_assets(root, texts, sizes, c.seed, progress=progress, describe={
+        "dataset_name": c.dataset_name, "train_split": c.train_split, "columns": dataclasses.asdict(spec.columns),
+        "pretraining": [s.location for s in spec.pretrain if not s.task_texts]})
+    log(f"tiny models for this corpus ({len(texts):,} texts): {built.root}")
+    folders = {"modernbert_model": built.encoder_dir, "gpt2_model": built.decoder_dir}
+    return c.replace(**{field: str(folders[field]) for field in managed})

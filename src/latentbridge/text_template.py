@@ -7,7 +7,9 @@ layer and `infer` render them with `render_template`.
 from __future__ import annotations
 
 import string
-from typing import Any, Mapping, Optional
+from typing import Any, Collection, Mapping, Optional
+
+from latentbridge.errors import UserError
 
 
 def template_fields(template: str) -> list[str]:
@@ -29,6 +31,14 @@ def template_fields(template: str) -> list[str]:
     if not names:
         raise ValueError("it uses no column; name at least one, e.g. {body}")
     return names
+
+
+def require_fields(template: str, available: Collection[str], where: str, flag: str, has: str) -> None:
+    """UserError naming `where`, the missing names, `flag` and `has` (what there is) when the template uses a
+    column that is not `available`."""
+    missing = [n for n in template_fields(template) if n not in available]
+    if missing:
+        raise UserError(f"{where} has no {', '.join(map(repr, missing))}, used by {flag} {template!r}; {has}.")
 
 
 def render_template(template: str, row: Mapping[str, Any]) -> Optional[str]:

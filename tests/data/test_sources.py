@@ -6,8 +6,8 @@ from collections import Counter
 import pytest
 
 from latentbridge.data.rows import open_hub_dataset, split_rows
-from latentbridge.data.sources import (DataSpec, PretrainSource, load_collection, load_dialogue_split,
-                                       load_pretrain_source, split_document)
+from latentbridge.data.sources import (Columns, DataSpec, PretrainSource, check_dialogue_data, corpus_texts,
+                                       load_collection, load_dialogue_split, load_pretrain_source, split_document)
 from latentbridge.errors import UserError
 
 from tests.factories import corpus_data_spec
@@ -129,10 +129,95 @@ def test_unknown_text_column_is_a_clear_error(tmp_path):
         load_pretrain_source(spec, PretrainSource("arxiv", str(path), "arxiv_dataset"))
 
 
-def test_dialogue_without_summary_column_is_a_clear_error(tmp_path):
+def test_dialogue_without_summary_column_names_the_file_its_columns_and_the_flag(tmp_path):
     path = _jsonl(tmp_path / "train.jsonl", [{"dialogue": "A: hi", "label": 1}])
-    with pytest.raises(UserError, match="dataset_name.*summary column"):
+    with pytest.raises(UserError) as error:
         load_dialogue_split(DataSpec(str(path), hf_cache_dir=str(tmp_path / "hf")), "train")
+    message = str(error.value)
+    assert str(path) in message and "['dialogue', 'label']" in message and "--dataset-target-field" in message
+
+
+DOCS = [{"qualname": f"pkg.f{i}", "body": f"Body number {i} says what f{i} does.", "summary_line": f"Do the useful thing number {i}."}
+        for i in range(6)]
+
+
+def _docs_folder(tmp_path, rows=DOCS):
+    folder = tmp_path / "docs"
+    folder.mkdir()
+    for split in ("train", "validation", "test"):
+        _jsonl(folder / f"{split}.jsonl", rows)
+    return folder
+
+
+def test_columns_named_by_fields_are_read(tmp_path):
+    spec = DataSpec(str(_docs_folder(tmp_path)), hf_cache_dir=str(tmp_path / "hf"),
+                    columns=Columns(input_field="body", target_field="summary_line"))
+    examples = load_dialogue_split(spec, "train").examples
+    assert [(e.input_text, e.target_text) for e in examples[:2]] == [
+        ("Body number 0 says what f0 does.", "Do the useful thing number 0."),
+        ("Body number 1 says what f1 does.", "Do the useful thing number 1.")]
+
+
+def test_an_input_template_joins_columns(tmp_path):
+    spec = DataSpec(str(_docs_folder(tmp_path)), hf_cache_dir=str(tmp_path / "hf"),
+                    columns=Columns(input_template="{qualname}\n{body}", target_field="summary_line"))
+    assert load_dialogue_split(spec, "test").examples[3].input_text == "pkg.f3\nBody number 3 says what f3 does."
+
+
+def test_rows_missing_a_template_column_value_are_skipped(tmp_path):
+    rows = [DOCS[0], {**DOCS[1], "qualname": None}, DOCS[2]]
+    spec = DataSpec(str(_docs_folder(tmp_path, rows)), hf_cache_dir=str(tmp_path / "hf"),
+                    columns=Columns(input_template="{qualname}: {body}", target_field="summary_line"))
+    loaded = load_dialogue_split(spec, "train")
+    assert len(loaded.examples) == 2 and loaded.skipped.counts == {"missing_or_empty_text": 1}
+
+
+@pytest.mark.parametrize("columns, flag, missing", [
+    (Columns(input_field="text", target_field="summary_line"), "--dataset-input-field", "'text'"),
+    (Columns(input_field="body", target_field="summary"), "--dataset-target-field", "'summary'"),
+    (Columns(input_template="{title}\n{body}", target_field="summary_line"), "--dataset-input-template", "'title'"),
+    (Columns(), "--dataset-input-field", "no input column"),
+])
+def test_a_missing_column_names_the_file_the_columns_and_the_flag(tmp_path, columns, flag, missing):
+    folder = _docs_folder(tmp_path)
+    spec = DataSpec(str(folder), hf_cache_dir=str(tmp_path / "hf"), columns=columns)
+    with pytest.raises(UserError) as error:
+        load_dialogue_split(spec, "validation")
+    message = str(error.value)
+    assert str(folder / "validation.jsonl") in message and missing in message and flag in message
+    assert "['body', 'qualname', 'summary_line']" in message
+
+
+def test_the_dataset_source_pretrains_on_the_dialogues_own_texts(tmp_path):
+    spec = DataSpec(str(_docs_folder(tmp_path)), hf_cache_dir=str(tmp_path / "hf"),
+                    columns=Columns(input_field="body", target_field="summary_line"))
+    source = PretrainSource("dataset", spec.dataset, "dataset_name", task_texts=True)
+    out = load_pretrain_source(spec, source)
+    joined = {f"{e.input_text} {e.target_text}" for e in out["train"].examples}
+    assert joined == {r["body"] for r in DOCS} | {r["summary_line"] for r in DOCS}
+    assert len(out["validation"].examples) == 12  # the dataset's validation split: 6 inputs + 6 targets
+
+
+def test_corpus_texts_are_the_training_inputs_and_targets_only(tmp_path):
+    folder = _docs_folder(tmp_path)
+    (folder / "test.jsonl").write_text(json.dumps({**DOCS[0], "body": "A test body never seen."}) + "\n")
+    spec = DataSpec(str(folder), hf_cache_dir=str(tmp_path / "hf"),
+                    columns=Columns(input_field="body", target_field="summary_line"))
+    texts = corpus_texts(spec, limit=100)
+    assert texts[:2] == [DOCS[0]["body"], DOCS[0]["summary_line"]] and len(texts) == 12
+    assert corpus_texts(spec, limit=5) == texts[:5]
+
+
+def test_checks_sample_rows_and_report_columns_without_loading(tmp_path):
+    folder = _docs_folder(tmp_path, DOCS + [{"qualname": "x", "body": "", "summary_line": "y"}])
+    spec = DataSpec(str(folder), hf_cache_dir=str(tmp_path / "hf"),
+                    columns=Columns(input_field="body", target_field="summary_line"))
+    checks = check_dialogue_data(spec, ["train", "validation", "test"], sample=100)
+    assert [(c.name, c.sampled, c.without_text, c.problem) for c in checks] == [
+        ("train", 7, 1, None), ("validation", 7, 1, None), ("test", 7, 1, None)]
+    assert "'body'" in checks[0].columns and not list(tmp_path.rglob("*.arrow"))  # streamed: nothing cached
+    bad = check_dialogue_data(spec.__class__(**{**spec.__dict__, "test_split": "nope"}), ["nope"])
+    assert "no split 'nope'" in bad[0].problem
 
 
 def test_missing_local_file_names_the_field(tmp_path):

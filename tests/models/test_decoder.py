@@ -52,6 +52,27 @@ def test_generation_honours_max_new_tokens_and_cuts_at_stop_ids(model):
         assert not any(t in model.decoder.stop_ids for r in rows for t in r)
 
 
+def test_no_repeat_ngram_size_never_generates_an_ngram_twice(model):
+    prefix = model.prefix(torch.nn.functional.normalize(torch.randn(4, 4, 32), dim=-1))
+    free = model.decoder.generate(prefix, SamplingSpec(max_new_tokens=30, do_sample=False))
+    rows = model.decoder.generate(prefix, SamplingSpec(max_new_tokens=30, do_sample=False, no_repeat_ngram_size=2))
+
+    def repeated(row):
+        pairs = list(zip(row, row[1:]))
+        return len(pairs) - len(set(pairs))
+
+    assert all(repeated(r) == 0 for r in rows)
+    assert any(repeated(r) > 0 for r in free)  # the random tiny decoder loops without it
+
+
+def test_no_repeat_counts_the_generated_tokens_only():
+    from latentbridge.models.decoder import NewTokensNoRepeat
+
+    ids = torch.tensor([[5, 6, 7, 5, 6]])  # a prompt 5 6 7, then 5 6 generated
+    assert NewTokensNoRepeat(3, prompt_len=3)(ids, torch.zeros(1, 10))[0, 7] == 0  # copying the prompt is fine
+    assert NewTokensNoRepeat(3, prompt_len=0)(ids, torch.zeros(1, 10))[0, 7] == float("-inf")
+
+
 def test_greedy_generation_matches_a_manual_argmax_loop(model):
     prefix = model.prefix(torch.nn.functional.normalize(torch.randn(1, 4, 32), dim=-1))
     rows = model.decoder.generate(prefix, SamplingSpec(max_new_tokens=6, do_sample=False))

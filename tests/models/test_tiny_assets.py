@@ -67,3 +67,24 @@ def test_tiny_models_load_through_the_auto_classes(tiny_assets):
 
     assert type(AutoModel.from_pretrained(tiny_assets.encoder_dir)).__name__ == "ModernBertModel"
     assert type(AutoModelForCausalLM.from_pretrained(tiny_assets.decoder_dir)).__name__ == "Gemma3ForCausalLM"
+
+
+OTHER = ["def area(r): return the area of a circle of radius r.", "Compute the mean of an array."] * 20
+
+
+def test_another_corpus_gets_its_own_models_and_the_same_corpus_reuses_them(tmp_path):
+    from latentbridge.assets import ModelSizes, ensure_corpus_assets
+
+    sizes = ModelSizes(vocab_size=300, encoder_hidden=32, decoder_hidden=32, lm_steps=2)
+    first = ensure_corpus_assets(tmp_path, TEXTS, sizes)
+    assert first.root.parent == tmp_path / "corpora" and (first.root / "corpus.json").exists()
+    before = {p: p.stat().st_mtime_ns for p in first.root.rglob("*")}
+    again = ensure_corpus_assets(tmp_path, list(TEXTS), sizes)
+    assert again == first and {p: p.stat().st_mtime_ns for p in first.root.rglob("*")} == before
+    other = ensure_corpus_assets(tmp_path, OTHER, sizes)
+    assert other.root != first.root and _digest(other.decoder_dir) != _digest(first.decoder_dir)
+    from transformers import AutoTokenizer
+
+    vocab = AutoTokenizer.from_pretrained(other.encoder_dir).get_vocab()
+    assert any("circle" in token for token in vocab) and not any("Arden" in token for token in vocab)
+    assert ensure_corpus_assets(tmp_path, TEXTS, ModelSizes(300, 32, 32, 3)).root not in (first.root, other.root)

@@ -48,6 +48,38 @@ def test_file_in_jsonl_out_in_order(handoff, tmp_path):
     assert all(set(r) == {"id", "input", "summary"} for r in rows)
 
 
+def test_jsonl_text_is_read_like_the_training_input(handoff, tmp_path):
+    src = tmp_path / "docs.jsonl"
+    src.write_text("".join(json.dumps({"id": f"q{i}", "qualname": f"f{i}", "body": "Adds two numbers."}) + "\n"
+                           for i in range(3)))
+    out = tmp_path / "out.jsonl"
+    template = ["--dataset-input-template", "{qualname}: {body}"]
+    result = run_cli([*ck(handoff), *template, "--input-file", str(src), "--output-file", str(out)])
+    assert result.exit_code == 0, result.output
+    assert [json.loads(line)["input"] for line in out.read_text().splitlines()] == [
+        f"f{i}: Adds two numbers." for i in range(3)]
+    result = run_cli([*ck(handoff), "--dataset-input-field", "body", "--input-file", str(src)])
+    assert result.exit_code == 0 and len(result.stdout.splitlines()) == 3
+    err = _error(run_cli([*ck(handoff), "--dataset-input-field", "text", "--input-file", str(src)]))
+    assert "docs.jsonl line 1" in err and "'text'" in err and "'body'" in err and "--dataset-input-field" in err
+
+
+def test_the_checkpoint_names_the_input_column(handoff, tmp_path):
+    from latentbridge.evaluation.io import read_inputs, with_texts
+    from latentbridge.evaluation.loading import load_handoff
+    from latentbridge.modes.infer import input_columns
+
+    trained = handoff.config.replace(dataset_input_field="body", checkpoint_dir=str(tmp_path / "ck"))
+    path = write_handoff(trained)
+    given = resolve_config("tiny", cli_values={})  # nothing about columns on this command line
+    model = load_handoff(given.config, path, given.sources)
+    assert model.config.dataset_input_field == "body"
+    src = tmp_path / "in.jsonl"
+    src.write_text(json.dumps({"body": "Adds two numbers.", "text": "not this one"}) + "\n")
+    items = read_inputs(None, src, columns=None)  # the records, read before the model loads
+    assert [i.text for i in with_texts(items, input_columns(model))] == ["Adds two numbers."]
+
+
 def test_stdin_one_text_per_line(handoff):
     result = run_cli(ck(handoff), stdin="Anna: hi Ben: hey\nTom: late? Mia: yes\n")
     assert result.exit_code == 0, result.output

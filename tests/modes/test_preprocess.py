@@ -1,5 +1,7 @@
 """`--mode preprocess` on the tiny preset: builds, reuses, matches the model's own encoder and targets."""
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -8,8 +10,8 @@ from latentbridge.caching import ensure_cache, load_cache_encoder_state
 from latentbridge.modes import ModeOptions
 from latentbridge.modes.preprocess import run
 from latentbridge.modes.train import stage_data
-from latentbridge.recipe import model_spec, plan
-from tests.factories import small_corpus_config
+from latentbridge.recipe import data_spec, model_spec, plan, with_tiny_assets
+from tests.factories import assets_config, small_corpus_config
 
 
 def test_preprocess_mode_builds_then_reuses(small_root, tmp_path, capsys):
@@ -113,3 +115,61 @@ def test_preprocess_mode_pretrains_on_a_mix_and_says_what_it_realised(small_root
     assert "pretrain/train: mix realised dataset" in out
     assert f"mix: dataset {entry['sources']['dataset']}, wikitext {entry['sources']['wikitext']})" in out
     assert "inputs were longer than max_seq_len (24 tokens)" in out and "Raise --max-seq-len" in out
+
+
+def _docs(folder: Path, words: str) -> Path:
+    import json
+
+    folder.mkdir(parents=True)
+    for split, n in (("train", 40), ("validation", 8), ("test", 8)):
+        rows = [{"qualname": f"mod.f{i}", "body": f"This function {words} number {i}. It returns the result.",
+                 "summary_line": f"Return the {words} of item {i}."} for i in range(n)]
+        (folder / f"{split}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return folder
+
+
+def test_the_tiny_preset_on_another_dataset_builds_models_and_pretrains_on_its_texts(tmp_path, monkeypatch):
+    monkeypatch.setattr("latentbridge.assets.CORPUS_LM_STEPS", 2)  # a short warm-up keeps this fast
+    root = tmp_path / "tiny"
+    config = assets_config(root, dataset_name=str(_docs(tmp_path / "a", "squares the matrix")),
+                           dataset_input_template="{qualname}: {body}", dataset_target_field="summary_line",
+                           preprocess_cache_dir=str(tmp_path / "cache"), use_tui=False)
+    resolved = with_tiny_assets(config, log=lambda m: None)
+    encoder, decoder = Path(resolved.modernbert_model), Path(resolved.gpt2_model)
+    assert encoder.parent.parent.parent == root / "corpora" and decoder.parent == encoder.parent
+    assert not (root / "data").exists()  # the bundled corpus is not needed
+    assert [(s.name, s.task_texts) for s in data_spec(resolved).pretrain] == [("dataset", True)]
+    assert with_tiny_assets(resolved, log=lambda m: None) == resolved  # the same corpus: the same models
+    assert with_tiny_assets(config, log=lambda m: None) == resolved
+    other = with_tiny_assets(config.replace(dataset_name=str(_docs(tmp_path / "b", "sorts the list"))),
+                             log=lambda m: None)
+    assert other.gpt2_model != resolved.gpt2_model
+    cache = ensure_cache(resolved, log=lambda m: None).cache
+    pretrain = cache.split("pretrain", "train")
+    assert {pretrain.source_names[k] for k in set(pretrain.sources.tolist())} == {"dataset"}
+    assert len(pretrain) > 40  # pairs cut from the inputs and targets of 40 rows
+
+
+def test_the_bundled_corpus_keeps_its_models_and_pretraining_sources(tiny_root):
+    config = assets_config(tiny_root)
+    assert with_tiny_assets(config, log=lambda m: None) == config
+    spec = data_spec(config)
+    assert [(s.name, s.task_texts) for s in spec.pretrain] == [("wikitext", False), ("arxiv", False),
+                                                               ("english", False)]
+    assert not (tiny_root / "corpora").exists()
+
+
+def test_the_bundled_dialogues_with_other_pretraining_text_get_models_of_both(tmp_path, monkeypatch):
+    monkeypatch.setattr("latentbridge.assets.CORPUS_LM_STEPS", 2)
+    root = tmp_path / "tiny"
+    wiki = tmp_path / "wiki.jsonl"
+    wiki.write_text("".join(f'{{"text": "Zanzibar spice trade item {i}. It went on for years."}}\n' for i in range(30)))
+    config = assets_config(root, wikitext_dataset=str(wiki), use_tui=False)
+    resolved = with_tiny_assets(config, log=lambda m: None)
+    assert (root / "data" / "samsum" / "train.jsonl").exists()  # the bundled dialogues are still written
+    assert "corpora" in resolved.gpt2_model
+    assert [s.name for s in data_spec(resolved).pretrain] == ["wikitext", "arxiv", "english"]
+    from transformers import AutoTokenizer
+
+    vocab = AutoTokenizer.from_pretrained(resolved.modernbert_model).get_vocab()
+    assert any("Zanzibar" in token for token in vocab) and any("Anna" in token for token in vocab)

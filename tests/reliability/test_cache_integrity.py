@@ -132,7 +132,7 @@ def slow(ids, mask):
 ds = corpus_data_spec(Path(sys.argv[1]), dialogue_max_train=64)
 build_cache(Path(sys.argv[2]), {"model": "fake"}, lambda: {"dialogue": load_collection(ds, "dialogue")},
             lambda: (fake_tokenizers(tok), slow if sys.argv[3] == "slow" else inner),
-            small_cache_spec(batch_size=4, chunk_batches=1), log=print)
+            small_cache_spec(batch_size=4, chunk_size=4), log=print)
 print("built", flush=True)
 """
 

@@ -229,6 +229,7 @@ class RowSource:
     """The rows of one split. Subclasses give `_records` (every position, raw) and `_parse` (raw -> values)."""
 
     unit = "line"
+    files: list[str] = []  # the local files read, in order (none for a hub dataset)
 
     def _records(self) -> Iterator[tuple[str, int, Any]]:  # (file, line, raw record)
         raise NotImplementedError

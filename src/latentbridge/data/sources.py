@@ -5,7 +5,8 @@ which read their rows lazily (data/rows.py) and count what they leave out, so a 
 passes through in constant memory. The orchestration layer builds a `DataSpec`; nothing here reads the
 config module.
 
-    dialogue:  (dialogue -> summary)                  split names from the spec (train/validation/test)
+    dialogue:  (dialogue -> summary)                  split names from the spec (train/validation/test);
+               columns named by `Columns` (fields, or a template for the input), else found by name
     pretrain:  document -> (segment A -> segment B)   split at a sentence boundary near the middle;
                sources without a validation split give `validation_fraction` of their documents to it.
                A `task_texts` source takes its documents from the dialogue dataset itself: every input
@@ -19,6 +20,7 @@ without weights (the three seed-004 sources), round-robin until all are used.
 from __future__ import annotations
 
 import functools
+import itertools
 import math
 import re
 from collections import Counter
@@ -29,7 +31,7 @@ import numpy as np
 
 from latentbridge.data.rows import SPLIT_ALIASES, RowSource, Skips, split_names, split_rows
 from latentbridge.errors import UserError
-from latentbridge.text_template import render_template, template_fields
+from latentbridge.text_template import render_template, require_fields, template_fields
 
 TEXT_FIELDS = ("text", "content", "abstract", "article", "document", "body", "passage", "raw", "sentence")
 DIALOGUE_FIELDS = ("dialogue", "dialog", "conversation", "document", "article", "text", "source")
@@ -63,6 +65,15 @@ class PretrainSource:
 
 
 @dataclass(frozen=True)
+class Columns:
+    """Which columns of the dialogue dataset give a row's input and target text (None: found by name)."""
+
+    input_field: Optional[str] = None
+    target_field: Optional[str] = None
+    input_template: Optional[str] = None  # a format string over the row's columns, instead of input_field
+
+
+@dataclass(frozen=True)
 class DataSpec:
     """Everything the data layer needs to know about datasets (built from the config in one place)."""
 
@@ -80,6 +91,7 @@ class DataSpec:
     max_document_chars: Optional[int] = None  # trim long documents before splitting them
     dataset_field: str = "dataset_name"
     hf_cache_dir: Optional[str] = None
+    columns: Columns = Columns()
 
     @property
     def weighted(self) -> bool:
@@ -138,29 +150,86 @@ def _string_columns(rows: RowSource) -> list[str]:
 # --- dialogue --------------------------------------------------------------------------------
 
 
-def _dialogue_columns(rows: RowSource, spec: DataSpec, split: str) -> tuple[str, str]:
-    columns = rows.columns()
-    src = _find_column(columns, DIALOGUE_FIELDS)
-    tgt = _find_column(columns, SUMMARY_FIELDS)
-    if src is None or tgt is None or src == tgt:
-        raise UserError(f"{spec.dataset_field}: {spec.dataset!r} split {split!r} needs a dialogue column "
-                        f"({'/'.join(DIALOGUE_FIELDS)}) and a summary column ({'/'.join(SUMMARY_FIELDS)}); "
-                        f"it has {columns}.")
-    return src, tgt
+INPUT_FLAG, TARGET_FLAG, TEMPLATE_FLAG = "--dataset-input-field", "--dataset-target-field", "--dataset-input-template"
+
+
+@dataclass(frozen=True)
+class ColumnPlan:
+    """How one split's rows become texts: the input column or template, and the target column."""
+
+    input_column: Optional[str]
+    target_column: str
+    input_template: Optional[str] = None
+
+    def input_text(self, row: dict[str, Any]) -> Optional[str]:
+        if self.input_template:
+            return _clean(render_template(self.input_template, row))
+        return _clean(row.get(self.input_column))
+
+    def target_text(self, row: dict[str, Any]) -> Optional[str]:
+        return _clean(row.get(self.target_column))
+
+    def describe(self) -> str:
+        source = f"template {self.input_template!r}" if self.input_template else f"column {self.input_column!r}"
+        return f"input from {source}, target from column {self.target_column!r}"
+
+
+def plan_columns(columns: list[str], wanted: Columns, where: str) -> ColumnPlan:
+    """The ColumnPlan for a split with these columns; UserError naming `where`, the columns and the flag to set."""
+    has = f"its columns are {sorted(columns)}"
+    if wanted.input_template:
+        require_fields(wanted.input_template, columns, where, TEMPLATE_FLAG, has)
+        source = None
+    else:
+        source = _column(columns, wanted.input_field, DIALOGUE_FIELDS, INPUT_FLAG, "input", where, has,
+                         f" (or build the input from several with {TEMPLATE_FLAG})")
+    target = _column(columns, wanted.target_field, SUMMARY_FIELDS, TARGET_FLAG, "target", where, has)
+    if target == source:
+        raise UserError(f"{where}: column {target!r} would be both the input and the target; set {INPUT_FLAG} "
+                        f"and {TARGET_FLAG} to two different columns.")
+    return ColumnPlan(source, target, wanted.input_template)
+
+
+def _column(columns: list[str], name: Optional[str], candidates: tuple[str, ...], flag: str, side: str, where: str,
+            has: str, hint: str = "") -> str:
+    """The column named by a field, or the first of `candidates` there is; UserError saying which flag to set."""
+    if name:
+        if name not in columns:
+            raise UserError(f"{where} has no column {name!r} ({flag}); {has}. Set {flag} to one of them.")
+        return name
+    found = _find_column(columns, candidates)
+    if found is None:
+        raise UserError(f"{where} has no {side} column named {'/'.join(candidates)}; {has}. Name the {side} "
+                        f"column with {flag}{hint}.")
+    return found
+
+
+def split_location(spec: DataSpec, rows: RowSource, split: str) -> str:
+    """`dataset_name: <the split's files> (split 'x')` for a local dataset, the hub name for another."""
+    files = rows.files
+    if files:
+        shown = ", ".join(files[:3]) + (f" and {len(files) - 3} more" if len(files) > 3 else "")
+        return f"{spec.dataset_field}: {shown} (split {split!r})"
+    return f"{spec.dataset_field}: {spec.dataset!r} split {split!r}"
+
+
+def dialogue_columns(spec: DataSpec, split: str) -> tuple[RowSource, ColumnPlan]:
+    """The split's rows and their ColumnPlan; UserError when the split or a column is missing."""
+    rows = split_rows(spec.dataset, spec.dataset_field, split, spec.hf_cache_dir)
+    return rows, plan_columns(rows.columns(), spec.columns, split_location(spec, rows, split))
 
 
 def load_dialogue_split(spec: DataSpec, split: str, max_samples: Optional[int] = None) -> SplitStream:
-    """(dialogue -> summary) examples of one split, in dataset order, at most `max_samples`. The split and its
+    """(input -> target) examples of one split, in dataset order, at most `max_samples`. The split and its
     columns are checked now (UserError); rows are read when the stream is iterated."""
-    rows = split_rows(spec.dataset, spec.dataset_field, split, spec.hf_cache_dir)
-    src, tgt = _dialogue_columns(rows, spec, split)
+    rows, plan = dialogue_columns(spec, split)
 
     def read(skips: Skips) -> Iterator[Example]:
         taken = 0
         for row in rows.rows(skips):
             if max_samples is not None and taken >= max_samples:
                 return
-            d, s = _clean(row.values.get(src)), _clean(row.values.get(tgt))
+            d, s = plan.input_text(row.values), plan.target_text(row.values)
             if d is None or s is None:
                 skips.add("missing_or_empty_text", row.file, row.line, rows.unit_of(row.file))
                 continue
@@ -439,3 +508,90 @@ def load_collection(spec: DataSpec, collection: str) -> dict[str, SplitStream]:
         parts = [load_pretrain_source(spec, s, spec.pretrain_max_train) for s in spec.pretrain]
         return {split: pretrain_split(spec, parts, split) for split in ("train", "validation")}
     raise ValueError(f"unknown collection {collection!r}")
+
+
+# --- texts for tiny models, and checks without loading (--mode doctor) ------------------------------
+
+
+def corpus_texts(spec: DataSpec, limit: int) -> list[str]:
+    """The texts a tokenizer and language model for this data are trained on: the dialogue dataset's training
+    inputs and targets, then the training documents of the other pretraining sources; at most `limit`.
+    Validation and test dialogues are left out, so nothing built from them has seen what is evaluated."""
+    texts: list[str] = []
+    for example in load_dialogue_split(spec, spec.train_split, spec.dialogue_max_train):
+        texts += [example.input_text, example.target_text]
+        if len(texts) >= limit:
+            return texts[:limit]
+    for source in spec.pretrain:
+        if source.task_texts:
+            continue
+        rows = _source_rows(spec, source, _train_split_name(spec, source))
+        text_of = _text_of(rows, source)
+        for row in rows.rows(Skips()):
+            text = text_of(row.values)
+            if text is not None:
+                texts.append(text)
+            if len(texts) >= limit:
+                return texts
+    return texts
+
+
+@dataclass(frozen=True)
+class SplitCheck:
+    """What checking one split found: where it is, how its rows become texts, and a sample's health."""
+
+    name: str  # "train", or a pretraining source's name
+    location: str
+    columns: str = ""  # ColumnPlan.describe(), or the text column
+    sampled: int = 0
+    without_text: int = 0  # sampled rows that give no text (unparsable, or no input or no target text)
+    problem: Optional[str] = None
+
+
+def _sampled(rows: RowSource, n: int, has_text: Callable[[dict[str, Any]], bool]) -> tuple[int, int]:
+    """(rows looked at, how many of them give no text) over the first `n` rows, unparsable ones included."""
+    skips = Skips()
+    usable = [has_text(row.values) for row in itertools.islice(rows.rows(skips), n)]
+    unparsable = sum(skips.counts.values())
+    return len(usable) + unparsable, usable.count(False) + unparsable
+
+
+def _check(name: str, location: str, columns: str, rows: RowSource, sample: int,
+           has_text: Callable[[dict[str, Any]], bool]) -> SplitCheck:
+    sampled, bad = _sampled(rows, sample, has_text)
+    problem = None
+    if not sampled:
+        problem = f"{location} holds no rows"
+    elif bad == sampled:
+        problem = f"{location}: none of the first {sampled} rows has text in {columns}"
+    return SplitCheck(name, location, columns, sampled, bad, problem)
+
+
+def check_dialogue_data(spec: DataSpec, splits: tuple[str, ...], sample: int = 200) -> list[SplitCheck]:
+    """The checks loading makes (split names, columns) and a look at the first `sample` rows of each split."""
+    out = []
+    for split in splits:
+        try:
+            rows, plan = dialogue_columns(spec, split)
+        except UserError as error:
+            out.append(SplitCheck(split, spec.dataset, problem=str(error)))
+            continue
+        out.append(_check(split, split_location(spec, rows, split), plan.describe(), rows, sample,
+                          lambda v: plan.input_text(v) is not None and plan.target_text(v) is not None))
+    return out
+
+
+def check_pretrain_source(spec: DataSpec, source: PretrainSource, sample: int = 200) -> SplitCheck:
+    """The text column of a pretraining source and a look at its first `sample` rows."""
+    if source.task_texts:
+        return SplitCheck(source.name, source.location, "the dataset's own input and target texts")
+    try:
+        rows = _source_rows(spec, source, _train_split_name(spec, source))
+        text_of = _text_of(rows, source)
+    except UserError as error:
+        return SplitCheck(source.name, source.location, problem=str(error))
+    if source.text_template:
+        where = f"template {source.text_template!r}"
+    else:
+        where = f"column {source.text_field or text_column(rows, source)!r}"
+    return _check(source.name, source.location, where, rows, sample, lambda v: text_of(v) is not None)

@@ -174,7 +174,7 @@ def generate_direct(model: Any, tokenizer: Any, texts: Sequence[str], sampling: 
         mask = torch.zeros((len(prompts), width), dtype=torch.long)
         for i, p in enumerate(prompts):  # left padding: generation continues every row at its end
             ids[i, width - len(p):], mask[i, width - len(p):] = torch.tensor(p), 1
-        kwargs = sampling_kwargs(sampling)
+        kwargs = sampling_kwargs(sampling, prompt_len=width)
         with torch.no_grad():
             gen = model.generate(input_ids=ids.to(device), attention_mask=mask.to(device),
                                  max_new_tokens=sampling.max_new_tokens, eos_token_id=frame.stop_ids,

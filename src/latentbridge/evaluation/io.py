@@ -1,9 +1,13 @@
 """Texts in and summaries out for `--mode infer`.
 
 Inputs, the first that is given: `--text`; `--input-file`; standard input (when it is not a terminal).
-A file or standard input holds one text per line, or JSON Lines whose records carry a `dialogue` or
-`text` field (and optionally an `id`, copied to the output). JSON Lines is recognised by a `.jsonl`
-name or by a first non-blank line that starts with `{`. Blank lines of a plain file are skipped.
+A file or standard input holds one text per line, or JSON Lines records (with an optional `id`, copied to
+the output) whose text is read like the training data's input (`InputColumns`, from the model's config):
+the key named by `dataset_input_field`, or `dataset_input_template` over the record's keys, or else the
+first of the input names training recognises (`dialogue`, ..., `text`). JSON Lines is recognised by a
+`.jsonl` name or by a first non-blank line that starts with `{`. Blank lines of a plain file are skipped.
+`--mode infer` reads the records before the model loads (a malformed line fails fast) and takes their
+texts once the model's config says where they are (`with_texts`).
 
 Outputs: standard output gets one summary per line (newlines inside a summary become spaces);
 `--output-file` gets JSON Lines `{"id", "input", "summary"}`, written atomically.
@@ -21,10 +25,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Iterable, Optional, Sequence
 
+from latentbridge.data.sources import DIALOGUE_FIELDS, INPUT_FLAG, TEMPLATE_FLAG
 from latentbridge.errors import UserError
 from latentbridge.files import write_text_atomic
+from latentbridge.text_template import render_template, require_fields
 
-TEXT_FIELDS = ("dialogue", "text")
 STREAM = Path("-")  # --input-file -: answer standard input line by line
 
 
@@ -33,6 +38,42 @@ class InputText:
     id: str
     text: str
     where: str  # "--text", "input.jsonl line 3": named in errors
+    record: Optional[dict] = None  # a JSON Lines record, whose text `with_texts` takes out
+
+
+@dataclass(frozen=True)
+class InputColumns:
+    """Where a JSON Lines record's text is: a key, a template over its keys, or (neither) found by name."""
+
+    field: Optional[str] = None
+    template: Optional[str] = None
+
+    def describe(self) -> str:
+        if self.template:
+            return f"the keys of {TEMPLATE_FLAG} {self.template!r}"
+        if self.field:
+            return f"a string under {self.field!r} ({INPUT_FLAG})"
+        return f"a string under one of {', '.join(map(repr, DIALOGUE_FIELDS))}"
+
+    def text_of(self, record: dict, where: str) -> str:
+        """The record's text; UserError naming `where` and the record's keys."""
+        keys = f"it has the keys {sorted(record)}"
+        if self.template:
+            require_fields(self.template, record, where, TEMPLATE_FLAG, keys)
+            text = render_template(self.template, record)
+        else:
+            key = self.field or next((k for k in DIALOGUE_FIELDS if k in record), None)
+            text = record.get(key) if key is not None else None
+        if not isinstance(text, str):
+            raise UserError(f"{where} has no text field: expected {self.describe()}; {keys}. Name the key with "
+                            f"{INPUT_FLAG} (or {TEMPLATE_FLAG}).")
+        return text
+
+
+def with_texts(items: Sequence[InputText], columns: InputColumns) -> list[InputText]:
+    """The items with the texts of their JSON Lines records taken out as `columns` say."""
+    return [item if item.record is None else
+            _check_text(InputText(item.id, columns.text_of(item.record, item.where), item.where)) for item in items]
 
 
 def _check_text(item: InputText) -> InputText:
@@ -48,7 +89,7 @@ def _is_jsonl(name: str, lines: Sequence[str]) -> bool:
     return first.lstrip().startswith("{")
 
 
-def parse_lines(lines: Sequence[str], name: str) -> list[InputText]:
+def parse_lines(lines: Sequence[str], name: str, columns: Optional[InputColumns] = InputColumns()) -> list[InputText]:
     """Texts of a file's (or standard input's) lines: JSON Lines or one text per line."""
     out: list[InputText] = []
     jsonl = _is_jsonl(name, lines)
@@ -59,37 +100,35 @@ def parse_lines(lines: Sequence[str], name: str) -> list[InputText]:
         if not jsonl:
             out.append(InputText(str(len(out)), line.rstrip("\r\n"), where))
             continue
-        out.append(_json_record(line, where, str(len(out))))
+        out.append(_json_record(line, where, str(len(out)), columns))
     if not out:
-        raise UserError(f"{name} holds no texts: give one text per line, or JSON Lines with a \"dialogue\" "
-                        "or \"text\" field.")
+        raise UserError(f"{name} holds no texts: give one text per line, or JSON Lines records with a text "
+                        f"field (\"dialogue\", \"text\", or the one {INPUT_FLAG} names).")
     return out
 
 
-def _json_record(line: str, where: str, default_id: str) -> InputText:
-    """The text of one JSON Lines record: its "dialogue" or "text" field, and its "id" (else `default_id`)."""
+def _json_record(line: str, where: str, default_id: str, columns: Optional[InputColumns]) -> InputText:
+    """One JSON Lines record with its "id" (else `default_id`): its text taken as `columns` say, or (None) the
+    record kept whole for `with_texts`."""
     try:
         record = json.loads(line)
     except ValueError as error:
         raise UserError(f"{where} is not valid JSON ({error}); a .jsonl input needs one JSON object per "
-                        "line with a \"dialogue\" or \"text\" field.") from None
+                        "line with a text field.") from None
     if not isinstance(record, dict):
-        raise UserError(f"{where} is a JSON {type(record).__name__}, not an object with a \"dialogue\" or "
-                        "\"text\" field.")
-    key = next((k for k in TEXT_FIELDS if k in record), None)
-    if key is None or not isinstance(record[key], str):
-        raise UserError(f"{where} has no text field: expected a string under \"dialogue\" or \"text\"; "
-                        f"it has the keys {sorted(record)}.")
+        raise UserError(f"{where} is a JSON {type(record).__name__}, not an object with a text field.")
     ident = str(record["id"]) if record.get("id") is not None else default_id
-    return _check_text(InputText(ident, record[key], where))
+    item = InputText(ident, "", where, record)
+    return item if columns is None else with_texts([item], columns)[0]
 
 
-def parse_request(line: str, number: int, default_id: str) -> InputText:
-    """One request of a stream (`--input-file -`): a JSON object with a "dialogue" or "text" field (and an
-    optional "id"), or a line of plain text."""
+def parse_request(line: str, number: int, default_id: str,
+                  columns: Optional[InputColumns] = InputColumns()) -> InputText:
+    """One request of a stream (`--input-file -`): a JSON object with a text field (and an optional "id"),
+    or a line of plain text."""
     where = f"standard input line {number}"
     if line.lstrip().startswith("{"):
-        return _json_record(line, where, default_id)
+        return _json_record(line, where, default_id, columns)
     return _check_text(InputText(default_id, line.rstrip("\r\n"), where))
 
 
@@ -99,8 +138,10 @@ def write_json_line(stream: IO[str], record: dict) -> None:
     stream.flush()
 
 
-def read_inputs(text: Optional[str], input_file: Optional[Path], stdin: Optional[IO[str]] = None) -> list[InputText]:
-    """The texts to transform, from --text, --input-file or standard input (in that order)."""
+def read_inputs(text: Optional[str], input_file: Optional[Path], stdin: Optional[IO[str]] = None,
+                columns: Optional[InputColumns] = InputColumns()) -> list[InputText]:
+    """The texts to transform, from --text, --input-file or standard input (in that order); JSON Lines texts
+    taken as `columns` say, or (None) left in their records for `with_texts`."""
     if text is not None:
         return [_check_text(InputText("0", text, "--text"))]
     if input_file is not None:
@@ -108,12 +149,12 @@ def read_inputs(text: Optional[str], input_file: Optional[Path], stdin: Optional
             lines = Path(input_file).read_text(encoding="utf-8", errors="replace").splitlines()
         except OSError as error:
             raise UserError(f"--input-file {input_file} cannot be read: {error.strerror or error}.") from None
-        return parse_lines(lines, str(input_file))
+        return parse_lines(lines, str(input_file), columns)
     stdin = sys.stdin if stdin is None else stdin
     if stdin is None or stdin.isatty():
         raise UserError("Nothing to transform: give --text \"...\", --input-file FILE (one text per line, or "
-                        "JSON Lines with a \"dialogue\" or \"text\" field), or pipe texts into standard input.")
-    return parse_lines(stdin.read().splitlines(), "standard input")
+                        "JSON Lines records with a text field), or pipe texts into standard input.")
+    return parse_lines(stdin.read().splitlines(), "standard input", columns)
 
 
 def write_outputs(items: Sequence[InputText], summaries: Sequence[str], output_file: Optional[Path],

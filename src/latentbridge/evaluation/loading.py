@@ -25,7 +25,6 @@ from typing import Any, Mapping, Optional, Sequence
 import torch
 
 from latentbridge import recipe
-from latentbridge.assets import ensure_tiny_assets
 from latentbridge.config import Config, ConfigError, field_names
 from latentbridge.config_sources import PYTHON_SOURCE
 from latentbridge.errors import UserError
@@ -34,11 +33,13 @@ from latentbridge.models.backends import autocast
 from latentbridge.models.bridge import LatentBridge, build_model
 from latentbridge.training.checkpoint import MANIFEST_NAME, load_model_file
 
-SAMPLING_FIELDS = ("temperature", "top_p", "top_k", "do_sample", "max_generation_length", "seed")
+SAMPLING_FIELDS = ("temperature", "top_p", "top_k", "do_sample", "max_generation_length", "seed",
+                   "no_repeat_ngram_size")
 # Where things are rather than what the model is: an explicit value wins (find the model file, evaluate
-# another dataset, split or number of examples, write the report into this run's folder).
+# another dataset, split, columns or number of examples, write the report into this run's folder).
 LOCATION_FIELDS = ("checkpoint_dir", "handoff_best_model_filename", "output_dir", "dataset_name", "train_split",
-                   "validation_split", "test_split", "eval_max_samples")
+                   "validation_split", "test_split", "eval_max_samples", "dataset_input_field",
+                   "dataset_target_field", "dataset_input_template")
 EXPLICIT_SOURCES = ("command line", "environment", PYTHON_SOURCE)
 HANDOFF_DEFAULT = Config.__dataclass_fields__["handoff_best_model_filename"].default
 
@@ -131,11 +132,10 @@ def apply_overrides(saved: Config, given: Config, sources: Mapping[str, str]) ->
 
 
 def _ensure_backbones(config: Config) -> None:
-    """The tiny preset's models are built on first use; build them here too when they are missing."""
-    if not config.tiny_assets_dir:
-        return
+    """The tiny preset's models are built on first use (from the corpus the config names); build them here too
+    when they are missing. Models of a corpus that changed since land elsewhere: the backbone check refuses."""
     if any(not Path(name).exists() for name in (config.modernbert_model, config.gpt2_model)):
-        ensure_tiny_assets(Path(config.tiny_assets_dir), config.seed)
+        recipe.with_tiny_assets(config, log=lambda message: print(message, file=sys.stderr))
 
 
 def load_state(model: Any, state: Mapping[str, Any], path: Path) -> None:

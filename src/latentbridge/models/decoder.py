@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
-from transformers import AutoModelForCausalLM, AutoTokenizer
+from transformers import AutoModelForCausalLM, AutoTokenizer, LogitsProcessorList, NoRepeatNGramLogitsProcessor
 
 from latentbridge.models.loading import check_hidden_dim, load_pretrained
 from latentbridge.models.specs import DecoderSpec, SamplingSpec
@@ -68,13 +68,30 @@ def target_token_ids(tokenizer: Any, text: str, max_len: int, end_id: int) -> li
     return tokenizer(text, add_special_tokens=False)["input_ids"][: max_len - 1] + [end_id]
 
 
+class NewTokensNoRepeat:
+    """`no_repeat_ngram_size` over the generated tokens only. Hand-written around transformers' processor
+    because that one also counts the prompt's n-grams, which would forbid a model given the text as a prompt
+    (the direct baseline) to copy any of its phrases, while the latent path's prompt is embeddings only."""
 
-def sampling_kwargs(sampling: SamplingSpec) -> dict[str, Any]:
-    """`generate()` keyword arguments for `sampling`; greedy decoding clears the model's own sampling defaults."""
+    def __init__(self, n: int, prompt_len: int) -> None:
+        self.inner, self.prompt_len = NoRepeatNGramLogitsProcessor(n), prompt_len
+
+    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+        return self.inner(input_ids[:, self.prompt_len:], scores)
+
+
+def sampling_kwargs(sampling: SamplingSpec, prompt_len: int = 0) -> dict[str, Any]:
+    """`generate()` keyword arguments for `sampling`; greedy decoding clears the model's own sampling defaults.
+    `prompt_len`: tokens before the generated ones in the ids generate() sees (0 with inputs_embeds)."""
+    repeats = {}
+    if sampling.no_repeat_ngram_size:
+        repeats = {"logits_processor": LogitsProcessorList([NewTokensNoRepeat(sampling.no_repeat_ngram_size,
+                                                                                prompt_len)])}
     if not sampling.do_sample:
-        return {"do_sample": False, "temperature": None, "top_p": None, "top_k": None}
+        return {"do_sample": False, "temperature": None, "top_p": None, "top_k": None, **repeats}
     return {"do_sample": True, "temperature": sampling.temperature, "top_p": sampling.top_p,
-            "top_k": sampling.top_k if sampling.top_k > 0 else None}
+            "top_k": sampling.top_k if sampling.top_k > 0 else None, **repeats}
+
 
 class Decoder(nn.Module):
     def __init__(self, model: nn.Module, tokenizer: Any, spec: DecoderSpec,

@@ -115,6 +115,7 @@ class SamplingSpec:
     temperature: float = 0.7
     top_p: float = 0.9
     top_k: int = 50  # 0 disables top-k
+    no_repeat_ngram_size: int = 0  # 0 allows repeats; n > 0 never generates the same n-gram twice
 
 
 @dataclass(frozen=True)

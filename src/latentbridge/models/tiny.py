@@ -13,7 +13,7 @@ import copy
 import json
 import random
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Any, Callable, Optional, Sequence
 
 import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
@@ -98,9 +98,10 @@ def _seeded(build, seed: int):
         return build()
 
 
-def build_tiny_modernbert(texts: Sequence[str], out_dir: Path, seed: int, **sizes: int) -> None:
+def build_tiny_modernbert(texts: Sequence[str], out_dir: Path, seed: int, vocab_size: int = TINY_VOCAB_SIZE,
+                          **sizes: int) -> None:
     """Train the tokenizer, build a random ModernBertModel, save both into out_dir."""
-    tok = encoder_tokenizer(texts)
+    tok = encoder_tokenizer(texts, vocab_size)
     model = _seeded(lambda: ModernBertModel(modernbert_config(len(tok), **sizes)), seed)
     model.save_pretrained(out_dir)
     tok.save_pretrained(out_dir)
@@ -116,10 +117,10 @@ def _warmup_sample(tok: Any, rng: random.Random, texts: list[str], short: list[s
 
 
 def pretrain_lm(model: Any, tok: Any, texts: Sequence[str], steps: int, seed: int, batch_size: int = 16,
-                max_len: int = 96, lr: float = 3e-3) -> float:
+                max_len: int = 96, lr: float = 3e-3, on_step: Optional[Callable[[float], None]] = None) -> float:
     """Next-token training on texts, so the tiny decoder knows the corpus' language and the chat turn format
     before the pipeline uses it, as the real Gemma-it does. Deterministic for a seed (on one machine).
-    Returns the last loss."""
+    `on_step(loss)` is called after every step (progress). Returns the last loss."""
     rng, texts = random.Random(f"tiny-lm-{seed}"), list(texts)
     short = [t for t in texts if len(t) <= 160]
     opt = torch.optim.AdamW(model.parameters(), lr=lr)
@@ -138,6 +139,8 @@ def pretrain_lm(model: Any, tok: Any, texts: Sequence[str], steps: int, seed: in
             out.loss.backward()
             opt.step()
             loss = out.loss.item()
+            if on_step is not None:
+                on_step(loss)
     finally:
         torch.set_num_threads(threads)
     model.eval()
@@ -145,14 +148,15 @@ def pretrain_lm(model: Any, tok: Any, texts: Sequence[str], steps: int, seed: in
 
 
 def build_tiny_gemma3(texts: Sequence[str], out_dir: Path, seed: int, lm_steps: int = TINY_LM_STEPS,
+                      vocab_size: int = TINY_VOCAB_SIZE, on_step: Optional[Callable[[float], None]] = None,
                       **sizes: int) -> None:
     """Train the tokenizer, build a Gemma3ForCausalLM, warm it up as an LM on texts, save both into out_dir."""
-    tok = decoder_tokenizer(texts)
+    tok = decoder_tokenizer(texts, vocab_size)
     model = _seeded(lambda: Gemma3ForCausalLM(gemma3_config(len(tok), **sizes)), seed + 1)
     if lm_steps:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed + 2)
-            pretrain_lm(model, tok, texts, lm_steps, seed)
+            pretrain_lm(model, tok, texts, lm_steps, seed, on_step=on_step)
     model.save_pretrained(out_dir)
     tok.save_pretrained(out_dir)
 

@@ -29,6 +29,8 @@ from latentbridge import recipe
 from latentbridge.config import Config
 from latentbridge.errors import UserError
 from latentbridge.files import not_a_folder
+from latentbridge.assets import CORPUS_VOCAB_SIZE
+from latentbridge.data.sources import SplitCheck, check_dialogue_data, check_pretrain_source
 from latentbridge.models import tiny
 from latentbridge.models.backends import (DTYPES, flash_attn_available, resolve_attention, resolve_device,
                                          resolve_precision)
@@ -145,8 +147,12 @@ def _backbone_config(r: Report, c: Config, field_name: str, kind: str) -> Option
     name = getattr(c, field_name)
     cfg, where = locate_config(name)
     status = "ok"
-    if cfg is None and _under_tiny_assets(c, name):
-        build = tiny.modernbert_config if kind == "encoder" else tiny.gemma3_config
+    build = tiny.modernbert_config if kind == "encoder" else tiny.gemma3_config
+    if _under_tiny_assets(c, name) and not recipe.uses_bundled_corpus(c):
+        hidden = c.modernbert_hidden_dim if kind == "encoder" else c.gpt2_hidden_dim
+        cfg, where = build(CORPUS_VOCAB_SIZE, hidden), ("tiny model, built on first use from the training texts "
+                                                        "of dataset_name (tiny_assets_dir/corpora)")
+    elif cfg is None and _under_tiny_assets(c, name):
         cfg, where = build(tiny.TINY_VOCAB_SIZE), "tiny model, built on first use (tiny_assets_dir)"
     elif cfg is None:
         status = "problem"
@@ -274,19 +280,50 @@ def _storage(r: Report, c: Config) -> None:
 
 
 def _data(r: Report, c: Config) -> None:
+    try:
+        spec = recipe.data_spec(c, recipe.collections(c))
+    except UserError:  # a pretrain_mix that cannot be read: _pretrain_mix reports it
+        spec = recipe.data_spec(c, ("dialogue",))
+    own_texts = recipe.uses_own_texts(c)
+    sources = {s.field: s for s in spec.pretrain}
     pretraining = () if c.pretrain_mix else ("wikitext_dataset", "arxiv_dataset", "english_pretrain_dataset")
     for field_name in ("dataset_name", *pretraining):
         name = getattr(c, field_name)
-        if Path(name).expanduser().exists():
+        if field_name != "dataset_name" and own_texts:
+            r.add("data", field_name, f"{name}: not used; stages 1-2 pretrain on the texts of dataset_name (the "
+                                      "bundled pretraining text belongs to the bundled dialogues)", "note")
+        elif Path(name).expanduser().exists():
             r.add("data", field_name, f"{name}: local path")
+            _check_rows(r, c, spec, field_name, sources.get(field_name))
         elif _under_tiny_assets(c, name):
             r.add("data", field_name, f"{name}: bundled corpus, written on first use (tiny_assets_dir)")
         elif _in_hub_cache(name):
             r.add("data", field_name, f"{name}: in the local Hugging Face datasets cache")
+            _check_rows(r, c, spec, field_name, sources.get(field_name))
         else:
             r.add("data", field_name, f"{name}: not on this machine; needs a hub connection (none here) or a "
                                       f"local copy (set --{field_name.replace('_', '-')} to a file or folder)",
                   "problem")
+
+
+def _check_rows(r: Report, c: Config, spec: Any, field_name: str, source: Any) -> None:
+    """The split, column and row checks that loading makes, on the first rows of each split."""
+    try:
+        checks = (check_dialogue_data(spec, (c.train_split, c.validation_split, c.test_split))
+                  if field_name == "dataset_name" else [check_pretrain_source(spec, source)])
+    except UserError as error:
+        r.add("data", f"{field_name} rows", str(error), "problem")
+        return
+    for check in checks:
+        _add_check(r, f"{field_name} {check.name}" if field_name == "dataset_name" else f"{field_name} rows", check)
+
+
+def _add_check(r: Report, item: str, check: SplitCheck) -> None:
+    if check.problem:
+        r.add("data", item, check.problem, "problem")
+    else:
+        r.add("data", item, f"{check.columns}; {check.sampled} rows sampled, {check.without_text} without text",
+              "note" if check.without_text else "ok")
 
 
 def _pretrain_mix(r: Report, c: Config) -> None:
@@ -295,15 +332,18 @@ def _pretrain_mix(r: Report, c: Config) -> None:
         return
     try:
         sources = recipe.mix_sources(c)
+        spec = recipe.data_spec(c)
     except UserError as error:
         r.add("data", "pretrain_mix", str(error), "problem")
         return
+    by_name = {source.name: source for source in spec.pretrain}
     for s in sources:
         where = f"weight {s.weight:g}" + (f", cap {s.cap}" if s.cap else "")
         if s.is_task_dataset:
             r.add("data", f"pretrain_mix: {s.name}", f"the task dataset's own texts ({where})")
         elif Path(s.path).expanduser().exists():
             r.add("data", f"pretrain_mix: {s.name}", f"{s.path}: local path ({where})")
+            _add_check(r, f"pretrain_mix: {s.name} rows", check_pretrain_source(spec, by_name[s.name]))
         elif _in_hub_cache(s.path):
             r.add("data", f"pretrain_mix: {s.name}", f"{s.path}: in the local Hugging Face datasets cache ({where})")
         else:

@@ -7,8 +7,10 @@
 
 The model and its config come from `checkpoint_dir/handoff_best_model_filename` (or --checkpoint), through
 the Python API (`TrainedModel`, src/latentbridge/evaluation/loading.py); sampling flags (temperature, top_p,
-top_k, do_sample, max_generation_length, seed) apply on top. Inputs and outputs:
-src/latentbridge/evaluation/io.py. Texts run in batches of the config's batch_size.
+top_k, do_sample, max_generation_length, seed, no_repeat_ngram_size) apply on top. A JSON Lines record's
+text is read like the training input: the model's `dataset_input_field` or `dataset_input_template`, unless
+given again. Inputs and outputs: src/latentbridge/evaluation/io.py. Texts run in batches of the config's
+batch_size.
 
 `--input-file -` keeps the model loaded and answers each line of standard input as it arrives, in order,
 one flushed JSON line per request: for many requests, one long-lived process instead of one start-up
@@ -23,16 +25,18 @@ from typing import IO
 
 from latentbridge.config import Config
 from latentbridge.errors import UserError
-from latentbridge.evaluation.io import STREAM, parse_request, read_inputs, write_json_line, write_outputs
-from latentbridge.evaluation.loading import load_handoff
+from latentbridge.evaluation.io import (STREAM, InputColumns, parse_request, read_inputs, with_texts, write_json_line,
+                                        write_outputs)
+from latentbridge.evaluation.loading import TrainedModel, load_handoff
 from latentbridge.modes import ModeOptions
 
 
 def run(config: Config, options: ModeOptions) -> int:
     if options.text is None and options.input_file == STREAM:
         return answer_stream(config, options, sys.stdin, sys.stdout)
-    items = read_inputs(options.text, options.input_file)  # bad input fails before the model loads
+    items = read_inputs(options.text, options.input_file, columns=None)  # bad input fails before the model loads
     model = load_handoff(config, options.checkpoint, options.sources)
+    items = with_texts(items, input_columns(model))
     summaries = model.generate([i.text for i in items], where=[i.where for i in items])
     write_outputs(items, summaries, options.output_file)
     if options.output_file is not None:
@@ -46,13 +50,14 @@ def answer_stream(config: Config, options: ModeOptions, requests: IO[str], answe
         raise UserError("--input-file - answers on standard output, one JSON line per request: leave out "
                         "--output-file (redirect standard output instead).")
     model = load_handoff(config, options.checkpoint, options.sources)
+    columns = input_columns(model)
     refused, index = 0, 0
     for number, line in enumerate(iter(requests.readline, ""), 1):  # readline: no read-ahead past a line
         if not line.strip():
             continue
         ident = str(index)
         try:
-            item = parse_request(line, number, ident)
+            item = parse_request(line, number, ident, columns)
             ident = item.id
             write_json_line(answers, {"id": ident, "summary": model.generate([item.text], where=[item.where])[0]})
         except UserError as error:
@@ -60,3 +65,8 @@ def answer_stream(config: Config, options: ModeOptions, requests: IO[str], answe
             write_json_line(answers, {"id": ident, "error": str(error)})
         index += 1
     return 2 if refused else 0
+
+
+def input_columns(model: TrainedModel) -> InputColumns:
+    """Where a JSON Lines record's text is: where the model's training data had its input."""
+    return InputColumns(model.config.dataset_input_field, model.config.dataset_input_template)

@@ -10,7 +10,7 @@ from latentbridge.ui.cache_progress import console_progress
 
 def run(config: Config, options: ModeOptions) -> int:
     shards = process_shards(config)  # under torchrun / accelerate launch every rank encodes its share
-    result = ensure_cache(config, console_progress(use_rich=config.use_tui), shards=shards)
+    result = ensure_cache(config, console_progress(use_rich=config.use_tui, every_s=2.0), shards=shards)
     if shards.rank != 0:
         return 0
     m = result.cache.manifest

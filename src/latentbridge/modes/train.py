@@ -143,9 +143,11 @@ def run(config: Config, options: ModeOptions, *, stop_after_steps: Optional[int]
 
 def _train(config: Config, options: ModeOptions, stages: tuple[Stage, ...], accelerator: Accelerator,
            display: ProgressDisplay, stop_after_steps: Optional[int]) -> TrainResult:
+    progress = console_progress(use_rich=config.use_tui, every_s=2.0)
+    with accelerator.main_process_first():  # rank 0 builds the tiny preset's models, the others then reuse them
+        config = recipe.with_tiny_assets(config, display.message, progress)  # for a user's corpus: its own models
     # every rank encodes its share of a cache build; rank 0 merges the shards and speaks for it
-    cache = ensure_cache(config, console_progress(use_rich=config.use_tui), log=display.message,
-                         allow_build=config.run_preprocessing).cache
+    cache = ensure_cache(config, progress, log=display.message, allow_build=config.run_preprocessing).cache
     fingerprint = recipe.checkpoint_fingerprint(config)
     resume = resolve_resume(options.resume, config, fingerprint, display.message)
     model = build_model(recipe.model_spec(config, device=str(accelerator.device)), seed=config.seed,

@@ -73,9 +73,9 @@ class RichProgress:
         self._bar.stop()
 
 
-def console_progress(use_rich: bool = True, stream: Optional[TextIO] = None) -> Progress:
-    """Rich when `use_rich` and the stream is a terminal, plain lines otherwise."""
+def console_progress(use_rich: bool = True, stream: Optional[TextIO] = None, every_s: float = 10.0) -> Progress:
+    """Rich when `use_rich` and the stream is a terminal, plain lines (one every `every_s`) otherwise."""
     stream = stream or sys.stderr
     if use_rich and getattr(stream, "isatty", lambda: False)():
         return RichProgress()
-    return LineProgress(stream)
+    return LineProgress(stream, every_s)
