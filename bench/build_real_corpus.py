@@ -2,8 +2,8 @@
 
     python bench/build_real_corpus.py --out cache/real/docstrings      # train/validation/test .jsonl + README.md
 
-Source: the docstrings of the packages that requirements.txt pins (torch, transformers, numpy, datasets,
-accelerate, rich, typer), read with `ast` from their installed source files (nothing is imported or
+Source: the docstrings of the packages that requirements.txt installs (torch, transformers, numpy, datasets,
+accelerate, rich, and typer, which transformers requires), read with `ast` from their installed source files (nothing is imported or
 executed), so the same versions give the same pairs on any machine that installs requirements.txt.
 Man pages were the other candidate (NAME line -> DESCRIPTION), but they come from a system package that a
 CI image may lack, and their versions are not pinned by this project.

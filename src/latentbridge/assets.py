@@ -60,10 +60,6 @@ def bundled_paths(root: Path) -> dict[str, Path]:
             "decoder": root / "models" / "gemma3"}
 
 
-def same_path(location: str, path: Path) -> bool:
-    return Path(location).expanduser().resolve() == Path(path).resolve()
-
-
 def is_under(location: str, folder: Path) -> bool:
     return Path(folder).resolve() in Path(location).expanduser().resolve().parents
 

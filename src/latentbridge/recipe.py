@@ -18,7 +18,7 @@ from latentbridge.config import STAGES, Config
 from latentbridge.data.cache import hash_path
 from latentbridge.data.preprocess import CacheSpec
 from latentbridge.data.corpus import corpus_paths
-from latentbridge.data.sources import Columns, DataSpec, PretrainSource, corpus_texts
+from latentbridge.data.sources import Columns, DataSpec, PretrainSource, training_texts
 from latentbridge.errors import UserError
 from latentbridge.models.specs import (AdapterSpec, DecoderSpec, EncoderSpec, LoraSpec, LossSpec, MemoryPrecision,
                                        MiddleSpec, ModelSpec, RuntimeSpec, SamplingSpec, StepShape)
@@ -392,7 +392,7 @@ def with_tiny_assets(c: Config, log: Callable[[str], None] = print, progress: An
         return c
     spec = data_spec(c)
     log(f"tiny models for {c.dataset_name}: reading its training texts")
-    texts = corpus_texts(spec, ASSET_TEXTS_LIMIT)
+    texts = training_texts(spec, ASSET_TEXTS_LIMIT)
     sizes = assets.ModelSizes(assets.CORPUS_VOCAB_SIZE, c.modernbert_hidden_dim, c.gpt2_hidden_dim,
                               assets.CORPUS_LM_STEPS)
     built = assets.ensure_corpus_assets(root, texts, sizes, c.seed, progress=progress, describe={

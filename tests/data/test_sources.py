@@ -6,8 +6,9 @@ from collections import Counter
 import pytest
 
 from latentbridge.data.rows import open_hub_dataset, split_rows
-from latentbridge.data.sources import (Columns, DataSpec, PretrainSource, check_dialogue_data, corpus_texts,
-                                       load_collection, load_dialogue_split, load_pretrain_source, split_document)
+from latentbridge.data.sources import (Columns, DataSpec, PretrainSource, check_dialogue_data,
+                                       load_collection, load_dialogue_split, load_pretrain_source, split_document,
+                                       training_texts)
 from latentbridge.errors import UserError
 
 from tests.factories import corpus_data_spec
@@ -198,14 +199,14 @@ def test_the_dataset_source_pretrains_on_the_dialogues_own_texts(tmp_path):
     assert len(out["validation"].examples) == 12  # the dataset's validation split: 6 inputs + 6 targets
 
 
-def test_corpus_texts_are_the_training_inputs_and_targets_only(tmp_path):
+def test_training_texts_are_the_training_inputs_and_targets_only(tmp_path):
     folder = _docs_folder(tmp_path)
     (folder / "test.jsonl").write_text(json.dumps({**DOCS[0], "body": "A test body never seen."}) + "\n")
     spec = DataSpec(str(folder), hf_cache_dir=str(tmp_path / "hf"),
                     columns=Columns(input_field="body", target_field="summary_line"))
-    texts = corpus_texts(spec, limit=100)
+    texts = training_texts(spec, limit=100)
     assert texts[:2] == [DOCS[0]["body"], DOCS[0]["summary_line"]] and len(texts) == 12
-    assert corpus_texts(spec, limit=5) == texts[:5]
+    assert training_texts(spec, limit=5) == texts[:5]
 
 
 def test_checks_sample_rows_and_report_columns_without_loading(tmp_path):

@@ -513,7 +513,7 @@ def load_collection(spec: DataSpec, collection: str) -> dict[str, SplitStream]:
 # --- texts for tiny models, and checks without loading (--mode doctor) ------------------------------
 
 
-def corpus_texts(spec: DataSpec, limit: int) -> list[str]:
+def training_texts(spec: DataSpec, limit: int) -> list[str]:
     """The texts a tokenizer and language model for this data are trained on: the dialogue dataset's training
     inputs and targets, then the training documents of the other pretraining sources; at most `limit`.
     Validation and test dialogues are left out, so nothing built from them has seen what is evaluated."""
