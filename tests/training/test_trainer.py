@@ -259,12 +259,13 @@ def test_tensorboard_event_files_hold_every_metric_line(assets, tmp_path):
 
 
 def test_wandb_offline_run_folder_holds_the_config_and_history(assets, tmp_path, monkeypatch):
-    pytest.importorskip("wandb")
+    wandb = pytest.importorskip("wandb")
     from wandb.proto import wandb_internal_pb2
 
     monkeypatch.setenv("WANDB_MODE", "offline")
     monkeypatch.setenv("WANDB_SILENT", "true")
     lines = train_with(assets, tmp_path, "wandb")
+    wandb.teardown()  # finish() can return before wandb's core process has written the run file; teardown waits
     (run_file,) = (tmp_path / "run" / "wandb").glob("offline-run-*/run-*.wandb")
     history, config, names = [], {}, []
     for data in read_wandb_records(run_file):
