@@ -51,7 +51,7 @@ SUMMARY_WORDS = (2, 30)
 DESCRIPTION_WORDS = (12, 160)
 GCLOUD_TRACKS = ("alpha", "beta", "preview")
 
-# Roff to plain text by hand: groff costs ~17 ms a page (a process each), over five minutes for the ~21,000
+# Roff to plain text by hand: groff costs ~17 ms a page (a process each), over five minutes for the ~20,000
 # pages here, and its output changes with the groff version; the two sections read here use few requests.
 FONT_MACROS = {".B", ".I", ".SM", ".SB"}  # arguments joined by spaces
 ALTERNATING_MACROS = {".BR", ".RB", ".IR", ".RI", ".BI", ".IB"}  # arguments joined without spaces
