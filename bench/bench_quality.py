@@ -1,10 +1,11 @@
 """Quality of the latent pipeline: train with a preset, evaluate with the baselines, on the bundled task or on
-real text (the docstring pairs of bench/build_real_corpus.py).
+real text (the docstring pairs of bench/build_real_corpus.py, the man page pairs of bench/build_man_corpus.py).
 
     python bench/bench_quality.py --run-dir /tmp/q                        # train tiny, then eval --baselines
     python bench/bench_quality.py --run-dir /tmp/q --skip-train           # evaluate an existing run again
     python bench/bench_quality.py --run-dir /tmp/q2 -- --decoder-unfrozen-layers 1   # a variant (flags after --)
-    python bench/bench_quality.py --run-dir /tmp/r --real cache/real/docstrings      # the real-text corpus
+    python bench/bench_quality.py --run-dir /tmp/r --real cache/real/docstrings      # a real-text corpus
+    python bench/bench_quality.py --run-dir /tmp/m --real cache/real/manpages
 
 Writes RUN_DIR/eval.json (the eval report) and prints the markdown rows used in docs/benchmarks.md
 (## Quality), the wall times and each stage's trainable parameter count (the run's summary.json), and (with
@@ -23,7 +24,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 ROUGE = ("rouge1", "rouge2", "rougeL", "rougeLsum")
-REAL_COLUMNS = ["--dataset-input-template", "{qualname}\n{body}", "--dataset-target-field", "summary_line"]
+# the docstring corpus's columns; a corpus whose README.md manifest names "columns" (Config field -> value) uses those
+DOCSTRING_COLUMNS = {"dataset_input_template": "{qualname}\n{body}", "dataset_target_field": "summary_line"}
 LABELS = {"latent": "latent pipeline", "reconstruction": "gold summary latents -> adapter -> decoder",
           "constant": "constant baseline", "direct": "direct baseline (decoder fine-tuned on dialogue text)"}
 
@@ -42,6 +44,15 @@ def asset_flags(root: Path) -> list[str]:
             "--wikitext-dataset", str(pretrain / "wikitext.jsonl"), "--arxiv-dataset", str(pretrain / "arxiv.jsonl"),
             "--english-pretrain-dataset", str(pretrain / "english.jsonl"),
             "--preprocess-cache-dir", str(root / "preprocessed")]
+
+
+def column_flags(corpus: Path) -> list[str]:
+    """The column flags of a corpus folder: its README.md manifest's "columns", else the docstring corpus's."""
+    readme = corpus / "README.md"
+    manifest = readme.read_text(encoding="utf-8").split("```json\n", 1) if readme.is_file() else []
+    columns = json.loads(manifest[1].split("\n```", 1)[0]).get("columns", DOCSTRING_COLUMNS) if len(manifest) == 2 \
+        else DOCSTRING_COLUMNS
+    return [flag for field, value in columns.items() for flag in ("--" + field.replace("_", "-"), value)]
 
 
 def truncation(run: Path) -> dict:
@@ -100,12 +111,12 @@ def main() -> None:
     parser.add_argument("--no-baselines", action="store_true")
     parser.add_argument("--assets", type=Path, help="a frozen copy of the tiny assets (models/, data/) to use instead "
                         "of rebuilding cache/tiny: runs compared with each other must share the same backbones")
-    parser.add_argument("--real", type=Path, help="the folder bench/build_real_corpus.py wrote: train and evaluate "
-                        f"on it, with {' '.join(REAL_COLUMNS)}")
+    parser.add_argument("--real", type=Path, help="the folder bench/build_real_corpus.py or build_man_corpus.py "
+                        "wrote: train and evaluate on it, with the columns its README.md names")
     parser.add_argument("extra", nargs="*", help="flags passed to both train and eval (after --)")
     a = parser.parse_args()
     run = a.run_dir.resolve()
-    real = ["--dataset-name", str(a.real.resolve()), *REAL_COLUMNS] if a.real else []
+    real = ["--dataset-name", str(a.real.resolve()), *column_flags(a.real)] if a.real else []
     common = ["--preset", a.preset, "--checkpoint-dir", str(run / "ck"), "--output-dir", str(run / "runs"),
               *(asset_flags(a.assets.resolve()) if a.assets else []), *real, *a.extra]
     timings = {}

@@ -35,7 +35,7 @@ import json
 import re
 import sys
 from pathlib import Path
-from typing import Iterator, Optional
+from typing import Callable, Iterator, Optional
 
 PINNED = ("torch", "transformers", "numpy", "datasets", "accelerate", "rich", "typer")
 DEPENDENCIES = ("sympy", "networkx", "pandas", "huggingface_hub", "jinja2", "click")  # installed with them
@@ -167,19 +167,40 @@ def group_of(module: str) -> str:
     return ".".join(parts[:3]) if parts[:2] == ["transformers", "models"] else module
 
 
-def split_of(group: str) -> str:
+def split_of(group: str, shares: tuple[tuple[str, int], ...] = SPLIT_SHARES) -> str:
     bucket = int(hashlib.sha256(group.encode()).hexdigest(), 16) % 100
-    for split, share in SPLIT_SHARES:
+    for split, share in shares:
         if bucket < share:
             return split
         bucket -= share
     return "train"
 
 
+class Deduplicator:
+    """Drops repeats of a kept summary, and texts near-identical to a kept one (the same first or last
+    NEAR_DUP_WORDS normalised words); `text_name` names the second reason (near_duplicate_<text_name>)."""
+
+    def __init__(self, text_name: str) -> None:
+        self.text_name = text_name
+        self.summaries: set[str] = set()
+        self.ends: set[tuple[str, ...]] = set()
+
+    def reason(self, summary: str, text_words: list[str]) -> Optional[str]:
+        """None (and the pair is remembered) when it is kept, else why it is dropped."""
+        key = " ".join(normalised_words(summary))
+        ends = {("head",) + tuple(text_words[:NEAR_DUP_WORDS]), ("tail",) + tuple(text_words[-NEAR_DUP_WORDS:])}
+        if key in self.summaries:
+            return "duplicate_summary"
+        if ends & self.ends:
+            return f"near_duplicate_{self.text_name}"
+        self.summaries.add(key)
+        self.ends |= ends
+        return None
+
+
 def collect(packages: tuple[str, ...]) -> tuple[dict[str, list[dict]], dict[str, int]]:
     stats: dict[str, int] = {"docstrings": 0}
-    seen_summary: set[str] = set()
-    seen_body: set[tuple[str, ...]] = set()
+    duplicates = Deduplicator("body")
     rows: dict[str, list[dict]] = {s: [] for s, _ in SPLIT_SHARES}
     for package in packages:
         for module, qualname, doc in docstrings(package):
@@ -190,17 +211,7 @@ def collect(packages: tuple[str, ...]) -> tuple[dict[str, list[dict]], dict[str,
                 continue
             summary, body = pair
             reason = acceptable(summary, body)
-            if reason is None:
-                key = " ".join(normalised_words(summary))
-                words = normalised_words(body)
-                heads = {("head",) + tuple(words[:NEAR_DUP_WORDS]), ("tail",) + tuple(words[-NEAR_DUP_WORDS:])}
-                if key in seen_summary:
-                    reason = "duplicate_summary"
-                elif heads & seen_body:
-                    reason = "near_duplicate_body"
-                else:
-                    seen_summary.add(key)
-                    seen_body |= heads
+            reason = reason or duplicates.reason(summary, normalised_words(body))
             if reason is not None:
                 stats[f"dropped_{reason}"] = stats.get(f"dropped_{reason}", 0) + 1
                 continue
@@ -213,27 +224,35 @@ def sample(rows: list[dict], size: int) -> list[dict]:
     return sorted(rows, key=lambda r: hashlib.sha256(r["qualname"].encode()).hexdigest())[:size]
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--out", type=Path, default=Path("cache/real/docstrings"))
-    parser.add_argument("--train", type=int, default=SPLIT_SIZES["train"])
-    parser.add_argument("--validation", type=int, default=SPLIT_SIZES["validation"])
-    parser.add_argument("--test", type=int, default=SPLIT_SIZES["test"])
-    a = parser.parse_args()
-    rows, stats = collect(PACKAGES)
-    sizes = {"train": a.train, "validation": a.validation, "test": a.test}
-    a.out.mkdir(parents=True, exist_ok=True)
-    manifest = {"packages": {p: importlib.metadata.version(p) for p in PACKAGES}, "python": sys.version.split()[0],
-                "candidates": {s: len(r) for s, r in rows.items()}, "filter": stats, "files": {}}
-    for split, size in sizes.items():
-        chosen = sample(rows[split], size)
-        text = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in chosen)
-        (a.out / f"{split}.jsonl").write_text(text, encoding="utf-8")
-        manifest["files"][f"{split}.jsonl"] = {"rows": len(chosen),
+def size_arguments(parser: argparse.ArgumentParser, out: str) -> None:
+    parser.add_argument("--out", type=Path, default=Path(out))
+    for split, size in SPLIT_SIZES.items():
+        parser.add_argument(f"--{split}", type=int, default=size, help=f"rows of {split}.jsonl (default {size})")
+
+
+def write_corpus(out: Path, chosen: dict[str, list[dict]], manifest: dict, title: str,
+                 facts: Callable[[list[dict]], dict] = lambda rows: {}) -> None:
+    """Each split's rows to SPLIT.jsonl, and README.md with `manifest` plus each file's rows, sha256 and `facts`."""
+    out.mkdir(parents=True, exist_ok=True)
+    manifest["files"] = {}
+    for split, split_rows in chosen.items():
+        text = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in split_rows)
+        (out / f"{split}.jsonl").write_text(text, encoding="utf-8")
+        manifest["files"][f"{split}.jsonl"] = {"rows": len(split_rows), **facts(split_rows),
                                                "sha256": hashlib.sha256(text.encode()).hexdigest()}
     # README.md, not a .json: every .json/.jsonl file in a data folder is read as data
-    (a.out / "README.md").write_text("Built by bench/build_real_corpus.py (docstring summary lines).\n\n```json\n"
-                                     + json.dumps(manifest, indent=2) + "\n```\n")
+    (out / "README.md").write_text(f"{title}\n\n```json\n" + json.dumps(manifest, indent=2) + "\n```\n")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    size_arguments(parser, "cache/real/docstrings")
+    a = parser.parse_args()
+    rows, stats = collect(PACKAGES)
+    manifest = {"packages": {p: importlib.metadata.version(p) for p in PACKAGES}, "python": sys.version.split()[0],
+                "candidates": {s: len(r) for s, r in rows.items()}, "filter": stats}
+    chosen = {split: sample(rows[split], getattr(a, split)) for split in SPLIT_SIZES}
+    write_corpus(a.out, chosen, manifest, "Built by bench/build_real_corpus.py (docstring summary lines).")
     print(json.dumps(manifest, indent=2))
 
 
