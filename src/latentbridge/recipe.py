@@ -386,18 +386,33 @@ def with_tiny_assets(c: Config, log: Callable[[str], None] = print, progress: An
         assets.ensure_bundled_corpus(root, c.seed)
     paths = assets.bundled_paths(root)
     managed = [field for field, key in (("modernbert_model", "encoder"), ("gpt2_model", "decoder"))
-               if _same_path(getattr(c, field), paths[key]) or (
-                   assets.is_under(getattr(c, field), root / assets.CORPORA) and not Path(getattr(c, field)).exists())]
+               if _filled_here(getattr(c, field), paths[key], root / assets.CORPORA)]
     if not managed:
         return c
+    built = _corpus_models(c, log, progress)
+    folders = {"modernbert_model": built.encoder_dir, "gpt2_model": built.decoder_dir}
+    return c.replace(**{field: str(folders[field]) for field in managed})
+
+
+def _filled_here(location: str, bundled: Path, corpora: Path) -> bool:
+    """A model field `with_tiny_assets` fills: it names the bundled tiny model, or a corpus model that is missing
+    (a saved config on a machine that has not built it yet)."""
+    from latentbridge.assets import is_under  # torch: the assets module builds models
+
+    return _same_path(location, bundled) or (is_under(location, corpora) and not Path(location).exists())
+
+
+def _corpus_models(c: Config, log: Callable[[str], None], progress: Any) -> Any:
+    """The tiny models of `c`'s training texts (built, or found by the texts' fingerprint)."""
+    from latentbridge import assets  # torch: trains tokenizers and builds models
+
     spec = data_spec(c)
     log(f"tiny models for {c.dataset_name}: reading its training texts")
     texts = training_texts(spec, ASSET_TEXTS_LIMIT)
     sizes = assets.ModelSizes(assets.CORPUS_VOCAB_SIZE, c.modernbert_hidden_dim, c.gpt2_hidden_dim,
                               assets.CORPUS_LM_STEPS)
-    built = assets.ensure_corpus_assets(root, texts, sizes, c.seed, progress=progress, describe={
+    built = assets.ensure_corpus_assets(Path(c.tiny_assets_dir), texts, sizes, c.seed, progress=progress, describe={
         "dataset_name": c.dataset_name, "train_split": c.train_split, "columns": dataclasses.asdict(spec.columns),
         "pretraining": [s.location for s in spec.pretrain if not s.task_texts]})
     log(f"tiny models for this corpus ({len(texts):,} texts): {built.root}")
-    folders = {"modernbert_model": built.encoder_dir, "gpt2_model": built.decoder_dir}
-    return c.replace(**{field: str(folders[field]) for field in managed})
+    return built
