@@ -27,11 +27,12 @@ is then rank 0's. Everything else as above (with --decoder google/gemma-3-4b-it:
 from __future__ import annotations
 
 import argparse
+import contextlib
 import gc
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Iterator, Optional
 
 from common import REAL_SIZE_ROOT, StageStep, asset_fields, fmt, synthetic_batch, table
 
@@ -129,15 +130,25 @@ def bench_stage(model: Any, config: Any, stage: Any, steps: int, warmup: int, de
     return {"shape": shape, "seconds": seconds, "peak": peak, "tokens": tokens}
 
 
+@contextlib.contextmanager
+def bench_assets(args: argparse.Namespace) -> Iterator[Any]:
+    """The models to run: the random published sizes, or (--smoke) tiny ones: those in --assets, else built into a
+    temporary folder removed when the run ends."""
+    from latentbridge.assets import ensure_random_published_assets, ensure_tiny_assets
+
+    if not args.smoke:
+        yield ensure_random_published_assets(REAL_SIZE_ROOT, decoder=args.decoder)
+    elif args.assets:
+        yield ensure_tiny_assets(args.assets)
+    else:
+        with tempfile.TemporaryDirectory(prefix="bench-gpu-") as folder:
+            yield ensure_tiny_assets(Path(folder), lm_steps=0)  # no warm-up of the decoder: only the cost counts
+
+
 def run_benchmarks(args: argparse.Namespace) -> list[list]:
     import torch
-
-    from latentbridge import recipe
-    from latentbridge.assets import ensure_random_published_assets, ensure_tiny_assets
-    from latentbridge.models.bridge import build_model
     from accelerate import Accelerator
 
-    from latentbridge.models.memory import locate_config, part_counts
     from latentbridge.training.sharding import wants_sharding
 
     device = "cpu" if args.smoke else "cuda"
@@ -146,12 +157,17 @@ def run_benchmarks(args: argparse.Namespace) -> list[list]:
     if args.fsdp and not wants_sharding(Accelerator()):
         raise SystemExit("--fsdp runs under: accelerate launch --config_file docs/accelerate_fsdp.yaml "
                          "bench/bench_gpu.py --fsdp")
-    if not args.smoke:
-        assets = ensure_random_published_assets(REAL_SIZE_ROOT, decoder=args.decoder)
-    elif args.assets:
-        assets = ensure_tiny_assets(args.assets)
-    else:  # no warm-up of the tiny decoder: only the cost is measured
-        assets = ensure_tiny_assets(Path(tempfile.mkdtemp(prefix="bench-gpu-")), lm_steps=0)
+    with bench_assets(args) as assets:
+        return bench_every_stage(args, assets, device)
+
+
+def bench_every_stage(args: argparse.Namespace, assets: Any, device: str) -> list[list]:
+    import torch
+
+    from latentbridge import recipe
+    from latentbridge.models.bridge import build_model
+    from latentbridge.models.memory import locate_config, part_counts
+
     name = torch.cuda.get_device_name() if device == "cuda" else "cpu"
     peak = peak_tflops(name, args.peak_tflops)
     rows = []

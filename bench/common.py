@@ -67,6 +67,7 @@ class StageStep:
     max_target_len: int = 256
     learning_rate: float = 1e-5
     _parts: dict = field(default_factory=dict)
+    _work: Any = None
 
     def __post_init__(self) -> None:
         import torch
@@ -79,7 +80,8 @@ class StageStep:
         device = next(self.model.parameters()).device
         set_trainable(self.model, self.stage.trains)
         accelerator = Accelerator(cpu=device.type == "cpu", mixed_precision=self.mixed_precision)
-        work = Path(tempfile.mkdtemp(prefix="latentbridge-bench-"))
+        self._work = tempfile.TemporaryDirectory(prefix="latentbridge-bench-")  # removed by close()
+        work = Path(self._work.name)
         settings = TrainSettings(learning_rate=self.learning_rate, checkpoint_dir=work / "ckpt", run_dir=work / "run",
                                  async_checkpointing=False)
         trainer = Trainer(self.model, (self.stage,), lambda s: None, settings, fingerprint=config_fingerprint({}),
@@ -106,6 +108,7 @@ class StageStep:
 
     def close(self) -> None:
         self._parts["trainer"].checkpointer.close()
+        self._work.cleanup()
 
 
 def stage_by_name(config: Any, name: str) -> Any:

@@ -24,6 +24,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Optional
 
 from common import CHECK_SETTINGS, REAL_SIZE_ROOT, ROOT, asset_fields, fmt, table
 
@@ -95,7 +96,7 @@ def doctor_estimates(fields: dict) -> dict:
     return stage_estimates(config, enc, dec, counts, recipe.memory_precision(config, device))
 
 
-def main() -> None:
+def main(argv: Optional[list[str]] = None) -> list[list]:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
     parser.add_argument("--bf16", action="store_true", help="use_bf16 (a CPU computes fp32 regardless)")
@@ -103,7 +104,7 @@ def main() -> None:
     parser.add_argument("--eval-samples", type=int, default=4, help="validation/test examples cached and evaluated")
     parser.add_argument("--batch-size", type=int, default=CHECK_SETTINGS["batch_size"])
     parser.add_argument("--work", type=Path, default=None, help="run folder (default cache/real_size/run-<device>)")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
 
     sys.path.insert(0, str(ROOT / "src"))
     from latentbridge.assets import ensure_random_published_assets
@@ -129,6 +130,7 @@ def main() -> None:
           f"eval {evaluate:.0f} s ({report['n_examples']} dialogues), total {time.perf_counter() - start:.0f} s")
     if len(rows) != len(STAGES):
         raise SystemExit(f"expected metrics of the four stages, got {[r[0] for r in rows]}")
+    return rows
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 """bench/bench_gpu.py: its --smoke mode on this CPU (tiny models, every stage, 1-2 steps), and its FLOP count."""
 
 import dataclasses
+import tempfile
 
 from latentbridge.models.memory import part_counts, published_config
 from latentbridge.models.specs import StepShape
@@ -8,9 +9,14 @@ from latentbridge.recipe import model_spec
 from tests.factories import import_bench, tiny_config
 
 
-def test_smoke_runs_every_stage_and_prints_the_table(tiny_root, capsys):
+def test_smoke_runs_every_stage_and_prints_the_table_leaving_no_temporary_files(tiny_root, tmp_path, monkeypatch,
+                                                                                capsys):
+    system_tmp = tmp_path / "tmp"
+    system_tmp.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(system_tmp))  # where tempfile would put them
     bench_gpu = import_bench("bench_gpu")
     rows = bench_gpu.main(["--smoke", "--assets", str(tiny_root), "--steps", "1", "--peak-tflops", "1"])
+    assert list(system_tmp.iterdir()) == []
     assert [row[2] for row in rows] == ["pretrain_middle", "pretrain_adapter", "finetune_middle", "finetune_adapter"]
     for row in rows:
         assert float(row[5]) > 0 and row[8].endswith("%")  # samples/s, MFU against the given peak
