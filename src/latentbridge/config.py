@@ -114,10 +114,10 @@ class Config:
     max_grad_norm: float = _train(1.0, "Gradient clipping norm (0 disables clipping)", ge=0)
 
     # Model Names
-    modernbert_model: str = _names("answerdotai/ModernBERT-base", "Encoder: any text encoder AutoModel loads (ModernBERT, BERT, "
-                                                      "RoBERTa, DistilBERT, ...), a hub name or local folder")
-    gpt2_model: str = _names("google/gemma-3-270m-it", "Decoder: any causal LM AutoModelForCausalLM loads (Gemma 3, Llama, "
-                                                 "Qwen, GPT-2, ...), a hub name or local folder")
+    modernbert_model: str = _names("answerdotai/ModernBERT-base", "Encoder: any text encoder AutoModel loads "
+                                   "(ModernBERT, BERT, RoBERTa, DistilBERT, ...), a hub name or local folder")
+    gpt2_model: str = _names("google/gemma-3-270m-it", "Decoder: any causal LM AutoModelForCausalLM loads (Gemma 3, "
+                             "Llama, Qwen, GPT-2, ...), a hub name or local folder")
 
     # Device and Optimization
     device: str = _device("cuda", "Device to train on; auto picks cuda, then mps, then cpu",

@@ -125,7 +125,8 @@ def _decoder_lora(decoder: Decoder, spec: DecoderSpec, seed: Optional[int]) -> l
     if spec.lora is None:
         return []
     layers = lora_layer_indices(len(decoder.layers), spec.unfrozen_layers)
-    return _seeded(None if seed is None else seed + 3, lambda: add_lora(decoder.model, decoder.layout, spec.lora, layers))
+    return _seeded(None if seed is None else seed + 3,
+                   lambda: add_lora(decoder.model, decoder.layout, spec.lora, layers))
 
 
 def backbone_weight_dtype(attn_implementation: str, compute_dtype: torch.dtype) -> torch.dtype:

@@ -1,4 +1,5 @@
-"""Encoder: a text encoder's hidden states (any family AutoModel loads: models/families.py) -> at most `latent_seq_len` latents by masked segment mean pooling.
+"""Encoder: the hidden states of a text encoder of any family (models/families.py) -> at most `latent_seq_len`
+latents by masked segment mean pooling.
 
 Learned-query attention pooling from random init collapsed in our tiny measurements (every input
 decoded to the same text); masked mean pooling of contiguous token segments plus a projection let the

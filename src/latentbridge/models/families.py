@@ -12,7 +12,7 @@ chat template. `FAMILIES`, keyed by `config.model_type`, holds only what must di
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable, Optional
+from typing import Any, Callable, NoReturn, Optional
 
 from jinja2.exceptions import TemplateError
 from torch import nn
@@ -74,6 +74,7 @@ FAMILIES: dict[str, Family] = {
 }
 ENCODER_FAMILIES = ("modernbert", "bert", "roberta", "distilbert")
 DECODER_FAMILIES = ("gemma3_text", "llama", "qwen2", "qwen3", "gpt2")
+_KNOWN = {"encoder": ENCODER_FAMILIES, "decoder": DECODER_FAMILIES}
 
 
 def family(model_type: str) -> Optional[Family]:
@@ -103,10 +104,13 @@ def find_layout(model: nn.Module, name: str, role: str) -> Layout:
     if model.get_input_embeddings() is None:
         _unsupported(model, name, role, "token embeddings (get_input_embeddings() returns nothing)")
     body_path = module_path(model, body)
-    blocks = _block_list(model, body, name, role)
+    blocks = _under(body_path, _block_list(model, body, name, role))
     norm = _final_norm(body)
-    join = (lambda p: f"{body_path}.{p}" if body_path else p)
-    return Layout(model.config.model_type, join(blocks), None if norm is None else join(norm), body_path)
+    return Layout(model.config.model_type, blocks, None if norm is None else _under(body_path, norm), body_path)
+
+
+def _under(parent: str, path: str) -> str:
+    return f"{parent}.{path}" if parent else path
 
 
 def _decoder_body(model: nn.Module) -> Optional[nn.Module]:
@@ -145,12 +149,12 @@ def _final_norm(body: nn.Module) -> Optional[str]:
     return norms[-1] if norms else None
 
 
-def _unsupported(model: nn.Module, name: str, role: str, missing: str) -> None:
+def _unsupported(model: nn.Module, name: str, role: str, missing: str) -> NoReturn:
     model_type = getattr(model.config, "model_type", "?")
     raise UserError(f"The {role} {name!r} ({type(model).__name__}, model_type {model_type!r}) has a layout "
                     f"latentbridge cannot use: it found no {missing}. latentbridge takes any text encoder AutoModel "
                     "loads and any causal LM AutoModelForCausalLM loads whose blocks sit in one ModuleList; choose "
-                    f"a model of such a family (for example {', '.join(ENCODER_FAMILIES if role == 'encoder' else DECODER_FAMILIES)}).")
+                    f"a model of such a family (for example {', '.join(_KNOWN[role])}).")
 
 
 _MARK = "\u2063LATENTBRIDGE_REPLY\u2063"

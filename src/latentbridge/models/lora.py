@@ -38,10 +38,12 @@ def add_lora(model: nn.Module, layout: Layout, spec: LoraSpec, layers: Sequence[
     from peft.tuners.lora import LoraLayer
 
     targets = target_modules(spec, layout)
-    # peft finds the layer index after this name in each module path ("layers" for most, "h" for GPT-2)
+    conv1d = any(type(m).__name__ == "Conv1D" for name, m in model.named_modules() if name.endswith(targets))
+    # peft finds the layer index after this name in each module path ("layers" for most, "h" for GPT-2); GPT-2's
+    # Conv1D stores its weight transposed (fan_in_fan_out)
     config = LoraConfig(r=spec.rank, lora_alpha=spec.alpha, lora_dropout=spec.dropout, bias="none",
                         target_modules=list(targets), layers_to_transform=list(layers),
-                        layers_pattern=layout.blocks.rsplit(".", 1)[-1])
+                        layers_pattern=layout.blocks.rsplit(".", 1)[-1], fan_in_fan_out=conv1d)
     try:
         inject_adapter_in_model(config, model)
     except ValueError as error:
