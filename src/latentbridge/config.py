@@ -122,7 +122,8 @@ class Config:
     # Device and Optimization
     device: str = _device("cuda", "Device to train on; auto picks cuda, then mps, then cpu",
                           choices=("cuda", "cpu", "mps", "auto"))
-    use_fp16: bool = _device(True, "Allow fp16 mixed precision (never used for Gemma 3; bf16 wins when both)")
+    use_fp16: bool = _device(True, "Allow fp16 mixed precision (a request: training runs in bf16 or fp32, "
+                             "fp16 has no loss scaling here; bf16 wins when both)")
     use_bf16: bool = _device(True, "Allow bf16 mixed precision where the hardware supports it")
     use_gradient_checkpointing: bool = _device(True, "Recompute activations in backward to save memory")
     use_torch_compile: bool = _device(False, "Compile the trainable modules with torch.compile")

@@ -166,7 +166,7 @@ def coefficients_for(cfg: Any, role: str) -> tuple[str, Optional[str]]:
         return row.memory, None
     stand_in = STAND_INS[role]
     return stand_in, (f"{role} activations: no measured coefficients for model_type {cfg.model_type!r}; estimated "
-                      f"with {stand_in}'s (bench/bench_memory.py --layers measures a family's)")
+                      f"with {stand_in}'s, so they may be off by more than the 25% measured for {stand_in}")
 
 
 def mlp_width(cfg: Any) -> int:
