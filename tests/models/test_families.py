@@ -187,6 +187,7 @@ def test_doctor_estimates_memory_and_names_a_family_without_measured_coefficient
     notes = [value for item, value, status in report.sections["memory"] if item == "not measured"]
     unmeasured = [t for t in pair if t not in MEASURED]
     assert len(notes) == len(unmeasured) and all(repr(t) in n for t, n in zip(unmeasured, notes))
+    assert ("within 25% of measured peaks" in memory["total"]) == (not unmeasured)
 
 
 def test_end_of_turn_is_read_from_the_chat_template_or_is_eos(tiny_assets):
