@@ -44,8 +44,11 @@ from typing import Optional
 import typer
 
 SPEC = json.loads({spec!r})  # [name, flags, is_bool, default, help, panel] per option, as the generated CLI has them
+DECLARE = {{"parser": str}} if "--parser" in sys.argv else {{}}  # the idea of declaring a parser (bench rows)
+sys.argv = [arg for arg in sys.argv if arg != "--parser"]
 parameters = [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, annotation=Optional[bool] if is_bool else Optional[str],
-                                default=typer.Option(default, flags, help=help, rich_help_panel=panel))
+                                default=typer.Option(default, flags, help=help, rich_help_panel=panel,
+                                                     **({{}} if is_bool else DECLARE)))
               for name, flags, is_bool, default, help, panel in SPEC]
 
 def command(**values):
@@ -86,8 +89,11 @@ def commands(bare: Path) -> dict[str, list[str]]:
         "bare Typer: parse, print json": [str(bare)],
         "tyro: parse, print json": ["-c", TYRO_CONFIG],
         "click CLI --mode config --format json": ["bench/click_cli.py", "--mode", "config", "--format", "json"],
+        "bare Typer, options with parser=str: parse, print json": [str(bare), "--parser"],
         "main.py --mode config --preset tiny": ["main.py", "--mode", "config", "--preset", "tiny"],
         "main.py: complete `--learning-`": ["main.py"],
+        "import typer": ["-c", "import typer"],
+        "import typer and its pydantic adapters": ["-c", "import typer, typer._adapters"],
         "import torch": ["-c", "import torch"],
     }
 
@@ -96,7 +102,31 @@ COMPLETION_ENV = {"_LATENTBRIDGE_COMPLETE": "complete_bash", "COMP_WORDS": "late
 BASELINE = {"main.py --help": "bare Typer --help", "main.py --help, on a terminal": "bare Typer --help, on a terminal",
             "main.py --mode config --format json": "bare Typer: parse, print json"}
 ALSO = {"main.py --help": ("tyro --help", "click CLI --help"),
-        "main.py --mode config --format json": ("tyro: parse, print json", "click CLI --mode config --format json")}
+        "main.py --mode config --format json": ("tyro: parse, print json", "click CLI --mode config --format json",
+                                                "bare Typer, options with parser=str: parse, print json")}
+# Where a run's time goes, in one fresh process (ms): building the app, Typer's click command, importing the
+# pydantic adapters, and building one per option (what Typer does on every run, whether or not it was given).
+BREAKDOWN = """
+import json, sys, time
+sys.path.insert(0, "src")
+marks = [time.perf_counter()]
+import typer.main
+marks.append(time.perf_counter())
+from latentbridge import cli
+marks.append(time.perf_counter())
+command = typer.main.get_command(cli.app)
+marks.append(time.perf_counter())
+import typer._adapters
+marks.append(time.perf_counter())
+for param in command.params:
+    param.get_runtime_param()
+marks.append(time.perf_counter())
+cli.build_app()
+marks.append(time.perf_counter())
+steps = ["import typer", "import latentbridge.cli (builds the app)", "typer.main.get_command", "import typer._adapters",
+         f"one adapter per option ({len(command.params)})", "build_app again (in the same process)"]
+print(json.dumps({step: (b - a) * 1000 for step, a, b in zip(steps, marks, marks[1:])}))
+"""
 
 
 def seconds(args: list[str], terminal: bool, env: dict[str, str]) -> float:
@@ -145,6 +175,15 @@ def report(median: dict[str, float], runs: int) -> None:
         print(f"| `{name}` | {value:.3f} | {ratio} | {value / median['import torch']:.3f} |")
 
 
+def breakdown(runs: int) -> None:
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    rounds = [json.loads(subprocess.run([sys.executable, "-c", BREAKDOWN], cwd=ROOT, check=True, env=env,
+                                        capture_output=True, text=True).stdout) for _ in range(runs)]
+    print(f"\n| step, in one fresh process | median of {runs} (ms) |\n|---|---|")
+    for step in rounds[0]:
+        print(f"| {step} | {statistics.median(r[step] for r in rounds):.1f} |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", type=int, default=15)
@@ -155,6 +194,7 @@ def main() -> None:
         bare = Path(folder) / "bare_typer.py"
         bare.write_text(BARE_TYPER.format(spec=json.dumps(bare_typer_spec()), description=DESCRIPTION))
         report(measure(runs, commands(bare)), runs)
+    breakdown(runs)
 
 
 if __name__ == "__main__":

@@ -65,8 +65,8 @@ def mode_parameters() -> list[inspect.Parameter]:
     """The options that choose what to run and on what; they are not Config fields."""
     presets = "; ".join(f"{name}: {text}" for name, text in PRESET_HELP.items())
     return [
-        _run_option("mode", Literal[tuple(MODE_MODULES)], "What to run.", "train", show_default=True,
-                    metavar="|".join(MODE_MODULES)),
+        _run_option("mode", Literal[tuple(MODE_MODULES)], f"What to run: {', '.join(MODE_MODULES)}.", "train",
+                    show_default=True, metavar="MODE"),
         _run_option("preset", Optional[str], f"Start from a preset: {presets}.", metavar="|".join(PRESETS),
                     autocompletion=_completer(tuple(PRESETS))),
         _run_option("config", Optional[list[Path]], "JSON or YAML file of field values; may repeat, later files win.",
@@ -77,8 +77,8 @@ def mode_parameters() -> list[inspect.Parameter]:
                     ".yaml).", metavar="FILE"),
         _run_option("resume", Optional[str], "--mode train: continue from the latest step checkpoint (auto) or "
                     "from PATH.", metavar="auto|PATH"),
-        _run_option("checkpoint", Optional[Path], "--mode infer/eval: model file to load (default: "
-                    "checkpoint_dir/handoff_best_model_filename).", metavar="FILE"),
+        _run_option("checkpoint", Optional[Path], "--mode infer/eval: model file to load (default: the file named "
+                    "handoff_best_model_filename in checkpoint_dir).", metavar="FILE"),
         _run_option("text", Optional[str], "--mode infer: the text to transform.", metavar="TEXT"),
         _run_option("input_file", Optional[Path], "--mode infer: one text per line, or jsonl with a dialogue or "
                     "text field; `-` streams standard input: one answer per line, flushed as each line is read.", metavar="FILE"),
