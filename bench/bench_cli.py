@@ -44,11 +44,14 @@ from typing import Optional
 import typer
 
 SPEC = json.loads({spec!r})  # [name, flags, is_bool, default, help, panel] per option, as the generated CLI has them
-DECLARE = {{"parser": str}} if "--parser" in sys.argv else {{}}  # the idea of declaring a parser (bench rows)
-sys.argv = [arg for arg in sys.argv if arg != "--parser"]
+# Two ideas of what an option declares, as bench rows: a parser for text values; no default (None) for every
+# option, where the CLI gives bool flags their Config default (a given bool skips Typer's coercion).
+DECLARE = {{"parser": str}} if "--parser" in sys.argv else {{}}
+NO_DEFAULTS = "--no-defaults" in sys.argv
+sys.argv = [arg for arg in sys.argv if arg not in ("--parser", "--no-defaults")]
 parameters = [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, annotation=Optional[bool] if is_bool else Optional[str],
-                                default=typer.Option(default, flags, help=help, rich_help_panel=panel,
-                                                     **({{}} if is_bool else DECLARE)))
+                                default=typer.Option(None if NO_DEFAULTS else default, flags, help=help,
+                                                     rich_help_panel=panel, **({{}} if is_bool else DECLARE)))
               for name, flags, is_bool, default, help, panel in SPEC]
 
 def command(**values):
@@ -90,6 +93,7 @@ def commands(bare: Path) -> dict[str, list[str]]:
         "tyro: parse, print json": ["-c", TYRO_CONFIG],
         "click CLI --mode config --format json": ["bench/click_cli.py", "--mode", "config", "--format", "json"],
         "bare Typer, options with parser=str: parse, print json": [str(bare), "--parser"],
+        "bare Typer, no option with a default: parse, print json": [str(bare), "--no-defaults"],
         "main.py --mode config --preset tiny": ["main.py", "--mode", "config", "--preset", "tiny"],
         "main.py: complete `--learning-`": ["main.py"],
         "import typer": ["-c", "import typer"],
@@ -103,7 +107,8 @@ BASELINE = {"main.py --help": "bare Typer --help", "main.py --help, on a termina
             "main.py --mode config --format json": "bare Typer: parse, print json"}
 ALSO = {"main.py --help": ("tyro --help", "click CLI --help"),
         "main.py --mode config --format json": ("tyro: parse, print json", "click CLI --mode config --format json",
-                                                "bare Typer, options with parser=str: parse, print json")}
+                                                "bare Typer, options with parser=str: parse, print json",
+                                                "bare Typer, no option with a default: parse, print json")}
 # Where a run's time goes, in one fresh process (ms): building the app, Typer's click command, importing the
 # pydantic adapters, and building one per option (what Typer does on every run, whether or not it was given).
 BREAKDOWN = """
@@ -111,6 +116,8 @@ import json, sys, time
 sys.path.insert(0, "src")
 marks = [time.perf_counter()]
 import typer.main
+marks.append(time.perf_counter())
+import latentbridge.config_sources, latentbridge.modes
 marks.append(time.perf_counter())
 from latentbridge import cli
 marks.append(time.perf_counter())
@@ -123,8 +130,9 @@ for param in command.params:
 marks.append(time.perf_counter())
 cli.build_app()
 marks.append(time.perf_counter())
-steps = ["import typer", "import latentbridge.cli (builds the app)", "typer.main.get_command", "import typer._adapters",
-         f"one adapter per option ({len(command.params)})", "build_app again (in the same process)"]
+steps = ["import typer", "import latentbridge's config and modes", "import latentbridge.cli (builds the app's signature)",
+         "typer.main.get_command (click params from the signature)", "import typer._adapters (pydantic)",
+         f"one pydantic adapter per option ({len(command.params)})", "build_app again in the same process"]
 print(json.dumps({step: (b - a) * 1000 for step, a, b in zip(steps, marks, marks[1:])}))
 """
 

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import IO, Any, Callable, Literal, Optional
 
 import typer
+# Typer ships its own copy of click as typer._click (no click dependency since 0.2x): these are click's API there.
 from typer._click import Context, HelpFormatter
 from typer._click.core import ParameterSource
 from typer._click.exceptions import NoSuchOption
