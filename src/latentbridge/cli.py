@@ -82,8 +82,10 @@ def mode_parameters() -> list[inspect.Parameter]:
                     "handoff_best_model_filename in checkpoint_dir).", metavar="FILE"),
         _run_option("text", Optional[str], "--mode infer: the text to transform.", metavar="TEXT"),
         _run_option("input_file", Optional[Path], "--mode infer: one text per line, or jsonl with a dialogue or "
-                    "text field; `-` streams standard input: one answer per line, flushed as each line is read.", metavar="FILE"),
-        _run_option("output_file", Optional[Path], "--mode infer/eval: write results here (jsonl/json).", metavar="FILE"),
+                    "text field; `-` streams standard input: one answer per line, flushed as each line is read.",
+                    metavar="FILE"),
+        _run_option("output_file", Optional[Path], "--mode infer/eval: write results here (jsonl/json).",
+                    metavar="FILE"),
         _run_option("split", Optional[str], "--mode eval: dataset split (default: test_split).", metavar="SPLIT"),
         _run_option("baselines", bool, "--mode eval: also score the baselines.", False),
         _run_option("memory_gb", Optional[float], "--mode doctor: list the batch sizes, precisions and checkpointing "
