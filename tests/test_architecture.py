@@ -43,7 +43,7 @@ HEAVY = ("torch", "transformers", "accelerate", "datasets", "safetensors.torch",
 # Light-path modules may also defer these, with the reason.
 DEFERRED_WITH_REASON = {
     "yaml": "only config files, --format yaml and --save-config need it; --help stays within its budget",
-    "rich": "only the config table draws with it (~30 ms): `--mode config --format json` stays under 0.8 x tyro",
+    "rich": "only the config table and help on a terminal draw with it (~30 ms); `--format json` skips it",
     "huggingface_hub": "snapshot_download loads an HTTP stack (0.4 s); only hub model names need it",
     "pyarrow": "pyarrow.parquet takes ~0.3 s to import; only parquet data files need it",
 }

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import pty
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -10,14 +13,14 @@ from typing import Any
 
 import pytest
 import yaml
-from click.testing import CliRunner
+from typer.testing import CliRunner
 
 from latentbridge import cli, modes
 from latentbridge.config import Config, ConfigError, base_type, field_meta, field_names, field_types
 from latentbridge.config_sources import env_var, resolve_config
 
 ROOT = Path(__file__).resolve().parent.parent
-APP = cli.build_command()
+APP = cli.app
 
 
 def invoke(args: list[str], env: dict[str, str] | None = None):
@@ -294,3 +297,158 @@ def test_torch_num_threads_is_applied_before_the_mode_runs(monkeypatch):
         torch.set_num_threads(before)
     assert result.exit_code == 0, result.output
     assert seen["threads"] == 3
+
+
+# ------------------------------------------------------------------------------------------ the Typer app
+
+def command_params() -> dict[str, Any]:
+    import typer.main
+
+    return {param.name: param for param in typer.main.get_command(cli.app).params}
+
+
+def test_every_field_is_one_option_in_the_panel_of_its_section():
+    params = command_params()
+    for name in field_names():
+        param = params[name]
+        flag = "--" + name.replace("_", "-")
+        assert param.opts == [flag] and param.rich_help_panel == field_meta(name)["section"]
+        if base_type(field_types()[name]) is bool:
+            assert param.secondary_opts == ["--no-" + name.replace("_", "-")]
+    mode_options = [name for name in params if name not in field_names() and params[name].expose_value]
+    assert mode_options[0] == "mode" and {params[name].rich_help_panel for name in mode_options} == {cli.RUN_PANEL}
+    assert len(params) == len(field_names()) + len(mode_options) + 2  # + --install-completion, --show-completion
+
+
+def test_plain_help_lists_the_mode_panel_first_and_the_sections_in_order():
+    help_text = invoke(["--help"], env={"COLUMNS": "200"}).stdout
+    sections = [line[:-1] for line in help_text.splitlines() if line and not line[0].isspace() and line.endswith(":")]
+    expected = list(dict.fromkeys(field_meta(name)["section"] for name in field_names()))
+    assert sections == [cli.RUN_PANEL, *expected, cli.HELP_PANEL]
+    assert "[default: 256]" in help_text and "(> 0)" in help_text  # latent_dim's default and bound
+
+
+def test_unknown_flag_suggests_the_closest_option_only():
+    result = invoke(["--learning-rat", "1"])
+    assert result.exit_code == 2
+    assert "--learning-rate" in result.stderr and "--training-phase" not in result.stderr
+
+
+HELP_SCRIPT = "import sys; from latentbridge.cli import main; sys.argv[0] = {argv0!r}; main()"
+BOX = set("╭╮╰╯│─")
+
+
+def on_a_terminal(args: list[str], env: dict[str, str]) -> str:
+    """What `python *args` draws on a pseudo-terminal (stdout is a tty, as in a person's shell)."""
+
+    leader, follower = pty.openpty()
+    base = {k: v for k, v in os.environ.items() if k not in ("NO_COLOR", "TERM")}
+    process = subprocess.Popen([sys.executable, *args], cwd=ROOT, stdout=follower, stderr=subprocess.DEVNULL,
+                               env={**base, "COLUMNS": "100", **env})
+    os.close(follower)
+    chunks = []
+    while True:
+        try:
+            chunk = os.read(leader, 65536)
+        except OSError:  # the writer closed its side
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    os.close(leader)
+    assert process.wait(timeout=60) == 0
+    return re.sub(r"\x1b\[[0-9;]*m", "", b"".join(chunks).decode())  # colours and styles off
+
+
+@pytest.mark.parametrize("env,panels", [({"TERM": "xterm-256color"}, True),
+                                        ({"TERM": "xterm-256color", "NO_COLOR": "1"}, False),
+                                        ({"TERM": "dumb"}, False)])
+def test_help_draws_rich_panels_only_on_a_styled_terminal(env, panels):
+    drawn = on_a_terminal(["main.py", "--help"], env)
+    assert bool(BOX & set(drawn)) is panels
+    assert ("╭─ Mode and sources" in drawn) is panels
+    assert "--learning-rate" in drawn
+
+
+def test_piped_help_is_plain_and_the_same_from_main_py_and_the_console_script():
+    piped = subprocess.run([sys.executable, "main.py", "--help"], cwd=ROOT, capture_output=True, text=True,
+                           timeout=60)
+    script = subprocess.run([sys.executable, "-c", HELP_SCRIPT.format(argv0="/usr/local/bin/latentbridge"), "--help"],
+                            cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert piped.returncode == 0 and not BOX & set(piped.stdout)
+    assert piped.stdout.startswith("Usage: latentbridge [OPTIONS]") and piped.stdout == script.stdout
+
+
+def complete(words: str, shell: str = "bash") -> list[str]:
+    """The completions offered for the command line `words` (the last word is being typed)."""
+    env = {"_LATENTBRIDGE_COMPLETE": f"complete_{shell}"}
+    if shell == "bash":
+        env |= {"COMP_WORDS": words, "COMP_CWORD": str(len(words.split(" ")) - 1)}
+    else:
+        env |= {"_TYPER_COMPLETE_ARGS": words}
+    result = CliRunner().invoke(cli.app, [], env=env, prog_name="latentbridge")
+    assert result.exit_code == 0, result.output
+    return result.stdout.split()
+
+
+def test_completion_offers_options_modes_presets_and_choices():
+    assert complete("latentbridge --learning-") == ["--learning-rate"]
+    assert complete("latentbridge --mode ") == list(modes.MODE_MODULES)
+    assert complete("latentbridge --preset ") == ["base", "tiny"]
+    assert complete("latentbridge --attn-implementation s") == ["sdpa"]
+
+
+@pytest.mark.parametrize("option", ["--config", "--input-file", "--save-config"])
+def test_completion_of_a_path_option_offers_files(option, name_the_shell):
+    """Typer leaves paths to the shell: zsh is told `_files`, bash gets no words and its completion script falls
+    back to file names (`complete -o default`); a value that is not a path gets words, not `_files`."""
+    assert complete(f"latentbridge {option} ", shell="zsh") == ["_files"]
+    assert complete(f"latentbridge {option} ") == []
+    assert complete("latentbridge --mode ", shell="zsh") != ["_files"]
+    assert "complete -o default" in show_completion("bash")
+
+
+@pytest.fixture
+def name_the_shell(monkeypatch):
+    """Typer's own switch (read when the command is built) for naming the shell instead of detecting the one
+    that runs the tests: `--show-completion bash`."""
+    monkeypatch.setenv("_TYPER_COMPLETE_TEST_DISABLE_SHELL_DETECTION", "1")
+
+
+def show_completion(shell: str, home: Path | None = None, install: bool = False) -> str:
+    args = ["--install-completion" if install else "--show-completion", shell]
+    result = CliRunner().invoke(cli.app, args, env={"HOME": str(home)} if home else None, prog_name="latentbridge")
+    assert result.exit_code == 0, result.output
+    return result.stdout
+
+
+@pytest.mark.parametrize("shell,script,rc_file", [("bash", ".bash_completions/latentbridge.sh", ".bashrc"),
+                                                  ("zsh", ".zfunc/_latentbridge", ".zshrc")])
+def test_show_and_install_completion(shell, script, rc_file, tmp_path, name_the_shell):
+    shown = show_completion(shell)
+    assert "_LATENTBRIDGE_COMPLETE=complete_" + shell in shown
+    assert show_completion(shell, tmp_path, install=True).startswith(f"{shell} completion installed in")
+    assert (tmp_path / script).read_text().strip() == shown.strip()
+    assert (tmp_path / rc_file).is_file()
+
+
+def test_completion_imports_neither_torch_nor_transformers():
+    env = {"_LATENTBRIDGE_COMPLETE": "complete_bash", "COMP_WORDS": "latentbridge --learning-", "COMP_CWORD": "1"}
+    run = subprocess.run([sys.executable, "-c", LIGHT_PATH_SCRIPT], cwd=ROOT, capture_output=True, text=True,
+                         timeout=60, env={**os.environ, **env})
+    assert "--learning-rate" in run.stdout and "HEAVY= CODE=0" in run.stdout, run.stdout + run.stderr
+
+
+def test_the_documented_mounting_example_runs(tmp_path):
+    """docs/cli.md's example: another Typer program adds latentbridge's app beside its own command."""
+    doc = (ROOT / "docs" / "cli.md").read_text(encoding="utf-8")
+    (tmp_path / "tool.py").write_text(re.search(r"```python\n(.*?)```", doc, flags=re.S).group(1))
+    tool = [sys.executable, str(tmp_path / "tool.py")]
+    listed = subprocess.run([*tool, "--help"], capture_output=True, text=True, timeout=60, cwd=tmp_path)
+    assert listed.returncode == 0 and "hello" in listed.stdout and "latentbridge" in listed.stdout
+    config = subprocess.run([*tool, "latentbridge", "--mode", "config", "--format", "json", "--preset", "tiny"],
+                            capture_output=True, text=True, timeout=60, cwd=tmp_path)
+    assert config.returncode == 0 and json.loads(config.stdout)["latent_dim"] == 64, config.stderr
+    bad = subprocess.run([*tool, "latentbridge", "--mode", "config", "--top-k", "-1"], capture_output=True, text=True,
+                         timeout=60, cwd=tmp_path)
+    assert bad.returncode == 2 and "top_k = -1 (from command line)" in bad.stderr

@@ -43,6 +43,8 @@ def test_pip_install_gives_a_working_console_script(tmp_path):
     run = subprocess.run([script, "--help"], capture_output=True, text=True, cwd=tmp_path, env=env)
     assert run.returncode == 0, run.stderr
     assert run.stdout.startswith("Usage: latentbridge") and "--learning-rate" in run.stdout
+    from_checkout = subprocess.run([sys.executable, "main.py", "--help"], capture_output=True, text=True, cwd=ROOT)
+    assert run.stdout == from_checkout.stdout  # `latentbridge --help` is `python main.py --help`
     config = subprocess.run([script, "--mode", "config", "--format", "json", "--learning-rate", "5e-5"],
                             capture_output=True, text=True, cwd=tmp_path, env=env)
     assert config.returncode == 0 and '"learning_rate": 5e-05' in config.stdout, config.stderr

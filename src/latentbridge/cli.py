@@ -1,76 +1,95 @@
-"""The command line: one click command whose options are generated from the `Config` fields.
+"""The command line: a Typer app whose one command takes every `Config` field as an option.
 
-Every field becomes `--kebab-case` (bools as `--x/--no-x`), listed in `--help` under its section. Config
-flags stay text here and are converted by src/latentbridge/config_sources.py, the same grammar as config
+The options are generated from the dataclass fields (an `inspect.Signature` of `typer.Option`s built from
+`field_meta`), so adding a field to `Config` is the only step to get its flag: `--kebab-case`, bools as
+`--x/--no-x`, each listed in the Rich help panel of its section, the mode options in their own panel first.
+Config values stay text here and are converted by src/latentbridge/config_sources.py, the grammar of config
 files and environment variables, so all mistakes are reported together. Each mode runs through
-latentbridge.modes.run, which imports its module only then: `--help` and `--mode config` never import torch.
+latentbridge.modes.run, which imports its module only then: `--help`, `--mode config` and shell completion
+never import torch.
 
-Plain click rather than Typer: Typer's value is a signature-driven command, but on every run it also
-converts each value through its own per-parameter adapters (`typer._adapters` imports pydantic and built
-~125 of them: ~0.2 s of a 0.45 s `--mode config`, docs/benchmarks.md). Our values need no conversion
-before config_sources, so click's options, built from the fields, are all the CLI needs.
+`app` is a plain Typer app: another Typer program mounts it with `add_typer(latentbridge.cli.app)`.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import difflib
+import inspect
+import os
 import signal
 import sys
 from pathlib import Path
-from typing import Any, Optional
+from typing import IO, Any, Callable, Literal, Optional
 
-import click
+import typer
+# Typer ships its own copy of click as typer._click (no click dependency since 0.2x): these are click's API there.
+from typer._click import Context, HelpFormatter
+from typer._click.core import ParameterSource
+from typer._click.exceptions import NoSuchOption
+from typer.core import TyperCommand
 
-from latentbridge.config import PRESET_HELP, PRESETS, Config, base_type, field_meta, field_names, field_types, is_optional
+from latentbridge.config import (PRESET_HELP, PRESETS, Config, base_type, describe_bounds, field_meta, field_names,
+                                 field_types, is_optional)
 from latentbridge.config_sources import resolve_config
 from latentbridge.errors import UserError
 from latentbridge.modes import MODE_MODULES, ModeOptions, run as run_mode
 
-RUN_SECTION = "Mode and sources"
+PROG_NAME = "latentbridge"  # also under `python main.py`: one help text, one completion variable
+RUN_PANEL = "Mode and sources"
+HELP_PANEL = "Help and shell completion"  # Typer's own options, listed after the Config's sections
 FORMATS = ("table", "json", "yaml")
 DESCRIPTION = ("latentbridge: a latent-space text-to-text pipeline (encoder -> latents -> middle transformer -> "
                "prefix adapter -> decoder). Values layer as defaults < --preset < --config files < "
                "LATENTBRIDGE_<FIELD> environment < flags.")
-_PATH = click.Path(path_type=Path)
 
 
-class SectionOption(click.Option):
-    """A click option that remembers the help section it is listed under."""
+def _completer(choices: tuple[str, ...]) -> Callable[[str], list[str]]:
+    """Shell completion of a value that stays text until config_sources checks it (presets, choice fields)."""
 
-    def __init__(self, decls: list[str], *, section: str, **kwargs: Any) -> None:
-        super().__init__(decls, **kwargs)
-        self.section = section
+    def complete(incomplete: str) -> list[str]:
+        return [choice for choice in choices if choice.startswith(incomplete)]
 
-
-def _run_option(flag: str, help: str, **kwargs: Any) -> SectionOption:
-    return SectionOption([flag], section=RUN_SECTION, help=help, **kwargs)
+    return complete
 
 
-def mode_options() -> list[SectionOption]:
+def _parameter(name: str, annotation: Any, option: Any) -> inspect.Parameter:
+    return inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=option, annotation=annotation)
+
+
+def _run_option(name: str, annotation: Any, help: str, default: Any = None, **extra: Any) -> inspect.Parameter:
+    option = typer.Option(default, "--" + name.replace("_", "-"), help=help, rich_help_panel=RUN_PANEL, **extra)
+    return _parameter(name, annotation, option)
+
+
+def mode_parameters() -> list[inspect.Parameter]:
     """The options that choose what to run and on what; they are not Config fields."""
     presets = "; ".join(f"{name}: {text}" for name, text in PRESET_HELP.items())
     return [
-        _run_option("--mode", "What to run.", type=click.Choice(list(MODE_MODULES)), default="train",
-                    show_default=True),
-        _run_option("--preset", f"Start from a preset: {presets}.", metavar="[" + "|".join(PRESETS) + "]"),
-        _run_option("--config", "JSON or YAML file of field values; may repeat, later files win.", multiple=True,
+        _run_option("mode", Literal[tuple(MODE_MODULES)], f"What to run: {', '.join(MODE_MODULES)}.", "train",
+                    show_default=True, metavar="MODE"),
+        _run_option("preset", Optional[str], f"Start from a preset: {presets}.", metavar="|".join(PRESETS),
+                    autocompletion=_completer(tuple(PRESETS))),
+        _run_option("config", Optional[list[Path]], "JSON or YAML file of field values; may repeat, later files win.",
                     metavar="FILE"),
-        _run_option("--format", "--mode config: output format.", type=click.Choice(FORMATS), default="table",
-                    show_default=True),
-        _run_option("--save-config", "--mode config: also write the resolved config here (.json, .yaml).",
-                    type=_PATH),
-        _run_option("--resume", "--mode train: continue from the latest step checkpoint (auto) or from PATH.",
-                    metavar="auto|PATH"),
-        _run_option("--checkpoint", "--mode infer/eval: model file to load (default: "
-                    "checkpoint_dir/handoff_best_model_filename).", type=_PATH),
-        _run_option("--text", "--mode infer: the text to transform.", metavar="TEXT"),
-        _run_option("--input-file", "--mode infer: one text per line, or jsonl with a dialogue or text field; "
-                    "`-` streams standard input: one answer per line, flushed as each line is read.", type=_PATH),
-        _run_option("--output-file", "--mode infer/eval: write results here (jsonl/json).", type=_PATH),
-        _run_option("--split", "--mode eval: dataset split (default: test_split).", metavar="SPLIT"),
-        _run_option("--baselines", "--mode eval: also score the baselines.", is_flag=True, default=False),
-        _run_option("--memory-gb", "--mode doctor: list the batch sizes, precisions and checkpointing choices "
-                    "that fit this many GiB.", type=click.FloatRange(min=0.01), metavar="GIB"),
+        _run_option("format", Literal[FORMATS], "--mode config: output format.", "table", show_default=True,
+                    metavar="|".join(FORMATS)),
+        _run_option("save_config", Optional[Path], "--mode config: also write the resolved config here (.json, "
+                    ".yaml).", metavar="FILE"),
+        _run_option("resume", Optional[str], "--mode train: continue from the latest step checkpoint (auto) or "
+                    "from PATH.", metavar="auto|PATH"),
+        _run_option("checkpoint", Optional[Path], "--mode infer/eval: model file to load (default: the file named "
+                    "handoff_best_model_filename in checkpoint_dir).", metavar="FILE"),
+        _run_option("text", Optional[str], "--mode infer: the text to transform.", metavar="TEXT"),
+        _run_option("input_file", Optional[Path], "--mode infer: one text per line, or jsonl with a dialogue or "
+                    "text field; `-` streams standard input: one answer per line, flushed as each line is read.",
+                    metavar="FILE"),
+        _run_option("output_file", Optional[Path], "--mode infer/eval: write results here (jsonl/json).",
+                    metavar="FILE"),
+        _run_option("split", Optional[str], "--mode eval: dataset split (default: test_split).", metavar="SPLIT"),
+        _run_option("baselines", bool, "--mode eval: also score the baselines.", False),
+        _run_option("memory_gb", Optional[float], "--mode doctor: list the batch sizes, precisions and checkpointing "
+                    "choices that fit this many GiB.", min=0.01, metavar="GIB"),
     ]
 
 
@@ -78,64 +97,111 @@ def flag_name(field: str) -> str:
     return "--" + field.replace("_", "-")
 
 
-def field_option(name: str) -> SectionOption:
-    """The option of one Config field; its value stays text (None when not given) until config_sources converts it."""
+def field_parameter(name: str) -> inspect.Parameter:
+    """The option of one Config field, showing the field's default; its value stays text until config_sources
+    converts it, so a bad value is reported with every other problem, naming its source."""
     annotation = field_types()[name]
     kind = base_type(annotation)
     meta = field_meta(name)
-    help_text = f"{meta['help']}. [default: {_default_text(name)}]"
+    bounds = describe_bounds(name)
+    default = Config.__dataclass_fields__[name].default
+    common = {"help": meta["help"] + (f" ({bounds})" if bounds else "") + ".", "rich_help_panel": meta["section"],
+              "show_default": "none" if default is None else True}
     if kind is bool:
-        return SectionOption([f"{flag_name(name)}/--no-{name.replace('_', '-')}"], section=meta["section"],
-                             help=help_text, default=None)
+        flags = f"{flag_name(name)}/--no-{name.replace('_', '-')}"
+        return _parameter(name, Optional[bool], typer.Option(default, flags, **common))
     metavar = "|".join(meta["choices"]) if meta["choices"] else kind.__name__.upper()
     if is_optional(annotation):
         metavar += "|none"
-    return SectionOption([flag_name(name)], section=meta["section"], help=help_text, metavar=metavar)
+    completion = _completer(meta["choices"]) if meta["choices"] else None
+    option = typer.Option(default, flag_name(name), metavar=metavar, autocompletion=completion, **common)
+    return _parameter(name, Optional[str], option)
 
 
-def _default_text(name: str) -> str:
-    value = Config.__dataclass_fields__[name].default
-    return "none" if value is None else str(value)
-
-
-def _run(mode: str, preset: Optional[str], config: tuple[str, ...], **values: Any) -> None:
+def _run(ctx: typer.Context, mode: str, preset: Optional[str], config: Optional[list[Path]], **values: Any) -> None:
     """Resolve the config from every source, run the mode, exit with its code (2 for a UserError)."""
     mode_values = {f.name: values.pop(f.name) for f in dataclasses.fields(ModeOptions) if f.name != "sources"}
-    cli_values = {name: value for name, value in values.items() if value is not None}
+    # Only flags given on the command line are a source; an option's shown default is the Config's own.
+    cli_values = {name: value for name, value in values.items()
+                  if ctx.get_parameter_source(name) is ParameterSource.COMMANDLINE}
     try:
-        resolved = resolve_config(preset, list(config), cli_values=cli_values)
+        resolved = resolve_config(preset, [str(path) for path in config or ()], cli_values=cli_values)
         for warning in resolved.warnings:
-            click.echo(f"Warning: {warning}", err=True)
+            typer.echo(f"Warning: {warning}", err=True)
         code = run_mode(mode, resolved.config, sources=resolved.sources, **mode_values)
     except UserError as error:
-        click.echo(f"Error: {error}", err=True)
+        typer.echo(f"Error: {error}", err=True)
         code = error.exit_code
     except KeyboardInterrupt:
-        click.echo("Interrupted.", err=True)
+        typer.echo("Interrupted.", err=True)
         code = 130
-    click.get_current_context().exit(code)
+    raise typer.Exit(code)
 
 
-class SectionedCommand(click.Command):
-    """Click's plain help, grouped by Config section. Rich-rendered help took 0.29 s for ~130 options
-    (twice the budget of the `--help` bench), so the light formatter is kept."""
+def is_styled_terminal(stream: IO[str]) -> bool:
+    """Rich panels for a person at a terminal; plain text for pipes, files, NO_COLOR and TERM=dumb."""
+    interactive = hasattr(stream, "isatty") and stream.isatty()
+    return interactive and not os.environ.get("NO_COLOR") and os.environ.get("TERM") != "dumb"
 
-    def format_options(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+
+class GeneratedCommand(TyperCommand):
+    """Typer's command, with its help and errors in Rich only on a styled terminal, and a did-you-mean that
+    names the closest option only."""
+
+    # Typer draws help and usage errors in Rich panels while a markup mode is set, so each output sets it for the
+    # stream it goes to: panels for a person at a styled terminal, plain lines for pipes and files.
+    def main(self, *args: Any, **kwargs: Any) -> Any:
+        self.rich_markup_mode = "rich" if is_styled_terminal(sys.stderr) else None  # usage errors
+        return super().main(*args, **kwargs)
+
+    def format_help(self, ctx: Context, formatter: HelpFormatter) -> None:
+        self.rich_markup_mode = "rich" if is_styled_terminal(sys.stdout) else None
+        super().format_help(ctx, formatter)  # plain: click's layout, sections from format_options
+
+    def get_params(self, ctx: Context) -> list[Any]:
+        params = super().get_params(ctx)
+        for param in params:
+            if not getattr(param, "rich_help_panel", None):
+                param.rich_help_panel = HELP_PANEL
+        return params
+
+    def format_options(self, ctx: Context, formatter: HelpFormatter) -> None:
+        """The plain help: one section per Rich panel, in the order of the parameters."""
         sections: dict[str, list[tuple[str, str]]] = {}
         for param in self.get_params(ctx):
             record = param.get_help_record(ctx)
             if record:
-                sections.setdefault(getattr(param, "section", "Options"), []).append(record)
+                sections.setdefault(param.rich_help_panel, []).append(record)
         for name, records in sections.items():
             with formatter.section(name):
                 formatter.write_dl(records)
 
+    def parse_args(self, ctx: Context, args: list[str]) -> list[str]:
+        try:
+            return super().parse_args(ctx, args)
+        except NoSuchOption as error:
+            # click lists every close option sorted by name (`--learning-rat` got `--training-phase` first)
+            flags = [flag for param in self.get_params(ctx) for flag in (*param.opts, *param.secondary_opts)]
+            closest = difflib.get_close_matches(error.option_name, flags, n=1)
+            raise NoSuchOption(error.option_name, possibilities=closest, ctx=ctx) from None
 
-def build_command() -> click.Command:
-    """The command with one option per mode parameter and per Config field."""
-    params = [*mode_options(), *(field_option(name) for name in field_names())]
-    return SectionedCommand("latentbridge", callback=_run, params=params, help=DESCRIPTION,
-                            context_settings={"help_option_names": ["-h", "--help"]})
+
+def build_app() -> typer.Typer:
+    """The Typer app with one command: an option per mode parameter and per Config field."""
+    parameters = [*mode_parameters(), *(field_parameter(name) for name in field_names())]
+
+    def latentbridge(ctx: typer.Context, **values: Any) -> None:
+        _run(ctx, **values)
+
+    context = inspect.Parameter("ctx", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=typer.Context)
+    latentbridge.__signature__ = inspect.Signature([context, *parameters])  # type: ignore[attr-defined]
+    latentbridge.__doc__ = DESCRIPTION
+    app = typer.Typer(context_settings={"help_option_names": ["--help", "-h"]})
+    app.command(cls=GeneratedCommand)(latentbridge)
+    return app
+
+
+app = build_app()
 
 
 def _terminate_as_interrupt(signum: int, frame: Any) -> None:
@@ -146,4 +212,4 @@ def main() -> None:
     # SIGTERM (kill, a scheduler's preemption) stops any mode like Ctrl-C: exit 130, partial files cleaned up.
     # The training loop installs its own handler that checkpoints first.
     signal.signal(signal.SIGTERM, _terminate_as_interrupt)
-    build_command().main(prog_name=Path(sys.argv[0]).name or "latentbridge")
+    app(prog_name=PROG_NAME)

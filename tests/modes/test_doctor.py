@@ -96,11 +96,11 @@ def test_memory_gb_lists_which_settings_fit(tmp_path):
 
 
 def test_memory_gb_from_the_command_line(tmp_path):
-    from click.testing import CliRunner
+    from typer.testing import CliRunner
 
     from latentbridge import cli
 
-    result = CliRunner().invoke(cli.build_command(), ["--mode", "doctor", "--preset", "tiny", "--memory-gb", "24",
+    result = CliRunner().invoke(cli.app, ["--mode", "doctor", "--preset", "tiny", "--memory-gb", "24",
                                                   "--format", "json", "--checkpoint-dir", str(tmp_path / "ck")])
     report = json.loads(result.stdout)
     assert [row["value"].startswith("largest batch 128") for row in report["fits in 24 GiB"]] == [True] * 6

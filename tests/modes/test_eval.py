@@ -5,13 +5,13 @@ from __future__ import annotations
 import json
 
 import pytest
-from click.testing import CliRunner
+from typer.testing import CliRunner
 
 from latentbridge import cli
 from latentbridge.evaluation.rouge import ROUGE_TYPES
 from tests.factories import assets_config, write_handoff
 
-APP = cli.build_command()
+APP = cli.app
 
 
 @pytest.fixture(scope="module")

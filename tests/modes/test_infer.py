@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
+from typer.testing import CliRunner
 
 from latentbridge import cli
 from latentbridge.config_sources import resolve_config
@@ -18,7 +18,7 @@ from latentbridge.errors import UserError
 from latentbridge.modes import ModeOptions, infer
 from tests.factories import Handoff, assets_config, write_handoff
 
-APP = cli.build_command()
+APP = cli.app
 MAIN = Path(__file__).resolve().parents[2] / "main.py"
 
 

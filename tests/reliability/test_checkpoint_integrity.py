@@ -14,7 +14,7 @@ import pytest
 import torch
 from safetensors import safe_open
 from safetensors.torch import load_file
-from click.testing import CliRunner
+from typer.testing import CliRunner
 
 from latentbridge import cli
 from latentbridge.config_sources import write_config_file
@@ -27,7 +27,7 @@ from latentbridge.training.checkpoint import MANIFEST_NAME, find_latest, load_ch
 from latentbridge.training.checkpoint.format import (CHECKPOINT_FORMAT, SELF_DIGEST, model_file_digest, write_json,
                                                      write_safetensors)
 
-APP = cli.build_command()
+APP = cli.app
 STEP_FILES = ("model.safetensors", "state.safetensors", "state.json", "config.json", MANIFEST_NAME)
 
 

@@ -6,14 +6,14 @@ import json
 import warnings
 
 import pytest
-from click.testing import CliRunner
+from typer.testing import CliRunner
 
 from latentbridge import cli, modes
 from latentbridge.config import MAX_SEED, Config, ConfigError
 from latentbridge.config_sources import load_config, resolve_config
 from latentbridge.errors import UserError
 
-COMMAND = cli.build_command()
+COMMAND = cli.app
 
 
 def invoke(args: list[str]):
