@@ -21,7 +21,8 @@ from typing import Any, Optional
 
 import click
 
-from latentbridge.config import PRESET_HELP, PRESETS, Config, base_type, field_meta, field_names, field_types, is_optional
+from latentbridge.config import (PRESET_HELP, PRESETS, Config, base_type, describe_bounds, field_meta, field_names,
+                                 field_types, is_optional)
 from latentbridge.config_sources import resolve_config
 from latentbridge.errors import UserError
 from latentbridge.modes import MODE_MODULES, ModeOptions, run as run_mode
@@ -83,7 +84,8 @@ def field_option(name: str) -> SectionOption:
     annotation = field_types()[name]
     kind = base_type(annotation)
     meta = field_meta(name)
-    help_text = f"{meta['help']}. [default: {_default_text(name)}]"
+    bounds = describe_bounds(name)
+    help_text = f"{meta['help']}. [default: {_default_text(name)}{f'; allowed: {bounds}' if bounds else ''}]"
     if kind is bool:
         return SectionOption([f"{flag_name(name)}/--no-{name.replace('_', '-')}"], section=meta["section"],
                              help=help_text, default=None)
