@@ -62,18 +62,22 @@ def test_truncation_is_counted_per_split_and_stored(tmp_path, tokenizer, fake_en
     def examples(skips: Skips):
         for i in range(12):
             yield Example(f"x{i}", "dialogue", long if i % 3 == 0 else short,
-                          "Anna and Ben meet " * 10 if i % 4 == 0 else "They meet.")
+                          "Anna and Ben meet " * 10 if i % 4 == 0 else "They meet.", "d.jsonl", i + 1)
 
     messages = []
     stream = lambda: {"dialogue": {"train": SplitStream(examples, ("dialogue",))}}
     cache = _build(tmp_path, stream, tokenizer, fake_encoder, small_cache_spec(max_seq_len=16, max_target_len=12),
                    log=messages.append).cache
     entry = cache.manifest["splits"]["dialogue/train"]
-    assert entry["truncated"] == {"inputs": 4, "targets": 3, "max_seq_len": 16, "max_target_len": 12}
-    said = [m for m in messages if "were cut" in m]
+    first = {"inputs": ["d.jsonl line 1", "d.jsonl line 4", "d.jsonl line 7", "d.jsonl line 10"],
+             "targets": ["d.jsonl line 1", "d.jsonl line 5", "d.jsonl line 9"]}
+    assert entry["truncated"] == {"inputs": 4, "targets": 3, "max_seq_len": 16, "max_target_len": 12, "first": first}
+    said = [m for m in messages if "were cut" in m or "cut " in m]
     assert said == ["dialogue/train: 4 of 12 inputs were longer than max_seq_len (16 tokens) and 3 targets longer "
                     "than max_target_len (12); they were cut. Raise --max-seq-len / --max-target-len to keep more "
-                    "of them."]
+                    "of them.",
+                    "  cut inputs: d.jsonl line 1, d.jsonl line 4, d.jsonl line 7, d.jsonl line 10",
+                    "  cut targets: d.jsonl line 1, d.jsonl line 5, d.jsonl line 9"]
 
 
 def test_skipped_rows_are_reported_by_user_file_and_line(tmp_path, tokenizer, fake_encoder):
