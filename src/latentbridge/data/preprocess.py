@@ -426,6 +426,8 @@ def _split_summary(rel: str, stream: SplitStream, report: SplitReport, count: in
         log(f"{rel}: skipped " + ", ".join(f"{n} {reason}" for reason, n in sorted(stream.skipped.counts.items())))
         for line in stream.skipped.describe():
             log(f"  {line}")
+    if count == 0 and rel.endswith("/train"):
+        raise UserError(_empty_training_split(rel, stream))
     truncated = {"inputs": report.truncated_inputs, "targets": report.truncated_targets,
                  "max_seq_len": spec.max_seq_len, "max_target_len": spec.max_target_len}
     if report.truncated_inputs or report.truncated_targets:
@@ -445,6 +447,14 @@ def _split_summary(rel: str, stream: SplitStream, report: SplitReport, count: in
             f"weight {100 * w / total_w:.1f}%)" for name, w in stream.weights.items()))
         summary["weights"] = dict(stream.weights)
     return summary
+
+
+def _empty_training_split(rel: str, stream: SplitStream) -> str:
+    skipped = sum(stream.skipped.counts.values())
+    why = f"all {skipped} of its rows were skipped ({'; '.join(stream.skipped.describe()) or 'see above'})" \
+        if skipped else "it holds no rows"
+    return (f"{rel} is empty: {why}. Training needs at least one example with an input and a target text; fix "
+            "those rows, or point the dataset field at other data (docs/data.md).")
 
 
 def _manifest(fp: str, parts: Mapping[str, Any], spec: CacheSpec, tok: Tokenizers,

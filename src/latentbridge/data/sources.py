@@ -179,15 +179,28 @@ class ColumnPlan:
 
 
 def plan_columns(columns: list[str], wanted: Columns, where: str) -> ColumnPlan:
-    """The ColumnPlan for a split with these columns; UserError naming `where`, the columns and the flag to set."""
+    """The ColumnPlan for a split with these columns; UserError naming `where`, every missing column (input and
+    target together) and the flags to set; a split without one row that parses is "empty"."""
+    if not columns:
+        raise UserError(f"{where} is empty: it holds no row that parses. It needs rows with an input and a target "
+                        f"column (JSON Lines objects, CSV with a header row, Parquet); see docs/data.md.")
     has = f"its columns are {sorted(columns)}"
-    if wanted.input_template:
-        require_fields(wanted.input_template, columns, where, TEMPLATE_FLAG, has)
-        source = None
-    else:
-        source = _column(columns, wanted.input_field, DIALOGUE_FIELDS, INPUT_FLAG, "input", where, has,
-                         f" (or build the input from several with {TEMPLATE_FLAG})")
-    target = _column(columns, wanted.target_field, SUMMARY_FIELDS, TARGET_FLAG, "target", where, has)
+    problems: list[str] = []
+    source = target = None
+    try:
+        if wanted.input_template:
+            require_fields(wanted.input_template, columns, where, TEMPLATE_FLAG, has)
+        else:
+            source = _column(columns, wanted.input_field, DIALOGUE_FIELDS, INPUT_FLAG, "input", where, has,
+                             f" (or build the input from several with {TEMPLATE_FLAG})")
+    except UserError as error:
+        problems.append(str(error))
+    try:
+        target = _column(columns, wanted.target_field, SUMMARY_FIELDS, TARGET_FLAG, "target", where, has)
+    except UserError as error:
+        problems.append(str(error))
+    if problems:
+        raise UserError(" Also: ".join(problems))
     if target == source:
         raise UserError(f"{where}: column {target!r} would be both the input and the target; set {INPUT_FLAG} "
                         f"and {TARGET_FLAG} to two different columns.")
