@@ -65,7 +65,8 @@ def mode_options() -> list[SectionOption]:
         _run_option("--checkpoint", "--mode infer/eval: model file to load (default: "
                     "checkpoint_dir/handoff_best_model_filename).", type=_PATH),
         _run_option("--text", "--mode infer: the text to transform.", metavar="TEXT"),
-        _run_option("--input-file", "--mode infer: one text per line, or jsonl with a dialogue or text field; "
+        _run_option("--input-file", "--mode infer: one text per line, or JSON Lines whose text is read from the column the model "
+                    "was trained on (its dataset_input_field or template); "
                     "`-` streams standard input: one answer per line, flushed as each line is read.", type=_PATH),
         _run_option("--output-file", "--mode infer/eval: write results here (jsonl/json).", type=_PATH),
         _run_option("--split", "--mode eval: dataset split (default: test_split).", metavar="SPLIT"),
