@@ -75,3 +75,22 @@ def test_a_backbone_with_only_pickled_weights_is_refused_naming_the_file(tmp_pat
     (folder / "pytorch_model.bin").write_bytes(b"not read")
     with pytest.raises(UserError, match=r"modernbert_model: .*pickled pytorch_model.bin.*safetensors"):
         load_pretrained(AutoModel, str(folder), "modernbert_model", "encoder")
+
+
+def test_long_and_unicode_paths_are_read_and_named_in_full(tmp_path):
+    from click.testing import CliRunner
+
+    from latentbridge import cli
+    from latentbridge.config_sources import resolve_config
+
+    folder = tmp_path.joinpath(*(["données_ü_日本_" + "x" * 100] * 4))  # > 400 characters, no part over 255 bytes
+    folder.mkdir(parents=True)
+    path = folder / "train.jsonl"
+    path.write_bytes(_lines(json.dumps(GOOD, ensure_ascii=False).encode(), b"{broken"))
+    out = load_dialogue_split(DataSpec(str(path), hf_cache_dir=str(tmp_path / "hf")), "train")
+    assert len(out.examples) == 1 and out.skipped.describe() == [f"{path}: 1 malformed JSON (line 2)"]
+    saved = folder / "résumé.yaml"
+    result = CliRunner().invoke(cli.build_command(), ["--mode", "config", "--format", "json", "--seed", "7",
+                                                      "--save-config", str(saved)])
+    assert result.exit_code == 0, result.output
+    assert resolve_config(None, [str(saved)], environ={}).config.seed == 7
