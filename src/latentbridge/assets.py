@@ -157,6 +157,12 @@ def corpus_fingerprint(texts: Sequence[str], settings: dict) -> str:
     return h.hexdigest()
 
 
+def corpus_folder(root: Path, texts: Sequence[str], sizes: ModelSizes, seed: int = 0) -> Path:
+    """root/corpora/<fingerprint>: where ensure_corpus_assets builds (or finds) the tiny models of `texts`."""
+    settings = {"seed": seed, "version": ASSETS_VERSION, **asdict(sizes)}
+    return Path(root) / CORPORA / corpus_fingerprint(texts, settings)[:FINGERPRINT_CHARS]
+
+
 def ensure_corpus_assets(root: Path, texts: Sequence[str], sizes: ModelSizes, seed: int = 0, progress: Any = None,
                          describe: Optional[dict] = None) -> TinyAssets:
     """Tiny models whose tokenizers and decoder warm-up come from `texts` (a user's corpus), under
@@ -165,7 +171,7 @@ def ensure_corpus_assets(root: Path, texts: Sequence[str], sizes: ModelSizes, se
         raise ValueError("no texts to build tiny models from")
     settings = {"seed": seed, "version": ASSETS_VERSION, **asdict(sizes)}
     key = corpus_fingerprint(texts, settings)
-    folder = Path(root) / CORPORA / key[:FINGERPRINT_CHARS]
+    folder = corpus_folder(root, texts, sizes, seed)
     assets = TinyAssets(folder, None, folder / "models" / "modernbert", folder / "models" / "gemma3")
     manifest = {**settings, "corpus": key}
     started = time.perf_counter()

@@ -81,9 +81,9 @@ def mode_parameters() -> list[inspect.Parameter]:
         _run_option("checkpoint", Optional[Path], "--mode infer/eval: model file to load (default: the file named "
                     "handoff_best_model_filename in checkpoint_dir).", metavar="FILE"),
         _run_option("text", Optional[str], "--mode infer: the text to transform.", metavar="TEXT"),
-        _run_option("input_file", Optional[Path], "--mode infer: one text per line, or jsonl with a dialogue or "
-                    "text field; `-` streams standard input: one answer per line, flushed as each line is read.",
-                    metavar="FILE"),
+        _run_option("input_file", Optional[Path], "--mode infer: one text per line, or JSON Lines whose text is read "
+                    "from the column the model was trained on; `-` streams standard input: one answer per line, "
+                    "flushed as each line is read.", metavar="FILE"),
         _run_option("output_file", Optional[Path], "--mode infer/eval: write results here (jsonl/json).",
                     metavar="FILE"),
         _run_option("split", Optional[str], "--mode eval: dataset split (default: test_split).", metavar="SPLIT"),
@@ -105,7 +105,8 @@ def field_parameter(name: str) -> inspect.Parameter:
     meta = field_meta(name)
     bounds = describe_bounds(name)
     default = Config.__dataclass_fields__[name].default
-    common = {"help": meta["help"] + (f" ({bounds})" if bounds else "") + ".", "rich_help_panel": meta["section"],
+    allowed = f" (allowed: {bounds})" if bounds else ""
+    common = {"help": meta["help"] + allowed + ".", "rich_help_panel": meta["section"],
               "show_default": "none" if default is None else True}
     if kind is bool:
         flags = f"{flag_name(name)}/--no-{name.replace('_', '-')}"

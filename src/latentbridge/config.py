@@ -27,6 +27,18 @@ PIPELINE_MODES = ("two_stage_scientific", "end_to_end")
 TRAINING_PHASES = ("normal", "phase1", "phase2", "phase3")
 # Seeds reach numpy's legacy seeder (accelerate's set_seed), which takes 0 <= seed < 2**32.
 MAX_SEED = 2**32 - 1
+# Upper bounds of the integer fields: far above any real run, low enough that a slip (an extra zero, 10**30)
+# is refused at config time instead of failing in an allocation hours later. Every int field has one.
+MAX_WIDTH = 65_536  # hidden sizes and ranks: the largest public LLMs stay below 32k
+MAX_LATENTS = 4_096  # latent vectors per text, prefix vectors
+MAX_LAYERS = 1_024  # layers and heads
+MAX_BATCH = 65_536  # batch sizes and accumulation steps
+MAX_TOKENS = 1_048_576  # token lengths: 1M, beyond any encoder or decoder context in use
+MAX_WORKERS = 1_024  # processes, threads, prefetched batches, kept checkpoints
+MAX_EPOCHS = 100_000
+MAX_STEPS = 1_000_000_000  # step counts and RoPE's base frequency
+MAX_SAMPLES = 1_000_000_000_000  # example caps
+MAX_VOCAB = 10_000_000  # top_k: beyond every tokenizer's vocabulary
 
 
 def _section(name: str) -> Callable[..., Any]:
@@ -75,35 +87,37 @@ class Config:
     """Every setting of a latentbridge run. Build variants with `config.replace(**changes)`."""
 
     # Model Dimensions
-    latent_dim: int = _dims(256, "Dimension of each latent vector", gt=0)
-    latent_seq_len: int = _dims(8, "Maximum number of latent vectors per text", gt=0)
-    prefix_len: int = _dims(50, "Number of prefix vectors the adapter feeds the decoder", gt=0)
-    modernbert_hidden_dim: int = _dims(768, "Encoder hidden size (checked against the loaded encoder)", gt=0)
-    gpt2_hidden_dim: int = _dims(640, "Decoder hidden size (checked against the loaded decoder)", gt=0)
+    latent_dim: int = _dims(256, "Dimension of each latent vector", gt=0, le=MAX_WIDTH)
+    latent_seq_len: int = _dims(8, "Maximum number of latent vectors per text", gt=0, le=MAX_LATENTS)
+    prefix_len: int = _dims(50, "Number of prefix vectors the adapter feeds the decoder", gt=0, le=MAX_LATENTS)
+    modernbert_hidden_dim: int = _dims(768, "Encoder hidden size (checked against the loaded encoder)", gt=0,
+                                       le=MAX_WIDTH)
+    gpt2_hidden_dim: int = _dims(640, "Decoder hidden size (checked against the loaded decoder)", gt=0, le=MAX_WIDTH)
     middle_architecture: str = _dims("transformer", "Middle model: transformer, or mlp (the legacy MLP over the "
                                      "flattened latents, an ablation baseline)", choices=("transformer", "mlp"))
-    middle_hidden_dim: int = _dims(512, "Hidden width of each residual MLP block (mlp middle only)", gt=0)
-    middle_layers: int = _dims(4, "Number of residual MLP blocks (mlp middle only)", gt=0)
-    middle_transformer_layers: int = _dims(4, "Number of transformer blocks (transformer middle only)", gt=0)
-    middle_num_heads: int = _dims(4, "Attention heads of the transformer middle (must divide latent_dim)", gt=0)
+    middle_hidden_dim: int = _dims(512, "Hidden width of each residual MLP block (mlp middle only)", gt=0, le=MAX_WIDTH)
+    middle_layers: int = _dims(4, "Number of residual MLP blocks (mlp middle only)", gt=0, le=MAX_LAYERS)
+    middle_transformer_layers: int = _dims(4, "Number of transformer blocks (transformer middle only)", gt=0, le=MAX_LAYERS)
+    middle_num_heads: int = _dims(4, "Attention heads of the transformer middle (must divide latent_dim)", gt=0, le=MAX_LAYERS)
     middle_ffn_multiplier: float = _dims(4.0, "Transformer middle FFN width = latent_dim x this", gt=0)
     middle_dropout: float = _dims(0.1, "Dropout in the middle (either architecture)", ge=0, lt=1)
     middle_use_rope: bool = _dims(True, "Rotary position embeddings in the transformer middle")
-    adapter_num_heads: int = _dims(4, "Attention heads in the prefix adapter (must divide latent_dim)", gt=0)
+    adapter_num_heads: int = _dims(4, "Attention heads in the prefix adapter (must divide latent_dim)", gt=0, le=MAX_LAYERS)
     adapter_dropout: float = _dims(0.1, "Dropout in the prefix adapter", ge=0, lt=1)
     adapter_use_rope: bool = _dims(True, "Rotary position embeddings on the adapter's latent keys")
-    num_encoder_unfrozen_layers: int = _dims(2, "Top encoder layers trained in phases that train the encoder", ge=0)
+    num_encoder_unfrozen_layers: int = _dims(2, "Top encoder layers trained in phases that train the encoder", ge=0,
+                                             le=MAX_LAYERS)
 
     # Training Hyperparameters
     learning_rate: float = _train(2e-5, "Peak learning rate (AdamW)", gt=0)
-    batch_size: int = _train(30, "Batch size per device; stage batch sizes fall back to it", gt=0)
-    gradient_accumulation_steps: int = _train(3, "Micro-batches per optimizer step", gt=0)
-    max_seq_len: int = _train(512, "Maximum input tokens (encoder)", gt=0)
-    max_target_len: int = _train(256, "Maximum target tokens (decoder)", gt=0)
-    num_workers: int = _train(4, "DataLoader worker processes (0 = load in the main process)", ge=0)
-    prefetch_factor: int = _train(4, "Batches prefetched per DataLoader worker", gt=0)
-    num_epochs: int = _train(50, "Epoch cap for every stage (stage epochs are clipped to it)", gt=0)
-    warmup_steps: int = _train(200, "Linear learning-rate warmup steps (0 when warmup_ratio is set)", ge=0)
+    batch_size: int = _train(30, "Batch size per device; stage batch sizes fall back to it", gt=0, le=MAX_BATCH)
+    gradient_accumulation_steps: int = _train(3, "Micro-batches per optimizer step", gt=0, le=MAX_BATCH)
+    max_seq_len: int = _train(512, "Maximum input tokens (encoder)", gt=0, le=MAX_TOKENS)
+    max_target_len: int = _train(256, "Maximum target tokens (decoder)", gt=0, le=MAX_TOKENS)
+    num_workers: int = _train(4, "DataLoader worker processes (0 = load in the main process)", ge=0, le=MAX_WORKERS)
+    prefetch_factor: int = _train(4, "Batches prefetched per DataLoader worker", gt=0, le=MAX_WORKERS)
+    num_epochs: int = _train(50, "Epoch cap for every stage (stage epochs are clipped to it)", gt=0, le=MAX_EPOCHS)
+    warmup_steps: int = _train(200, "Linear learning-rate warmup steps (0 when warmup_ratio is set)", ge=0, le=MAX_STEPS)
     warmup_ratio: Optional[float] = _train(None, "Warmup as a share of each stage's optimizer steps, instead of "
                                            "warmup_steps (which must then be 0)", ge=0, lt=1)
     lr_scheduler_type: str = _train("linear", "Learning-rate schedule after the warmup (transformers' schedulers); "
@@ -131,7 +145,7 @@ class Config:
                                       choices=("default", "reduce-overhead", "max-autotune",
                                                "max-autotune-no-cudagraphs"))
     async_checkpointing: bool = _device(True, "Write checkpoints in a background thread")
-    torch_num_threads: Optional[int] = _device(None, "CPU threads torch may use (none: torch's default)", gt=0)
+    torch_num_threads: Optional[int] = _device(None, "CPU threads torch may use (none: torch's default)", gt=0, le=MAX_WORKERS)
     tf32: bool = _device(True, "Allow TF32 matmuls and convolutions on Ampere+ GPUs (no effect on CPU)")
 
     # Attention and Normalization
@@ -140,23 +154,23 @@ class Config:
     use_rmsnorm: bool = _attn(True, "RMSNorm (else LayerNorm) in the middle (either architecture) and adapter")
     rmsnorm_eps: float = _attn(1e-6, "Epsilon of the norms", gt=0)
     use_prefix_rope: bool = _attn(True, "Rotary position embeddings on the adapter's prefix queries")
-    rope_base: int = _attn(10000, "RoPE base frequency", gt=0)
+    rope_base: int = _attn(10000, "RoPE base frequency", gt=0, le=MAX_STEPS)
 
     # Checkpointing
     checkpoint_dir: str = _ckpt("checkpoints", "Folder for step and best checkpoints")
-    save_every: int = _ckpt(500, "Optimizer steps between step checkpoints", gt=0)
-    keep_last_checkpoints: int = _ckpt(3, "Step checkpoints kept (older ones pruned after a new one commits)", gt=0)
+    save_every: int = _ckpt(500, "Optimizer steps between step checkpoints", gt=0, le=MAX_STEPS)
+    keep_last_checkpoints: int = _ckpt(3, "Step checkpoints kept (older ones pruned after a new one commits)", gt=0, le=MAX_WORKERS)
     pretrain_best_model_filename: str = _ckpt("best_model_pretrain.pt", "Best checkpoint of stages 1-2")
     finetune_best_model_filename: str = _ckpt("best_model_finetune.pt", "Best checkpoint of stages 3-4")
     handoff_best_model_filename: str = _ckpt("best_model.pt", "Final model, loaded by infer and eval")
 
     # Inference
     temperature: float = _infer(0.7, "Sampling temperature", gt=0)
-    max_generation_length: int = _infer(256, "Maximum generated tokens", gt=0)
+    max_generation_length: int = _infer(256, "Maximum generated tokens", gt=0, le=MAX_TOKENS)
     do_sample: bool = _infer(True, "Sample (else greedy decoding)")
     top_p: float = _infer(0.9, "Nucleus sampling probability mass", gt=0, le=1)
-    top_k: int = _infer(50, "Top-k sampling (0 disables)", ge=0)
-    no_repeat_ngram_size: int = _infer(0, "Never generate the same n-gram twice (0: repeats allowed)", ge=0)
+    top_k: int = _infer(50, "Top-k sampling (0 disables)", ge=0, le=MAX_VOCAB)
+    no_repeat_ngram_size: int = _infer(0, "Never generate the same n-gram twice (0: repeats allowed)", ge=0, le=MAX_TOKENS)
 
     # UI
     use_tui: bool = _ui(True, "Rich live dashboard when the console is interactive")
@@ -175,13 +189,13 @@ class Config:
     train_split: str = _data("train", "Training split name")
     validation_split: str = _data("validation", "Validation split name")
     test_split: str = _data("test", "Test split name")
-    max_train_samples: Optional[int] = _data(None, "Cap on dialogue training examples", gt=0)
+    max_train_samples: Optional[int] = _data(None, "Cap on dialogue training examples", gt=0, le=MAX_SAMPLES)
     max_validation_samples: Optional[int] = _data(None, "Cap on the validation examples of each collection (dialogue "
                                                   "validation split, pretraining held-out text) that preprocessing "
-                                                  "caches and per-epoch validation runs", gt=0)
-    max_test_samples: Optional[int] = _data(None, "Cap on the test-split dialogues preprocessing caches", gt=0)
+                                                  "caches and per-epoch validation runs", gt=0, le=MAX_SAMPLES)
+    max_test_samples: Optional[int] = _data(None, "Cap on the test-split dialogues preprocessing caches", gt=0, le=MAX_SAMPLES)
     eval_max_samples: Optional[int] = _data(None, "Cap on the dialogues --mode eval scores (the first N of the split)",
-                                            gt=0)
+                                            gt=0, le=MAX_SAMPLES)
     dataset_input_field: Optional[str] = _data(None, "Column of dataset_name with the input text (none: found by "
                                                "name: dialogue, dialog, conversation, document, article, text, source)")
     dataset_target_field: Optional[str] = _data(None, "Column of dataset_name with the target text (none: found by "
@@ -201,9 +215,9 @@ class Config:
     preprocess_format: str = _cache("jsonl", "Cache file format: jsonl (one JSON line a record, byte-offset index) "
                                     "or npy (memmapped arrays beside it, faster batched reads)", choices=("jsonl", "npy"))
     skip_preprocessing_if_cached: bool = _cache(True, "Reuse a complete cache with the same fingerprint")
-    preprocess_batch_size: int = _cache(32, "Encoder batch size while preprocessing", gt=0)
+    preprocess_batch_size: int = _cache(32, "Encoder batch size while preprocessing", gt=0, le=MAX_BATCH)
     preprocess_chunk_size: int = _cache(2048, "Records read, length-sorted, encoded and written at a time "
-                                        "(memory stays flat in the data size; the unit ranks share)", gt=0)
+                                        "(memory stays flat in the data size; the unit ranks share)", gt=0, le=MAX_SAMPLES)
     preprocess_validation_fraction: float = _cache(0.05, "Validation share of pretraining text without a split",
                                                    gt=0, lt=1)
 
@@ -228,29 +242,29 @@ class Config:
     adapter_pretrain_use_middle: bool = _pipe(False, "Stage 2 feeds the adapter the middle's output")
 
     # Stage-Specific Epochs
-    pretrain_middle_epochs: int = _epochs(6, "Stage 1 epochs", ge=0)
-    pretrain_adapter_epochs: int = _epochs(4, "Stage 2 epochs", ge=0)
-    finetune_middle_epochs: int = _epochs(2, "Stage 3 epochs", ge=0)
-    finetune_adapter_epochs: int = _epochs(2, "Stage 4 epochs", ge=0)
+    pretrain_middle_epochs: int = _epochs(6, "Stage 1 epochs", ge=0, le=MAX_EPOCHS)
+    pretrain_adapter_epochs: int = _epochs(4, "Stage 2 epochs", ge=0, le=MAX_EPOCHS)
+    finetune_middle_epochs: int = _epochs(2, "Stage 3 epochs", ge=0, le=MAX_EPOCHS)
+    finetune_adapter_epochs: int = _epochs(2, "Stage 4 epochs", ge=0, le=MAX_EPOCHS)
 
     # Stage-Specific Batch Sizes
-    pretrain_middle_batch_size: Optional[int] = _batch(None, "Stage 1 batch size (none: batch_size)", gt=0)
-    pretrain_adapter_batch_size: Optional[int] = _batch(None, "Stage 2 batch size (none: batch_size)", gt=0)
-    finetune_middle_batch_size: Optional[int] = _batch(None, "Stage 3 batch size (none: batch_size)", gt=0)
-    finetune_adapter_batch_size: Optional[int] = _batch(None, "Stage 4 batch size (none: batch_size)", gt=0)
+    pretrain_middle_batch_size: Optional[int] = _batch(None, "Stage 1 batch size (none: batch_size)", gt=0, le=MAX_BATCH)
+    pretrain_adapter_batch_size: Optional[int] = _batch(None, "Stage 2 batch size (none: batch_size)", gt=0, le=MAX_BATCH)
+    finetune_middle_batch_size: Optional[int] = _batch(None, "Stage 3 batch size (none: batch_size)", gt=0, le=MAX_BATCH)
+    finetune_adapter_batch_size: Optional[int] = _batch(None, "Stage 4 batch size (none: batch_size)", gt=0, le=MAX_BATCH)
 
     # Stage-Specific Max Samples
-    pretrain_middle_max_samples: Optional[int] = _caps(None, "Stage 1 total example cap", gt=0)
-    pretrain_adapter_max_samples: Optional[int] = _caps(None, "Stage 2 total example cap", gt=0)
-    finetune_middle_max_samples: Optional[int] = _caps(None, "Stage 3 total example cap", gt=0)
-    finetune_adapter_max_samples: Optional[int] = _caps(None, "Stage 4 total example cap", gt=0)
+    pretrain_middle_max_samples: Optional[int] = _caps(None, "Stage 1 total example cap", gt=0, le=MAX_SAMPLES)
+    pretrain_adapter_max_samples: Optional[int] = _caps(None, "Stage 2 total example cap", gt=0, le=MAX_SAMPLES)
+    finetune_middle_max_samples: Optional[int] = _caps(None, "Stage 3 total example cap", gt=0, le=MAX_SAMPLES)
+    finetune_adapter_max_samples: Optional[int] = _caps(None, "Stage 4 total example cap", gt=0, le=MAX_SAMPLES)
 
     # Per-Dataset Caps (Pretraining)
-    pretrain_middle_max_samples_wikitext: Optional[int] = _dcaps(None, "Stage 1 WikiText cap", gt=0)
-    pretrain_middle_max_samples_arxiv: Optional[int] = _dcaps(None, "Stage 1 arXiv cap", gt=0)
-    pretrain_middle_max_samples_english: Optional[int] = _dcaps(None, "Stage 1 English pretraining cap", gt=0)
-    pretrain_adapter_max_samples_wikitext: Optional[int] = _dcaps(150000, "Stage 2 WikiText cap", gt=0)
-    pretrain_adapter_max_samples_arxiv: Optional[int] = _dcaps(150000, "Stage 2 arXiv cap", gt=0)
+    pretrain_middle_max_samples_wikitext: Optional[int] = _dcaps(None, "Stage 1 WikiText cap", gt=0, le=MAX_SAMPLES)
+    pretrain_middle_max_samples_arxiv: Optional[int] = _dcaps(None, "Stage 1 arXiv cap", gt=0, le=MAX_SAMPLES)
+    pretrain_middle_max_samples_english: Optional[int] = _dcaps(None, "Stage 1 English pretraining cap", gt=0, le=MAX_SAMPLES)
+    pretrain_adapter_max_samples_wikitext: Optional[int] = _dcaps(150000, "Stage 2 WikiText cap", gt=0, le=MAX_SAMPLES)
+    pretrain_adapter_max_samples_arxiv: Optional[int] = _dcaps(150000, "Stage 2 arXiv cap", gt=0, le=MAX_SAMPLES)
 
     # Loss Weights
     latent_mse_weight: float = _loss(1.0, "Weight of the latent MSE loss", ge=0)
@@ -263,16 +277,16 @@ class Config:
 
     # Run
     seed: int = _run(0, "Global seed (data order, init, sampling)", ge=0, le=MAX_SEED)
-    log_every: int = _run(10, "Optimizer steps between metric lines", gt=0)
+    log_every: int = _run(10, "Optimizer steps between metric lines", gt=0, le=MAX_STEPS)
     output_dir: str = _run("runs", "Run folder for metrics.jsonl and summary.json")
     tiny_assets_dir: Optional[str] = _run(None, "When set, the bundled corpus and tiny models are built here "
                                           "if missing (the tiny preset sets it)")
     decoder_unfrozen_layers: int = _run(0, "Top decoder layers trained in full with the adapter (LoRA, when on, "
-                                        "goes on the layers below them)", ge=0)
+                                        "goes on the layers below them)", ge=0, le=MAX_LAYERS)
 
     # Decoder LoRA
     decoder_lora_rank: int = _lora(0, "LoRA rank on the decoder layers below the decoder_unfrozen_layers top ones, "
-                                   "trained with the adapter (0: off)", ge=0)
+                                   "trained with the adapter (0: off)", ge=0, le=MAX_WIDTH)
     decoder_lora_alpha: float = _lora(16.0, "LoRA scaling numerator (the update is scaled by alpha / rank)", gt=0)
     decoder_lora_dropout: float = _lora(0.0, "Dropout on the LoRA input", ge=0, lt=1)
     decoder_lora_target_modules: str = _lora(LORA_AUTO, "Comma-separated names of the Linear modules LoRA adapts in "
@@ -281,11 +295,11 @@ class Config:
 
     # Evaluation During Training
     eval_steps: Optional[int] = _evals(None, "Validate every N optimizer steps of a stage and at its end (none: "
-                                       "after each epoch)", gt=0)
+                                       "after each epoch)", gt=0, le=MAX_STEPS)
     eval_rouge_samples: int = _evals(0, "Token stages: greedy ROUGE on the first N validation examples at each "
-                                     "validation (0: off)", ge=0)
+                                     "validation (0: off)", ge=0, le=MAX_SAMPLES)
     early_stopping_patience: Optional[int] = _evals(None, "End a stage after N validations without improvement "
-                                                    "of best_model_metric (none: off)", gt=0)
+                                                    "of best_model_metric (none: off)", gt=0, le=MAX_STEPS)
     best_model_metric: str = _evals("loss", "What picks a stage's best weights: validation loss, or rougeL of "
                                     "token stages (needs eval_rouge_samples; latent stages use the loss)",
                                     choices=("loss", "rougeL"))
@@ -408,9 +422,18 @@ class ConfigError(UserError):
         lines = [f"Invalid configuration ({len(self.problems)} problem{'s' * (len(self.problems) > 1)}):"]
         for p in self.problems:
             where = f" (from {self.sources[p.field]})" if p.field in self.sources else ""
-            flag = "--" + p.field.replace("_", "-")
-            lines.append(f"  - {p.field} = {p.value!r}{where}: expected {p.expected}. (flag {flag})")
+            flag = f" (flag --{p.field.replace('_', '-')})" if p.field in field_names() else ""
+            lines.append(f"  - {p.field} = {short_repr(p.value)}{where}: expected {p.expected}.{flag}")
         return "\n".join(lines)
+
+
+def short_repr(value: Any, limit: int = 80) -> str:
+    """The repr of `value`, cut in the middle when longer than `limit`: a 1 MB string must not flood a message
+    or a table (whose line folding is quadratic in a word's length)."""
+    text = repr(value)
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit // 2]}...{text[-(limit // 4):]} ({len(text)} characters)"
 
 
 def validate(config: Config) -> list[Problem]:
@@ -426,16 +449,28 @@ def _check_field(name: str, value: Any) -> list[Problem]:
     kind = base_type(annotation)
     meta = field_meta(name)
     if value is None:
-        return [] if is_optional(annotation) else [Problem(name, value, f"a {kind.__name__}, not none")]
+        return [] if is_optional(annotation) else [Problem(name, value, f"{type_phrase(kind)}, not none")]
     if not _has_type(value, kind):
-        return [Problem(name, value, f"a {kind.__name__}" + (" or none" if is_optional(annotation) else ""))]
+        return [Problem(name, value, type_phrase(kind) + (" or none" if is_optional(annotation) else ""))]
     if meta["choices"] and value not in meta["choices"]:
-        return [Problem(name, value, f"one of {', '.join(meta['choices'])}")]
+        return [Problem(name, value, f"one of {', '.join(meta['choices'])}{_closest_choice(value, meta['choices'])}")]
     if kind in (int, float):
         return [Problem(name, value, text) for text in _bound_violations(value, meta["bounds"])]
     if kind is str and not value.strip():
         return [Problem(name, value, "a non-empty string")]
     return []
+
+
+def type_phrase(kind: type) -> str:
+    """'an int', 'a float', 'a str': the article follows the sound of the type's name."""
+    name = kind.__name__
+    return f"{'an' if name[0] in 'aeiou' else 'a'} {name}"
+
+
+def _closest_choice(value: Any, choices: tuple[str, ...]) -> str:
+    """' (did you mean bf16?)' for a near miss among a field's choices, else ''."""
+    close = difflib.get_close_matches(str(value).strip().lower(), choices, n=1, cutoff=0.5)
+    return f" (did you mean {close[0]}?)" if close else ""
 
 
 def _has_type(value: Any, kind: type) -> bool:
@@ -474,6 +509,8 @@ def _head_problems(c: Config) -> list[Problem]:
     problems = []
     for heads_field, uses_rope in rope.items():
         heads = getattr(c, heads_field)
+        if heads <= 0:  # already refused by the field's own bound; nothing divides by zero
+            continue
         if c.latent_dim % heads:
             problems.append(Problem(heads_field, heads, f"a divisor of latent_dim ({c.latent_dim})"))
         elif (c.latent_dim // heads) % 2 and uses_rope:

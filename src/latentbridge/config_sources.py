@@ -27,9 +27,11 @@ from latentbridge.config import (
     field_names,
     field_types,
     is_optional,
+    type_phrase,
 )
 from latentbridge.errors import UserError
 from latentbridge.files import write_text_atomic
+from latentbridge.pretrain_mix import file_problem as mix_file_problem
 
 ENV_PREFIX = "LATENTBRIDGE_"
 PYTHON_SOURCE = "python"  # the source of values given from Python (load_config, latentbridge.run)
@@ -66,6 +68,11 @@ def resolve_config(
     layers += [*files, _env_layer(environ), (dict(cli_values or {}), cli_source)]
     for raw, source in layers:
         for name, value in (raw or {}).items():
+            if name not in field_names():  # an unknown file key: reported with every bad value, not alone
+                problems.append(Problem(name, value, f"a Config field name{did_you_mean(name)}, as listed by "
+                                        "`python main.py --mode config`"))
+                sources[name] = source
+                continue
             converted, problem = convert_value(name, value)
             if problem:
                 problems.append(problem)
@@ -77,9 +84,18 @@ def resolve_config(
     except ConfigError as error:
         reported = {p.field for p in problems}
         problems += [p for p in error.problems if p.field not in reported]
+    else:
+        problems += _file_problems(config)
     if problems:
         raise ConfigError(problems, sources)
     return ResolvedConfig(config, sources, empty)
+
+
+def _file_problems(config: Config) -> list[Problem]:
+    """Files the user named that cannot be read, found before any work starts. Config itself does not check
+    them: infer and eval rebuild the saved config of a model whose training files may be gone."""
+    why = mix_file_problem(config.pretrain_mix) if config.pretrain_mix is not None else None
+    return [Problem("pretrain_mix", config.pretrain_mix, f"a readable mix file ({why})")] if why else []
 
 
 def load_config(preset: Optional[str] = None, files: Sequence[str | Path] = (), **overrides: Any) -> Config:
@@ -102,9 +118,11 @@ def convert_value(name: str, raw: Any) -> tuple[Any, Optional[Problem]]:
     annotation = field_types()[name]
     kind = base_type(annotation)
     optional = is_optional(annotation)
-    expected = f"a {kind.__name__}" + (" or none" if optional else "")
+    expected = type_phrase(kind) + (" or none" if optional else "")
+    if kind is int:
+        expected += " (a whole number in digits, such as 32)"
     if raw is None or (isinstance(raw, str) and raw.strip().lower() in _NONE and kind is not str):
-        return (None, None) if optional else (raw, Problem(name, raw, f"a {kind.__name__}, not none"))
+        return (None, None) if optional else (raw, Problem(name, raw, f"{type_phrase(kind)}, not none"))
     if isinstance(raw, str) and kind is str and optional and raw.strip().lower() in _NONE - {""}:
         return None, None
     try:
@@ -124,11 +142,10 @@ def _convert(kind: type, raw: Any) -> Any:
     if isinstance(raw, bool) or isinstance(raw, (list, dict)):
         raise TypeError(raw)
     if kind is int:
-        if isinstance(raw, str) and raw.strip().lstrip("+-").isdigit():
+        # Digits only: a float (1e30 or 32.0 in a file, `1e3` as text) is refused rather than rounded into a
+        # huge or surprising int.
+        if isinstance(raw, int) or (isinstance(raw, str) and raw.strip().lstrip("+-").isdigit()):
             return int(raw)
-        number = float(raw)  # accepts 1e3 and 1000.0, refuses 2.5
-        if number.is_integer():
-            return int(number)
         raise ValueError(raw)
     if kind is float:
         return float(raw)
@@ -142,14 +159,9 @@ def _preset_layer(name: str) -> tuple[dict[str, Any], str]:
 
 
 def _file_layer(path: str) -> tuple[Optional[dict[str, Any]], str]:
-    """The file's values (None for an empty file), refusing keys that are not Config fields."""
-    data = read_config_file(path)
-    unknown = [key for key in data or {} if key not in field_names()]
-    if unknown:
-        details = "; ".join(f"{key!r}{did_you_mean(key)}" for key in unknown)
-        raise UserError(f"Config file {path} has unknown key(s): {details}. Keys are Config field names, "
-                        "as listed by `python main.py --mode config`.")
-    return data, str(path)
+    """The file's values (None for an empty file); keys that are not Config fields are refused by resolve_config,
+    together with the bad values of every source."""
+    return read_config_file(path), str(path)
 
 
 def read_config_file(path: str) -> Optional[dict[str, Any]]:
@@ -252,7 +264,11 @@ def env_var(name: str) -> str:
 def write_config_file(config: Config, path: str) -> None:
     """Write the config as JSON or YAML (by extension), atomically, loadable with --config."""
     file = Path(path)
-    text = format_config(config, "yaml" if file.suffix.lower() in (".yaml", ".yml") else "json")
+    suffix = file.suffix.lower()
+    if suffix not in (".json", ".yaml", ".yml"):
+        raise UserError(f"Cannot write the config to {path} (--save-config): expected a .json, .yaml or .yml file "
+                        f"name, the formats --config reads back (not {suffix or 'a name without an extension'}).")
+    text = format_config(config, "yaml" if suffix in (".yaml", ".yml") else "json")
     try:
         write_text_atomic(file, text)
     except OSError as error:

@@ -235,6 +235,31 @@ def header_digest(header: Mapping[str, Any]) -> str:
     return bytes_digest(canonical_json({k: v for k, v in header.items() if k != FILE_HASH}).encode())
 
 
+def unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """json's object_pairs_hook for every header a loader trusts: a key given twice is refused (ValueError),
+    since readers disagree on which copy wins and an edit could hide behind the first."""
+    keys = [key for key, _ in pairs]
+    repeated = sorted({key for key in keys if keys.count(key) > 1})
+    if repeated:
+        raise ValueError(f"the key(s) {', '.join(map(repr, repeated))} appear more than once")
+    return dict(pairs)
+
+
+def loads_unique(text: str | bytes) -> Any:
+    """json.loads refusing repeated keys in any object (ValueError)."""
+    return json.loads(text, object_pairs_hook=unique_keys)
+
+
+def check_safetensors_header(path: Path) -> None:
+    """ValueError when the JSON header of the safetensors file `path` repeats a key (the safetensors library
+    keeps one copy silently) or is not JSON; OSError when it cannot be read."""
+    with open(path, "rb") as f:
+        length = int.from_bytes(f.read(8), "little")
+        if length > 100_000_000:  # safetensors' own limit on a header
+            raise ValueError(f"its header claims {length} bytes")
+        loads_unique(f.read(length))
+
+
 def canonical_json(obj: Any) -> str:
     """The JSON text of `obj` that digests are taken of: sorted keys, no spaces, other types by str()."""
     return json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str)

@@ -149,6 +149,21 @@ def syntax_problem(value: str) -> Optional[str]:
     return None
 
 
+def file_problem(value: str) -> Optional[str]:
+    """What is wrong with the mix file `value` names (missing, unreadable, malformed); None when it names none
+    or a good one. Checked where a user gives the value, not when a saved config is read back."""
+    path, _ = _file_part(value.strip())
+    if Path(path).suffix.lower() not in MIX_FILE_SUFFIXES:
+        return None
+    if not Path(path).expanduser().is_file():
+        return f"the mix file {path} does not exist"
+    try:
+        load_mix(value)
+    except (MixError, OSError, UnicodeDecodeError) as error:
+        return str(error)
+    return None
+
+
 def load_mix(value: str) -> tuple[MixSource, ...]:
     """The sources `value` names: a mix file (FILE or FILE:NAME) or an inline list. MixError when wrong."""
     if names_a_mix_file(value):

@@ -409,6 +409,22 @@ def _filled_here(location: str, bundled: Path, corpora: Path) -> bool:
     return _same_path(location, bundled) or (is_under(location, corpora) and not Path(location).exists())
 
 
+def corpus_models_folder(c: Config) -> Path:
+    """tiny_assets_dir/corpora/<fingerprint>: where `with_tiny_assets` builds the tiny models of `c`'s training
+    texts (it reads them; UserError when they cannot be read)."""
+    from latentbridge import assets  # torch: the assets module builds models
+
+    return assets.corpus_folder(Path(c.tiny_assets_dir), training_texts(data_spec(c), ASSET_TEXTS_LIMIT),
+                                _corpus_sizes(c), c.seed)
+
+
+def _corpus_sizes(c: Config) -> Any:
+    from latentbridge import assets  # torch: the assets module builds models
+
+    return assets.ModelSizes(assets.CORPUS_VOCAB_SIZE, c.modernbert_hidden_dim, c.gpt2_hidden_dim,
+                             assets.CORPUS_LM_STEPS)
+
+
 def _corpus_models(c: Config, log: Callable[[str], None], progress: Any) -> Any:
     """The tiny models of `c`'s training texts (built, or found by the texts' fingerprint)."""
     from latentbridge import assets  # torch: trains tokenizers and builds models
@@ -416,9 +432,7 @@ def _corpus_models(c: Config, log: Callable[[str], None], progress: Any) -> Any:
     spec = data_spec(c)
     log(f"tiny models for {c.dataset_name}: reading its training texts")
     texts = training_texts(spec, ASSET_TEXTS_LIMIT)
-    sizes = assets.ModelSizes(assets.CORPUS_VOCAB_SIZE, c.modernbert_hidden_dim, c.gpt2_hidden_dim,
-                              assets.CORPUS_LM_STEPS)
-    built = assets.ensure_corpus_assets(Path(c.tiny_assets_dir), texts, sizes, c.seed, progress=progress, describe={
+    built = assets.ensure_corpus_assets(Path(c.tiny_assets_dir), texts, _corpus_sizes(c), c.seed, progress=progress, describe={
         "dataset_name": c.dataset_name, "train_split": c.train_split, "columns": dataclasses.asdict(spec.columns),
         "pretraining": [s.location for s in spec.pretrain if not s.task_texts]})
     log(f"tiny models for this corpus ({len(texts):,} texts): {built.root}")

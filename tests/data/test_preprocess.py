@@ -15,6 +15,7 @@ from latentbridge.data.cache import MANIFEST, SplitWriter, open_cache
 from latentbridge.data.preprocess import SHARDS_DIR, build_cache
 from latentbridge.data.rows import Skips
 from latentbridge.data.sources import Example, PretrainSource, SplitStream, load_collection
+from latentbridge.errors import UserError
 from latentbridge.files import FILE_HASH
 from tests.factories import (FakeEncoder, cache_folders, corpus_data_spec, fake_tokenizers, make_tokenizer,
                              small_cache_spec, thread_shards)
@@ -62,18 +63,22 @@ def test_truncation_is_counted_per_split_and_stored(tmp_path, tokenizer, fake_en
     def examples(skips: Skips):
         for i in range(12):
             yield Example(f"x{i}", "dialogue", long if i % 3 == 0 else short,
-                          "Anna and Ben meet " * 10 if i % 4 == 0 else "They meet.")
+                          "Anna and Ben meet " * 10 if i % 4 == 0 else "They meet.", "d.jsonl", i + 1)
 
     messages = []
     stream = lambda: {"dialogue": {"train": SplitStream(examples, ("dialogue",))}}
     cache = _build(tmp_path, stream, tokenizer, fake_encoder, small_cache_spec(max_seq_len=16, max_target_len=12),
                    log=messages.append).cache
     entry = cache.manifest["splits"]["dialogue/train"]
-    assert entry["truncated"] == {"inputs": 4, "targets": 3, "max_seq_len": 16, "max_target_len": 12}
-    said = [m for m in messages if "were cut" in m]
+    first = {"inputs": ["d.jsonl line 1", "d.jsonl line 4", "d.jsonl line 7", "d.jsonl line 10"],
+             "targets": ["d.jsonl line 1", "d.jsonl line 5", "d.jsonl line 9"]}
+    assert entry["truncated"] == {"inputs": 4, "targets": 3, "max_seq_len": 16, "max_target_len": 12, "first": first}
+    said = [m for m in messages if "were cut" in m or "cut " in m]
     assert said == ["dialogue/train: 4 of 12 inputs were longer than max_seq_len (16 tokens) and 3 targets longer "
                     "than max_target_len (12); they were cut. Raise --max-seq-len / --max-target-len to keep more "
-                    "of them."]
+                    "of them.",
+                    "  cut inputs: d.jsonl line 1, d.jsonl line 4, d.jsonl line 7, d.jsonl line 10",
+                    "  cut targets: d.jsonl line 1, d.jsonl line 5, d.jsonl line 9"]
 
 
 def test_skipped_rows_are_reported_by_user_file_and_line(tmp_path, tokenizer, fake_encoder):
@@ -191,3 +196,17 @@ def test_ranks_reuse_a_complete_cache_together(tmp_path, small_corpus_dir, token
     results, errors = _sharded(tmp_path, boom, spec)
     assert errors == [None, None] and all(r.reused and r.cache.folder == built.folder for r in results)
     assert np.array_equal(results[1].cache.split("dialogue", "train").sources, built.split("dialogue", "train").sources)
+
+
+def test_an_all_invalid_training_split_is_an_error_naming_its_rows(tmp_path, tokenizer, fake_encoder):
+    folder = tmp_path / "dlg"
+    folder.mkdir()
+    good = json.dumps({"dialogue": "A: hi", "summary": "A greets."})
+    (folder / "train.jsonl").write_text(good.replace("A: hi", " ") + "\n" + good.replace("A greets.", "") + "\n")
+    for split in ("validation", "test"):
+        (folder / f"{split}.jsonl").write_text(good + "\n")
+    spec = corpus_data_spec(tmp_path, dataset=str(folder))
+    with pytest.raises(UserError, match=r"dialogue/train is empty: all 2 of its rows were skipped .*train.jsonl: 2 "
+                                        r"missing or empty text \(lines 1, 2\)"):
+        _build(tmp_path / "cache", lambda: {"dialogue": load_collection(spec, "dialogue")}, tokenizer, fake_encoder)
+    assert not list((tmp_path / "cache").rglob("*.jsonl"))

@@ -169,3 +169,31 @@ def test_a_missing_split_is_a_problem(tmp_path):
     report = build_report(_tiny(tmp_path, dataset_name=str(_docs(tmp_path)), dataset_input_field="body",
                                 dataset_target_field="summary_line", validation_split="dev2"))
     assert any("dataset_name dev2" in p and "no split 'dev2'" in p for p in report.problems)
+
+
+def test_missing_input_and_target_columns_are_reported_in_one_run(tmp_path):
+    report = build_report(_tiny(tmp_path, dataset_name=str(_docs(tmp_path)), dataset_input_field="text",
+                                dataset_target_field="summary"))
+    train = next(p for p in report.problems if "dataset_name train" in p)
+    assert "--dataset-input-field" in train and "--dataset-target-field" in train
+
+
+def test_an_empty_split_is_said_to_be_empty(tmp_path):
+    docs = _docs(tmp_path)
+    (docs / "validation.jsonl").write_text("")
+    report = build_report(_tiny(tmp_path, dataset_name=str(docs), dataset_input_field="body",
+                                dataset_target_field="summary_line"))
+    empty = [p for p in report.problems if "dataset_name validation" in p]
+    assert empty and "is empty" in empty[0] and "columns are []" not in empty[0]
+
+
+def test_own_data_lists_the_real_folder_of_its_tiny_models(tmp_path):
+    from latentbridge import recipe
+
+    config = _tiny(tmp_path, dataset_name=str(_docs(tmp_path)), dataset_input_field="body",
+                   dataset_target_field="summary_line")
+    rows = {item: value for item, value, _ in build_report(config).sections["models"]}
+    folder = recipe.corpus_models_folder(config)
+    assert "/corpora/" in str(folder)
+    assert str(folder / "models" / "modernbert") in rows["encoder (modernbert_model)"]
+    assert str(folder / "models" / "gemma3") in rows["decoder (gpt2_model)"]

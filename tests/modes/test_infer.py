@@ -126,6 +126,18 @@ def test_a_stream_answers_each_line_in_order_and_goes_on_after_a_refused_one(han
     assert records[2]["summary"].replace("\n", " ") == one_shot  # same seed, same answer as a one-shot run
 
 
+def test_a_stream_echoes_each_id_as_given_on_answers_and_errors(handoff):
+    requests = io.StringIO('{"id": 44, "dialogue": "Anna: lunch? Ben: sure"}\n'
+                           '{"id": "third", "text_missing": "x"}\n'
+                           '{"id": [1, "a"], "dialogue": "   "}\n'
+                           '{"id": 2.5, "dialogue": "Tom: late? Mia: yes"}\n')
+    answers = io.StringIO()
+    assert infer.answer_stream(handoff.config, ModeOptions(checkpoint=handoff.path), requests, answers) == 2
+    records = [json.loads(line) for line in answers.getvalue().splitlines()]
+    assert [r["id"] for r in records] == [44, "third", [1, "a"], 2.5]
+    assert "summary" in records[0] and "error" in records[1] and "error" in records[2] and "summary" in records[3]
+
+
 def test_a_stream_answers_each_line_before_the_next_is_sent(handoff):
     """A real process fed through a pipe: each answer arrives while its writer still holds the pipe open, so the
     model is loaded once and every answer is flushed as soon as it is made."""

@@ -134,14 +134,14 @@ def test_a_batch_size_larger_than_the_split_is_said_naming_stage_split_and_size(
     from latentbridge.recipe import plan
     from tests.factories import small_corpus_config
 
-    config = small_corpus_config(small_root, tmp_path, batch_size=10**12, finetune_adapter_batch_size=4)
+    config = small_corpus_config(small_root, tmp_path, batch_size=60_000, finetune_adapter_batch_size=4)
     cache = ensure_cache(config, log=lambda m: None).cache
     said: list[str] = []
     for stage in plan(config):
         stage_data(cache, config.seed, said.append)(stage)
     assert len(said) == 3  # finetune_adapter's own batch size (4) fits its split
     finetune = next(s for s in said if "finetune_middle" in s)
-    assert "batch size 1000000000000" in finetune and "48 examples" in finetune  # max_train_samples
+    assert "batch size 60000" in finetune and "48 examples" in finetune  # max_train_samples
     assert "dialogue/train" in finetune and "--finetune-middle-batch-size or --batch-size" in finetune
 
 

@@ -43,3 +43,9 @@ def test_rank1_writes_no_metrics(tmp_path):
         writer.write(StepMetrics("s", 0, 1, {"total": 1.0}))
         writer.write_summary({"a": 1})
     assert not (tmp_path / "run").exists()
+
+
+def test_records_count_epochs_from_1_like_the_screen():
+    from latentbridge.training.metrics import StepMetrics, to_record
+
+    assert to_record(StepMetrics("pretrain_middle", 0, 5, {"total": 1.0}), now=0)["epoch"] == 1

@@ -43,8 +43,8 @@ from typing import Any, Mapping, Optional
 import numpy as np
 
 from latentbridge.errors import UserError
-from latentbridge.files import (FILE_HASH, digest_matches, file_entry, fsync_file, header_digest, json_digest, publish_dir,
-                                recorded_hash)
+from latentbridge.files import (FILE_HASH, digest_matches, file_entry, fsync_file, header_digest, json_digest, loads_unique,
+                                publish_dir, recorded_hash)
 from latentbridge.files import hash_path  # noqa: F401  (fingerprint builders import it from here)
 from latentbridge.locks import RunLock, is_locked
 
@@ -382,8 +382,8 @@ def read_manifest(folder: Path) -> Optional[dict[str, Any]]:
     if not path.exists():
         return None
     try:
-        manifest = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        manifest = loads_unique(path.read_text())
+    except ValueError as e:  # not JSON, not UTF-8, or a key repeated
         raise _corrupt(path, f"unreadable manifest: {e}") from e
     if not isinstance(manifest, dict) or manifest.get("format") != CACHE_FORMAT:
         raise UserError(f"{path} is not a latentbridge cache manifest.")

@@ -18,7 +18,7 @@ import json
 import shutil
 import time
 from contextlib import nullcontext
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Mapping, Optional, Sequence
 
@@ -29,6 +29,7 @@ from latentbridge.data.cache import (CACHE_FORMAT, CACHE_VERSION, Cache, CacheBu
                                      encode_record, find_complete_cache, fingerprint, library_versions, open_cache,
                                      quantize_int8, read_manifest)
 from latentbridge.data.progress import NullProgress, Progress
+from latentbridge.data.rows import FIRST_LINES
 from latentbridge.data.sources import Example, SplitStream
 from latentbridge.errors import UserError
 from latentbridge.files import with_legacy_digests, write_text_atomic
@@ -173,6 +174,16 @@ class Chunk:
     latent_dim: int
     truncated_inputs: int = 0         # inputs longer than max_seq_len tokens (cut)
     truncated_targets: int = 0        # targets longer than max_target_len tokens (cut for latents or for ids)
+    cut_where: dict[str, list[str]] = field(default_factory=dict)  # "inputs"/"targets" -> where the first few are
+
+
+def where_read(example: Example) -> str:
+    """`data/train.jsonl line 4`: where an example was read, for messages."""
+    return f"{example.file} {example.unit} {example.line}" if example.file else example.id
+
+
+def _first_cut(examples: Sequence[Example], cut: Sequence[bool]) -> list[str]:
+    return [where_read(e) for e, c in zip(examples, cut) if c][:FIRST_LINES]
 
 
 def encode_chunk(examples: Sequence[Example], tok: Tokenizers, encode: EncodeFn, spec: CacheSpec) -> Chunk:
@@ -188,7 +199,8 @@ def encode_chunk(examples: Sequence[Example], tok: Tokenizers, encode: EncodeFn,
     in_lat = encode_batched(encode, inputs, enc_pad, spec.batch_size, spec.sort_by_length, info)
     tg_lat = encode_batched(encode, targets, enc_pad, spec.batch_size, spec.sort_by_length, info)
     return Chunk(examples, in_lat, tg_lat, inputs, tgt_ids, info.get("k", 0),
-                 int(in_lat[0].shape[-1]) if examples else 0, sum(cut_inputs), sum(cut_targets))
+                 int(in_lat[0].shape[-1]) if examples else 0, sum(cut_inputs), sum(cut_targets),
+                 {"inputs": _first_cut(examples, cut_inputs), "targets": _first_cut(examples, cut_targets)})
 
 
 def jsonl_lines(chunk: Chunk, spec: CacheSpec) -> list[bytes]:
@@ -319,6 +331,23 @@ class SplitReport:
     truncated_inputs: int = 0
     truncated_targets: int = 0
     latent_dim: Optional[int] = None
+    # "inputs"/"targets" -> [chunk index, where] of the first few cut, so that ranks' lists merge in data order
+    cut_where: dict[str, list[list]] = field(default_factory=lambda: {"inputs": [], "targets": []})
+
+    def add_cut(self, chunk: int, where: Mapping[str, list[str]]) -> None:
+        """Add chunk `chunk`'s cut places (chunks come in data order); only the first few are kept."""
+        for role, places in where.items():
+            self.cut_where[role] = (self.cut_where.get(role, []) + [[chunk, p] for p in places])[:FIRST_LINES]
+
+    def merge_cut(self, other: "SplitReport") -> None:
+        """Add another rank's first few: each rank's are in data order, so the first few of all are among them."""
+        for role, places in other.cut_where.items():
+            merged = sorted(self.cut_where.get(role, []) + places, key=lambda p: p[0])
+            self.cut_where[role] = merged[:FIRST_LINES]
+
+    def first_cut(self, role: str) -> list[str]:
+        """Where the first few cut inputs or targets were read, in data order."""
+        return [place for _, place in self.cut_where.get(role, [])[:FIRST_LINES]]
     columns: Optional[list] = None  # the npy layout, as the manifest lists it (name, width, inner, dtype, pad)
 
 
@@ -383,6 +412,7 @@ def _write_split(stream: SplitStream, writer: SplitWriter, tok: Tokenizers, enco
         report.latent_dim = _same_latent_dim(report.latent_dim, part.latent_dim)
         report.truncated_inputs += part.truncated_inputs
         report.truncated_targets += part.truncated_targets
+        report.add_cut(j, part.cut_where)
         _write_chunk(writer, part, spec, tok)
         progress.advance(len(examples))
     progress.finish()
@@ -396,12 +426,19 @@ def _split_summary(rel: str, stream: SplitStream, report: SplitReport, count: in
         log(f"{rel}: skipped " + ", ".join(f"{n} {reason}" for reason, n in sorted(stream.skipped.counts.items())))
         for line in stream.skipped.describe():
             log(f"  {line}")
+    if count == 0 and rel.endswith("/train"):
+        raise UserError(_empty_training_split(rel, stream))
     truncated = {"inputs": report.truncated_inputs, "targets": report.truncated_targets,
                  "max_seq_len": spec.max_seq_len, "max_target_len": spec.max_target_len}
     if report.truncated_inputs or report.truncated_targets:
         log(f"{rel}: {report.truncated_inputs} of {count} inputs were longer than max_seq_len ({spec.max_seq_len} "
             f"tokens) and {report.truncated_targets} targets longer than max_target_len ({spec.max_target_len}); "
             "they were cut. Raise --max-seq-len / --max-target-len to keep more of them.")
+        truncated["first"] = {role: report.first_cut(role) for role in ("inputs", "targets")}
+        for role, n in (("inputs", report.truncated_inputs), ("targets", report.truncated_targets)):
+            if n:
+                more = ", ..." if n > len(truncated["first"][role]) else ""
+                log(f"  cut {role}: {', '.join(truncated['first'][role])}{more}")
     summary: dict[str, Any] = {"skipped_rows": stream.skipped.where, "truncated": truncated}
     if stream.weights:
         total_w, total_n = sum(stream.weights.values()), max(count, 1)
@@ -410,6 +447,14 @@ def _split_summary(rel: str, stream: SplitStream, report: SplitReport, count: in
             f"weight {100 * w / total_w:.1f}%)" for name, w in stream.weights.items()))
         summary["weights"] = dict(stream.weights)
     return summary
+
+
+def _empty_training_split(rel: str, stream: SplitStream) -> str:
+    skipped = sum(stream.skipped.counts.values())
+    why = f"all {skipped} of its rows were skipped ({'; '.join(stream.skipped.describe()) or 'see above'})" \
+        if skipped else "it holds no rows"
+    return (f"{rel} is empty: {why}. Training needs at least one example with an input and a target text; fix "
+            "those rows, or point the dataset field at other data (docs/data.md).")
 
 
 def _manifest(fp: str, parts: Mapping[str, Any], spec: CacheSpec, tok: Tokenizers,
@@ -570,6 +615,8 @@ def _merge_shards(build: CacheBuild, shards_dir: Path, splits: Mapping[str, Mapp
                 latent_dim = _same_latent_dim(latent_dim, rank_reports[writer.rel].latent_dim)
             merged = SplitReport(reports[writer.rel].chunks, sum(d[writer.rel].truncated_inputs for d in done),
                                  sum(d[writer.rel].truncated_targets for d in done))
+            for rank_reports in done:
+                merged.merge_cut(rank_reports[writer.rel])
             summary = _split_summary(writer.rel, stream, merged, writer.count, spec, log)
             build.close_split(writer, stream.skipped.counts, **summary)
     return latent_dim

@@ -37,7 +37,10 @@ SPLIT_ALIASES = {"validation": ("validation", "valid", "val", "dev"), "test": ("
 HUB_NAME = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
 LOCAL_HINT = "run with `--preset tiny` (bundled offline corpus) or point the field at a local file or folder"
 FIRST_LINES = 5  # line numbers kept per file and reason
+MAX_JSON_DEPTH = 100  # rows are flat records: deeper nesting is a broken line, and Python's parser recurses
 REASONS = {"malformed_json": "malformed JSON", "malformed_csv": "malformed CSV row", "invalid_utf8": "invalid UTF-8",
+           "lone_surrogate": "lone surrogate escape (such as \\ud800, not a character)",
+           "nested_too_deep": f"JSON nested deeper than {MAX_JSON_DEPTH} levels",
            "missing_or_empty_text": "missing or empty text", "too_short_to_split": "too short to split"}
 csv.field_size_limit(min(sys.maxsize, 2**31 - 1))  # documents longer than csv's default 128 kB per field
 
@@ -340,10 +343,11 @@ class LocalRows(RowSource):
     def _json_array(self, file: str) -> list[Any]:
         try:
             data = json.loads(Path(file).read_bytes().decode("utf-8", errors="surrogateescape"))
-        except ValueError as error:
+        except (ValueError, RecursionError) as error:
+            why = error if isinstance(error, ValueError) else "nested too deeply to parse"
             raise UserError(f"{self.field_name}: {file} is neither JSON Lines nor a valid JSON array "
-                            f"({error}).") from None
-        return [json.dumps(item, ensure_ascii=False).encode("utf-8", errors="surrogateescape") for item in data]
+                            f"({why}).") from None
+        return [_item_bytes(item) for item in data]
 
     @staticmethod
     def _csv(file: str) -> Iterator[tuple[int, tuple[Optional[dict[str, Any]], str]]]:
@@ -385,6 +389,18 @@ class LocalRows(RowSource):
                 yield row, (values, "")
 
 
+def _item_bytes(item: Any) -> bytes:
+    """One row of a JSON array as the bytes of a JSON line, its invalid bytes kept (so the row is skipped as
+    invalid UTF-8); a JSON-escaped lone surrogate stays escaped, to be skipped as one."""
+    try:
+        return json.dumps(item, ensure_ascii=False).encode("utf-8", errors="surrogateescape")
+    except UnicodeEncodeError:
+        return json.dumps(item).encode("ascii")
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
 def _has_surrogates(text: str) -> bool:
     return any("\udc80" <= ch <= "\udcff" for ch in text) if not text.isascii() else False
 
@@ -394,10 +410,46 @@ def _parse_json_line(raw: bytes) -> tuple[Optional[dict[str, Any]], str]:
         text = raw.decode("utf-8")
     except UnicodeDecodeError:
         return None, "invalid_utf8"
+    if _nesting_depth(text) > MAX_JSON_DEPTH:
+        return None, "nested_too_deep"
     try:
         values = json.loads(text)
     except ValueError:
         return None, "malformed_json"
     if not isinstance(values, dict):
         return None, "malformed_json"
+    if _holds_lone_surrogate(values):  # JSON may escape one (`"\ud800"`); no tokenizer can encode it
+        return None, "lone_surrogate"
     return values, ""
+
+
+def _nesting_depth(text: str) -> int:
+    """An upper bound of the nesting of JSON `text` (brackets inside strings count too): cheap, and it keeps
+    200,000 `[` from json's recursive parser."""
+    if text.count("[") + text.count("{") <= MAX_JSON_DEPTH:
+        return 0
+    depth = deepest = 0
+    for ch in text:
+        if ch in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif ch in "]}":
+            depth -= 1
+    return deepest
+
+
+def _holds_lone_surrogate(value: Any) -> bool:
+    """Whether a string anywhere in the parsed JSON `value` holds a surrogate code point (walked without
+    recursion)."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            if not item.isascii() and _SURROGATE.search(item):
+                return True
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return False

@@ -24,7 +24,7 @@ import itertools
 import math
 import re
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator, Optional
 
 import numpy as np
@@ -46,6 +46,10 @@ class Example:
     source: str  # "dialogue" | "wikitext" | "arxiv" | "english" | a mix source's name
     input_text: str
     target_text: str
+    # where it was read: the user's file, the 1-based line (row, item) in it, and what that number counts
+    file: str = field(default="", compare=False)
+    line: int = field(default=0, compare=False)
+    unit: str = field(default="line", compare=False)
 
 
 @dataclass(frozen=True)
@@ -175,15 +179,28 @@ class ColumnPlan:
 
 
 def plan_columns(columns: list[str], wanted: Columns, where: str) -> ColumnPlan:
-    """The ColumnPlan for a split with these columns; UserError naming `where`, the columns and the flag to set."""
+    """The ColumnPlan for a split with these columns; UserError naming `where`, every missing column (input and
+    target together) and the flags to set; a split without one row that parses is "empty"."""
+    if not columns:
+        raise UserError(f"{where} is empty: it holds no row that parses. It needs rows with an input and a target "
+                        f"column (JSON Lines objects, CSV with a header row, Parquet); see docs/data.md.")
     has = f"its columns are {sorted(columns)}"
-    if wanted.input_template:
-        require_fields(wanted.input_template, columns, where, TEMPLATE_FLAG, has)
-        source = None
-    else:
-        source = _column(columns, wanted.input_field, DIALOGUE_FIELDS, INPUT_FLAG, "input", where, has,
-                         f" (or build the input from several with {TEMPLATE_FLAG})")
-    target = _column(columns, wanted.target_field, SUMMARY_FIELDS, TARGET_FLAG, "target", where, has)
+    problems: list[str] = []
+    source = target = None
+    try:
+        if wanted.input_template:
+            require_fields(wanted.input_template, columns, where, TEMPLATE_FLAG, has)
+        else:
+            source = _column(columns, wanted.input_field, DIALOGUE_FIELDS, INPUT_FLAG, "input", where, has,
+                             f" (or build the input from several with {TEMPLATE_FLAG})")
+    except UserError as error:
+        problems.append(str(error))
+    try:
+        target = _column(columns, wanted.target_field, SUMMARY_FIELDS, TARGET_FLAG, "target", where, has)
+    except UserError as error:
+        problems.append(str(error))
+    if problems:
+        raise UserError(" Also: ".join(problems))
     if target == source:
         raise UserError(f"{where}: column {target!r} would be both the input and the target; set {INPUT_FLAG} "
                         f"and {TARGET_FLAG} to two different columns.")
@@ -235,7 +252,8 @@ def load_dialogue_split(spec: DataSpec, split: str, max_samples: Optional[int] =
                 continue
             ident = row.values.get("id")
             taken += 1
-            yield Example(str(ident) if ident is not None else f"{split}-{row.position}", "dialogue", d, s)
+            yield Example(str(ident) if ident is not None else f"{split}-{row.position}", "dialogue", d, s,
+                          row.file, row.line, rows.unit_of(row.file))
 
     def expected() -> int:
         n = rows.count()
@@ -272,19 +290,23 @@ def split_document(text: str, max_chars: Optional[int] = None) -> Optional[tuple
 
 
 class TaskTexts(RowSource):
-    """The dialogue dataset's texts as documents: each example's input, then its target."""
+    """The dialogue dataset's texts as documents: each example's input, then its target, each named by the
+    example's own file and line, and the column it comes from ("train.jsonl (input)"), so that skipped inputs
+    and targets are counted apart and can be found."""
 
-    unit = "text"
+    def __init__(self, dialogue: SplitStream):
+        self.dialogue = dialogue
+        self._units: dict[str, str] = {}
 
-    def __init__(self, dialogue: SplitStream, name: str):
-        self.dialogue, self.name = dialogue, name
+    def unit_of(self, file: str) -> str:
+        return self._units.get(file, self.unit)
 
     def _records(self) -> Iterator[tuple[str, int, Any]]:
-        line = 0
         for example in self.dialogue:
-            for text in (example.input_text, example.target_text):
-                line += 1
-                yield self.name, line, {"text": text}
+            for role, text in (("input", example.input_text), ("target", example.target_text)):
+                name = f"{example.file} ({role})"
+                self._units[name] = example.unit
+                yield name, example.line, {"text": text}
 
 
 def _validation_size(n: int, fraction: float) -> int:
@@ -296,7 +318,7 @@ def _validation_size(n: int, fraction: float) -> int:
 def _source_rows(spec: DataSpec, source: PretrainSource, split: str) -> RowSource:
     if source.task_texts:
         wanted = spec.train_split if split == "train" else spec.validation_split
-        return TaskTexts(load_dialogue_split(spec, wanted), f"{spec.dataset} ({wanted})")
+        return TaskTexts(load_dialogue_split(spec, wanted))
     return split_rows(source.location, source.field, split, spec.hf_cache_dir, source.subset)
 
 
@@ -381,7 +403,8 @@ def _document_pairs(spec: DataSpec, source: PretrainSource, part: _Part, split: 
         if pair is None:
             skips.add("too_short_to_split", row.file, row.line, rows.unit_of(row.file))
             continue
-        yield Example(f"{source.name}-{split}-{row.position}", source.name, *pair)
+        yield Example(f"{source.name}-{split}-{row.position}", source.name, *pair, row.file, row.line,
+                      rows.unit_of(row.file))
 
 
 def _sample(rng: np.random.Generator, n: int, cap: Optional[int]) -> Optional[np.ndarray]:

@@ -14,7 +14,8 @@ Outputs: standard output gets one summary per line (newlines inside a summary be
 
 `--input-file -` streams instead: each line of standard input (a JSON object as above, or plain text) is
 one request, answered on standard output by one JSON line `{"id", "summary"}` (or `{"id", "error"}`),
-flushed at once, in order.
+flushed at once, in order. The id is the request's own, exactly as given (44 stays a number, "third" a
+string), on errors too; a request without one gets its 0-based index as a string.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ import json
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Iterable, Optional, Sequence
+from typing import IO, Any, Iterable, Optional, Sequence
 
 from latentbridge.data.sources import DIALOGUE_FIELDS, INPUT_FLAG, TEMPLATE_FLAG
 from latentbridge.errors import UserError
@@ -35,7 +36,7 @@ STREAM = Path("-")  # --input-file -: answer standard input line by line
 
 @dataclass(frozen=True)
 class InputText:
-    id: str
+    id: Any  # a record's "id" exactly as given (string, number, ...), else the text's 0-based index as a string
     text: str
     where: str  # "--text", "input.jsonl line 3": named in errors
     record: Optional[dict] = None  # a JSON Lines record, whose text `with_texts` takes out
@@ -117,7 +118,7 @@ def _json_record(line: str, where: str, default_id: str, columns: Optional[Input
                         "line with a text field.") from None
     if not isinstance(record, dict):
         raise UserError(f"{where} is a JSON {type(record).__name__}, not an object with a text field.")
-    ident = str(record["id"]) if record.get("id") is not None else default_id
+    ident = record["id"] if record.get("id") is not None else default_id
     item = InputText(ident, "", where, record)
     return item if columns is None else with_texts([item], columns)[0]
 
@@ -130,6 +131,18 @@ def parse_request(line: str, number: int, default_id: str,
     if line.lstrip().startswith("{"):
         return _json_record(line, where, default_id, columns)
     return _check_text(InputText(default_id, line.rstrip("\r\n"), where))
+
+
+def request_id(line: str, default_id: str) -> Any:
+    """The "id" of a stream request exactly as given (type kept), even when the request is refused for another
+    reason; `default_id` for plain text, a record without one, or a line that is not a JSON object."""
+    if not line.lstrip().startswith("{"):
+        return default_id
+    try:
+        record = json.loads(line)
+    except ValueError:
+        return default_id
+    return record["id"] if isinstance(record, dict) and record.get("id") is not None else default_id
 
 
 def write_json_line(stream: IO[str], record: dict) -> None:

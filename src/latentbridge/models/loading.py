@@ -25,6 +25,8 @@ def load_pretrained(loader: Callable[..., Any], name: str, field: str, what: str
         if not (path / "config.json").is_file():
             raise UserError(f"{field}: the folder {name!r} has no config.json, so it is not a saved model folder. "
                             "Point it at a folder written by save_pretrained, or use --preset tiny.")
+        if what != "tokenizer":
+            _refuse_pickled_weights(path, field)
         try:
             return loader.from_pretrained(str(path), local_files_only=True, **kwargs)
         except (OSError, ValueError) as e:
@@ -44,6 +46,23 @@ def load_pretrained(loader: Callable[..., Any], name: str, field: str, what: str
                         "(small models built offline on first use), or set --"
                         f"{field.replace('_', '-')} to a local folder holding a save_pretrained copy "
                         "(config.json, weights and tokenizer).") from e
+
+
+PICKLED_WEIGHTS = ("*.bin", "*.pt", "*.pth", "*.ckpt")
+
+
+def _refuse_pickled_weights(folder: Path, field: str) -> None:
+    """A model folder whose weights are only pickled (pytorch_model.bin) is refused before torch would
+    unpickle it: loading runs no pickle, and safetensors holds the same tensors."""
+    if any(folder.glob("*.safetensors")):
+        return
+    pickled = sorted(p.name for pattern in PICKLED_WEIGHTS for p in folder.glob(pattern))
+    if pickled:
+        raise UserError(f"{field}: the folder {str(folder)!r} holds its weights only as pickled {pickled[0]}"
+                        f"{f' (and {len(pickled) - 1} more)' if len(pickled) > 1 else ''}, which latentbridge never "
+                        "loads (unpickling can run code). Convert it to safetensors once, where you trust the file: "
+                        "`AutoModel.from_pretrained(FOLDER).save_pretrained(FOLDER, safe_serialization=True)`, "
+                        "then remove the .bin file.")
 
 
 def check_hidden_dim(actual: int, expected: int | None, field: str, name: str) -> None:

@@ -151,7 +151,7 @@ def _backbone_config(r: Report, c: Config, field_name: str, kind: str) -> Option
     if _under_tiny_assets(c, name) and not recipe.uses_bundled_corpus(c):
         hidden = c.modernbert_hidden_dim if kind == "encoder" else c.gpt2_hidden_dim
         cfg, where = build(CORPUS_VOCAB_SIZE, hidden), ("tiny model, built on first use from the training texts "
-                                                        "of dataset_name (tiny_assets_dir/corpora)")
+                                                        f"of dataset_name, at {_corpus_model_dir(c, kind)}")
     elif cfg is None and _under_tiny_assets(c, name):
         cfg, where = build(tiny.TINY_VOCAB_SIZE), "tiny model, built on first use (tiny_assets_dir)"
     elif cfg is None:
@@ -165,6 +165,15 @@ def _backbone_config(r: Report, c: Config, field_name: str, kind: str) -> Option
     if cfg is not None and cfg.hidden_size != getattr(c, hidden_field):
         r.add("models", hidden_field, f"{getattr(c, hidden_field)} but the model has {cfg.hidden_size}", "problem")
     return cfg
+
+
+def _corpus_model_dir(c: Config, kind: str) -> str:
+    """Where the tiny model of this corpus is (or will be) built: the run replaces the bundled path with it."""
+    try:
+        folder = recipe.corpus_models_folder(c)
+    except UserError:  # the texts cannot be read: the data section says why
+        return "tiny_assets_dir/corpora/<fingerprint of the training texts>"
+    return str(folder / "models" / ("modernbert" if kind == "encoder" else "gemma3"))
 
 
 def _models(r: Report, c: Config) -> tuple[Optional[Any], Optional[Any], dict[str, Any]]:

@@ -25,8 +25,8 @@ from typing import IO
 
 from latentbridge.config import Config
 from latentbridge.errors import UserError
-from latentbridge.evaluation.io import (STREAM, InputColumns, parse_request, read_inputs, with_texts, write_json_line,
-                                        write_outputs)
+from latentbridge.evaluation.io import (STREAM, InputColumns, parse_request, read_inputs, request_id, with_texts,
+                                        write_json_line, write_outputs)
 from latentbridge.evaluation.loading import TrainedModel, load_handoff
 from latentbridge.modes import ModeOptions
 
@@ -55,10 +55,9 @@ def answer_stream(config: Config, options: ModeOptions, requests: IO[str], answe
     for number, line in enumerate(iter(requests.readline, ""), 1):  # readline: no read-ahead past a line
         if not line.strip():
             continue
-        ident = str(index)
+        ident = request_id(line, str(index))
         try:
-            item = parse_request(line, number, ident, columns)
-            ident = item.id
+            item = parse_request(line, number, str(index), columns)
             write_json_line(answers, {"id": ident, "summary": model.generate([item.text], where=[item.where])[0]})
         except UserError as error:
             refused += 1

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from latentbridge.config import Config, field_meta, field_names
+from latentbridge.config import Config, field_meta, field_names, short_repr
 from latentbridge.config_sources import format_config, write_config_file
 from latentbridge.models.precision import effective_precision
 from latentbridge.modes import ModeOptions
@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from rich.table import Table
 
 PRECISION_ROW = "precision (effective)"  # shown after use_bf16
+VALUE_LIMIT = 120  # longer values are cut in the table; --format json/yaml prints them in full
 
 
 def run(config: Config, options: ModeOptions) -> int:
@@ -48,7 +49,9 @@ def config_table(config: Config, sources: dict[str, str]) -> Table:
         section = meta["section"]
         source = sources.get(name, "default")
         style = None if source == "default" else "bold"
-        table.add_row(shown, name, repr(getattr(config, name)), source, style=style)
+        table.add_row(shown, name, short_repr(getattr(config, name), VALUE_LIMIT), source, style=style)
+        if len(repr(getattr(config, name))) > VALUE_LIMIT:
+            table.caption = f"values over {VALUE_LIMIT} characters are cut: --format json or yaml shows them in full"
         if name == "use_bf16":
             table.add_row("", PRECISION_ROW, effective_precision_text(config), "device, use_bf16, use_fp16")
     return table

@@ -60,8 +60,10 @@ def _clean(value: Any, name: str, nonfinite: list[str]) -> Any:
 
 
 def to_record(metrics: StepMetrics, *, now: float | None = None) -> dict[str, Any]:
-    """The JSON object written for `metrics` (flat, with `loss` = total and `losses` = components)."""
+    """The JSON object written for `metrics` (flat, with `loss` = total and `losses` = components, `epoch`
+    1-based)."""
     raw = asdict(metrics)
+    raw["epoch"] = metrics.epoch + 1  # counted from 1, as the screen shows it (StepMetrics counts from 0)
     raw["losses"] = dict(metrics.losses)
     extra = raw.pop("extra") or {}
     record = {"time": round(time.time() if now is None else now, 3), "loss": metrics.loss, **raw, **extra}

@@ -1,4 +1,5 @@
-"""Loading: torn, corrupt, foreign and incompatible checkpoints are refused; those written before the split load."""
+"""Loading: torn, corrupt, foreign, incompatible and version-1 checkpoints are refused; those written before the split
+load once converted."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from torch import nn
 from latentbridge.errors import UserError
 from latentbridge.files import hash_path
 from latentbridge.training.checkpoint import config_fingerprint, load_checkpoint, load_model_file
+from latentbridge.training.checkpoint.convert import convert, main as convert_main
 from tests.factories import tiny_checkpointer, tiny_fingerprint, tiny_train_state
 
 FP = tiny_fingerprint()
@@ -105,10 +107,46 @@ def test_step_checkpoint_folder_loads_as_model_file(saved):
     assert load_model_file(saved, FP).step == 5
 
 
-# --- written before the split (tests/golden/legacy_03780ed) -----------------------------------
+# --- written before the split (tests/golden/legacy_03780ed): format version 1 ------------------
 
 
-def test_checkpoint_written_before_the_split_loads(legacy_files):
+@pytest.fixture
+def converted(legacy_files):
+    """The legacy files after `python -m latentbridge.training.checkpoint.convert` on both."""
+    assert convert_main([str(legacy_files / LEGACY_STEP), str(legacy_files / "checkpoints/best_model.pt")]) == 0
+    return legacy_files
+
+
+@pytest.mark.parametrize("name", [LEGACY_STEP, "checkpoints/best_model.pt"])
+def test_version_1_is_refused_naming_the_conversion_command(legacy_files, name):
+    path = legacy_files / name
+    with pytest.raises(UserError, match=rf"format version 1.*not loaded.*python -m latentbridge.training.checkpoint."
+                                        rf"convert {path}"):
+        load_model_file(path)
+
+
+def test_conversion_is_refused_for_a_damaged_version_1_file(legacy_files):
+    path = legacy_files / "checkpoints/best_model.pt"
+    data = bytearray(path.read_bytes())
+    data[-1] ^= 1
+    path.write_bytes(bytes(data))
+    with pytest.raises(UserError, match="corrupt: its tensors do not match the sha256"):
+        convert(path)
+    config = legacy_files / LEGACY_STEP / "config.json"
+    config.write_text(config.read_text().replace("8", "9"))  # same size, other content
+    with pytest.raises(UserError, match="corrupt: the sha256 of config.json"):
+        convert(legacy_files / LEGACY_STEP)
+
+
+def test_converting_twice_changes_nothing(converted):
+    path = converted / "checkpoints/best_model.pt"
+    before = path.read_bytes()
+    assert "already of format version 2" in convert(path)
+    assert path.read_bytes() == before
+
+
+def test_checkpoint_written_before_the_split_loads_once_converted(converted):
+    legacy_files = converted
     loaded = load_checkpoint(legacy_files / LEGACY_STEP, legacy_fingerprint(legacy_files / "backbone"))
     assert (loaded.step, loaded.stage, loaded.config) == (3, "pretrain_middle", {"latent_dim": 8, "prefix_len": 2})
     assert loaded.loop == {"epoch": 1, "batch": 3, "best": float("inf"), "pair": (1, 2), "by_int": {1: "a"}}
@@ -121,14 +159,16 @@ def test_checkpoint_written_before_the_split_loads(legacy_files):
     assert opt.state_dict()["state"][0]["step"].item() == 1
 
 
-def test_model_file_written_before_the_split_loads(legacy_files):
+def test_model_file_written_before_the_split_loads_once_converted(converted):
+    legacy_files = converted
     loaded = load_model_file(legacy_files / "checkpoints/best_model.pt", legacy_fingerprint(legacy_files / "backbone"))
     step = load_checkpoint(legacy_files / LEGACY_STEP, None)
     assert (loaded.step, loaded.stage) == (3, "pretrain_middle")
     assert all(torch.equal(loaded.model[k], step.model[k]) for k in step.model)
 
 
-def test_backbone_changed_since_a_checkpoint_from_before_the_split_is_refused(legacy_files):
+def test_backbone_changed_since_a_checkpoint_from_before_the_split_is_refused(converted):
+    legacy_files = converted
     weights = legacy_files / "backbone" / "sub" / "weights.bin"
     weights.write_bytes(weights.read_bytes()[::-1])
     with pytest.raises(UserError, match=r"modernbert_model_files: checkpoint 'f83f62375060447000759d63457080a2', now"):
@@ -137,14 +177,15 @@ def test_backbone_changed_since_a_checkpoint_from_before_the_split_is_refused(le
         load_model_file(legacy_files / "checkpoints/best_model.pt", legacy_fingerprint(legacy_files / "backbone"))
 
 
-def test_legacy_backbone_digest_does_not_excuse_other_differences(legacy_files):
+def test_legacy_backbone_digest_does_not_excuse_other_differences(converted):
+    legacy_files = converted
     fields = {"latent_dim": 16, "prefix_len": 2, "modernbert_model_files": hash_path(legacy_files / "backbone")}
     with pytest.raises(UserError, match=r"\(latent_dim: checkpoint 8, now 16\)"):
         load_checkpoint(legacy_files / LEGACY_STEP, config_fingerprint(fields, tuple(fields)))
 
 
-def test_legacy_checkpoint_is_checked_for_corruption(legacy_files):
-    config = legacy_files / LEGACY_STEP / "config.json"
+def test_converted_checkpoint_is_still_checked_for_corruption(converted):
+    config = converted / LEGACY_STEP / "config.json"
     config.write_text(config.read_text().replace("8", "9"))  # same size, other content
     with pytest.raises(UserError, match="corrupt: the sha256 of config.json"):
-        load_checkpoint(legacy_files / LEGACY_STEP, None)
+        load_checkpoint(converted / LEGACY_STEP, None)

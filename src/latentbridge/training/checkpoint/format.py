@@ -7,7 +7,7 @@ as a JSON skeleton in `state.json` whose tensors sit in `state.safetensors` unde
 never runs pickle. The manifest lists each file's size and xxh3_128 and, from format version 2, carries
 the digest of its own other fields (`SELF_DIGEST`). A model file's header carries the digest of its other
 header fields and its tensors under the same key. Version 1 (sha256 entries, no self digest; a model
-file's `tensors_sha256` covered its tensors only) is still read.
+file's `tensors_sha256` covered its tensors only) is refused by the loaders and read only by convert.py.
 """
 
 from __future__ import annotations

@@ -3,7 +3,6 @@ UserError naming the file; `restore` and `restore_optimizer` do the same for a s
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Mapping
@@ -13,12 +12,12 @@ from safetensors import safe_open
 from safetensors.torch import load_file
 
 from latentbridge.errors import UserError
-from latentbridge.files import digest_matches, header_digest, recorded_hash
+from latentbridge.files import check_safetensors_header, digest_matches, header_digest, loads_unique, recorded_hash
 from latentbridge.training.checkpoint.fingerprint import ConfigFingerprint, fingerprint_mismatch
 from latentbridge.training.checkpoint.format import (CHECKPOINT_FORMAT, FORMAT_VERSION, MANIFEST_NAME, MODEL_FILE_FORMAT,
-                                                     PARTIAL_SUFFIX, SELF_DIGEST, decode_state, model_file_digest,
-                                                     tensor_digest)
+                                                     PARTIAL_SUFFIX, SELF_DIGEST, decode_state, model_file_digest)
 
+CONVERT_COMMAND = "python -m latentbridge.training.checkpoint.convert"
 MODEL_TENSORS = "model.safetensors"
 STATE_TENSORS = "state.safetensors"
 
@@ -84,8 +83,8 @@ def _field(where: Path, header: Mapping[str, Any], key: str, kind: type | tuple[
 def _json_field(where: Path, metadata: Mapping[str, str], key: str, kind: type) -> Any:
     """A model-file header entry that holds JSON of type `kind`."""
     try:
-        value = json.loads(_field(where, metadata, key, str))
-    except json.JSONDecodeError as exc:
+        value = loads_unique(_field(where, metadata, key, str))
+    except ValueError as exc:  # not JSON, or a key repeated
         raise _malformed(where, f"its {key!r} is not JSON ({exc})") from None
     if not isinstance(value, kind):
         raise _malformed(where, f"its {key!r} is not a JSON {kind.__name__}")
@@ -101,13 +100,19 @@ def _int_field(where: Path, metadata: Mapping[str, str], key: str) -> int:
         raise _malformed(where, f"its {key!r} is {text!r}, not a whole number") from None
 
 
-def _check_version(what: str, where: Path, version: Any) -> int:
-    """The format version of `what` ("checkpoint <folder>"), read from the file `where`."""
+def _check_version(what: str, where: Path, version: Any, path: Path) -> None:
+    """`what` ("checkpoint <folder>", read from the file `where`) is of the current format version. An older
+    version is refused, not read: its headers are not covered by a digest, so an edited one (a forged
+    downgrade) could not be told from a real one. `path` is what the conversion command takes."""
     if not isinstance(version, int) or isinstance(version, bool) or version < 1:
         raise _malformed(where, f"its format version is {version!r}")
     if version > FORMAT_VERSION:
         raise UserError(f"{what} has format version {version}; this latentbridge reads versions up to {FORMAT_VERSION}.")
-    return version
+    if version < FORMAT_VERSION:
+        raise UserError(f"{what} has format version {version}, written by an older latentbridge: its header is not "
+                        f"covered by a digest, so it is not loaded (an edited header could not be detected). If you "
+                        f"wrote it yourself, convert it once with `{CONVERT_COMMAND} {path}` (it checks the old "
+                        "digests and writes the current format), or retrain.")
 
 
 def read_manifest(path: Path) -> dict[str, Any]:
@@ -119,19 +124,25 @@ def read_manifest(path: Path) -> dict[str, Any]:
             f"checkpoint {path} has no {MANIFEST_NAME}: it is torn (the save was interrupted) "
             "or not a latentbridge checkpoint. Resume from an earlier one."
         )
+    manifest = read_manifest_json(path)
+    _check_version(f"checkpoint {path}", manifest_path, manifest.get("format_version"), path)
+    if manifest.get(SELF_DIGEST) != header_digest(manifest):
+        raise UserError(f"checkpoint {path} is corrupt: {MANIFEST_NAME} does not match its own {SELF_DIGEST} "
+                        "(it was edited or damaged). Resume from an earlier checkpoint.")
+    for key, kind in (("kind", str), ("step", int), ("stage", str), ("fingerprint", str), ("files", dict)):
+        _field(manifest_path, manifest, key, kind)
+    return manifest
+
+
+def read_manifest_json(path: Path) -> dict[str, Any]:
+    """The manifest of the checkpoint folder `path` as JSON of a latentbridge checkpoint, of any version."""
     try:
-        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+        manifest = loads_unique(path.joinpath(MANIFEST_NAME).read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
         raise UserError(f"checkpoint {path}: {MANIFEST_NAME} is unreadable ({exc}); the checkpoint is torn.") from exc
     if not isinstance(manifest, dict) or manifest.get("format") != CHECKPOINT_FORMAT:
         found = manifest.get("format") if isinstance(manifest, dict) else None
         raise UserError(f"checkpoint {path} is not a latentbridge checkpoint (its manifest has format {found!r}).")
-    if _check_version(f"checkpoint {path}", manifest_path, manifest.get("format_version")) >= 2 and \
-            manifest.get(SELF_DIGEST) != header_digest(manifest):
-        raise UserError(f"checkpoint {path} is corrupt: {MANIFEST_NAME} does not match its own {SELF_DIGEST} "
-                        "(it was edited or damaged). Resume from an earlier checkpoint.")
-    for key, kind in (("kind", str), ("step", int), ("stage", str), ("fingerprint", str), ("files", dict)):
-        _field(manifest_path, manifest, key, kind)
     return manifest
 
 
@@ -198,6 +209,7 @@ def load_checkpoint(path: str | Path, expected_fingerprint: ConfigFingerprint | 
 
 def _read_tensors(path: Path) -> dict[str, torch.Tensor]:
     try:
+        check_safetensors_header(path)
         return load_file(path)
     except Exception as exc:  # a damaged file that slipped past verify=False
         raise UserError(f"checkpoint file {path} cannot be read ({type(exc).__name__}: {exc}); it is torn or "
@@ -206,7 +218,7 @@ def _read_tensors(path: Path) -> dict[str, torch.Tensor]:
 
 def _read_json_object(path: Path) -> dict[str, Any]:
     try:
-        value = json.loads(path.read_text(encoding="utf-8"))
+        value = loads_unique(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
         raise UserError(f"checkpoint file {path} cannot be read ({exc}); it is torn or corrupt.") from exc
     if not isinstance(value, dict):
@@ -222,11 +234,13 @@ def _link_aliases(where: Path, model: dict[str, torch.Tensor], aliases: Any) -> 
         model[alias] = model[canonical]
 
 
-def _read_model_file(path: Path) -> tuple[dict[str, str], dict[str, torch.Tensor]]:
-    """A model file's header metadata and tensors; UserError when it is not a readable safetensors file."""
+def read_model_file(path: Path) -> tuple[dict[str, str], dict[str, torch.Tensor]]:
+    """A model file's header metadata and tensors, of any version; UserError when it is not a readable
+    safetensors file or its header repeats a key."""
     if not path.exists():
         raise UserError(f"model file {path} does not exist.")
     try:
+        check_safetensors_header(path)
         with safe_open(str(path), framework="pt") as f:
             meta = f.metadata() or {}
         return meta, load_file(path)
@@ -237,14 +251,11 @@ def _read_model_file(path: Path) -> tuple[dict[str, str], dict[str, torch.Tensor
         ) from exc
 
 
-def _check_model_file_digest(path: Path, meta: Mapping[str, str], model: Mapping[str, torch.Tensor], version: int) -> None:
-    """Version 2 covers the header and the tensors; version 1 covered the tensors only."""
-    if version >= 2:
-        if meta.get(SELF_DIGEST) != model_file_digest(meta, model):
-            raise UserError(f"model file {path} is corrupt: its header or tensors do not match the {SELF_DIGEST} in "
-                            "its header (it was edited or damaged).")
-    elif tensor_digest(model) != meta.get("tensors_sha256"):
-        raise UserError(f"model file {path} is corrupt: its tensors do not match the sha256 in its header.")
+def _check_model_file_digest(path: Path, meta: Mapping[str, str], model: Mapping[str, torch.Tensor]) -> None:
+    """The digest covers the header and the tensors."""
+    if meta.get(SELF_DIGEST) != model_file_digest(meta, model):
+        raise UserError(f"model file {path} is corrupt: its header or tensors do not match the {SELF_DIGEST} in "
+                        "its header (it was edited or damaged).")
 
 
 def load_model_file(path: str | Path, expected_fingerprint: ConfigFingerprint | str | None = None) -> ModelFile:
@@ -254,11 +265,11 @@ def load_model_file(path: str | Path, expected_fingerprint: ConfigFingerprint | 
     if path.is_dir():
         ckpt = load_checkpoint(path, expected_fingerprint)
         return ModelFile(path, ckpt.model, ckpt.config, ckpt.step, ckpt.stage, ckpt.manifest["fingerprint"])
-    meta, model = _read_model_file(path)
+    meta, model = read_model_file(path)
     if meta.get("format") != MODEL_FILE_FORMAT:
         raise UserError(f"model file {path} is not a latentbridge model file (format {meta.get('format')!r}).")
-    version = _check_version(f"model file {path}", path, _int_field(path, meta, "format_version"))
-    _check_model_file_digest(path, meta, model, version)
+    _check_version(f"model file {path}", path, _int_field(path, meta, "format_version"), path)
+    _check_model_file_digest(path, meta, model)
     found = {"fingerprint": _field(path, meta, "fingerprint", str),
              "fingerprint_fields": _json_field(path, meta, "fingerprint_fields", dict)}
     _refuse_if_incompatible(path, found, expected_fingerprint)
