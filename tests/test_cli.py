@@ -325,7 +325,7 @@ def test_plain_help_lists_the_mode_panel_first_and_the_sections_in_order():
     sections = [line[:-1] for line in help_text.splitlines() if line and not line[0].isspace() and line.endswith(":")]
     expected = list(dict.fromkeys(field_meta(name)["section"] for name in field_names()))
     assert sections == [cli.RUN_PANEL, *expected, cli.HELP_PANEL]
-    assert "[default: 256]" in help_text and "(> 0)" in help_text  # latent_dim's default and bound
+    assert "[default: 256]" in help_text and "(allowed: > 0 and <= 65536)" in help_text  # latent_dim's default and bound
 
 
 def test_unknown_flag_suggests_the_closest_option_only():
