@@ -70,7 +70,7 @@ def _points(system: Mapping[str, Any]) -> float:
 def _against(latent: float, name: str, other: Mapping[str, Any]) -> str:
     theirs = _points(other)
     diff = latent - theirs
-    relative = f", {100 * diff / theirs:+.0f}%" if theirs > 0 else ""
+    relative = f" ({100 * diff / theirs:+.0f}%)" if theirs > 0 else ""
     if abs(diff) < 0.005:
         return f"ties the {name} baseline ({theirs:.2f})"
     word = "beats" if diff > 0 else "loses to"
