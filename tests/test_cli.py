@@ -232,9 +232,28 @@ def test_config_table_shows_sources():
     assert "5" in seed_row and "command line" in seed_row
 
 
+def test_config_table_at_80_columns_keeps_values_and_sources_whole(tmp_path):
+    saved = tmp_path / "run.yaml"
+    saved.write_text("seed: 7\n")
+    result = invoke(["--mode", "config", "--preset", "tiny", "--config", str(saved), "--learning-rate", "5e-5"],
+                    env={"COLUMNS": "80", "LATENTBRIDGE_BATCH_SIZE": "8"})
+    assert result.exit_code == 0
+    lines = result.stdout.splitlines()
+    assert max(len(line) for line in lines) <= 80
+
+    def row(field: str) -> str:
+        return next(line for line in lines if f"│ {field} " in line)
+
+    assert "'transformer'" in row("middle_architecture") and "default" in row("middle_architecture")
+    assert "5e-05" in row("learning_rate") and "command line" in row("learning_rate")
+    assert "8" in row("batch_size") and "environment" in row("batch_size")
+    assert "preset tiny" in row("latent_dim")
+    assert any("Training Hyperparameters" in line for line in lines)  # the section headings
+
+
 def test_config_table_shows_the_effective_precision_next_to_the_flags():
     rows = invoke(["--mode", "config", "--preset", "tiny", "--use-bf16"], env={"COLUMNS": "250"}).stdout.splitlines()
-    names = [line.split("│")[2].strip() if line.count("│") > 3 else "" for line in rows]
+    names = [line.split("│")[1].strip() if line.count("│") > 2 else "" for line in rows]
     row = rows[names.index("precision (effective)")]
     assert names.index("precision (effective)") == names.index("use_bf16") + 1
     assert "fp32" in row and "the device is cpu" in row

@@ -141,11 +141,21 @@ def ensure_tiny_assets(root: Path, seed: int = 0, lm_steps: Optional[int] = None
     root = Path(root)
     paths = bundled_paths(root)
     assets = TinyAssets(root, ensure_bundled_corpus(root, seed), paths["encoder"], paths["decoder"])
-    base = {"seed": seed, "version": ASSETS_VERSION}
     sizes = bundled_sizes(lm_steps)
-    _build_models(assets, lambda: corpus_texts(seed), (base, {**base, "lm_steps": sizes.lm_steps}), seed, sizes,
+    _build_models(assets, lambda: corpus_texts(seed), _bundled_manifests(seed, sizes), seed, sizes,
                   progress or NullProgress())
     return assets
+
+
+def _bundled_manifests(seed: int, sizes: ModelSizes) -> tuple[dict, dict]:
+    base = {"seed": seed, "version": ASSETS_VERSION}
+    return base, {**base, "lm_steps": sizes.lm_steps}
+
+
+def tiny_models_ready(root: Path, seed: int = 0) -> bool:
+    """Whether the bundled tiny models under `root` are built (else the first use builds them, ~15 s)."""
+    paths, manifests = bundled_paths(Path(root)), _bundled_manifests(seed, bundled_sizes())
+    return _is_current(paths["encoder"], manifests[0]) and _is_current(paths["decoder"], manifests[1])
 
 
 def corpus_fingerprint(texts: Sequence[str], settings: dict) -> str:

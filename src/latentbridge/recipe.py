@@ -387,6 +387,9 @@ def with_tiny_assets(c: Config, log: Callable[[str], None] = print, progress: An
 
     root = Path(c.tiny_assets_dir)
     if uses_bundled_corpus(c):
+        if not assets.tiny_models_ready(root, c.seed):
+            log(f"First use of the tiny preset: building its models under {root}, once (a tokenizer trained on the "
+                f"bundled corpus, then {assets.TINY_LM_STEPS} warm-up steps of the decoder; about 15 s on a CPU).")
         assets.ensure_tiny_assets(root, c.seed, progress=progress)
         return c
     if _bundled(c, "dataset", c.dataset_name):  # the bundled dialogues beside other pretraining text
@@ -430,7 +433,9 @@ def _corpus_models(c: Config, log: Callable[[str], None], progress: Any) -> Any:
     from latentbridge import assets  # torch: trains tokenizers and builds models
 
     spec = data_spec(c)
-    log(f"tiny models for {c.dataset_name}: reading its training texts")
+    log(f"tiny models for {c.dataset_name}: reading its training texts (the tiny preset builds models whose "
+        f"tokenizers and decoder warm-up come from your data; once per corpus: {assets.CORPUS_LM_STEPS} warm-up "
+        "steps, about 90 s on a CPU)")
     texts = training_texts(spec, ASSET_TEXTS_LIMIT)
     built = assets.ensure_corpus_assets(Path(c.tiny_assets_dir), texts, _corpus_sizes(c), c.seed, progress=progress, describe={
         "dataset_name": c.dataset_name, "train_split": c.train_split, "columns": dataclasses.asdict(spec.columns),

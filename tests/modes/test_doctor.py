@@ -197,3 +197,22 @@ def test_own_data_lists_the_real_folder_of_its_tiny_models(tmp_path):
     assert "/corpora/" in str(folder)
     assert str(folder / "models" / "modernbert") in rows["encoder (modernbert_model)"]
     assert str(folder / "models" / "gemma3") in rows["decoder (gpt2_model)"]
+
+
+def test_table_at_80_columns_keeps_every_value(tmp_path):
+    """Long items (the memory breakdown) wrap instead of squeezing the value column out."""
+    import io
+
+    from rich.console import Console
+
+    from latentbridge.modes.doctor import print_report
+
+    report = build_report(_tiny(tmp_path))
+    out = io.StringIO()
+    print_report(report, Console(file=out, width=80, color_system=None))
+    lines = out.getvalue().splitlines()
+    assert max(len(line) for line in lines) <= 80
+    stage_rows = [line for line in lines if "(batch " in line]
+    assert len(stage_rows) == len([item for item, _, _ in report.sections["memory"] if "(batch " in item])
+    assert all("GiB" in line for line in stage_rows)
+    assert any("free disk" in line and "GiB at" in line for line in lines)

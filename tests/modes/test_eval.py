@@ -31,11 +31,11 @@ def report(quick_handoff, tmp_path_factory):
     result = CliRunner().invoke(APP, ["--mode", "eval", "--preset", "tiny", "--checkpoint", str(path), "--baselines",
                                       "--split", "validation", "--output-file", str(out)], catch_exceptions=False)
     assert result.exit_code == 0, result.output
-    return json.loads(out.read_text()), result.stdout, out.with_suffix(".md").read_text()
+    return json.loads(out.read_text()), result.stdout, out.with_suffix(".md").read_text(), result.stderr
 
 
 def test_report_names_split_checkpoint_scorer_and_sampling(report, quick_handoff):
-    data, _, _ = report
+    data = report[0]
     assert data["report"] == "latentbridge-eval" and data["split"] == "validation" and data["n_examples"] == 200
     assert data["checkpoint"]["path"] == str(quick_handoff[1])
     assert "rouge-score" in data["scorer"] and "use_stemmer=True" in data["scorer"]
@@ -59,7 +59,7 @@ def test_report_has_latent_metrics_and_prefix_use(report):
     for key in ("pipeline", "gold"):
         use = data["prefix_use"][key]
         assert use["gap"] == pytest.approx(use["loss_shuffled_prefix"] - use["loss_true_prefix"])
-    assert len(data["samples"]) == 5 and {"dialogue", "reference", "latent", "constant", "direct"} <= set(data["samples"][0])
+    assert len(data["samples"]) == 5 and {"input", "reference", "latent", "constant", "direct"} <= set(data["samples"][0])
 
 
 def test_terminal_shows_the_tables(report):
@@ -93,7 +93,7 @@ def test_missing_checkpoint_exits_2(tmp_path):
 
 
 def test_markdown_report_beside_the_json_holds_the_tables_and_the_samples(report):
-    data, _, markdown = report
+    data, _, markdown, _ = report
     assert markdown.startswith(f"# Evaluation: {data['dataset']} / validation (n = 200)")
     rows = {line.split(" | ")[0].lstrip("| "): line for line in markdown.splitlines() if line.startswith("| ")}
     latent = data["systems"]["latent"]
@@ -102,7 +102,7 @@ def test_markdown_report_beside_the_json_holds_the_tables_and_the_samples(report
     assert {"constant baseline", "direct baseline (no bottleneck)", "cosine", "predicted (middle)"} <= set(rows)
     assert f"{data['prefix_use']['pipeline']['gap']:.3f}" in rows["predicted (middle)"]
     sample = data["samples"][0]
-    assert "| id | dialogue | reference | latent |" in markdown
+    assert "| id | input (dialogue) | reference (summary) | latent |" in markdown  # named after the trained columns
     assert sample["reference"].replace("|", "\\|") in markdown
 
 
@@ -114,3 +114,51 @@ def test_eval_max_samples_from_the_command_line_caps_the_dialogues_scored(quick_
     assert result.exit_code == 0, result.output
     data = json.loads(out.read_text())
     assert data["n_examples"] == 7 and data["latent_metrics"]["n_examples"] == 7
+
+
+def test_one_verdict_line_in_the_report_the_markdown_and_on_the_terminal(report):
+    data, out, markdown, _ = report
+    systems = data["systems"]
+    latent, constant, direct = (100 * systems[name]["rougeL"] for name in ("latent", "constant", "direct"))
+    line = data["verdict"]
+    assert line.startswith(f"Verdict (ROUGE-L F1 x 100): the latent pipeline ({latent:.2f})")
+    for name, score in (("constant", constant), ("direct", direct)):
+        word = "beats" if latent > score else "loses to"
+        assert f"{word} the {name} baseline ({score:.2f}) by {abs(latent - score):.2f} points" in line
+    assert f"**{line}**" in markdown
+    assert " ".join(line.split()) in " ".join(out.split())
+
+
+def test_the_report_names_the_trained_columns(report):
+    assert report[0]["columns"] == {"input": "dialogue", "target": "summary"}
+
+
+def test_the_gold_latents_row_is_explained(report):
+    data, _, markdown, _ = report
+    note = next(n for n in data["notes"] if n.startswith("gold latents:"))
+    assert "ceiling of the latent path only when the adapter trained on gold latents" in note
+    assert note in markdown
+
+
+def test_direct_baseline_training_shows_progress_lines(report):
+    err = report[3]
+    steps = report[0]["systems"]["direct"]["steps"]
+    assert "direct baseline: fine-tuning a fresh copy of the decoder on 32 pairs for 2 steps" in err
+    lines = [line for line in err.splitlines() if line.startswith("direct baseline: training ")]
+    assert lines[0].startswith("direct baseline: training 0/2") and lines[-1].startswith(f"direct baseline: training {steps}/{steps}")
+
+
+def test_tables_at_80_columns_keep_every_number(report):
+    import io
+
+    from rich.console import Console
+
+    from latentbridge.evaluation.report import render_report
+
+    data = report[0]
+    out = io.StringIO()
+    render_report(data, Console(file=out, width=80, color_system=None))
+    lines = out.getvalue().splitlines()
+    assert max(len(line) for line in lines) <= 80
+    for name, scores in data["systems"].items():
+        assert any(f"{100 * scores['rougeLsum']:.2f}" in line for line in lines), name

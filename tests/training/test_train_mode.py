@@ -111,3 +111,11 @@ def test_middle_stages_train_from_live_latents(tiny_root, tmp_path, capsys):
     assert [s.name for s in plan(c) if not s.uses_cache] == ["pretrain_middle", "finetune_middle"]
     assert run(c, ModeOptions()) == 0
     assert "Training done (16 steps)" in capsys.readouterr().out
+
+
+def test_a_stopped_run_says_so_once(tiny_root, tmp_path, capsys):
+    """Ctrl-C and stop_after_steps end the same way: the trainer checkpoints, the mode says how to continue."""
+    c = train_config(tiny_root, tmp_path)
+    assert run(c, ModeOptions(), stop_after_steps=2) == 130
+    out = capsys.readouterr().out.lower()
+    assert out.count("stopped at step") == 1 and "continue with --resume auto" in out

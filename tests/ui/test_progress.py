@@ -108,3 +108,35 @@ def test_dashboard_prints_notes_until_the_first_stage_starts_the_panel():
     assert dash._started
     dash.close()
     assert not dash._started
+
+
+def test_plain_sample_keeps_the_output_whole_and_shortens_the_target():
+    console, out = plain_console()
+    display = PlainProgress(console)
+    output = "Ben will bring lunch at 1. " * 12  # ~320 characters: the old 200-character cut lost the output
+    display.sample(output, target="Anna asks about lunch. " * 20)
+    line = out.getvalue().strip()
+    assert line.endswith(" ".join(output.split())) and "| output: " in line
+    assert len(line.split(" | output: ")[0]) <= len("sample: target: ") + 120
+
+
+def test_dashboard_fits_80x24_with_a_long_sample_and_prints_notes_above():
+    out = io.StringIO()
+    console = Console(record=True, force_terminal=True, width=80, height=24, file=out, color_system=None)
+    clock = FakeClock()
+    dash = RichDashboard(console, clock=clock)
+    dash.start_stage("finetune_middle", 3, 4, epochs=10, steps_per_epoch=63)
+    clock.now += 5
+    dash.update(metrics(245, epoch=3, losses={"total": 0.1624, "mse": 0.01176, "contrastive": 1.506, "stop": 0.0}))
+    dash.update(metrics(245, losses={"total": 0.17, "contrastive": 1.642, "mse": 0.01247, "stop": 0.0},
+                        split="validation"))
+    dash.checkpoint_state(writing_step=None, last_safe_step=800)
+    dash.sample("In 1877, the first hospital was founded. " * 8, target="In 1813, a railway line was opened. " * 8)
+    dash.message("finetune_middle epoch 4 step 252: best so far, saving best_model_finetune.pt")
+    panel = console.render_lines(dash.render(), console.options)
+    assert len(panel) <= 14  # with a line of notes above and the shell prompt, within 24 rows
+    text = "\n".join("".join(seg.text for seg in line) for line in panel)
+    assert "epoch 4/10 step 245/630" in text and "output: In 1877" in text
+    assert "best so far" not in text  # notes go above the panel, not into it
+    dash.close()
+    assert "finetune_middle epoch 4 step 252: best so far, saving best_model_finetune.pt" in out.getvalue()

@@ -17,7 +17,7 @@ from __future__ import annotations
 import math
 import random
 from dataclasses import dataclass, field
-from typing import Any, Optional, Sequence
+from typing import Any, Callable, Optional, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -118,10 +118,12 @@ def direct_loss(model: Any, ids, mask, labels):
 
 
 def train_direct_baseline(model: Any, tokenizer: Any, pairs: Sequence[tuple[str, str]], settings: DirectTraining,
-                          *, name: str = "", device: str = "cpu") -> DirectResult:
+                          *, name: str = "", device: str = "cpu",
+                          on_step: Optional[Callable[[int, float], None]] = None) -> DirectResult:
     """Fine-tune every parameter of the causal LM `model` on (dialogue, summary) `pairs` for exactly
     `settings.steps` optimizer steps (the pairs are cycled in a seeded order). `name` is the model's
-    hub name or folder (decides the chat framing, as in the latent path). Trains in place."""
+    hub name or folder (decides the chat framing, as in the latent path). Trains in place. `on_step(step, loss)`
+    is called after each optimizer step (progress on the screen: the training takes minutes)."""
     if not pairs:
         raise ValueError("the direct baseline needs training pairs")
     frame = _framing(model, tokenizer, name)
@@ -156,6 +158,8 @@ def train_direct_baseline(model: Any, tokenizer: Any, pairs: Sequence[tuple[str,
         scheduler.step()
         result.steps += 1
         result.losses.append(step_loss)
+        if on_step is not None:
+            on_step(result.steps, step_loss)
     model.eval()
     return result
 

@@ -7,6 +7,7 @@ module is imported only when it runs, so `--help` and `--mode config` never impo
 from __future__ import annotations
 
 import importlib
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Optional
@@ -59,6 +60,8 @@ def run(mode: str, config: Config, *, sources: Optional[Mapping[str, str]] = Non
     mode_options = ModeOptions(sources=given, **options)
     for name in OUTPUT_FOLDERS.get(mode, ()):
         ensure_folder(getattr(config, name), f"{name} (--{name.replace('_', '-')})")
+    if mode != "config" and "torch" not in sys.modules:  # the imports alone took 4-8 s here: say why it waits
+        print(f"--mode {mode}: loading torch and transformers (a few seconds)", file=sys.stderr, flush=True)
     module = importlib.import_module(MODE_MODULES[mode])
     if mode != "config" and config.torch_num_threads is not None:
         import torch  # only the modes that run torch set its threads; --mode config stays torch-free

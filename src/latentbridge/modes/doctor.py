@@ -378,20 +378,30 @@ def _m(n: int) -> str:
     return f"{n / 1e6:.2f}M" if n >= 1e5 else f"{n:,}"
 
 
-def print_report(report: Report) -> None:
-    console = Console()
+def report_tables(report: Report) -> list[Table]:
+    """One table per section. Every column may wrap except the status, and the value column keeps room for its
+    longest value up to 32 characters, so at 80 columns long items (the memory breakdown) and paths wrap instead
+    of squeezing the values (the numbers) out."""
     styles = {"ok": "green", "note": "yellow", "problem": "bold red"}
+    tables = []
     for section, rows in report.sections.items():
         table = Table(title=section, title_justify="left", show_header=False)
-        table.add_column("item", no_wrap=True)
-        table.add_column("value", overflow="fold")
+        table.add_column("item", overflow="fold")
+        table.add_column("value", min_width=min(32, max(len(value) for _, value, _ in rows)), overflow="fold")
         table.add_column("status", no_wrap=True)
         for item, value, status in rows:
             table.add_row(item, value, f"[{styles[status]}]{status}[/]")
+        tables.append(table)
+    return tables
+
+
+def print_report(report: Report, console: Optional[Console] = None) -> None:
+    console = console or Console()
+    for table in report_tables(report):
         console.print(table)
     if report.problems:
         console.print(f"[bold red]{len(report.problems)} problem(s):[/]")
         for p in report.problems:
-            console.print(f"  - {p}")
+            console.print(f"  - {p}", markup=False)
     else:
         console.print("[green]Nothing blocks this run.[/]")

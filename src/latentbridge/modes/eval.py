@@ -21,7 +21,7 @@ from accelerate.utils import set_seed
 
 from latentbridge import recipe
 from latentbridge.config import Config
-from latentbridge.data.sources import load_dialogue_split
+from latentbridge.data.sources import ColumnPlan, dialogue_columns, load_dialogue_split
 from latentbridge.errors import UserError
 from latentbridge.evaluation.baselines import (DirectTraining, adapter_stage_steps, constant_baseline, generate_direct,
                                                train_direct_baseline)
@@ -33,6 +33,7 @@ from latentbridge.evaluation.rouge import rouge_scores, scorer_description
 from latentbridge.files import write_text_atomic
 from latentbridge.models.decoder import load_decoder_backbone
 from latentbridge.modes import ModeOptions
+from latentbridge.ui.cache_progress import console_progress
 
 N_SAMPLES = 5
 
@@ -49,16 +50,29 @@ def run(config: Config, options: ModeOptions) -> int:
     return 0
 
 
+def say(text: str) -> None:
+    """What eval is doing now, on stderr (the report's tables go to stdout)."""
+    print(text, file=sys.stderr, flush=True)
+
+
+def column_names(plan: ColumnPlan) -> dict[str, str]:
+    """The trained columns, named in the report's sample headings."""
+    source = f"template {plan.input_template!r}" if plan.input_template else str(plan.input_column)
+    return {"input": source, "target": plan.target_column}
+
+
 def evaluate(loaded: TrainedModel, split: str | None = None, baselines: bool = False) -> dict[str, Any]:
     """The report dict for `loaded` on `split` (default test_split)."""
     c = loaded.config
     split = split or c.test_split
     spec = recipe.data_spec(c, ("dialogue",))
+    columns = column_names(dialogue_columns(spec, split)[1])
     examples = load_dialogue_split(spec, split, c.eval_max_samples).examples
     if not examples:
         raise UserError(f"Split {split!r} of {c.dataset_name} has no (dialogue, summary) pairs to evaluate; "
                         "choose another with --split.")
     dialogues, references = [e.input_text for e in examples], [e.target_text for e in examples]
+    say(f"eval: the latent pipeline and the gold latents on {len(examples)} examples of {split!r}")
     result = evaluate_model(loaded.model, dialogues, references, max_seq_len=c.max_seq_len,
                             max_target_len=c.max_target_len, sampling=recipe.sampling_spec(c), batch_size=c.batch_size,
                             seed=c.seed)
@@ -72,6 +86,7 @@ def evaluate(loaded: TrainedModel, split: str | None = None, baselines: bool = F
         if not train:
             raise UserError(f"The baselines need training pairs, and split {c.train_split!r} of {c.dataset_name} "
                             "has none (--train-split).")
+        say(f"constant baseline: the training summary that scores best on {split!r}")
         constant = constant_system(train, references)
         extra["constant"] = [constant.summary] * len(references)
         systems["constant"] = {**rouge_scores(extra["constant"], references).as_dict(), "summary": constant.summary,
@@ -87,7 +102,7 @@ def evaluate(loaded: TrainedModel, split: str | None = None, baselines: bool = F
         seconds["direct"] = round(time.perf_counter() - start, 2)
     samples = []
     for i, e in enumerate(examples[:N_SAMPLES]):
-        row = {"id": e.id, "dialogue": e.input_text, "reference": e.target_text,
+        row = {"id": e.id, "input": e.input_text, "reference": e.target_text,
                "latent": result["outputs"].latent[i]}
         if result["outputs"].reconstruction:
             row["reconstruction"] = result["outputs"].reconstruction[i]
@@ -96,7 +111,7 @@ def evaluate(loaded: TrainedModel, split: str | None = None, baselines: bool = F
     return build_report(dataset=c.dataset_name, split=split, n_examples=len(examples), checkpoint=loaded.describe(),
                         scorer=scorer_description(), sampling={name: getattr(c, name) for name in SAMPLING_FIELDS},
                         systems=systems, latent_metrics=result["latent_metrics"], prefix_use=result["prefix_use"],
-                        samples=samples, notes=notes, seconds=seconds)
+                        samples=samples, columns=columns, notes=notes, seconds=seconds)
 
 
 def constant_system(train: list, references: list[str]):
@@ -123,9 +138,15 @@ def direct_system(loaded: TrainedModel, train: list, dialogues: list[str]) -> tu
     device = str(next(loaded.model.adapter.parameters()).device)
     spec = dataclasses.replace(recipe.decoder_spec(c), unfrozen_layers=0)
     model, tokenizer = load_decoder_backbone(spec, loaded.model.attn_implementation)
+    say(f"direct baseline: fine-tuning a fresh copy of the decoder on {len(train)} pairs for {steps} steps "
+        "(as many as the adapter fine-tuning stage), then summarising")
+    progress = console_progress(use_rich=c.use_tui, every_s=2.0)
+    progress.start("direct baseline: training", steps)
     set_seed(c.seed)
     result = train_direct_baseline(model, tokenizer, [(e.input_text, e.target_text) for e in train], settings,
-                                   name=c.gpt2_model, device=device)
+                                   name=c.gpt2_model, device=device, on_step=lambda step, loss: progress.advance(1))
+    progress.finish()
+    say(f"direct baseline: summarising {len(dialogues)} examples")
     set_seed(c.seed)
     outputs = generate_direct(model, tokenizer, dialogues, recipe.sampling_spec(c), name=c.gpt2_model,
                               max_input_len=c.max_seq_len, batch_size=c.batch_size, device=device)

@@ -34,26 +34,26 @@ def run(config: Config, options: ModeOptions) -> int:
 
 
 def config_table(config: Config, sources: dict[str, str]) -> Table:
-    """Every field: section, name, value, source (bold when not the default)."""
+    """Every field under its section's heading: name, value, source (bold when not the default). Sections are
+    heading rows rather than a column, so that at 80 columns the value and the source keep room to be read."""
     from rich.table import Table  # see run(): only the table needs rich
 
     table = Table(title="Resolved configuration", show_lines=False)
-    table.add_column("section", overflow="fold")
     table.add_column("field", no_wrap=True)
-    table.add_column("value", overflow="fold")
-    table.add_column("source", overflow="fold")
+    table.add_column("value", min_width=14, overflow="fold")
+    table.add_column("source", min_width=12, overflow="fold")
     section = None
     for name in field_names():
-        meta = field_meta(name)
-        shown = meta["section"] if meta["section"] != section else ""
-        section = meta["section"]
+        if field_meta(name)["section"] != section:
+            section = field_meta(name)["section"]
+            table.add_row(f"[bold magenta]{section}[/]", "", "", end_section=False)
         source = sources.get(name, "default")
         style = None if source == "default" else "bold"
-        table.add_row(shown, name, short_repr(getattr(config, name), VALUE_LIMIT), source, style=style)
+        table.add_row(name, short_repr(getattr(config, name), VALUE_LIMIT), source, style=style)
         if len(repr(getattr(config, name))) > VALUE_LIMIT:
             table.caption = f"values over {VALUE_LIMIT} characters are cut: --format json or yaml shows them in full"
         if name == "use_bf16":
-            table.add_row("", PRECISION_ROW, effective_precision_text(config), "device, use_bf16, use_fp16")
+            table.add_row(PRECISION_ROW, effective_precision_text(config), "device, use_bf16, use_fp16")
     return table
 
 

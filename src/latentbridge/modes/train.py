@@ -16,6 +16,7 @@ from typing import Callable, Iterator, Optional, Sequence
 
 from accelerate import Accelerator, DistributedDataParallelKwargs
 from accelerate.utils import broadcast_object_list, set_seed
+from rich.console import Console
 
 from latentbridge import recipe
 from latentbridge.caching import ensure_cache, load_cache_encoder_state
@@ -121,13 +122,14 @@ def run(config: Config, options: ModeOptions, *, stop_after_steps: Optional[int]
     stages = recipe.plan(config)
     accelerator = build_accelerator(config, resolve_trackers(config.report_to))
     set_seed(config.seed)  # python, numpy, torch (+cuda): dropout and everything else drawn globally
-    display = make_progress_display(config.use_tui, accelerator.is_main_process)
+    console = Console()  # one console for the cache's bars, the dashboard and every note: notes print above bars
+    display = make_progress_display(config.use_tui, accelerator.is_main_process, console)
     run_dir = Path(config.output_dir)
     try:
         with checkpoint_dir_lock(accelerator, Path(config.checkpoint_dir), display.message):
             start_trackers(accelerator, project=config.tracker_project,
                            run_name=config.run_name or run_dir.resolve().name, run_dir=run_dir, config=config.to_dict())
-            result = _train(config, options, stages, accelerator, display, stop_after_steps)
+            result = _train(config, options, stages, accelerator, display, console, stop_after_steps)
     finally:
         accelerator.end_training()
         display.close()
@@ -142,8 +144,8 @@ def run(config: Config, options: ModeOptions, *, stop_after_steps: Optional[int]
 
 
 def _train(config: Config, options: ModeOptions, stages: tuple[Stage, ...], accelerator: Accelerator,
-           display: ProgressDisplay, stop_after_steps: Optional[int]) -> TrainResult:
-    progress = console_progress(use_rich=config.use_tui, every_s=2.0)
+           display: ProgressDisplay, console: Console, stop_after_steps: Optional[int]) -> TrainResult:
+    progress = console_progress(use_rich=config.use_tui, every_s=2.0, console=console)
     with accelerator.main_process_first():  # rank 0 builds the tiny preset's models, the others then reuse them
         config = recipe.with_tiny_assets(config, display.message, progress)  # for a user's corpus: its own models
     # every rank encodes its share of a cache build; rank 0 merges the shards and speaks for it

@@ -318,8 +318,7 @@ class Trainer:
                     if self._last_saved_step != st.global_step:
                         self._save(stage, st, optimizer, scheduler)
                     self.checkpointer.wait()
-                    self._show_checkpoint_state()
-                    self.display.message(f"stopped at step {st.global_step}; resume with --resume auto")
+                    self._show_checkpoint_state()  # the caller says that it stopped (TrainResult.interrupted)
                     return True
                 self._show_checkpoint_state()
             ended_early = ended_early or self._end_epoch(stage, st, data)
@@ -548,7 +547,7 @@ class Trainer:
             return
         batch = _to_device(data.collate([data.validation[0]]), self.accelerator.device)
         output = self._greedy(stage, batch, self.s.sample_max_tokens)[0]
-        self.display.sample(f"target: {self._target_texts(batch)[0]} | output: {output}")
+        self.display.sample(output, target=self._target_texts(batch)[0])
 
     # ------------------------------------------------------------------ checkpoints, logging, stopping
 

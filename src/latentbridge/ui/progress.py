@@ -9,9 +9,11 @@ when `use_tui` is on and the console is an interactive terminal, plain lines oth
 
 from __future__ import annotations
 
+import textwrap
 import time
+from contextlib import ExitStack
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Optional
 
 from rich.console import Console, RenderableType
 from rich.live import Live
@@ -22,6 +24,7 @@ from rich.text import Text
 
 from latentbridge.training.metrics import StepMetrics
 from latentbridge.training.progress import NullDisplay, ProgressDisplay
+from latentbridge.ui.live import logging_through
 
 
 # ----------------------------------------------------------------------------- shared state
@@ -85,8 +88,8 @@ class _Tracker:
         self.writing_step: int | None = None
         self.last_safe_step: int | None = None
         self.ckpt_error: str | None = None
-        self.last_sample: str | None = None
-        self.messages: list[str] = []
+        self.last_sample: str | None = None  # the model's output
+        self.last_target: str | None = None  # what it should have written
 
     def start_stage(self, name, index, total_stages, epochs, steps_per_epoch, start_step) -> None:
         self.stage = _StageView(name, index, total_stages, epochs, steps_per_epoch, start_step, self.clock(), start_step)
@@ -120,6 +123,14 @@ def _losses_text(m: StepMetrics) -> str:
     if others and "total" in m.losses:
         parts.append("(" + " ".join(others) + ")")
     return " ".join(parts)
+
+
+def _shorten(text: str, chars: int) -> str:
+    flat = " ".join(text.split())
+    return flat if len(flat) <= chars else flat[: chars - 3].rstrip() + "..."
+
+
+SAMPLE_TARGET_CHARS = 120
 
 
 # ----------------------------------------------------------------------------- plain lines
@@ -171,10 +182,12 @@ class PlainProgress:
             self._print(f"checkpoint committed: step {last_safe_step}")
         t.writing_step, t.last_safe_step, t.ckpt_error = writing_step, last_safe_step, error
 
-    def sample(self, text: str) -> None:
-        self._t.last_sample = text
-        flat = " ".join(text.split())
-        self._print(f"sample: {flat[:200]}{'...' if len(flat) > 200 else ''}")
+    def sample(self, output: str, target: Optional[str] = None) -> None:
+        """The output whole (it is what the line is for); the target is shortened to keep the line short."""
+        self._t.last_sample, self._t.last_target = output, target
+        flat = " ".join(output.split())
+        self._print(f"sample: target: {_shorten(target, SAMPLE_TARGET_CHARS)} | output: {flat}" if target
+                    else f"sample: {flat}")
 
     def message(self, text: str) -> None:
         self._print(text)
@@ -186,38 +199,51 @@ class PlainProgress:
 # ----------------------------------------------------------------------------- Rich dashboard
 
 
+SAMPLE_LINES = 3  # lines of the panel's sample: with the rest, the panel fits an 80x24 terminal
+LABEL_WIDTH = 14
+
+
 class RichDashboard:
-    """A live panel: stage x of y, epoch, step bar with ETA, losses, lr, throughput, memory, checkpoints, sample."""
+    """A live panel: stage x of y, epoch, step bar with ETA, losses, lr, throughput, memory, checkpoints, sample.
+
+    At most 14 lines, so it fits an 80x24 terminal with room for the notes above it: notes are printed above the
+    panel on the same console, as are print(), warnings and logging while it is live (latentbridge.ui.live)."""
 
     def __init__(self, console: Console | None = None, *, clock: Callable[[], float] = time.monotonic, refresh_per_second: float = 4) -> None:
         self.console = console or Console()
         self._t = _Tracker(clock)
         self._live = Live(get_renderable=self.render, console=self.console, refresh_per_second=refresh_per_second,
-                          transient=False, redirect_stdout=False, redirect_stderr=False)
+                          transient=False, redirect_stdout=True, redirect_stderr=True)
         self._started = False
+        self._routing = ExitStack()
 
     def _refresh(self, start: bool = True) -> None:
         """Redraw; the live panel starts with the first stage (before that, e.g. while the cache is built
         under its own progress bar, notes are printed as plain lines)."""
         if not self._started and start:
+            self._routing.enter_context(logging_through(self.console))  # before the Live replaces sys.stderr
             self._live.start()
             self._started = True
         if self._started:
             self._live.refresh()
 
+    def _text_width(self) -> int:
+        """Characters of a value cell: the console's width less the panel's border and the label column."""
+        return max(20, self.console.width - LABEL_WIDTH - 6)
+
     def render(self) -> RenderableType:
         t, s = self._t, self._t.stage
         grid = Table.grid(padding=(0, 2))
-        grid.add_column(style="bold cyan", no_wrap=True)
+        grid.add_column(style="bold cyan", no_wrap=True, width=LABEL_WIDTH)
         grid.add_column()
         grid.add_row("stage", f"{s.index}/{s.total_stages} {s.name}" if s.name else "-")
-        bar = ProgressBar(total=max(1, s.total_steps), completed=min(s.step, max(1, s.total_steps)), width=30)
-        line = Table.grid(padding=(0, 1))
-        line.add_row(bar, Text(t.progress_text()))
-        grid.add_row("progress", line)
+        bar = ProgressBar(total=max(1, s.total_steps), completed=min(s.step, max(1, s.total_steps)),
+                          width=min(40, self._text_width()))
+        grid.add_row("progress", bar)
+        grid.add_row("", _line(t.progress_text()))
         m = t.train
         if m is not None:
-            grid.add_row("loss", _losses_text(m))
+            grid.add_row("loss", _line(_losses_text(m)))
             grid.add_row("lr / grad norm", f"{_num(m.lr, '.2e')} / {_num(m.grad_norm, '.3g')}")
             tput = f"{_si(m.samples_per_s)} samples/s"
             if m.tokens_per_s is not None:
@@ -225,14 +251,24 @@ class RichDashboard:
             grid.add_row("throughput", tput)
             grid.add_row("memory", f"{m.memory_gb:.2f} GB" if m.memory_gb is not None else "-")
         if t.validation is not None:
-            grid.add_row("validation", f"epoch {t.validation.epoch + 1}: {_losses_text(t.validation)}")
+            grid.add_row("validation", _line(f"epoch {t.validation.epoch + 1}: {_losses_text(t.validation)}"))
         style = "bold red" if t.ckpt_error else ("yellow" if t.writing_step is not None else "green")
-        grid.add_row("checkpoint", Text(t.checkpoint_text(), style=style))
+        grid.add_row("checkpoint", _line(t.checkpoint_text(), style=style))
         if t.last_sample:
-            grid.add_row("sample", Text(t.last_sample[:400], overflow="fold"))
-        for note in t.messages[-3:]:
-            grid.add_row("", Text(note, style="dim"))
+            grid.add_row("sample", self._sample_text())
         return Panel(grid, title="latentbridge training", border_style="blue")
+
+    def _sample_text(self) -> Text:
+        """The output first and whole where it fits, then the target, within SAMPLE_LINES lines."""
+        t = self._t
+        text = f"output: {' '.join(t.last_sample.split())}"
+        if t.last_target:
+            text += f" | target: {' '.join(t.last_target.split())}"
+        lines = textwrap.wrap(text, self._text_width()) or [""]
+        if len(lines) > SAMPLE_LINES:
+            lines = lines[:SAMPLE_LINES]
+            lines[-1] = lines[-1][: self._text_width() - 3] + "..."
+        return Text("\n".join(lines))
 
     def start_stage(self, name: str, index: int, total_stages: int, *, epochs: int, steps_per_epoch: int, start_step: int = 0) -> None:
         self._t.start_stage(name, index, total_stages, epochs, steps_per_epoch, start_step)
@@ -246,21 +282,26 @@ class RichDashboard:
         self._t.writing_step, self._t.last_safe_step, self._t.ckpt_error = writing_step, last_safe_step, error
         self._refresh(start=False)
 
-    def sample(self, text: str) -> None:
-        self._t.last_sample = " ".join(text.split())
+    def sample(self, output: str, target: Optional[str] = None) -> None:
+        self._t.last_sample, self._t.last_target = output, target
         self._refresh(start=False)
 
     def message(self, text: str) -> None:
-        self._t.messages.append(text)
-        if not self._started:
-            self.console.print(text, markup=False, highlight=False)
+        """Printed above the panel (before it starts, above any progress bar on the same console)."""
+        self.console.print(text, markup=False, highlight=False)
         self._refresh(start=False)
 
     def close(self) -> None:
         if self._started:
             self._live.refresh()
             self._live.stop()
+            self._routing.close()
             self._started = False
+
+
+def _line(text: str, style: str = "") -> Text:
+    """One line of the panel: cut with an ellipsis rather than wrapped, so the panel keeps its height."""
+    return Text(text, style=style, no_wrap=True, overflow="ellipsis")
 
 
 def make_progress_display(use_tui: bool, is_main: bool, console: Console | None = None, *, every_s: float = 10.0) -> ProgressDisplay:
