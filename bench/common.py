@@ -49,7 +49,7 @@ def alternate(contenders: Mapping[str, Contender], rounds: int, *, warmup: bool 
     of each (page cache, allocator, lazy imports) unless `warmup` is False.
 
     Returns contender -> measure -> one value per round. "seconds" is the call's wall time; a contender
-    may also return its own measures ({"blocked": 0.01, ...}), which are kept beside it."""
+    may also return its own measures as a mapping ({"blocked": 0.01, ...}), which are kept beside it."""
     if warmup:
         for fn in contenders.values():
             fn()
@@ -59,7 +59,8 @@ def alternate(contenders: Mapping[str, Contender], rounds: int, *, warmup: bool 
             start = clock()
             extra = contenders[name]()
             seconds = clock() - start
-            for key, value in {"seconds": seconds, **(extra or {})}.items():
+            extra = extra if isinstance(extra, Mapping) else {}  # other return values are the work's, not measures
+            for key, value in {"seconds": seconds, **extra}.items():
                 out[name].setdefault(key, []).append(value)
     return out
 
