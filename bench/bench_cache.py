@@ -22,11 +22,14 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT / "src"), str(ROOT)]
+sys.path[:0] = [str(ROOT / "src"), str(ROOT), str(ROOT / "bench")]
+
+from common import alternate, load_average, ratio  # noqa: E402
 
 from latentbridge.data.cache import CacheBuild, open_cache  # noqa: E402
 from latentbridge.data.loader import CacheDataset, Collate  # noqa: E402
@@ -183,33 +186,50 @@ def bench_preprocess(quick: bool, rounds: int = 3) -> list[tuple[str, str, float
     return rows
 
 
-def _alternate(fns: dict[str, callable], rounds: int) -> dict[str, list[float]]:
-    """Seconds of each function per round, the functions taking turns (the machine is shared and noisy)."""
-    times: dict[str, list[float]] = {name: [] for name in fns}
-    for _ in range(rounds):
-        for name, fn in fns.items():
-            t0 = time.perf_counter()
-            fn()
-            times[name].append(time.perf_counter() - t0)
-    return times
+def memmap_columns(split) -> dict[str, np.ndarray]:
+    """The npy cache's array columns opened as plain numpy memmaps (the reference reads these files itself)."""
+    return {name: np.load(split.folder / f"{split.rel}.{name}.npy", mmap_mode="r")
+            for name in [*split.layout, "lengths"]}
 
 
-def bench_trainer_reader(n: int, k: int, d: int, tmp: Path, rounds: int) -> list[tuple[str, float, float, float]]:
-    """(cache, reader records/s, raw memmap records/s, median of the per-round ratios)."""
+def memmap_batch(columns: dict[str, np.ndarray], names: list[str], int8: bool, target_mask: bool,
+                 rows: np.ndarray) -> dict:
+    """The reference: the reader's batch by hand from raw memmaps, numpy fancy indexing, one gather per column:
+    latents trimmed to the batch's longest row and (int8) dequantised with their scales, latent masks, target
+    ids padded to the longest target and their mask. The reader must give equal tensors (tested)."""
     import torch
 
-    from latentbridge.data.loader import CacheDataset, Collate
+    lengths = columns["lengths"][rows]                                        # (B, C)
+    out = {}
+    for side in ("input", "target"):
+        c = names.index(f"{side}_latents")
+        k = max(1, int(lengths[:, c].max()))
+        x = columns[f"{side}_latents"][rows, :k]                               # (B, k, D)
+        if int8:
+            x = x.astype(np.float32) * columns[f"{side}_scales"][rows, :k, None]
+        out[f"{side}_latents"] = torch.from_numpy(x)
+        out[f"{side}_latent_mask"] = torch.from_numpy(np.arange(k)[None, :] < lengths[:, c, None])
+    c = names.index("target_ids")
+    width = max(1, int(lengths[:, c].max()))
+    out["target_ids"] = torch.from_numpy(columns["target_ids"][rows, :width].astype(np.int64))
+    if target_mask:
+        out["target_attention_mask"] = torch.from_numpy((np.arange(width)[None, :] < lengths[:, c, None]).astype(np.int64))
+    return out
 
+
+def bench_trainer_reader(n: int, k: int, d: int, tmp: Path, rounds: int) -> list[tuple[str, float, float, Any]]:
+    """(cache, reader records/s, reference records/s, reader rate / reference rate as a common.Ratio): the
+    reader the Trainer uses against memmap_batch on the npy files of an npy cache of the same records (the
+    jsonl cache against the reference over the npy files of its twin)."""
     rng = np.random.default_rng(2)
     batches = [np.sort(rng.choice(n, BATCH, replace=False)) for _ in range(max(8, min(40, n // BATCH)))]
-    ref_path = tmp / "reference.npy"
-    ref_mm = np.lib.format.open_memmap(ref_path, mode="w+", dtype=np.float32, shape=(n, 2, k, d))
-    ref_mm[:] = np.random.default_rng(0).standard_normal((n, 2, k, d), dtype=np.float32)
-    ref_mm.flush()
-    ref = np.load(ref_path, mmap_mode="r")
     out = []
     for fmt, int8 in (("npy", True), ("npy", False), ("jsonl", True)):
         split = open_cache(build_synthetic(tmp / f"t{fmt}{int8}", n, k, d, int8, fmt)).split("dialogue", "train")
+        twin = split if fmt == "npy" else open_cache(build_synthetic(tmp / f"tnpy{int8}", n, k, d, int8, "npy")
+                                                     ).split("dialogue", "train")
+        columns, names = memmap_columns(twin), list(twin.layout)
+        target_mask = "target_attention_mask" in twin.fields
         ds, collate = CacheDataset(split, metadata=False), Collate(0)  # as modes/train.stage_data builds them
 
         def reader():
@@ -218,19 +238,18 @@ def bench_trainer_reader(n: int, k: int, d: int, tmp: Path, rounds: int) -> list
 
         def memmap():
             for b in batches:
-                torch.from_numpy(ref[b])  # (B, 2, K, D) float32: the latents alone, no masks, no ids
+                memmap_batch(columns, names, int8, target_mask, b)
 
-        reader(), memmap()  # warm the page cache
-        times = _alternate({"reader": reader, "memmap": memmap}, rounds)
+        times = alternate({"reader": reader, "memmap": memmap}, rounds)
         records = len(batches) * BATCH
-        ratios = [m / r for r, m in zip(times["reader"], times["memmap"])]
-        out.append((f"{fmt}, {'int8' if int8 else 'fp32'}", records / float(np.median(times["reader"])),
-                    records / float(np.median(times["memmap"])), float(np.median(ratios))))
+        reader_s, memmap_s = times["reader"]["seconds"], times["memmap"]["seconds"]
+        out.append((f"{fmt}, {'int8' if int8 else 'fp32'}", records / float(np.median(reader_s)),
+                    records / float(np.median(memmap_s)), ratio(memmap_s, reader_s)))
     return out
 
 
-def bench_encoder_pass(quick: bool, rounds: int) -> list[tuple[str, float, float, float]]:
-    """(encoder, our pass records/s, bare loop records/s, median of the per-round ratios)."""
+def bench_encoder_pass(quick: bool, rounds: int) -> list[tuple[str, float, float, Any]]:
+    """(encoder, our pass records/s, bare loop records/s, our rate / bare rate as a common.Ratio)."""
     import torch
 
     from latentbridge.data.preprocess import encode_batched, pad_sequences
@@ -263,11 +282,10 @@ def bench_encoder_pass(quick: bool, rounds: int) -> list[tuple[str, float, float
                 for batch in batches:
                     model(**batch)
 
-        ours(), bare()  # warm up
-        times = _alternate({"ours": ours, "bare": bare}, rounds)
-        ratios = [b / o for o, b in zip(times["ours"], times["bare"])]
-        out.append((name, len(seqs) / float(np.median(times["ours"])), len(seqs) / float(np.median(times["bare"])),
-                    float(np.median(ratios))))
+        times = alternate({"ours": ours, "bare": bare}, rounds)
+        ours_s, bare_s = times["ours"]["seconds"], times["bare"]["seconds"]
+        out.append((name, len(seqs) / float(np.median(ours_s)), len(seqs) / float(np.median(bare_s)),
+                    ratio(bare_s, ours_s)))
     return out
 
 
@@ -305,18 +323,19 @@ def main() -> None:
             print(f"| {name} | {how} | {rate:,.0f} | {eff:.2f} |", flush=True)
     if not args.skip_ratios:
         n = 2000 if args.quick else args.records
-        print(f"\n(d) the Trainer's reader vs a raw float32 memmap of the same latents, {n} records, batches of "
-              f"{BATCH}, {args.rounds} alternating rounds\n")
-        print("| cache | reader records/s | memmap records/s | reader / memmap (median of rounds) |\n"
-              "|---|---:|---:|---:|")
+        print(f"\n(d) the Trainer's reader vs the same batch by hand from raw memmaps (memmap_batch), {n} records, "
+              f"batches of {BATCH}, {args.rounds} alternating rounds, {load_average()}\n")
+        print("| cache | reader records/s | memmap records/s | reader / memmap: median/median (rounds min / median / "
+              "max) |\n|---|---:|---:|---:|")
         with tempfile.TemporaryDirectory() as tmp:
-            for name, ours, ref, ratio in bench_trainer_reader(n, args.k, args.d, Path(tmp), args.rounds):
-                print(f"| {name} | {ours:,.0f} | {ref:,.0f} | {ratio:.2f} |", flush=True)
+            for name, ours, ref, r in bench_trainer_reader(n, args.k, args.d, Path(tmp), args.rounds):
+                print(f"| {name} | {ours:,.0f} | {ref:,.0f} | {r.describe()} |", flush=True)
         print(f"\n(e) preprocess encoder pass vs a bare model(**batch) loop, same length-sorted batches of 32, "
               f"{args.rounds} alternating rounds\n")
-        print("| encoder | ours records/s | bare records/s | ours / bare (median of rounds) |\n|---|---:|---:|---:|")
-        for name, ours, bare, ratio in bench_encoder_pass(args.quick, args.rounds):
-            print(f"| {name} | {ours:,.0f} | {bare:,.0f} | {ratio:.2f} |", flush=True)
+        print("| encoder | ours records/s | bare records/s | ours / bare: median/median (rounds min / median / max) |\n"
+              "|---|---:|---:|---:|")
+        for name, ours, bare, r in bench_encoder_pass(args.quick, args.rounds):
+            print(f"| {name} | {ours:,.0f} | {bare:,.0f} | {r.describe()} |", flush=True)
 
 
 if __name__ == "__main__":

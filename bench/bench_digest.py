@@ -4,7 +4,7 @@
     python bench/bench_digest.py [--mib 512] [--runs 5] [--dir DIR]
 
 Writes one file of `--mib` random MiB, reads it once to warm the page cache, then hashes it with each
-function in turn (interleaved: sha256, blake2b, xxh3_128, sha256, ...) through one read loop (4 MiB
+function in turn (bench/common.py's harness: one untimed pass each, the order rotated each round) through one read loop (4 MiB
 chunks). Reports the median MB/s of each and their ratio; so the number measures the hash, not the disk.
 """
 
@@ -14,12 +14,16 @@ import argparse
 import hashlib
 import os
 import statistics
+import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Any, Callable
 
 import xxhash
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from common import alternate, load_average, ratio  # noqa: E402
 
 CHUNK = 4 << 20
 CANDIDATES: dict[str, Callable[[], Any]] = {
@@ -49,20 +53,15 @@ def main() -> None:
             for _ in range(args.mib // 4):
                 f.write(os.urandom(CHUNK))
         hash_file(path, hashlib.md5)  # warm the page cache
-        times: dict[str, list[float]] = {name: [] for name in CANDIDATES}
-        for _ in range(args.runs):
-            for name, new in CANDIDATES.items():
-                t0 = time.perf_counter()
-                hash_file(path, new)
-                times[name].append(time.perf_counter() - t0)
+        times = alternate({name: (lambda new=new: hash_file(path, new)) for name, new in CANDIDATES.items()},
+                          args.runs)
+    seconds = {name: t["seconds"] for name, t in times.items()}
     mb = args.mib * (1 << 20) / 1e6
-    rate = {name: mb / statistics.median(t) for name, t in times.items()}
-    print(f"{args.mib} MiB file, page cache warm, median of {args.runs} runs")
-    print("| hash | MB/s | ratio to sha256 |")
+    print(f"{args.mib} MiB file, page cache warm, {args.runs} rounds (order rotated each round), {load_average()}")
+    print("| hash | MB/s (median) | rate / sha256's: median/median (rounds min / median / max) |")
     print("|---|---|---|")
-    for name, r in rate.items():
-        print(f"| {name} | {r:.0f} | {r / rate['sha256']:.2f} |")
-
+    for name, t in seconds.items():
+        print(f"| {name} | {mb / statistics.median(t):.0f} | {ratio(seconds['sha256'], t).describe()} |")
 
 if __name__ == "__main__":
     main()

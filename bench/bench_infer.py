@@ -22,6 +22,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "src"))
 
+sys.path.insert(0, str(ROOT / "bench"))
+
+from common import alternate, load_average, ratio  # noqa: E402
+
 from latentbridge import recipe  # noqa: E402
 from latentbridge.assets import ensure_tiny_assets  # noqa: E402
 from latentbridge.config import preset_config  # noqa: E402
@@ -78,16 +82,16 @@ def main() -> None:
             f"infer --input-file -, {args.requests} requests": (infer + ["--input-file", "-"], stream),
             "import torch": (["-c", "import torch"], None),
         }
-        samples: dict[str, list[float]] = {name: [] for name in commands}
-        for _ in range(args.runs):  # interleaved: a noisy spell of the machine hits every command alike
-            for name, (command, stdin) in commands.items():
-                samples[name].append(seconds(command, stdin))
+        runs = alternate({name: (lambda c=command, i=stdin: seconds(c, i)) for name, (command, stdin) in commands.items()},
+                         args.runs)  # the order rotated each round: a noisy spell hits every command alike
+    samples = {name: t["seconds"] for name, t in runs.items()}
     median = {name: statistics.median(values) for name, values in samples.items()}
-    by_hand = median["by hand: import torch, transformers; load the models"]
-    print(f"| command | median of {args.runs} (s) | ratio to loading by hand |")
+    by_hand = samples["by hand: import torch, transformers; load the models"]
+    print(f"{args.runs} rounds after one untimed run of each, {load_average()}")
+    print(f"| command | median of {args.runs} (s) | ratio to loading by hand: median/median (rounds min / median / max) |")
     print("|---|---|---|")
     for name, value in median.items():
-        print(f"| {name} | {value:.2f} | {value / by_hand:.2f} |")
+        print(f"| {name} | {value:.2f} | {ratio(samples[name], by_hand).describe()} |")
     one = median["infer, one input"]
     streamed = median[f"infer --input-file -, {args.requests} requests"]
     print(f"\n{args.requests} requests: one process each would take {args.requests * one:.1f} s; the stream took "

@@ -17,7 +17,10 @@ and two measures:
   whole call    Trainer(...) + train(): set-up, the step checkpoint, per-epoch validation (96 examples), the
                 best-model and hand-off saves, against the bare loop's set-up and epochs (it validates and
                 saves nothing)
-Rounds alternate which loop goes first; ratios are per round, the table gives their median and range.
+Rounds alternate which loop goes first. Steady state is also given paired: per step, the bare step's time over
+the other's in the same lockstep turn, the median over the steady steps of every epoch (a noisy spell then
+hits both sides of a pair); the A/A control's spread over the rounds bounds what the bench can resolve, and a
+Trainer figure inside it is printed as "within noise".
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import statistics
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -35,15 +39,19 @@ import torch
 from accelerate import Accelerator
 from torch.utils.data import DataLoader, Dataset
 
-from latentbridge import recipe
-from latentbridge.assets import ensure_tiny_assets
-from latentbridge.config import preset_config
-from latentbridge.data.loader import Collate
-from latentbridge.models.bridge import build_model, set_trainable
-from latentbridge.training.checkpoint import config_fingerprint
-from latentbridge.training.schedule import build_scheduler
-from latentbridge.training.stages import PRETRAIN_BEST, Stage
-from latentbridge.training.trainer import StageData, StageObjective, Trainer, epoch_order, frozen_subtrees
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from common import Ratio, load_average, ratio, within_noise  # noqa: E402
+
+from latentbridge import recipe  # noqa: E402
+from latentbridge.assets import ensure_tiny_assets  # noqa: E402
+from latentbridge.config import preset_config  # noqa: E402
+from latentbridge.data.loader import Collate  # noqa: E402
+from latentbridge.models.bridge import build_model, set_trainable  # noqa: E402
+from latentbridge.training.checkpoint import config_fingerprint  # noqa: E402
+from latentbridge.training.schedule import build_scheduler  # noqa: E402
+from latentbridge.training.stages import PRETRAIN_BEST, Stage  # noqa: E402
+from latentbridge.training.trainer import StageData, StageObjective, Trainer, epoch_order, frozen_subtrees  # noqa: E402
 
 STAGES = {  # the stage (3 epochs of 100 steps: the preset's stage 1 is 3 x 107), steps per epoch, checkpoint step
     "latent": (Stage("pretrain_middle", frozenset({"middle"}), "pretrain", "latent", True, PRETRAIN_BEST, 3, 32),
@@ -156,10 +164,17 @@ def lockstep(kind: str, config, data: StageData, folder: Path, warmup: int) -> d
     if differing:
         raise SystemExit(f"{kind}: after step {differing[0][0]} the Trainer's weights differ from the bare loop's "
                          f"({differing[0][1]})")
-    steady = slice(warmup, save_step)  # steps warmup+1 .. save_step-1 end with no save or validation before them
-    return {"bare_steady": stage.batch_size / statistics.median(bare_times[steady]),
-            "trainer_steady": stage.batch_size / statistics.median(trainer_times[steady]),
-            "control_steady": stage.batch_size / statistics.median(control_times[steady])}
+    steady = steady_steps(len(trainer_times), steps_per_epoch, save_step, warmup)
+    rate = lambda times: stage.batch_size / statistics.median(times[i] for i in steady)  # noqa: E731
+    paired = lambda times: statistics.median(bare_times[i] / times[i] for i in steady)  # noqa: E731
+    return {"bare_steady": rate(bare_times), "trainer_steady": rate(trainer_times), "control_steady": rate(control_times),
+            "trainer_paired": paired(trainer_times), "control_paired": paired(control_times)}
+
+
+def steady_steps(steps: int, steps_per_epoch: int, save_step: int, warmup: int) -> list[int]:
+    """The steps no save or validation precedes: every epoch's steps but its first `warmup` and the one after
+    the step checkpoint (a Trainer step is timed from the end of the bare step before it)."""
+    return [i for i in range(steps) if i % steps_per_epoch >= warmup and i != save_step]
 
 
 def whole_calls(kind: str, config, data: StageData, folder: Path, trainer_first: bool) -> dict[str, float]:
@@ -202,16 +217,30 @@ def main() -> None:
         for r in range(a.rounds):
             for kind in a.stages:  # interleaved: every round measures both loops of both stages
                 results[kind].append(one_round(kind, config, Path(tmp) / f"{kind}-{r}", a.warmup, r % 2 == 1))
-    print("| stage | measure | against the bare loop | bare loop samples/s | its samples/s | ratio to bare |")
+    print(f"{load_average()}\n")
+    print("| stage | measure | against the bare loop | bare loop samples/s | its samples/s | ratio to bare: median/median "
+          "(rounds min / median / max) |")
     print("|---|---|---|---:|---:|---:|")
     for kind, rounds in results.items():
-        for measure, other in (("steady", "trainer"), ("steady", "control"), ("whole", "trainer")):
-            bare = statistics.median(x[f"bare_{measure}"] for x in rounds)
-            ours = statistics.median(x[f"{other}_{measure}"] for x in rounds)
-            ratios = sorted(x[f"{other}_{measure}"] / x[f"bare_{measure}"] for x in rounds)
+        control = per_round([x["control_paired"] for x in rounds])
+        for measure, other in (("steady", "trainer"), ("steady", "control"), ("paired", "trainer"),
+                               ("paired", "control"), ("whole", "trainer")):
+            key = "steady" if measure == "paired" else measure
+            bare = statistics.median(x[f"bare_{key}"] for x in rounds)
+            ours = statistics.median(x[f"{other}_{key}"] for x in rounds)
+            if measure == "paired":
+                r = per_round([x[f"{other}_paired"] for x in rounds])
+            else:
+                r = ratio([x[f"{other}_{key}"] for x in rounds], [x[f"bare_{key}"] for x in rounds])
             label = "A/A control: a second bare loop" if other == "control" else "Trainer"
-            print(f"| {kind} | {measure} | {label} | {bare:,.0f} | {ours:,.0f} | {statistics.median(ratios):.3f} "
-                  f"(rounds {ratios[0]:.3f}-{ratios[-1]:.3f}) |")
+            verdict = " within noise" if other == "trainer" and measure == "paired" and within_noise(r, control) else ""
+            print(f"| {kind} | {measure} | {label} | {bare:,.0f} | {ours:,.0f} | {r.describe(3)}{verdict} |")
+        print(f"| {kind} | paired | A/A spread: the most a round strays from 1 | | | {control.spread:.3f} |")
+
+
+def per_round(values: list[float]) -> Ratio:
+    """A Ratio of per-round ratios taken within each round (the paired step ratios)."""
+    return Ratio(statistics.median(values), tuple(values))
 
 
 if __name__ == "__main__":

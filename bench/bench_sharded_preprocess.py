@@ -3,8 +3,9 @@
     python bench/bench_sharded_preprocess.py [--records 2000] [--rounds 2] [--encoder-hidden 256]
 
 Both build the same cache (the tiny preset's models on a dialogue corpus of N training pairs, its own texts as
-pretraining data) into fresh folders, alternating 1 and 2 processes for `--rounds` rounds, one torch thread
-per process; prints the wall and CPU times, their ratio, and checks that the two caches hold the same bytes.
+pretraining data) into fresh folders: one untimed build of each, then `--rounds` rounds, 1 and 2 processes
+taking turns to go first, one torch thread per process; prints the wall and CPU times, their ratio per round,
+and checks that the two caches hold the same bytes.
 `--encoder-hidden H` encodes with a random ModernBERT H wide (4 layers) instead of the tiny one (64, 2), so
 that encoding, the part the ranks share, weighs as it does at real size.
 """
@@ -24,6 +25,7 @@ from typing import Optional
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from common import alternate, load_average, ratio  # noqa: E402
 from bench_preprocess_memory import ROOT, preprocess_args, write_dialogues  # noqa: E402
 from latentbridge.assets import ensure_tiny_assets  # noqa: E402
 from latentbridge.data.corpus import corpus_texts  # noqa: E402
@@ -63,7 +65,6 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--encoder-hidden", type=int, default=TINY_HIDDEN, help="width of the random encoder")
     args = ap.parse_args()
-    times: dict[int, list[tuple[float, float]]] = {1: [], 2: []}
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         assets = ensure_tiny_assets(tmp / "assets").root
@@ -72,20 +73,26 @@ def main() -> None:
             encoder = tmp / "encoder"
             build_tiny_modernbert(corpus_texts(0), encoder, seed=0, hidden=args.encoder_hidden, layers=4)
         data = write_dialogues(tmp / "data", args.records)
-        for r in range(args.rounds):
-            for processes in (1, 2):
-                cache = tmp / f"cache-{processes}-{r}"
-                times[processes].append(build(processes, assets, data, cache, encoder, args.encoder_hidden))
-        same = files(tmp / "cache-1-0") == files(tmp / "cache-2-0")
+        builds: dict[int, list[Path]] = {1: [], 2: []}
+
+        def contender(processes: int):
+            def run() -> dict[str, float]:
+                cache = tmp / f"cache-{processes}-{len(builds[processes])}"
+                builds[processes].append(cache)
+                return {"cpu": build(processes, assets, data, cache, encoder, args.encoder_hidden)[1]}
+            return run
+
+        times = alternate({1: contender(1), 2: contender(2)}, args.rounds)  # one untimed build of each first
+        same = files(builds[1][0]) == files(builds[2][0])
     print(f"# bench_sharded_preprocess: {args.records} training pairs, encoder hidden {args.encoder_hidden}, "
-          f"{os.cpu_count()} CPUs, 1 torch thread a process\n")
+          f"{os.cpu_count()} CPUs, 1 torch thread a process, {args.rounds} rounds (who goes first alternating), "
+          f"{load_average()}\n")
     print("| processes | wall (s), each round | CPU (s), each round | median wall (s) |\n|---:|---|---|---:|")
     for processes, runs in times.items():
-        print(f"| {processes} | {', '.join(f'{w:.0f}' for w, _ in runs)} | {', '.join(f'{c:.0f}' for _, c in runs)} "
-              f"| {statistics.median(w for w, _ in runs):.0f} |")
-    ratio = statistics.median(w for w, _ in times[2]) / statistics.median(w for w, _ in times[1])
-    print(f"\n2 processes / 1 process: {ratio:.2f} of the wall time; caches byte-identical: {same}")
-
+        print(f"| {processes} | {', '.join(f'{w:.0f}' for w in runs['seconds'])} | "
+              f"{', '.join(f'{c:.0f}' for c in runs['cpu'])} | {statistics.median(runs['seconds']):.0f} |")
+    print(f"\n2 processes / 1 process, wall time: {ratio(times[2]['seconds'], times[1]['seconds']).describe()}; "
+          f"caches byte-identical: {same}")
 
 if __name__ == "__main__":
     main()

@@ -1,18 +1,26 @@
-"""What the real-size benchmarks share: the random published-size assets as Config fields, synthetic full-length
-batches, and one stage's training step exactly as the trainer runs it (Trainer.train_step).
+"""What the benchmarks share.
 
-Used by bench/bench_memory.py (peak memory against the doctor's estimate), bench/bench_gpu.py (throughput, MFU)
-and bench/real_size.py. Imports torch lazily so `--help` stays quick.
+- The side-by-side harness every comparison uses (`alternate`, `round_orders`, `Ratio`): contenders run
+  once untimed to warm up, then take turns, their order rotated each round (with two, who goes first
+  alternates), and a ratio is reported per round (min / median / max) beside the ratio of the medians.
+  On a shared machine a noisy spell hits whichever contender runs in it; pairing within a round and
+  rotating the order keep that from looking like a difference.
+- For the real-size benchmarks (bench/bench_memory.py, bench/bench_gpu.py, bench/real_size.py): the random
+  published-size assets as Config fields, synthetic full-length batches, and one stage's training step
+  exactly as the trainer runs it (Trainer.train_step).
+
+Imports torch lazily so `--help` stays quick.
 """
 
 from __future__ import annotations
 
+import statistics
 import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Callable, Mapping, Optional, Sequence
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
@@ -21,6 +29,95 @@ REAL_SIZE_ROOT = ROOT / "cache" / "real_size"
 # The real-size check's lengths and batch (bench/real_size.py): the bundled corpus' summaries are <= 24 tokens
 # and its pretraining segments ~40, so targets of 32 are mostly full, as the doctor's estimate assumes.
 CHECK_SETTINGS = {"batch_size": 4, "max_target_len": 32, "max_seq_len": 128, "max_generation_length": 16}
+
+
+# --- the side-by-side harness ----------------------------------------------------------------
+
+Contender = Callable[[], Optional[Mapping[str, float]]]
+
+
+def round_orders(names: Sequence[str], rounds: int) -> list[list[str]]:
+    """The order of the contenders in each round: round r starts with the r-th (mod n), the others follow
+    in turn, so each holds every position equally often (two contenders alternate who goes first)."""
+    names = list(names)
+    return [names[r % len(names):] + names[: r % len(names)] for r in range(rounds)]
+
+
+def alternate(contenders: Mapping[str, Contender], rounds: int, *, warmup: bool = True,
+              clock: Callable[[], float] = time.perf_counter) -> dict[str, dict[str, list[float]]]:
+    """Run every contender once per round in the rotated order of `round_orders`, after one untimed call
+    of each (page cache, allocator, lazy imports) unless `warmup` is False.
+
+    Returns contender -> measure -> one value per round. "seconds" is the call's wall time; a contender
+    may also return its own measures as a mapping ({"blocked": 0.01, ...}), which are kept beside it."""
+    if warmup:
+        for fn in contenders.values():
+            fn()
+    out: dict[str, dict[str, list[float]]] = {name: {} for name in contenders}
+    for order in round_orders(list(contenders), rounds):
+        for name in order:
+            start = clock()
+            extra = contenders[name]()
+            seconds = clock() - start
+            extra = extra if isinstance(extra, Mapping) else {}  # other return values are the work's, not measures
+            for key, value in {"seconds": seconds, **extra}.items():
+                out[name].setdefault(key, []).append(value)
+    return out
+
+
+@dataclass(frozen=True)
+class Ratio:
+    """`ours` against `theirs` over paired rounds: the ratio of the medians and the ratio within each round."""
+
+    of_medians: float
+    per_round: tuple[float, ...]
+
+    @property
+    def low(self) -> float:
+        return min(self.per_round)
+
+    @property
+    def median(self) -> float:
+        return statistics.median(self.per_round)
+
+    @property
+    def high(self) -> float:
+        return max(self.per_round)
+
+    @property
+    def spread(self) -> float:
+        """How far the per-round ratios stray from 1 at most (0.03: every round within 0.97-1.03)."""
+        return max(abs(self.low - 1), abs(self.high - 1))
+
+    def describe(self, digits: int = 2) -> str:
+        """Median/median, then the per-round min / median / max: `0.95 (rounds 0.91 / 0.95 / 1.02)`."""
+        f = f"{{:.{digits}f}}"
+        return (f"{f.format(self.of_medians)} (rounds {f.format(self.low)} / {f.format(self.median)} / "
+                f"{f.format(self.high)})")
+
+
+def ratio(ours: Sequence[float], theirs: Sequence[float]) -> Ratio:
+    """Ours / theirs, paired by round (for times: below 1 means ours is faster; for rates, pass the times
+    the other way round or divide rates)."""
+    if len(ours) != len(theirs) or not ours:
+        raise ValueError(f"need the same number of rounds on both sides, got {len(ours)} and {len(theirs)}")
+    return Ratio(statistics.median(ours) / statistics.median(theirs), tuple(a / b for a, b in zip(ours, theirs)))
+
+
+def within_noise(claim: Ratio, control: Ratio) -> bool:
+    """True when a claimed ratio is no further from 1 than an A/A control's per-round spread: then it is
+    reported as "within noise", not as a figure."""
+    return abs(claim.median - 1) <= control.spread
+
+
+def load_average() -> str:
+    """The 1/5/15-minute load averages (os.getloadavg), to print beside every figure."""
+    import os
+
+    return "load average " + ", ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
+# --- the real-size benchmarks ----------------------------------------------------------------
 
 
 def asset_fields(assets: Any) -> dict[str, str]:

@@ -18,8 +18,9 @@ from latentbridge.errors import UserError
 from latentbridge.training.checkpoint.fingerprint import ConfigFingerprint
 from latentbridge.training.checkpoint.format import PARTIAL_SUFFIX, committed_checkpoints, step_dir_name
 from latentbridge.training.checkpoint.state import TrainState
-from latentbridge.training.checkpoint.write import (CopyBuffers, PendingCopies, copy_tensors, json_copy, snapshot,
-                                                    write_model_tensors, write_step_checkpoint)
+from latentbridge.training.checkpoint.write import (RETIRED_SUFFIX, CopyBuffers, PendingCopies, copy_tensors,
+                                                    discard_retired, json_copy, snapshot, write_model_tensors,
+                                                    write_step_checkpoint)
 
 
 class CheckpointWriteError(UserError):
@@ -75,8 +76,9 @@ class AsyncCheckpointer:
         self._lock = threading.Lock()
         if is_main:
             self.directory.mkdir(parents=True, exist_ok=True)
-            left_by_a_crash = [*self.directory.glob("step-*" + PARTIAL_SUFFIX), *self.directory.glob("step-*.replaced")]
-            for entry in left_by_a_crash:  # never valid: unfinished, or set aside by a publish that was cut short
+            left_by_a_crash = [*self.directory.glob("step-*" + PARTIAL_SUFFIX), *self.directory.glob("step-*.replaced"),
+                               *self.directory.glob("step-*" + RETIRED_SUFFIX)]
+            for entry in left_by_a_crash:  # never valid: unfinished, set aside by a cut-short publish, or pruned
                 shutil.rmtree(entry, ignore_errors=True)
             latest = committed_checkpoints(self.directory)
             self._last = latest[-1] if latest else None
@@ -130,8 +132,11 @@ class AsyncCheckpointer:
         return self._last[1] if self._last else None
 
     def close(self) -> None:
-        """Finish the save in flight (raising its error, if any)."""
+        """Finish the save in flight (raising its error, if any); delete the pruned checkpoints kept for the
+        next save's memory (write.py's module doc)."""
         self.wait()
+        if self.is_main:
+            discard_retired(self.directory)
 
     def status(self) -> CheckpointStatus:
         with self._lock:
