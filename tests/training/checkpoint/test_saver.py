@@ -55,17 +55,6 @@ def test_never_deletes_before_commit(tmp_path, monkeypatch):
     assert names_in(tmp_path / "ckpt") == ["step-000000002"]
 
 
-def test_a_pruned_checkpoint_waits_as_retired_until_the_next_save_and_a_new_run_sweeps_one_left_over(tmp_path):
-    saver = tiny_checkpointer(tmp_path, keep_last=1)
-    saver.save(1, tiny_train_state(1))
-    saver.save(2, tiny_train_state(2))
-    saver.wait()
-    assert names_in(tmp_path / "ckpt") == ["step-000000001.retired", "step-000000002"]
-    assert find_latest(tmp_path / "ckpt").name == "step-000000002"
-    tiny_checkpointer(tmp_path, keep_last=1)  # as after a crash: the next run's checkpointer deletes it
-    assert names_in(tmp_path / "ckpt") == ["step-000000002"]
-
-
 def test_failed_save_keeps_previous_and_prunes_nothing(tmp_path, monkeypatch):
     saver = tiny_checkpointer(tmp_path, keep_last=1)
     saver.save(1, tiny_train_state(1))

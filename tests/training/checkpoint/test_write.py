@@ -5,10 +5,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from latentbridge.training.checkpoint import committed_checkpoints, load_model_file, write_model_file
-from latentbridge.training.checkpoint import write as ck_write
-from latentbridge.training.checkpoint.write import (CopyBuffers, copy_tensors, discard_retired, prune, snapshot,
-                                                    write_step_checkpoint)
+from latentbridge.training.checkpoint import load_model_file, write_model_file
+from latentbridge.training.checkpoint.write import CopyBuffers, copy_tensors, prune, snapshot, write_step_checkpoint
 from tests.factories import names_in, tiny_fingerprint, tiny_train_state
 
 FP = tiny_fingerprint()
@@ -59,25 +57,4 @@ def test_prune_keeps_the_newest_and_the_one_just_written(tmp_path):
         write_step_checkpoint(snapshot(step, tiny_train_state(step), CopyBuffers(reuse=False)), tmp_path, FP,
                               keep_last=None)
     prune(tmp_path, keep_last=1, protect=tmp_path / "step-000000001")
-    assert [path.name for _, path in committed_checkpoints(tmp_path)] == ["step-000000001", "step-000000003"]
-
-
-def test_a_pruned_checkpoint_is_retired_out_of_the_committed_set_and_deleted_when_the_next_save_writes(
-        tmp_path, monkeypatch):
-    write_step_checkpoint(snapshot(1, tiny_train_state(1), CopyBuffers(reuse=False)), tmp_path, FP, keep_last=1)
-    write_step_checkpoint(snapshot(2, tiny_train_state(2), CopyBuffers(reuse=False)), tmp_path, FP, keep_last=1)
-    assert names_in(tmp_path) == ["step-000000001.retired", "step-000000002"]
-    assert [step for step, _ in committed_checkpoints(tmp_path)] == [2]
-    seen_when_writing = []
-    real_write = ck_write.write_safetensors
-
-    def spy(path, *args, **kwargs):
-        seen_when_writing.append(names_in(tmp_path))
-        return real_write(path, *args, **kwargs)
-
-    monkeypatch.setattr(ck_write, "write_safetensors", spy)
-    write_step_checkpoint(snapshot(3, tiny_train_state(3), CopyBuffers(reuse=False)), tmp_path, FP, keep_last=1)
-    assert seen_when_writing[0] == ["step-000000002", "step-000000003.partial"]  # step 1 gone before the writes
-    assert names_in(tmp_path) == ["step-000000002.retired", "step-000000003"]
-    discard_retired(tmp_path)
-    assert names_in(tmp_path) == ["step-000000003"]
+    assert names_in(tmp_path) == ["step-000000001", "step-000000003"]

@@ -18,9 +18,8 @@ from latentbridge.errors import UserError
 from latentbridge.training.checkpoint.fingerprint import ConfigFingerprint
 from latentbridge.training.checkpoint.format import PARTIAL_SUFFIX, committed_checkpoints, step_dir_name
 from latentbridge.training.checkpoint.state import TrainState
-from latentbridge.training.checkpoint.write import (RETIRED_SUFFIX, CopyBuffers, PendingCopies, copy_tensors,
-                                                    discard_retired, json_copy, snapshot, write_model_tensors,
-                                                    write_step_checkpoint)
+from latentbridge.training.checkpoint.write import (CopyBuffers, PendingCopies, copy_tensors, json_copy, snapshot,
+                                                    write_model_tensors, write_step_checkpoint)
 
 
 class CheckpointWriteError(UserError):
@@ -76,9 +75,8 @@ class AsyncCheckpointer:
         self._lock = threading.Lock()
         if is_main:
             self.directory.mkdir(parents=True, exist_ok=True)
-            left_by_a_crash = [*self.directory.glob("step-*" + PARTIAL_SUFFIX), *self.directory.glob("step-*.replaced"),
-                               *self.directory.glob("step-*" + RETIRED_SUFFIX)]
-            for entry in left_by_a_crash:  # never valid: unfinished, set aside by a cut-short publish, or pruned
+            left_by_a_crash = [*self.directory.glob("step-*" + PARTIAL_SUFFIX), *self.directory.glob("step-*.replaced")]
+            for entry in left_by_a_crash:  # never valid: unfinished, or set aside by a publish that was cut short
                 shutil.rmtree(entry, ignore_errors=True)
             latest = committed_checkpoints(self.directory)
             self._last = latest[-1] if latest else None
@@ -132,11 +130,8 @@ class AsyncCheckpointer:
         return self._last[1] if self._last else None
 
     def close(self) -> None:
-        """Finish the save in flight (raising its error, if any); delete the pruned checkpoints kept for the
-        next save's memory (write.py's module doc)."""
+        """Finish the save in flight (raising its error, if any)."""
         self.wait()
-        if self.is_main:
-            discard_retired(self.directory)
 
     def status(self) -> CheckpointStatus:
         with self._lock:

@@ -2,18 +2,11 @@
 
 Every file is written under a `.partial` name, fsynced, and published by rename; a step checkpoint's
 manifest is written last, and older checkpoints are pruned only after the new one is in place.
-
-A pruned checkpoint is retired (renamed `step-<n>.retired`, no longer a checkpoint) and deleted when the
-next save starts writing. Deleting it right after the commit freed its page cache at once; on a VM that
-hands freed memory back to its host (free page reporting) the next save then wrote into cold memory,
-~2 ms a MiB here: a 1.2 GiB save took 2-4x as long as one that reuses the pages just freed
-(docs/benchmarks.md, "Checkpoints").
 """
 
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import threading
 import time
@@ -157,13 +150,9 @@ def snapshot(step: int, state: TrainState, buffers: CopyBuffers) -> Snapshot:
 # --- writing ---------------------------------------------------------------------------------
 
 
-RETIRED_SUFFIX = ".retired"
-
-
 def write_step_checkpoint(snap: Snapshot, directory: Path, fingerprint: ConfigFingerprint, keep_last: int | None) -> Path:
     """Write `step-<step>/` (manifest last), publish it, then prune to the newest `keep_last`."""
     snap.copies.complete()
-    discard_retired(directory)  # now: the new files reuse the memory their page cache frees
     final = directory / step_dir_name(snap.step)
     partial = directory / (final.name + PARTIAL_SUFFIX)
     if partial.exists():
@@ -197,22 +186,13 @@ def write_step_checkpoint(snap: Snapshot, directory: Path, fingerprint: ConfigFi
 
 
 def prune(directory: Path, keep_last: int | None, protect: Path) -> None:
-    """Retire all but the newest `keep_last` committed checkpoints (never `protect`, the one just written):
-    renamed out of the committed set at once, deleted by the next save or `discard_retired`."""
+    """Delete all but the newest `keep_last` committed checkpoints (never `protect`, the one just written)."""
     if not keep_last:
         return
     committed = committed_checkpoints(directory)
     for _, path in committed[: max(0, len(committed) - keep_last)]:
         if path != protect:
-            retired = path.with_name(path.name + RETIRED_SUFFIX)
-            shutil.rmtree(retired, ignore_errors=True)
-            os.rename(path, retired)
-
-
-def discard_retired(directory: Path) -> None:
-    """Delete the checkpoints `prune` retired (and any a crash left)."""
-    for path in directory.glob("step-*" + RETIRED_SUFFIX):
-        shutil.rmtree(path, ignore_errors=True)
+            shutil.rmtree(path, ignore_errors=True)
 
 
 def write_model_tensors(path: Path, model: Mapping[str, torch.Tensor], aliases: Mapping[str, str],
