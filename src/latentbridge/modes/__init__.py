@@ -109,6 +109,17 @@ def handoff_candidates(config: Config, sources: Mapping[str, str]) -> list[Path]
     return found or [root / name]  # a model trained in the root itself (before run folders, or from Python)
 
 
+def model_to_load(config: Config, options: ModeOptions) -> Optional[Path]:
+    """The model file infer and eval load: --checkpoint, else (checkpoint_dir left to the default or a preset) the
+    latest run's hand-off model trained on the config's dataset, else None (checkpoint_dir's own hand-off)."""
+    root = run_root(config, options.sources)
+    if options.checkpoint is not None or root is None or not run_folders(root):
+        return options.checkpoint
+    from latentbridge.evaluation.loading import pick_run_model  # torch: kept out of --mode config, which imports this
+
+    return pick_run_model(handoff_candidates(config, options.sources), config.dataset_name, root)
+
+
 def run(mode: str, config: Config, *, sources: Optional[Mapping[str, str]] = None, **options: Any) -> int:
     """Run `--mode <mode>` on `config`; returns its exit code (0 done, 1 doctor found problems, 130 stopped by
     Ctrl-C). `options` are ModeOptions fields (`resume="auto"`, `text=...`, `checkpoint=...`). `sources`
