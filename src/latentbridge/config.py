@@ -311,6 +311,14 @@ class Config:
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
+    def resume_changes(self, saved: dict[str, Any]) -> list[tuple[str, Any, Any]]:
+        """(field, checkpoint's value, this config's value) of every field outside RESUME_FREE that differs from
+        `saved` (a checkpoint's config) and is not named in resume_allow_changes. Fields `saved` lacks (an older
+        version's checkpoint) are not compared."""
+        allowed = set(_allowed_changes(self.resume_allow_changes))
+        names = [n for n in field_names() if n not in RESUME_FREE and n not in allowed and n in saved]
+        return [(n, saved[n], getattr(self, n)) for n in names if saved[n] != getattr(self, n)]
+
     def stage_batch_size(self, stage: str) -> int:
         """The stage's own batch size, or `batch_size` when the stage's is none."""
         own = getattr(self, f"{_known_stage(stage)}_batch_size")
@@ -369,17 +377,8 @@ RESUME_COMPARED = frozenset({
 })
 
 
-def resume_changes(c: Config, saved: dict[str, Any]) -> list[tuple[str, Any, Any]]:
-    """(field, checkpoint's value, this config's value) of every compared field that differs from `saved` (a
-    checkpoint's config) and is not allowed by resume_allow_changes. Fields `saved` lacks (an older version's
-    checkpoint) are not compared; a field in neither class is compared."""
-    allowed = set(_allowed_changes(c))
-    names = [n for n in field_names() if n not in RESUME_FREE and n not in allowed and n in saved]
-    return [(n, saved[n], getattr(c, n)) for n in names if saved[n] != getattr(c, n)]
-
-
-def _allowed_changes(c: Config) -> list[str]:
-    return [n.strip() for n in (c.resume_allow_changes or "").split(",") if n.strip()]
+def _allowed_changes(names: Optional[str]) -> list[str]:
+    return [n.strip() for n in (names or "").split(",") if n.strip()]
 
 
 def _known_stage(stage: str) -> str:
@@ -572,7 +571,7 @@ def _schedule_problems(c: Config) -> list[Problem]:
 
 
 def _allowed_changes_problems(c: Config) -> list[Problem]:
-    unknown = [n for n in _allowed_changes(c) if n not in field_names()]
+    unknown = [n for n in _allowed_changes(c.resume_allow_changes) if n not in field_names()]
     if not unknown:
         return []
     return [Problem("resume_allow_changes", c.resume_allow_changes,

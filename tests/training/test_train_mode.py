@@ -128,7 +128,8 @@ def test_a_resume_after_a_kill_continues_metrics_and_summary_exactly(tiny_root, 
     assert run(whole, ModeOptions()) == 0
     killed = train_config(tiny_root, tmp_path / "killed")
     assert run(killed, ModeOptions(), stop_after_steps=10) == 130  # checkpoints at steps 6, 9 and 10
-    checkpoint = Path(killed.checkpoint_dir) / "step-000000006"  # stage 2: as if killed at step 10, saved at 6
+    # stage 3, as if killed at step 10 after a save at 9: between two metric lines (log_every 2)
+    checkpoint = Path(killed.checkpoint_dir) / "step-000000009"
     assert run(killed, ModeOptions(resume=str(checkpoint))) == 0
     assert record(Path(killed.output_dir) / "metrics.jsonl") == record(Path(whole.output_dir) / "metrics.jsonl")
     summaries = [json.loads((Path(c.output_dir) / "summary.json").read_text()) for c in (whole, killed)]

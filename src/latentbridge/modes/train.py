@@ -21,7 +21,7 @@ from accelerate.utils import broadcast_object_list, set_seed
 
 from latentbridge import recipe
 from latentbridge.caching import ensure_cache, load_cache_encoder_state
-from latentbridge.config import Config, resume_changes
+from latentbridge.config import Config
 from latentbridge.data.cache import Cache
 from latentbridge.data.loader import CacheDataset, Collate, select_indices
 from latentbridge.errors import UserError
@@ -107,7 +107,7 @@ def refuse_changed_settings(c: Config, checkpoint: Path) -> None:
         return  # unreadable: loading the checkpoint names the damage
     if not isinstance(saved, dict):
         return
-    changes = [(n, old, new) for n, old, new in resume_changes(c, saved) if n not in _FINGERPRINTED]
+    changes = [(n, old, new) for n, old, new in c.resume_changes(saved) if n not in _FINGERPRINTED]
     if changes:
         listed = "; ".join(f"{n}: checkpoint {old!r}, now {new!r}" for n, old, new in changes)
         names = ",".join(n for n, _, _ in changes)

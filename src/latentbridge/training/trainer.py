@@ -109,6 +109,7 @@ class LoopState:
     early_stopped: list[str] = field(default_factory=list)  # stages that early stopping ended
     trainable: dict[str, int] = field(default_factory=dict)  # stage -> trainable parameters (summary.json)
     metrics_lines: Optional[int] = None  # lines of metrics.jsonl when saved: a resume cuts the file back to them
+    log_window: dict[str, Any] = field(default_factory=dict)  # sums since the last metrics line (_LogWindow)
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -240,6 +241,7 @@ class Trainer:
         self._stop_requested = False
         self._frozen: list[nn.Module] = []
         self._last_saved_step: Optional[int] = None
+        self._window = _LogWindow(time.perf_counter())
         self._logged_before: set[tuple[str, str, int]] = set()  # (split, stage, global_step) trackers already have
         self.sharded = sharding.wants_sharding(self.accelerator) if settings.shard_layers is None else settings.shard_layers
         if self.sharded and not sharding.is_sharded(model):
@@ -296,7 +298,8 @@ class Trainer:
         self.checkpointer.prepare(self._train_state(stage, st, optimizer, scheduler))  # allocate copy buffers now
         self._train_modes(objective)
         reset_peak_memory(self.accelerator.device)
-        window = _LogWindow(time.perf_counter())
+        window = self._window = _LogWindow.resumed(st.log_window)
+        st.log_window = {}
 
         ended_early = False
         while st.epoch < stage.epochs and not ended_early:
@@ -308,7 +311,7 @@ class Trainer:
                 window.add(losses, samples, tokens)
                 if st.step % self.s.log_every == 0 or st.step == total_steps:
                     self._log(stage, st, window, scheduler, grad_norm)
-                    window = _LogWindow(time.perf_counter())
+                    window = self._window = _LogWindow(time.perf_counter())
                 if self._is_eval_step(st.step, total_steps):
                     if self._evaluate(stage, st, data) and st.step < total_steps:
                         ended_early = self._stop_early(stage, st)
@@ -593,6 +596,7 @@ class Trainer:
 
     def _save(self, stage: Stage, st: LoopState, optimizer, scheduler) -> None:
         st.metrics_lines = self.metrics.lines
+        st.log_window = self._window.to_json()  # the next line averages steps before and after a resume
         self.checkpointer.save(st.global_step, self._train_state(stage, st, optimizer, scheduler))
         self._last_saved_step = st.global_step
 
@@ -671,6 +675,17 @@ class _LogWindow:
         self.started = started
         self.sums: dict[str, float] = {}
         self.steps = self.samples = self.tokens = 0
+
+    @classmethod
+    def resumed(cls, saved: Mapping[str, Any]) -> "_LogWindow":
+        """A window holding the sums a checkpoint saved (empty: a fresh one)."""
+        window = cls(time.perf_counter())
+        window.sums = dict(saved.get("sums", {}))
+        window.steps, window.samples, window.tokens = (int(saved.get(k, 0)) for k in ("steps", "samples", "tokens"))
+        return window
+
+    def to_json(self) -> dict[str, Any]:
+        return {"sums": dict(self.sums), "steps": self.steps, "samples": self.samples, "tokens": self.tokens}
 
     def add(self, losses: Mapping[str, float], samples: int, tokens: int) -> None:
         for k, v in losses.items():
