@@ -31,8 +31,8 @@ LAYERS = (  # bottom to top; the groups inside one layer are peers that never im
     ("modes",),
     ("cli", "__init__"),
 )
-GROUP_OF = {"errors": "base", "files": "base", "locks": "base", "text_template": "base", "config_sources": "config",
-            "config_docs": "config", "pretrain_mix": "config"}
+GROUP_OF = {"errors": "base", "files": "base", "locks": "base", "runs": "base", "text_template": "base",
+            "config_sources": "config", "config_docs": "config", "pretrain_mix": "config"}
 # Groups whose modules stay free of torch at import: what `import latentbridge`, `--help` and `--mode config`
 # load, and the recipe, which every layer above it may import cheaply.
 LIGHT_ENTRY_POINTS = (PACKAGE, f"{PACKAGE}.cli", f"{PACKAGE}.modes.show_config", f"{PACKAGE}.config_docs",

@@ -36,6 +36,7 @@ def resolved(args: list[str], env: dict[str, str] | None = None) -> dict[str, An
 # A field whose other value is valid only with another field set (a cross-field rule) -> that setting.
 COMPANIONS = {"cache_use_embeddings_for_training": {"cache_store_text": True}, "warmup_ratio": {"warmup_steps": 0},
               "min_lr_ratio": {"lr_scheduler_type": "cosine_with_min_lr"}, "best_model_metric": {"eval_rouge_samples": 2}}
+EXAMPLES = {"resume_allow_changes": "learning_rate,seed"}  # values no generic candidate fits
 
 
 def alternative_value(name: str) -> Any:
@@ -43,6 +44,8 @@ def alternative_value(name: str) -> Any:
     default = Config.__dataclass_fields__[name].default
     kind = base_type(field_types()[name])
     choices = field_meta(name)["choices"]
+    if name in EXAMPLES:
+        return EXAMPLES[name]
     if len(choices) == 1:
         return choices[0]
     if choices:
@@ -222,7 +225,19 @@ def test_saved_config_loads_back_equal(suffix, tmp_path):
     assert result.exit_code == 0, result.output
     original = resolve_config("tiny", environ={}, cli_values={"learning_rate": "3e-4", "use_tui": False,
                                                              "max_train_samples": "17"}).config
-    assert resolve_config(None, [str(saved)], environ={}).config == original
+    # checkpoint_dir and output_dir left to the preset say where runs go, not one run's folder: not saved, so
+    # every training from the file gets a run folder of its own (docs/pipeline.md, "Run folders")
+    loaded = resolve_config(None, [str(saved)], environ={})
+    assert loaded.config == original.replace(checkpoint_dir=Config().checkpoint_dir, output_dir=Config().output_dir)
+    assert (loaded.sources["checkpoint_dir"], loaded.sources["output_dir"]) == ("default", "default")
+
+
+def test_a_saved_config_keeps_run_folders_that_were_given(tmp_path):
+    saved = tmp_path / "resolved.yaml"
+    result = invoke(["--mode", "config", "--preset", "tiny", "--checkpoint-dir", "mine", "--save-config", str(saved)])
+    assert result.exit_code == 0, result.output
+    loaded = resolve_config(None, [str(saved)], environ={}).config
+    assert (loaded.checkpoint_dir, loaded.output_dir) == ("mine", Config().output_dir)
 
 
 def test_config_table_shows_sources():

@@ -64,3 +64,32 @@ def test_a_folder_that_cannot_be_created_is_a_user_error(tmp_path):
         with pytest.raises(UserError, match=re.escape(f"checkpoint_dir {folder} cannot be used: {tmp_path / 'file'} "
                                                       "is a file, not a folder")):
             RunLock(folder / "lock", f"checkpoint_dir {folder}").acquire()
+
+
+def test_a_symlinked_lock_file_is_refused_and_its_target_left_intact(tmp_path):
+    """A link planted at the lock's path once made a run truncate the file it pointed to (issue 20)."""
+    precious = tmp_path / "precious.txt"
+    precious.write_text("years of notes")
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / locks.RUN_LOCK).symlink_to(precious)
+    with pytest.raises(UserError, match=r"checkpoint_dir run cannot be used: its lock .* is a symbolic link"):
+        RunLock(tmp_path / "run" / locks.RUN_LOCK, "checkpoint_dir run").acquire()
+    assert precious.read_text() == "years of notes"
+    assert not is_locked(tmp_path / "run" / locks.RUN_LOCK)
+
+
+def test_a_lock_path_that_is_not_a_plain_file_is_refused(tmp_path):
+    fifo = tmp_path / "lock"
+    os.mkfifo(fifo)
+    with pytest.raises(UserError, match="is not a plain file"):
+        RunLock(fifo, "checkpoint_dir x").acquire()
+
+
+def test_an_existing_lock_file_is_not_truncated_before_it_is_locked(tmp_path):
+    """O_CREAT without O_TRUNC: a holder's record survives a second process's failed attempt."""
+    path = tmp_path / "lock"
+    with RunLock(path, "checkpoint_dir x"):
+        record = path.read_text()
+        with pytest.raises(UserError, match="in use"):
+            RunLock(path, "checkpoint_dir x").acquire()
+        assert path.read_text() == record

@@ -28,9 +28,10 @@ def test_train_the_tiny_preset_from_the_command_line(tiny_root, tmp_path, monkey
     assert "Training done (16 steps)" in run.stdout  # 4 stages x 4 batches of 8
     monkeypatch.chdir(tmp_path)  # the preset's paths are relative to where it ran
     config = preset_config("tiny")
-    handoff = load_model_file(Path(config.checkpoint_dir) / config.handoff_best_model_filename,
-                              checkpoint_fingerprint(config))
+    run_folder = Path(config.checkpoint_dir) / "version_0"  # the preset's folders: a run folder of its own
+    assert (Path(config.checkpoint_dir) / "latest").read_text().strip() == "version_0"
+    handoff = load_model_file(run_folder / config.handoff_best_model_filename, checkpoint_fingerprint(config))
     assert handoff.stage == "finetune_adapter" and handoff.config["max_train_samples"] == 32
-    metrics = [json.loads(line) for line in (tmp_path / "runs" / "tiny" / "metrics.jsonl").read_text().splitlines()]
+    metrics = [json.loads(line) for line in (run_folder / "metrics.jsonl").read_text().splitlines()]
     assert {m["stage"] for m in metrics} == set(STAGES)
-    assert json.loads((tmp_path / "runs" / "tiny" / "summary.json").read_text())
+    assert json.loads((run_folder / "summary.json").read_text())

@@ -163,6 +163,9 @@ class Config:
     pretrain_best_model_filename: str = _ckpt("best_model_pretrain.pt", "Best checkpoint of stages 1-2")
     finetune_best_model_filename: str = _ckpt("best_model_finetune.pt", "Best checkpoint of stages 3-4")
     handoff_best_model_filename: str = _ckpt("best_model.pt", "Final model, loaded by infer and eval")
+    resume_allow_changes: Optional[str] = _ckpt(None, "Comma-separated fields a --resume may change from the "
+                                                "checkpoint's values (e.g. learning_rate); any other change to what "
+                                                "training computes is refused")
 
     # Inference
     temperature: float = _infer(0.7, "Sampling temperature", gt=0)
@@ -327,6 +330,14 @@ class Config:
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
+    def resume_changes(self, saved: dict[str, Any]) -> list[tuple[str, Any, Any]]:
+        """(field, checkpoint's value, this config's value) of every field outside RESUME_FREE that differs from
+        `saved` (a checkpoint's config) and is not named in resume_allow_changes. Fields `saved` lacks (an older
+        version's checkpoint) are not compared."""
+        allowed = set(_allowed_changes(self.resume_allow_changes))
+        names = [n for n in field_names() if n not in RESUME_FREE and n not in allowed and n in saved]
+        return [(n, saved[n], getattr(self, n)) for n in names if saved[n] != getattr(self, n)]
+
     def stage_batch_size(self, stage: str) -> int:
         """The stage's own batch size, or `batch_size` when the stage's is none."""
         own = getattr(self, f"{_known_stage(stage)}_batch_size")
@@ -344,6 +355,49 @@ class Config:
         if self.use_bf16:
             return "bf16"
         return "fp16" if self.use_fp16 else "fp32"
+
+
+# ---------------------------------------------------------------- what a resume may change
+
+# Fields that change only where or how things are written, shown or run, never what training computes: a resume
+# may change them freely. Every other field (RESUME_COMPARED) must match the checkpoint's config unless named in
+# resume_allow_changes. A new field goes into one of the two (tests/test_config.py fails on an unclassified one).
+RESUME_FREE = frozenset({
+    "checkpoint_dir", "save_every", "keep_last_checkpoints", "pretrain_best_model_filename",
+    "finetune_best_model_filename", "handoff_best_model_filename", "resume_allow_changes",
+    "output_dir", "log_every", "tiny_assets_dir", "use_tui", "report_to", "run_name", "tracker_project",
+    "temperature", "do_sample", "top_p", "top_k", "no_repeat_ngram_size", "eval_max_samples", "test_split",
+    "max_test_samples", "preprocess_cache_dir", "preprocess_format", "skip_preprocessing_if_cached",
+    "preprocess_batch_size", "preprocess_chunk_size", "cache_write_offsets_index", "run_preprocessing",
+    "num_workers", "prefetch_factor", "async_checkpointing", "torch_num_threads", "use_gradient_checkpointing",
+    "use_torch_compile", "torch_compile_mode", "attn_implementation",
+})
+RESUME_COMPARED = frozenset({
+    "latent_dim", "latent_seq_len", "prefix_len", "modernbert_hidden_dim", "gpt2_hidden_dim", "middle_architecture",
+    "middle_hidden_dim", "middle_layers", "middle_transformer_layers", "middle_num_heads", "middle_ffn_multiplier",
+    "middle_dropout", "middle_use_rope", "adapter_num_heads", "adapter_dropout", "adapter_use_rope",
+    "num_encoder_unfrozen_layers", "learning_rate", "batch_size", "gradient_accumulation_steps", "max_seq_len",
+    "max_target_len", "num_epochs", "warmup_steps", "warmup_ratio", "lr_scheduler_type", "min_lr_ratio",
+    "weight_decay", "max_grad_norm", "modernbert_model", "gpt2_model", "device", "use_fp16", "use_bf16", "tf32",
+    "use_rmsnorm", "rmsnorm_eps", "use_prefix_rope", "rope_base", "max_generation_length", "normalize_latent",
+    "use_stop_latent", "stop_latent_init", "stop_latent_seed", "stop_latent_cosine_threshold", "dataset_name",
+    "train_split", "validation_split", "max_train_samples", "max_validation_samples", "dataset_input_field",
+    "dataset_target_field", "dataset_input_template", "wikitext_dataset", "arxiv_dataset",
+    "english_pretrain_dataset", "pretrain_mix", "preprocess_validation_fraction", "cache_store_text",
+    "cache_store_input_ids", "cache_store_attention_mask", "cache_store_target_ids",
+    "cache_store_target_attention_mask", "cache_store_embeddings_int8", "cache_use_embeddings_for_training",
+    "pipeline_mode", "run_pretraining", "run_finetuning", "freeze_encoder_compression_in_pipeline",
+    "adapter_pretrain_use_middle", *(f"{s}_{what}" for s in STAGES for what in ("epochs", "batch_size", "max_samples")),
+    "pretrain_middle_max_samples_wikitext", "pretrain_middle_max_samples_arxiv", "pretrain_middle_max_samples_english",
+    "pretrain_adapter_max_samples_wikitext", "pretrain_adapter_max_samples_arxiv", "latent_mse_weight",
+    "contrastive_weight", "training_phase", "seed", "decoder_unfrozen_layers", "decoder_lora_rank",
+    "decoder_lora_alpha", "decoder_lora_dropout", "decoder_lora_target_modules", "eval_steps", "eval_rouge_samples",
+    "early_stopping_patience", "best_model_metric",
+})
+
+
+def _allowed_changes(names: Optional[str]) -> list[str]:
+    return [n.strip() for n in (names or "").split(",") if n.strip()]
 
 
 def _known_stage(stage: str) -> str:
@@ -539,6 +593,7 @@ def _cross_field_problems(c: Config) -> list[Problem]:
         problems.append(Problem("pretrain_mix", c.pretrain_mix,
                                 f"a mix file, FILE:NAME or SOURCE[:WEIGHT],... ({why})"))
     problems += _schedule_problems(c) + _lora_problems(c) + _evaluation_problems(c) + _column_problems(c)
+    problems += _allowed_changes_problems(c)
     names = ("pretrain_best_model_filename", "finetune_best_model_filename", "handoff_best_model_filename")
     if len({getattr(c, n) for n in names}) < len(names):
         problems.append(Problem("handoff_best_model_filename", c.handoff_best_model_filename,
@@ -555,6 +610,14 @@ def _schedule_problems(c: Config) -> list[Problem]:
         problems.append(Problem("min_lr_ratio", c.min_lr_ratio, "0 unless lr_scheduler_type is cosine_with_min_lr "
                                 f"(it is {c.lr_scheduler_type}; set --lr-scheduler-type cosine_with_min_lr)"))
     return problems
+
+
+def _allowed_changes_problems(c: Config) -> list[Problem]:
+    unknown = [n for n in _allowed_changes(c.resume_allow_changes) if n not in field_names()]
+    if not unknown:
+        return []
+    return [Problem("resume_allow_changes", c.resume_allow_changes,
+                    "comma-separated Config field names; not " + ", ".join(f"{n}{did_you_mean(n)}" for n in unknown))]
 
 
 def _lora_problems(c: Config) -> list[Problem]:

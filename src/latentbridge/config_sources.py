@@ -261,22 +261,23 @@ def env_var(name: str) -> str:
     return ENV_PREFIX + name.upper()
 
 
-def write_config_file(config: Config, path: str) -> None:
-    """Write the config as JSON or YAML (by extension), atomically, loadable with --config."""
+def write_config_file(config: Config, path: str, leave_out: Sequence[str] = ()) -> None:
+    """Write the config as JSON or YAML (by extension), atomically, loadable with --config; without the fields
+    `leave_out` (they then take their defaults when the file is read)."""
     file = Path(path)
     suffix = file.suffix.lower()
     if suffix not in (".json", ".yaml", ".yml"):
         raise UserError(f"Cannot write the config to {path} (--save-config): expected a .json, .yaml or .yml file "
                         f"name, the formats --config reads back (not {suffix or 'a name without an extension'}).")
-    text = format_config(config, "yaml" if suffix in (".yaml", ".yml") else "json")
+    text = format_config(config, "yaml" if suffix in (".yaml", ".yml") else "json", leave_out)
     try:
         write_text_atomic(file, text)
     except OSError as error:
         raise UserError(f"Cannot write the config to {path} (--save-config): {error.strerror}.") from None
 
 
-def format_config(config: Config, fmt: str) -> str:
-    values = config.to_dict()
+def format_config(config: Config, fmt: str, leave_out: Sequence[str] = ()) -> str:
+    values = {k: v for k, v in config.to_dict().items() if k not in leave_out}
     if fmt == "json":
         return json.dumps(values, indent=2) + "\n"
     import yaml  # only YAML output needs it; --help stays lighter

@@ -26,6 +26,7 @@ import fcntl
 import json
 import os
 import socket
+import stat
 import sys
 import time
 from pathlib import Path
@@ -88,15 +89,28 @@ class RunLock:
         self.release()
 
     def _open(self) -> int:
+        """The lock file, opened without following a symlink and without truncating it (O_NOFOLLOW, no O_TRUNC):
+        a link planted at the lock's path must not make the run empty the file it points to."""
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            return os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-        except (FileExistsError, NotADirectoryError) as exc:
-            raise UserError(f"{self.what} cannot be used: {self._file_in_the_way(exc)} is a file, not a folder. "
-                            "Point it at a folder.") from None
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
         except OSError as exc:
-            raise UserError(f"{self.what} cannot be used: {exc.strerror} ({exc.filename}). Point it at a folder "
-                            "you can write to.") from None
+            if exc.errno == errno.ELOOP:
+                raise UserError(f"{self.what} cannot be used: its lock {self.path} is a symbolic link. A run writes "
+                                "its lock file only where it is a plain file; remove the link.") from None
+            raise self._unusable(exc) from None
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            os.close(fd)
+            raise UserError(f"{self.what} cannot be used: its lock {self.path} is not a plain file. Remove it.")
+        return fd
+
+    def _unusable(self, exc: OSError) -> UserError:
+        """The error for a lock whose folder cannot be made or written."""
+        if isinstance(exc, (FileExistsError, NotADirectoryError)):
+            return UserError(f"{self.what} cannot be used: {self._file_in_the_way(exc)} is a file, not a folder. "
+                             "Point it at a folder.")
+        return UserError(f"{self.what} cannot be used: {exc.strerror} ({exc.filename}). Point it at a folder "
+                         "you can write to.")
 
     def _file_in_the_way(self, exc: OSError) -> Path:
         """The file among the lock's ancestors that stops its folder from being created."""
@@ -139,9 +153,9 @@ class RunLock:
 
 def is_locked(path: Path) -> bool:
     """Whether another process holds the lock at `path` now (False when there is no such lock file)."""
-    if not Path(path).exists():
+    if not Path(path).is_file() or Path(path).is_symlink():
         return False
-    fd = os.open(path, os.O_RDONLY)
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         return False

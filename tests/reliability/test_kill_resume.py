@@ -1,9 +1,11 @@
-"""A training process killed with SIGKILL and resumed with --resume auto ends with the same weights as a run
-that was never interrupted (CPU, one thread, fixed seed). Slow: three training processes, ~25 s; the
-default run keeps the in-process stop/resume tests (test_train_mode.py, test_trainer.py)."""
+"""A training process killed with SIGKILL and resumed with --resume auto ends with the same weights, the same
+metrics.jsonl (timings aside) and the same summary.json as a run that was never interrupted (CPU, one thread,
+fixed seed). Slow: three training processes, ~25 s; the default run keeps the in-process stop/resume tests
+(test_train_mode.py, test_trainer.py)."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -61,3 +63,19 @@ def test_kill9_then_resume_matches_an_uninterrupted_run(tiny_root, tmp_path):
                              checkpoint_fingerprint(killed)).model
     assert reference.keys() == result.keys()
     assert all(torch.equal(reference[k], result[k]) for k in reference)
+    assert metric_lines(whole) == metric_lines(killed)  # no step logged twice (issue 20)
+    assert summary(whole) == summary(killed)  # every stage's trainable parameters, too
+
+
+TIMING = ("time", "samples_per_s", "tokens_per_s", "memory_gb")  # how fast, not what was computed
+
+
+def metric_lines(c) -> list[dict]:
+    lines = (Path(c.output_dir) / "metrics.jsonl").read_text().splitlines()
+    return [{k: v for k, v in json.loads(line).items() if k not in TIMING} for line in lines]
+
+
+def summary(c) -> dict:
+    data = json.loads((Path(c.output_dir) / "summary.json").read_text())
+    data["last_checkpoint"] = Path(data["last_checkpoint"]).name
+    return data

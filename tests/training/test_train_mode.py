@@ -119,3 +119,28 @@ def test_a_stopped_run_says_so_once(tiny_root, tmp_path, capsys):
     assert run(c, ModeOptions(), stop_after_steps=2) == 130
     out = capsys.readouterr().out.lower()
     assert out.count("stopped at step") == 1 and "continue with --resume auto" in out
+
+
+TIMING = ("time", "samples_per_s", "tokens_per_s", "memory_gb")  # how fast, not what was computed
+
+
+def record(path: Path) -> list[dict]:
+    return [{k: v for k, v in json.loads(line).items() if k not in TIMING} for line in path.read_text().splitlines()]
+
+
+def test_a_resume_after_a_kill_continues_metrics_and_summary_exactly(tiny_root, tmp_path):
+    """A killed run has logged steps after its last checkpoint; resuming from that checkpoint cuts them and logs
+    them again, so metrics.jsonl and summary.json read like an uninterrupted run's (issue 20: duplicate lines,
+    trainable_parameters of the resumed stages only)."""
+    whole = train_config(tiny_root, tmp_path / "whole")
+    assert run(whole, ModeOptions()) == 0
+    killed = train_config(tiny_root, tmp_path / "killed")
+    assert run(killed, ModeOptions(), stop_after_steps=10) == 130  # checkpoints at steps 6, 9 and 10
+    # stage 3, as if killed at step 10 after a save at 9: between two metric lines (log_every 2)
+    checkpoint = Path(killed.checkpoint_dir) / "step-000000009"
+    assert run(killed, ModeOptions(resume=str(checkpoint))) == 0
+    assert record(Path(killed.output_dir) / "metrics.jsonl") == record(Path(whole.output_dir) / "metrics.jsonl")
+    summaries = [json.loads((Path(c.output_dir) / "summary.json").read_text()) for c in (whole, killed)]
+    for summary in summaries:
+        summary["last_checkpoint"] = Path(summary["last_checkpoint"]).name
+    assert summaries[0] == summaries[1] and len(summaries[1]["trainable_parameters"]) == 4

@@ -1,7 +1,8 @@
 """A trained model file and the config it was trained under: the Python API's model (docs/python-api.md),
 which `--mode infer` and `--mode eval` use too.
 
-    load(path) -> TrainedModel                         a model file, or a folder holding best_model.pt
+    load(path) -> TrainedModel                         a model file, a folder holding best_model.pt, or a root of
+                                                       run folders (its latest run's)
     load_handoff(config, checkpoint, sources)          the run's hand-off model, as infer/eval load it
     TrainedModel.generate(texts, **sampling)           text in, text out: batched, seeded
     TrainedModel.encode(texts)                         the latents the middle and adapter work on
@@ -17,12 +18,15 @@ they were trained with.
 from __future__ import annotations
 
 import dataclasses
+import json
+import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Optional, Sequence
 
 import torch
+from safetensors import safe_open
 
 from latentbridge import recipe
 from latentbridge.config import Config, ConfigError, field_names
@@ -31,6 +35,7 @@ from latentbridge.errors import UserError
 from latentbridge.evaluation.generation import check_lengths, summarize
 from latentbridge.models.backends import autocast
 from latentbridge.models.bridge import LatentBridge, build_model
+from latentbridge.runs import latest_run
 from latentbridge.training.checkpoint import MANIFEST_NAME, load_model_file
 
 SAMPLING_FIELDS = ("temperature", "top_p", "top_k", "do_sample", "max_generation_length", "seed",
@@ -55,6 +60,7 @@ class TrainedModel:
     stage: str
     fingerprint: str
     ignored: tuple[str, ...] = ()  # explicitly given fields that the checkpoint's config overrode
+    trained: Optional[Config] = None  # the config as trained, before sampling and location overrides
 
     def describe(self) -> dict[str, Any]:
         return {"path": str(self.path), "step": self.step, "stage": self.stage, "fingerprint": self.fingerprint}
@@ -170,11 +176,50 @@ def load(path: str | Path, *, device: Optional[str] = None) -> TrainedModel:
     holding the hand-off file `best_model.pt` (a run's checkpoint_dir). `device`: default the config's."""
     path = Path(path)
     if path.is_dir() and not (path / MANIFEST_NAME).exists():
-        path = path / HANDOFF_DEFAULT
+        latest = latest_run(path)  # a root of run folders: its latest run
+        path = (latest if latest is not None and not (path / HANDOFF_DEFAULT).exists() else path) / HANDOFF_DEFAULT
     if not path.exists():
         raise UserError(f"No trained model at {path}. Give a model file written by `--mode train` (or the "
                         f"checkpoint_dir holding its {HANDOFF_DEFAULT}).")
     return _load(path, device=device)
+
+
+def trained_on(path: Path) -> Optional[Mapping[str, Any]]:
+    """The training config in a model file's header, unverified (enough to choose a run; the chosen file is
+    verified when it loads); None when it cannot be read."""
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            saved = json.loads((f.metadata() or {}).get("config", "null"))
+    except Exception:  # any unreadable file: not a candidate; loading a named one reports why
+        return None
+    return saved if isinstance(saved, dict) else None
+
+
+def same_dataset(a: Optional[str], b: Optional[str]) -> bool:
+    """Whether two dataset_name values name one dataset (`my_docs/` is `my_docs`)."""
+    return a is not None and b is not None and os.path.normpath(a) == os.path.normpath(b)
+
+
+def describe_training(saved: Mapping[str, Any]) -> str:
+    """'dataset my_docs/ (input column body, target column summary_line)' of a training config."""
+    source = (f"input template {saved.get('dataset_input_template')!r}" if saved.get("dataset_input_template")
+              else f"input column {saved.get('dataset_input_field') or 'found by name'}")
+    return (f"dataset {saved.get('dataset_name')} ({source}, target column "
+            f"{saved.get('dataset_target_field') or 'found by name'})")
+
+
+def pick_run_model(candidates: Sequence[Path], dataset_name: str, root: Path) -> Path:
+    """The newest of `candidates` (hand-off files of a root's run folders, newest first) trained on `dataset_name`;
+    UserError naming what the runs there trained on when none was (a model is never guessed)."""
+    trained = [(path, trained_on(path)) for path in candidates]
+    for path, saved in trained:
+        if saved is not None and same_dataset(saved.get("dataset_name"), dataset_name):
+            print(f"Loading {path}: the latest run under {root} trained on {dataset_name}.", file=sys.stderr)
+            return path
+    others = "; ".join(f"{p.parent.name}: {describe_training(saved)}" for p, saved in trained if saved)
+    raise UserError(f"No run under {root} has a trained model of dataset {dataset_name}"
+                    + (f" (its runs trained on: {others})" if others else "") + ". Name the dataset the model "
+                    "was trained on with --dataset-name, point --checkpoint at a model file, or train one first.")
 
 
 def load_handoff(given: Config, checkpoint: Optional[Path] = None, sources: Optional[Mapping[str, str]] = None,
@@ -205,4 +250,4 @@ def _load(path: Path, given: Optional[Config] = None, sources: Optional[Mapping[
     model = build_model(spec)
     load_state(model, loaded.model, path)
     model.eval()
-    return TrainedModel(model, config, path, loaded.step, loaded.stage, loaded.fingerprint, ignored)
+    return TrainedModel(model, config, path, loaded.step, loaded.stage, loaded.fingerprint, ignored, saved)

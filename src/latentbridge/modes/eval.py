@@ -27,19 +27,21 @@ from latentbridge.evaluation.baselines import (DirectTraining, adapter_stage_ste
                                                train_direct_baseline)
 from latentbridge.evaluation.evaluate import evaluate_model
 from latentbridge.evaluation.io import write_json
-from latentbridge.evaluation.loading import SAMPLING_FIELDS, TrainedModel, load_handoff
+from latentbridge.evaluation.loading import (SAMPLING_FIELDS, TrainedModel, describe_training, load_handoff,
+                                            same_dataset)
 from latentbridge.evaluation.report import build_report, markdown_report, render_report
 from latentbridge.evaluation.rouge import rouge_scores, scorer_description
 from latentbridge.files import write_text_atomic
 from latentbridge.models.decoder import load_decoder_backbone
-from latentbridge.modes import ModeOptions
+from latentbridge.modes import ModeOptions, model_to_load
 from latentbridge.ui.cache_progress import console_progress
 
 N_SAMPLES = 5
 
 
 def run(config: Config, options: ModeOptions) -> int:
-    model = load_handoff(config, options.checkpoint, options.sources)
+    model = load_handoff(config, model_to_load(config, options), options.sources)
+    refuse_another_dataset(model)
     report = evaluate(model, options.split, options.baselines)
     path = options.output_file or Path(model.config.output_dir) / f"eval_{report['split']}.json"
     write_json(Path(path), report)
@@ -59,6 +61,15 @@ def column_names(plan: ColumnPlan) -> dict[str, str]:
     """The trained columns, named in the report's sample headings."""
     source = f"template {plan.input_template!r}" if plan.input_template else str(plan.input_column)
     return {"input": source, "target": plan.target_column}
+
+
+def refuse_another_dataset(model: TrainedModel) -> None:
+    """A model is scored on the dataset it was trained on: another one would measure a task it never learned."""
+    trained = model.trained
+    if trained is not None and not same_dataset(trained.dataset_name, model.config.dataset_name):
+        raise UserError(f"--mode eval: the model {model.path} was trained on {describe_training(trained.to_dict())}, "
+                        f"not on {model.config.dataset_name}. Evaluate it on its own dataset (leave out "
+                        "--dataset-name), or name a model trained on that dataset with --checkpoint.")
 
 
 def evaluate(loaded: TrainedModel, split: str | None = None, baselines: bool = False) -> dict[str, Any]:

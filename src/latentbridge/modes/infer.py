@@ -27,16 +27,16 @@ from latentbridge.config import Config
 from latentbridge.errors import UserError
 from latentbridge.evaluation.io import (STREAM, InputColumns, parse_request, read_inputs, request_id, with_texts,
                                         write_json_line, write_outputs)
-from latentbridge.evaluation.loading import TrainedModel, load_handoff
-from latentbridge.modes import ModeOptions
+from latentbridge.evaluation.loading import TrainedModel, describe_training, load_handoff
+from latentbridge.modes import ModeOptions, model_to_load
 
 
 def run(config: Config, options: ModeOptions) -> int:
     if options.text is None and options.input_file == STREAM:
         return answer_stream(config, options, sys.stdin, sys.stdout)
     items = read_inputs(options.text, options.input_file, columns=None)  # bad input fails before the model loads
-    model = load_handoff(config, options.checkpoint, options.sources)
-    items = with_texts(items, input_columns(model))
+    model = load_handoff(config, model_to_load(config, options), options.sources)
+    items = texts_as_trained(items, model)
     summaries = model.generate([i.text for i in items], where=[i.where for i in items])
     write_outputs(items, summaries, options.output_file)
     if options.output_file is not None:
@@ -49,7 +49,7 @@ def answer_stream(config: Config, options: ModeOptions, requests: IO[str], answe
     if options.output_file is not None:
         raise UserError("--input-file - answers on standard output, one JSON line per request: leave out "
                         "--output-file (redirect standard output instead).")
-    model = load_handoff(config, options.checkpoint, options.sources)
+    model = load_handoff(config, model_to_load(config, options), options.sources)
     columns = input_columns(model)
     refused, index = 0, 0
     for number, line in enumerate(iter(requests.readline, ""), 1):  # readline: no read-ahead past a line
@@ -64,6 +64,18 @@ def answer_stream(config: Config, options: ModeOptions, requests: IO[str], answe
             write_json_line(answers, {"id": ident, "error": str(error)})
         index += 1
     return 2 if refused else 0
+
+
+def texts_as_trained(items: list, model: TrainedModel) -> list:
+    """The records' texts from the column the model was trained on; a record without it is refused naming the
+    model's dataset and columns (never a guess at another column)."""
+    try:
+        return with_texts(items, input_columns(model))
+    except UserError as error:
+        trained = model.trained.to_dict() if model.trained is not None else model.config.to_dict()
+        raise UserError(f"{error} The model {model.path} was trained on {describe_training(trained)}: give it "
+                        "records with that column, or load a model trained on this data (--dataset-name or "
+                        "--checkpoint).") from None
 
 
 def input_columns(model: TrainedModel) -> InputColumns:

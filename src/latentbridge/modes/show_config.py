@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 from latentbridge.config import Config, field_meta, field_names, short_repr
 from latentbridge.config_sources import format_config, write_config_file
 from latentbridge.models.precision import effective_precision
-from latentbridge.modes import ModeOptions
+from latentbridge.modes import ModeOptions, located_by_default
 
 if TYPE_CHECKING:
     from rich.table import Table
@@ -23,7 +23,9 @@ VALUE_LIMIT = 120  # longer values are cut in the table; --format json/yaml prin
 
 def run(config: Config, options: ModeOptions) -> int:
     if options.save_config is not None:
-        write_config_file(config, str(options.save_config))
+        # folders left to their default or preset are where runs go, not one run's folder: a saved config that
+        # named them would make every training from it land on the same folder (docs/pipeline.md, "Run folders")
+        write_config_file(config, str(options.save_config), leave_out=located_by_default(options.sources))
     if options.format == "table":
         from rich.console import Console  # only the table needs rich: JSON and YAML output stay lighter
 

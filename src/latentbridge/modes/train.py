@@ -1,8 +1,9 @@
 """`--mode train`: the staged pipeline.
 
     run(config, options) -> exit code
-        lock checkpoint_dir -> plan the stages (recipe.plan) -> trackers -> cache (built when missing) -> model
-        -> resume? -> Trainer.train() -> plots of the run (output_dir/plots/)
+        the run folder (a new one, or the latest for --resume auto) -> a finished run? done -> the checks that
+        need no model -> lock checkpoint_dir and output_dir -> plan the stages (recipe.plan) -> trackers
+        -> cache (built when missing) -> model -> resume? -> Trainer.train() -> plots (output_dir/plots/)
 
 Exit codes: 0 done, 130 stopped by Ctrl-C (a checkpoint was saved; `--resume auto` continues), 2 for bad
 input, a checkpoint_dir in use by another run among them.
@@ -10,6 +11,7 @@ input, a checkpoint_dir in use by another run among them.
 
 from __future__ import annotations
 
+import json
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable, Iterator, Optional, Sequence
@@ -27,8 +29,9 @@ from latentbridge.errors import UserError
 from latentbridge.evaluation.rouge import rouge_scores
 from latentbridge.locks import RUN_LOCK, RunLock
 from latentbridge.models.bridge import LatentBridge, build_model
-from latentbridge.modes import ModeOptions
-from latentbridge.training.checkpoint import (ConfigFingerprint, LoadedCheckpoint, find_latest, load_checkpoint,
+from latentbridge.modes import ModeOptions, in_run_folder, run_root, training_folder
+from latentbridge.runs import is_run_root, run_folders
+from latentbridge.training.checkpoint import (ARCHITECTURE_FIELDS, ConfigFingerprint, LoadedCheckpoint, find_latest, load_checkpoint,
                                               load_model_file, restore)
 from latentbridge.training import sharding
 from latentbridge.training.metrics import METRICS_FILE
@@ -60,27 +63,91 @@ def stage_data(cache: Cache, seed: int, say: Callable[[str], None] = print) -> C
     return data_for
 
 
+# Fields the checkpoint fingerprint compares itself (naming both values): the resume check leaves them to it.
+_FINGERPRINTED = frozenset({*ARCHITECTURE_FIELDS, "middle_architecture", "middle_layers", *recipe.LORA_FIELDS})
+
+
+def refuse_an_earlier_run(c: Config, resume: Optional[str]) -> None:
+    """Without --resume, a checkpoint_dir that already holds step checkpoints (or run folders) is refused: a fresh
+    run's checkpoints would be mixed with (and pruned against) the earlier run's, and `--resume auto` would later
+    pick the wrong one. Needs no model: runs before anything is built."""
+    if resume:
+        return
+    latest = find_latest(c.checkpoint_dir)
+    if latest is not None:
+        raise UserError(f"checkpoint_dir {c.checkpoint_dir} already holds step checkpoints of an earlier run "
+                        f"(newest: {latest.name}). Continue it with --resume auto, or start fresh with another "
+                        "--checkpoint-dir (or leave --checkpoint-dir out: each run then gets its own folder).")
+    if is_run_root(c.checkpoint_dir):
+        runs = ", ".join(p.name for p in run_folders(c.checkpoint_dir)[-3:])
+        raise UserError(f"checkpoint_dir {c.checkpoint_dir} holds run folders ({runs}), not one run. Leave --checkpoint-dir out to start a "
+                        "new run folder there (--preset or a config file naming it does that), or name one run's "
+                        "folder.")
+
+
+def resume_point(c: Config, resume: Optional[str]) -> Optional[Path]:
+    """The step checkpoint `--resume` continues from (None: start fresh)."""
+    if resume == "auto":
+        return find_latest(c.checkpoint_dir)
+    return Path(resume) if resume else None
+
+
+def finished_handoff(c: Config, resume: Optional[str]) -> Optional[Path]:
+    """With `--resume auto`, the hand-off model of a run that already finished (it is written only at the end)."""
+    path = Path(c.checkpoint_dir) / c.handoff_best_model_filename
+    return path if resume == "auto" and path.is_file() else None
+
+
+def refuse_changed_settings(c: Config, checkpoint: Path) -> None:
+    """A resume continues the run it resumes: every field that changes what training computes must match the
+    checkpoint's config, unless named in resume_allow_changes. Reads only the checkpoint's config.json (verified
+    with the rest of the checkpoint when it loads)."""
+    try:
+        saved = json.loads((checkpoint / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return  # unreadable: loading the checkpoint names the damage
+    if not isinstance(saved, dict):
+        return
+    changes = [(n, old, new) for n, old, new in c.resume_changes(saved) if n not in _FINGERPRINTED]
+    if changes:
+        listed = "; ".join(f"{n}: checkpoint {old!r}, now {new!r}" for n, old, new in changes)
+        names = ",".join(n for n, _, _ in changes)
+        raise UserError(f"--resume would continue the run of {checkpoint} with different settings ({listed}). A "
+                        "resumed run must compute what it started: use the checkpoint's values, start a new run "
+                        f"(leave out --resume), or allow a deliberate change with --resume-allow-changes {names}.")
+
+
 def resolve_resume(resume: Optional[str], c: Config, fingerprint: ConfigFingerprint,
                    say: Callable[[str], None] = print) -> Optional[LoadedCheckpoint]:
-    """`--resume auto`: the newest committed checkpoint in checkpoint_dir (none: start fresh); `--resume PATH`: that one.
-
-    Without --resume, a checkpoint_dir that already holds step checkpoints is refused: a fresh run's
-    checkpoints would be mixed with (and pruned against) the earlier run's, and `--resume auto` would
-    later pick the wrong one.
-    """
-    latest = find_latest(c.checkpoint_dir)
-    if not resume:
-        if latest is not None:
-            raise UserError(f"checkpoint_dir {c.checkpoint_dir} already holds step checkpoints of an earlier run "
-                            f"(newest: {latest.name}). Continue it with --resume auto, or start fresh with another "
-                            "--checkpoint-dir (or delete its step-* folders).")
-        return None
-    if resume == "auto":
-        if latest is None:
+    """`--resume auto`: the newest committed checkpoint in checkpoint_dir (none: start fresh); `--resume PATH`: that
+    one. The checks that need no model ran already (`check_before_work`)."""
+    point = resume_point(c, resume)
+    if point is None:
+        if resume == "auto":
             say(f"--resume auto: no checkpoint in {c.checkpoint_dir}; starting fresh")
-            return None
-        return load_checkpoint(latest, fingerprint)
-    return load_checkpoint(Path(resume), fingerprint)
+        return None
+    return load_checkpoint(point, fingerprint)
+
+
+def place_run(c: Config, options: ModeOptions, accelerator: Accelerator) -> Config:
+    """The config writing into this training's run folder (latentbridge.runs): chosen by rank 0 (which creates a
+    new one) and shared with the other ranks. A checkpoint_dir that was given is used as it is."""
+    root = run_root(c, options.sources)
+    if root is None:
+        return c
+    folder = training_folder(root, options.resume) if accelerator.is_main_process else None
+    if accelerator.num_processes > 1:
+        folder = broadcast_object_list([folder])[0]
+    return in_run_folder(c, Path(folder), options.sources)
+
+
+def check_before_work(c: Config, resume: Optional[str]) -> None:
+    """Every check of the run's folders that needs no model, before anything is built: an earlier run in a fresh
+    run's folder, a resume under changed settings."""
+    refuse_an_earlier_run(c, resume)
+    point = resume_point(c, resume)
+    if point is not None:
+        refuse_changed_settings(c, point)
 
 
 def build_accelerator(c: Config, trackers: Sequence[str] = ()) -> Accelerator:
@@ -97,36 +164,56 @@ def rouge_scorer(outputs: list[str], references: list[str]) -> dict[str, float]:
     return {k: 100 * v for k, v in rouge_scores(outputs, references).as_dict().items()}
 
 
+def locked_folders(c: Config) -> dict[Path, str]:
+    """The folders a training writes and locks: checkpoint_dir, and output_dir when it is another folder (two
+    runs appending to one metrics.jsonl would interleave their lines)."""
+    folders = {Path(c.checkpoint_dir): f"checkpoint_dir {c.checkpoint_dir}"}
+    if Path(c.output_dir).resolve() != Path(c.checkpoint_dir).resolve():
+        folders[Path(c.output_dir)] = f"output_dir {c.output_dir}"
+    return folders
+
+
 @contextmanager
-def checkpoint_dir_lock(accelerator: Accelerator, folder: Path, say: Callable[[str], None]) -> Iterator[None]:
-    """One run per checkpoint_dir: rank 0 holds its lock for the whole run (latentbridge.locks), and every rank
-    learns whether it got it, so that all stop together when another run is using the folder."""
-    lock, error = None, None
+def run_locks(accelerator: Accelerator, folders: dict[Path, str], say: Callable[[str], None]) -> Iterator[None]:
+    """One run per checkpoint_dir and per output_dir: rank 0 holds their locks for the whole run
+    (latentbridge.locks), and every rank learns whether it got them, so that all stop together when another run
+    is using a folder."""
+    locks, error = [], None
     if accelerator.is_main_process:
         try:
-            lock = RunLock(folder / RUN_LOCK, f"checkpoint_dir {folder}").acquire(note=say)
+            for folder, what in folders.items():
+                locks.append(RunLock(folder / RUN_LOCK, what).acquire(note=say))
         except UserError as e:
             error = str(e)
     if accelerator.num_processes > 1:
         error = broadcast_object_list([error])[0]
-    if error is not None:
-        raise UserError(error)
     try:
+        if error is not None:
+            raise UserError(error)
         yield
     finally:
-        if lock is not None:
+        for lock in locks:
             lock.release()
 
 
 def run(config: Config, options: ModeOptions, *, stop_after_steps: Optional[int] = None) -> int:
     stages = recipe.plan(config)
     accelerator = build_accelerator(config, resolve_trackers(config.report_to))
+    config = place_run(config, options, accelerator)
+    accelerator.project_configuration = project_configuration(Path(config.output_dir))  # the run folder's
+    done = finished_handoff(config, options.resume)
+    if done is not None:
+        if accelerator.is_main_process:
+            print(f"The run in {config.checkpoint_dir} is finished: nothing to resume. Its hand-off model is {done} "
+                  "(`--mode infer` and `--mode eval` load it); leave out --resume to start a new run.")
+        return 0
+    check_before_work(config, options.resume)
     set_seed(config.seed)  # python, numpy, torch (+cuda): dropout and everything else drawn globally
     console = Console()  # one console for the cache's bars, the dashboard and every note: notes print above bars
     display = make_progress_display(config.use_tui, accelerator.is_main_process, console)
     run_dir = Path(config.output_dir)
     try:
-        with checkpoint_dir_lock(accelerator, Path(config.checkpoint_dir), display.message):
+        with run_locks(accelerator, locked_folders(config), display.message):
             start_trackers(accelerator, project=config.tracker_project,
                            run_name=config.run_name or run_dir.resolve().name, run_dir=run_dir, config=config.to_dict())
             result = _train(config, options, stages, accelerator, display, console, stop_after_steps)

@@ -103,8 +103,9 @@ class MetricsWriter:
         self._refused: MetricsWriteError | None = None  # the first refused line: the cause to report
         if is_main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
-            self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+            self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o644)
             self._drop_torn_line(note)
+        self.lines = self._count_lines()  # lines in the file: a step checkpoint records it (`truncate_to`)
 
     @property
     def path(self) -> Path:
@@ -118,6 +119,25 @@ class MetricsWriter:
             note(f"Note: {self.path} ended in a torn line ({size - whole} bytes) left by an interrupted write; "
                  "it was removed, the whole lines before it are kept.")
 
+    def _count_lines(self) -> int:
+        if self._fd is None:
+            return 0
+        with open(self.path, "rb") as f:
+            return sum(chunk.count(b"\n") for chunk in iter(lambda: f.read(1 << 16), b""))
+
+    def truncate_to(self, lines: int) -> list[dict[str, Any]]:
+        """Keep the first `lines` lines (what the file held when the checkpoint a run resumes from was saved) and
+        return the records cut off: the steps a killed run logged after that checkpoint, which the resumed run
+        logs again. No-op (nothing cut) off rank 0 or when the file holds no more lines."""
+        if self._fd is None or self.lines <= lines:
+            return []
+        with open(self.path, "rb") as f:
+            kept = b"".join(f.readline() for _ in range(lines))
+            cut = f.read()
+        os.ftruncate(self._fd, len(kept))
+        self.lines = lines
+        return [json.loads(line) for line in cut.splitlines() if line.strip()]
+
     def write(self, metrics: StepMetrics) -> None:
         self.write_record(to_record(metrics))
 
@@ -130,6 +150,7 @@ class MetricsWriter:
         if nonfinite:
             clean["nonfinite"] = clean.get("nonfinite", []) + nonfinite
         self._append((json.dumps(clean, allow_nan=False, default=str) + "\n").encode("utf-8"))
+        self.lines += 1
 
     def _append(self, line: bytes) -> None:
         """One write of the whole line; on failure the file is truncated back to the lines before it."""

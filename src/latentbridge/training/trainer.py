@@ -107,6 +107,9 @@ class LoopState:
     best: dict[str, float] = field(default_factory=dict)  # stage -> validation loss of its best weights
     best_scores: dict[str, float] = field(default_factory=dict)  # stage -> its best best_model_metric value
     early_stopped: list[str] = field(default_factory=list)  # stages that early stopping ended
+    trainable: dict[str, int] = field(default_factory=dict)  # stage -> trainable parameters (summary.json)
+    metrics_lines: Optional[int] = None  # lines of metrics.jsonl when saved: a resume cuts the file back to them
+    log_window: dict[str, Any] = field(default_factory=dict)  # sums since the last metrics line (_LogWindow)
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -238,7 +241,8 @@ class Trainer:
         self._stop_requested = False
         self._frozen: list[nn.Module] = []
         self._last_saved_step: Optional[int] = None
-        self._trainable: dict[str, int] = {}  # stage -> trainable parameters
+        self._window = _LogWindow(time.perf_counter())
+        self._logged_before: set[tuple[str, str, int]] = set()  # (split, stage, global_step) trackers already have
         self.sharded = sharding.wants_sharding(self.accelerator) if settings.shard_layers is None else settings.shard_layers
         if self.sharded and not sharding.is_sharded(model):
             sharding.shard_layers(model, self.accelerator.device)
@@ -262,7 +266,7 @@ class Trainer:
                                             "stages": state.plan, "best_validation_loss": state.best,
                                             "best_model_metric": self.s.best_model_metric,
                                             "best_scores": state.best_scores, "early_stopped": state.early_stopped,
-                                            "trainable_parameters": self._trainable,
+                                            "trainable_parameters": state.trainable,
                                             "last_checkpoint": str(self.checkpointer.status().last_committed_path)})
                 self.metrics.close()
         return TrainResult(state, interrupted, handoff)
@@ -271,7 +275,7 @@ class Trainer:
         """Train one stage to its end (True when stopped early: Ctrl-C or stop_after_steps)."""
         set_trainable(self.model, stage.trains)
         params = [p for p in self.model.parameters() if p.requires_grad]
-        self._note_trainable(stage, params)
+        self._note_trainable(stage, st, params)
         self._frozen = frozen_subtrees(self.model)
         data = self.data_for(stage)
         accum = self.s.gradient_accumulation_steps
@@ -294,7 +298,8 @@ class Trainer:
         self.checkpointer.prepare(self._train_state(stage, st, optimizer, scheduler))  # allocate copy buffers now
         self._train_modes(objective)
         reset_peak_memory(self.accelerator.device)
-        window = _LogWindow(time.perf_counter())
+        window = self._window = _LogWindow.resumed(st.log_window)
+        st.log_window = {}
 
         ended_early = False
         while st.epoch < stage.epochs and not ended_early:
@@ -306,7 +311,7 @@ class Trainer:
                 window.add(losses, samples, tokens)
                 if st.step % self.s.log_every == 0 or st.step == total_steps:
                     self._log(stage, st, window, scheduler, grad_norm)
-                    window = _LogWindow(time.perf_counter())
+                    window = self._window = _LogWindow(time.perf_counter())
                 if self._is_eval_step(st.step, total_steps):
                     if self._evaluate(stage, st, data) and st.step < total_steps:
                         ended_early = self._stop_early(stage, st)
@@ -556,15 +561,19 @@ class Trainer:
         return build_scheduler(optimizer, warmup_steps=warmup, total_steps=total_steps,
                                kind=self.s.lr_scheduler_type, min_lr_ratio=self.s.min_lr_ratio)
 
-    def _note_trainable(self, stage: Stage, params: list[nn.Parameter]) -> None:
+    def _note_trainable(self, stage: Stage, st: LoopState, params: list[nn.Parameter]) -> None:
         count = sum(p.numel() for p in params)
-        self._trainable[stage.name] = count
+        st.trainable[stage.name] = count
         self.display.message(f"{stage.name}: {count:,} trainable parameters ({', '.join(sorted(stage.trains))})")
 
     def _record(self, m: StepMetrics) -> None:
         """One metrics line: metrics.jsonl, the display, and the experiment trackers (rank 0; no-op without)."""
         self.metrics.write(m)
         self.display.update(m)
+        key = (m.split, m.stage, m.global_step)
+        if key in self._logged_before:  # the killed run this one resumes logged it already
+            self._logged_before.discard(key)
+            return
         self.accelerator.log(tracker_values(m), step=m.global_step)
 
     def _train_state(self, stage: Stage, st: LoopState, optimizer, scheduler) -> TrainState:
@@ -585,6 +594,8 @@ class Trainer:
             self.model.load_trainable_state_dict(state)
 
     def _save(self, stage: Stage, st: LoopState, optimizer, scheduler) -> None:
+        st.metrics_lines = self.metrics.lines
+        st.log_window = self._window.to_json()  # the next line averages steps before and after a resume
         self.checkpointer.save(st.global_step, self._train_state(stage, st, optimizer, scheduler))
         self._last_saved_step = st.global_step
 
@@ -639,8 +650,21 @@ class Trainer:
             raise UserError(f"checkpoint {resume.path} belongs to a run with stages {st.plan}; this run plans {plan}. "
                             "Use the same pipeline settings, or start fresh with another --checkpoint-dir.")
         restore(resume.path / MODEL_TENSORS, "model", self._load_trainable, resume.model)
+        self._continue_the_record(st)
         self.display.message(f"resuming from {resume.path} (stage {resume.stage}, step {st.global_step})")
         return st
+
+    def _continue_the_record(self, st: LoopState) -> None:
+        """Make the run's records read as if it had never stopped: metrics.jsonl cut back to the lines it held at
+        the checkpoint (the killed run's later lines are logged again, identically), and those steps kept from
+        the trackers, which received them already."""
+        if st.metrics_lines is None:  # a checkpoint of an older version: the file is kept as it is
+            return
+        cut = self.metrics.truncate_to(st.metrics_lines)
+        self._logged_before = {(r.get("split", "train"), r.get("stage"), r.get("global_step")) for r in cut}
+        if cut:
+            self.display.message(f"{self.metrics.path}: {len(cut)} line(s) logged after step {st.global_step} by "
+                                 "the stopped run removed; they are logged again as the run continues")
 
 
 class _LogWindow:
@@ -650,6 +674,17 @@ class _LogWindow:
         self.started = started
         self.sums: dict[str, float] = {}
         self.steps = self.samples = self.tokens = 0
+
+    @classmethod
+    def resumed(cls, saved: Mapping[str, Any]) -> "_LogWindow":
+        """A window holding the sums a checkpoint saved (empty: a fresh one)."""
+        window = cls(time.perf_counter())
+        window.sums = dict(saved.get("sums", {}))
+        window.steps, window.samples, window.tokens = (int(saved.get(k, 0)) for k in ("steps", "samples", "tokens"))
+        return window
+
+    def to_json(self) -> dict[str, Any]:
+        return {"sums": dict(self.sums), "steps": self.steps, "samples": self.samples, "tokens": self.tokens}
 
     def add(self, losses: Mapping[str, float], samples: int, tokens: int) -> None:
         for k, v in losses.items():

@@ -46,7 +46,8 @@ def step_dir_name(step: int) -> str:
 def committed_checkpoints(directory: str | Path) -> list[tuple[int, Path]]:
     """(step, path) of every committed step checkpoint in `directory`, oldest first.
 
-    Committed = final name (no `.partial`) and a manifest present. Content is verified on load.
+    Committed = final name (no `.partial`) and a manifest present. Content is verified on load. A step folder that
+    is a symbolic link is not this run's own: it is never resumed from, nor pruned.
     """
     directory = Path(directory)
     if not directory.is_dir():
@@ -54,7 +55,7 @@ def committed_checkpoints(directory: str | Path) -> list[tuple[int, Path]]:
     found = []
     for entry in directory.iterdir():
         m = _STEP_DIR.match(entry.name)
-        if m and entry.is_dir() and (entry / MANIFEST_NAME).is_file():
+        if m and entry.is_dir() and not entry.is_symlink() and (entry / MANIFEST_NAME).is_file():
             found.append((int(m.group(1)), entry))
     return sorted(found)
 
