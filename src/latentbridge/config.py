@@ -94,7 +94,16 @@ class Config:
     num_encoder_unfrozen_layers: int = _dims(2, "Top ModernBERT layers trained in phases that train the encoder", ge=0)
 
     # Training Hyperparameters
-    learning_rate: float = _train(2e-5, "Peak learning rate (AdamW)", gt=0)
+    learning_rate: float = _train(2e-5, "Peak learning rate (AdamW) of the new modules (compressor, middle, adapter); "
+                                  "the other *_learning_rate fields fall back to it", gt=0)
+    encoder_learning_rate: Optional[float] = _train(None, "Peak learning rate of the top encoder layers that train "
+                                                    "(none: learning_rate)", gt=0)
+    decoder_learning_rate: Optional[float] = _train(None, "Peak learning rate of the top decoder layers trained in "
+                                                    "full (none: learning_rate)", gt=0)
+    lora_learning_rate: Optional[float] = _train(None, "Peak learning rate of the decoder's LoRA adapters (none: "
+                                                 "learning_rate)", gt=0)
+    direct_baseline_learning_rate: Optional[float] = _train(None, "Learning rate of eval --baselines' direct "
+                                                            "fine-tune of the decoder (none: learning_rate)", gt=0)
     batch_size: int = _train(30, "Batch size per device; stage batch sizes fall back to it", gt=0)
     gradient_accumulation_steps: int = _train(3, "Micro-batches per optimizer step", gt=0)
     max_seq_len: int = _train(512, "Maximum input tokens (encoder)", gt=0)
@@ -113,8 +122,12 @@ class Config:
     max_grad_norm: float = _train(1.0, "Gradient clipping norm (0 disables clipping)", ge=0)
 
     # Model Names
-    modernbert_model: str = _names("answerdotai/ModernBERT-base", "Encoder: hub name or local folder")
-    gpt2_model: str = _names("google/gemma-3-270m-it", "Decoder (Gemma 3): hub name or local folder")
+    modernbert_model: str = _names("answerdotai/ModernBERT-base", "Encoder: hub name, local folder, or a .gguf file "
+                                   "(or a folder holding one), dequantised once under backbone_cache_dir")
+    gpt2_model: str = _names("google/gemma-3-270m-it", "Decoder (Gemma 3): hub name, local folder, or a .gguf file "
+                             "(or a folder holding one), dequantised once under backbone_cache_dir")
+    backbone_cache_dir: str = _names("cache/backbones", "Folder of the safetensors folders dequantised from GGUF "
+                                     "backbones, one per file's sha256")
 
     # Device and Optimization
     device: str = _device("cuda", "Device to train on; auto picks cuda, then mps, then cpu",

@@ -115,7 +115,7 @@ def direct_system(loaded: TrainedModel, train: list, dialogues: list[str]) -> tu
     steps = direct_steps(c, len(train))
     if steps == 0:
         return None, [], "direct baseline skipped: the adapter fine-tuning stage has 0 epochs, so 0 steps to match"
-    settings = DirectTraining(steps=steps, lr=c.learning_rate, seed=c.seed,
+    settings = DirectTraining(steps=steps, lr=recipe.direct_baseline_rate(c), seed=c.seed,
                               batch_size=c.stage_batch_size("finetune_adapter"),
                               accumulation=c.gradient_accumulation_steps, warmup_steps=c.warmup_steps,
                               weight_decay=c.weight_decay, max_grad_norm=c.max_grad_norm, max_input_len=c.max_seq_len,
