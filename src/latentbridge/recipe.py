@@ -389,6 +389,7 @@ def with_tiny_assets(c: Config, log: Callable[[str], None] = print, progress: An
     <fingerprint>, with the hidden sizes modernbert_hidden_dim and gpt2_hidden_dim. `progress` shows the build.
     """
     c = with_gguf_folders(c, progress)
+    with_small_assets(c, progress)
     if not c.tiny_assets_dir:
         return c
     from latentbridge import assets  # torch: trains tokenizers and builds models
@@ -407,6 +408,19 @@ def with_tiny_assets(c: Config, log: Callable[[str], None] = print, progress: An
     built = _corpus_models(c, log, progress)
     folders = {"modernbert_model": built.encoder_dir, "gpt2_model": built.decoder_dir}
     return c.replace(**{field: str(folders[field]) for field in managed})
+
+
+def with_small_assets(c: Config, progress: Any = None) -> None:
+    """The small preset's packaged backbones and the bundled corpus under small_assets_dir, built when missing
+    (nothing to do without it); a UserError naming the install command when the packages are absent."""
+    if not c.small_assets_dir:
+        return
+    from latentbridge import assets, backbones  # torch: unpacks and dequantises models
+
+    root = Path(c.small_assets_dir)
+    backbones.ensure_small_assets(root, progress)
+    if _same_path(c.dataset_name, corpus_paths(root / "data")["dataset"]):
+        assets.ensure_bundled_corpus(root, assets.SHARED_ASSETS_SEED)
 
 
 def with_gguf_folders(c: Config, progress: Any = None) -> Config:
