@@ -639,7 +639,6 @@ PRESETS["small"] = {
     "max_seq_len": 64,
     "max_target_len": 32,
     "max_generation_length": 32,
-    "decoder_lora_target_modules": GEMMA_PROJECTIONS,  # Llama names its projections as Gemma does
     "torch_num_threads": 1,  # SmolLM2 fwd+bwd, batch 8 x 32: ~2.7 s on 1 thread, ~20 s on 2 beside another process
     "checkpoint_dir": "checkpoints/small",
     "output_dir": "runs/small",
