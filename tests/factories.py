@@ -14,7 +14,7 @@ import textwrap
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 import torch
 from tokenizers import Tokenizer, models, pre_tokenizers, processors, trainers
@@ -107,6 +107,33 @@ def tiny_spec(assets: Any, **sections: dict[str, Any]) -> ModelSpec:
     )
     changes = {name: dataclasses.replace(getattr(spec, name), **fields) for name, fields in sections.items()}
     return dataclasses.replace(spec, **changes)
+
+
+CHATML_TEMPLATE = ("{% for message in messages %}<|im_start|>{{ message['role'] }}\n{{ message['content'] }}"
+                   "<|im_end|>\n{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")
+
+
+def family_tokenizer(assets: Any, role: str, chat: Optional[str]) -> Any:
+    """The tiny assets' tokenizer of `role`; for a decoder with the chat format `chat`: "gemma" (its own template),
+    "chatml" (SmolLM2's and Qwen's <|im_start|> ... <|im_end|>, two tokens added) or None (no template)."""
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(assets.encoder_dir if role == "encoder" else assets.decoder_dir)
+    if role == "decoder" and chat == "chatml":
+        tok.add_special_tokens({"additional_special_tokens": ["<|im_start|>", "<|im_end|>"]})
+        tok.chat_template = CHATML_TEMPLATE
+    elif role == "decoder" and chat is None:
+        tok.chat_template = None
+    return tok
+
+
+def build_family_folder(assets: Any, model_type: str, role: str, out_dir: Path, chat: Optional[str] = "gemma") -> Path:
+    """A tiny random `model_type` backbone (models/tiny.py's builder) over the tiny assets' tokenizer, saved in
+    out_dir as a model folder."""
+    from latentbridge.models.tiny import build_tiny_backbone
+
+    build_tiny_backbone(model_type, role, family_tokenizer(assets, role, chat), out_dir, seed=0, hidden=32, heads=2)
+    return out_dir
 
 
 def make_model(assets: Any, seed: int = 0, **sections: dict[str, Any]) -> LatentBridge:

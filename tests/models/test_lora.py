@@ -7,10 +7,11 @@ import torch
 
 from latentbridge.errors import UserError
 from latentbridge.models.bridge import set_trainable
+from latentbridge.models.families import LLAMA_PROJECTIONS
 from latentbridge.models.specs import LoraSpec
 from tests.factories import DIALOGUES, SUMMARIES, make_model
 
-LORA = LoraSpec(rank=4, alpha=8.0)
+LORA = LoraSpec(rank=4, alpha=8.0)  # no target modules: Gemma's own projections (models/families.py)
 
 
 def decoder_loss(model) -> torch.Tensor:
@@ -25,7 +26,7 @@ def test_lora_goes_on_the_layers_below_the_fully_trained_ones(tiny_assets):
     names = set(set_trainable(model, {"decoder"}))
     lora = {n for n in names if ".lora_" in n}
     assert lora and all(n.startswith("decoder.model.model.layers.0.") for n in lora)
-    assert {n.rsplit(".lora_", 1)[0].rsplit(".", 1)[-1] for n in lora} == set(LORA.target_modules)
+    assert {n.rsplit(".lora_", 1)[0].rsplit(".", 1)[-1] for n in lora} == set(LLAMA_PROJECTIONS)
     assert {n for n in names if ".lora_" not in n} == {n for n, _ in model.named_parameters()
                                                        if n.startswith(("decoder.model.model.layers.1.",
                                                                         "decoder.model.model.norm."))}
@@ -37,7 +38,7 @@ def test_only_the_adapters_train_and_are_saved_not_the_frozen_base_weights(tiny_
     names = set(set_trainable(model, {"adapter", "decoder"}))
     decoder_names = {n for n in names if n.startswith("decoder.")}
     assert decoder_names and all(".lora_A." in n or ".lora_B." in n for n in decoder_names)
-    assert len(decoder_names) == 2 * len(LORA.target_modules) * 2  # A and B, 7 projections, 2 layers
+    assert len(decoder_names) == 2 * len(LLAMA_PROJECTIONS) * 2  # A and B, 7 projections, 2 layers
     decoder_loss(model).backward()
     assert {n for n, p in model.named_parameters() if p.grad is not None} == names
     saved = model.trainable_state_dict()

@@ -119,13 +119,14 @@ def _seeded(seed: Optional[int], build):
         return build()
 
 
-def _decoder_lora(dec_model: nn.Module, spec: DecoderSpec, seed: Optional[int]) -> list[nn.Module]:
+def _decoder_lora(decoder: Decoder, spec: DecoderSpec, seed: Optional[int]) -> list[nn.Module]:
     """LoRA adapters on the decoder layers below the fully trained top ones (none without spec.lora); their
     initialisation is drawn from seed + 3 when `seed` is given."""
     if spec.lora is None:
         return []
-    layers = lora_layer_indices(len(dec_model.model.layers), spec.unfrozen_layers)
-    return _seeded(None if seed is None else seed + 3, lambda: add_lora(dec_model, spec.lora, layers))
+    layers = lora_layer_indices(len(decoder.layers), spec.unfrozen_layers)
+    return _seeded(None if seed is None else seed + 3,
+                   lambda: add_lora(decoder.model, decoder.layout, spec.lora, layers))
 
 
 def backbone_weight_dtype(attn_implementation: str, compute_dtype: torch.dtype) -> torch.dtype:
@@ -164,14 +165,15 @@ def build_model(spec: ModelSpec, seed: Optional[int] = None, on_device: bool = T
     weight_dtype = backbone_weight_dtype(attn, compute_dtype)
     enc_backbone, enc_tok = load_encoder_backbone(spec.encoder, attn, rt.allow_download, weight_dtype)
     dec_model, dec_tok = load_decoder_backbone(spec.decoder, attn, rt.allow_download, weight_dtype)
+    encoder = _seeded(seed, lambda: LatentEncoder(enc_backbone, enc_tok, spec.encoder))
+    decoder = Decoder(dec_model, dec_tok, spec.decoder)
     for name, n, layers, field in (
-            ("encoder", spec.encoder.unfrozen_layers, len(enc_backbone.layers), "num_encoder_unfrozen_layers"),
-            ("decoder", spec.decoder.unfrozen_layers, len(dec_model.model.layers), "decoder_unfrozen_layers")):
+            ("encoder", spec.encoder.unfrozen_layers, len(encoder.layers), "num_encoder_unfrozen_layers"),
+            ("decoder", spec.decoder.unfrozen_layers, len(decoder.layers), "decoder_unfrozen_layers")):
         if n > layers:
             raise UserError(f"{field} is {n} but the {name} has only {layers} layers; set --"
                             f"{field.replace('_', '-')} to at most {layers}.")
-    encoder = _seeded(seed, lambda: LatentEncoder(enc_backbone, enc_tok, spec.encoder))
-    decoder = Decoder(dec_model, dec_tok, spec.decoder, _decoder_lora(dec_model, spec.decoder, seed))
+    decoder.add_lora_modules(_decoder_lora(decoder, spec.decoder, seed))
     middle = _seeded(None if seed is None else seed + 1, lambda: build_middle(spec.middle))
     adapter = _seeded(None if seed is None else seed + 2,
                       lambda: PrefixAdapter(spec.adapter, decoder.hidden_size, decoder.token_embedding_rms()))

@@ -1,11 +1,11 @@
-"""Decoder: a Gemma 3 causal LM conditioned on the adapter's prefix through `inputs_embeds`.
+"""Decoder: a causal LM of any family (models/families.py) conditioned on the adapter's prefix through `inputs_embeds`.
 
-Input layout: [head] [prefix (P)] [tail] [target tokens]. For an instruction-tuned checkpoint (its
-tokenizer has a chat template, or the name ends with -it) head/tail are the chat turn markers around
-the user's content, read off the template itself: for Gemma `<bos><start_of_turn>user\\n` and
-`<end_of_turn>\\n<start_of_turn>model\\n`; targets end with `<end_of_turn>` and generation stops on
-`<eos>` (1) or `<end_of_turn>` (106). For a base checkpoint head is `<bos>`, tail is empty and targets
-end with `<eos>`. Token embeddings come from `embed_tokens`, which already multiplies by sqrt(hidden).
+Input layout: [head] [prefix (P)] [tail] [target tokens]. When the tokenizer has a chat template, head/tail are
+the turn markers around the user's content, read off the template itself (for Gemma `<bos><start_of_turn>user\\n`
+and `<end_of_turn>\\n<start_of_turn>model\\n`), and targets end with the token the template closes an assistant
+turn with (families.end_of_turn_id: Gemma's `<end_of_turn>`, ChatML's `<|im_end|>`); generation stops on it or
+EOS. Without a template head is BOS (when the tokenizer has one), tail is empty and targets end with EOS. Token
+embeddings come from `get_input_embeddings()`, which for Gemma already multiplies by sqrt(hidden).
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 from transformers import AutoModelForCausalLM, AutoTokenizer, LogitsProcessorList, NoRepeatNGramLogitsProcessor
 
+from latentbridge.models.families import Layout, end_of_turn_id, find_layout
 from latentbridge.models.loading import check_hidden_dim, load_pretrained
 from latentbridge.models.specs import DecoderSpec, SamplingSpec
 
@@ -27,8 +28,8 @@ _CONTENT = "\u2063LATENTBRIDGE_PREFIX\u2063"
 
 def load_decoder_backbone(spec: DecoderSpec, attn_implementation: str, allow_download: bool = False,
                           dtype: torch.dtype = torch.float32) -> tuple[Any, Any]:
-    """(Gemma3ForCausalLM, tokenizer) through AutoModelForCausalLM/AutoTokenizer, the text decoder taken out of
-    an image-text checkpoint (`text_decoder`); hidden size checked."""
+    """(the causal LM, tokenizer) through AutoModelForCausalLM/AutoTokenizer, the text decoder taken out of an
+    image-text Gemma 3 checkpoint (`text_decoder`); hidden size checked."""
     tokenizer = load_pretrained(AutoTokenizer, spec.model, spec.model_field, "tokenizer", allow_download)
     model = text_decoder(load_pretrained(AutoModelForCausalLM, spec.model, spec.model_field, "decoder",
                                          allow_download, attn_implementation=attn_implementation, dtype=dtype))
@@ -50,17 +51,13 @@ def text_decoder(model: nn.Module) -> nn.Module:
     return text
 
 
-def is_instruction_tuned(tokenizer: Any, name: str) -> bool:
-    return bool(getattr(tokenizer, "chat_template", None)) or name.rstrip("/").endswith("-it")
+def has_chat_template(tokenizer: Any) -> bool:
+    return bool(getattr(tokenizer, "chat_template", None))
 
 
-def target_end_id(tokenizer: Any, name: str) -> int:
-    """The token that closes every target: <end_of_turn> for instruction-tuned checkpoints, else <eos>."""
-    if is_instruction_tuned(tokenizer, name):
-        end = tokenizer.convert_tokens_to_ids("<end_of_turn>")
-        if end is not None and end != tokenizer.unk_token_id:
-            return int(end)
-    return int(tokenizer.eos_token_id)
+def target_end_id(tokenizer: Any) -> int:
+    """The token that closes every target: the end of an assistant turn in the chat template, else EOS."""
+    return end_of_turn_id(tokenizer)
 
 
 def target_token_ids(tokenizer: Any, text: str, max_len: int, end_id: int) -> list[int]:
@@ -98,27 +95,31 @@ class Decoder(nn.Module):
                  lora_modules: Sequence[nn.Module] = ()) -> None:
         super().__init__()
         self.model = model
-        self._lora_modules = list(lora_modules)  # a plain list: they are registered where they sit in `model`
+        self._lora_modules: list[nn.Module] = []
+        self.add_lora_modules(lora_modules)
         self.tokenizer = tokenizer
         self.spec = spec
-        self.chat = is_instruction_tuned(tokenizer, spec.model)
+        self.layout: Layout = find_layout(model, spec.model, "decoder")
+        self.chat = has_chat_template(tokenizer)
         head, tail = self._frame_text()
         self.register_buffer("head_ids", self._ids(head), persistent=False)
         self.register_buffer("tail_ids", self._ids(tail), persistent=False)
-        self.end_id = target_end_id(tokenizer, spec.model)
-        self.stop_ids = sorted({tokenizer.eos_token_id, self.end_id})
+        self.end_id = target_end_id(tokenizer)
+        self.stop_ids = sorted({t for t in (tokenizer.eos_token_id, self.end_id) if t is not None})
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
 
+    def add_lora_modules(self, modules: Sequence[nn.Module]) -> None:
+        """Count LoRA adapters injected into `model` (models/lora.py) among what trains with the decoder; a plain
+        list: they are registered where they sit in `model`."""
+        self._lora_modules.extend(modules)
+
     def _frame_text(self) -> tuple[str, str]:
-        bos = self.tokenizer.bos_token or ""
         if not self.chat:
-            return bos, ""
-        if getattr(self.tokenizer, "chat_template", None):
-            text = self.tokenizer.apply_chat_template([{"role": "user", "content": _CONTENT}], tokenize=False,
-                                                      add_generation_prompt=True)
-            head, tail = text.split(_CONTENT)
-            return head, tail
-        return f"{bos}<start_of_turn>user\n", "<end_of_turn>\n<start_of_turn>model\n"
+            return self.tokenizer.bos_token or "", ""
+        text = self.tokenizer.apply_chat_template([{"role": "user", "content": _CONTENT}], tokenize=False,
+                                                  add_generation_prompt=True)
+        head, tail = text.split(_CONTENT)
+        return head, tail
 
     def _ids(self, text: str) -> torch.Tensor:
         return torch.tensor(self.tokenizer(text, add_special_tokens=False)["input_ids"], dtype=torch.long)
@@ -129,13 +130,19 @@ class Decoder(nn.Module):
 
     @property
     def layers(self) -> nn.ModuleList:
-        return self.model.model.layers
+        return self.model.get_submodule(self.layout.blocks)
+
+    @property
+    def body(self) -> nn.Module:
+        """The bare transformer: embeddings in, hidden states out (no LM head)."""
+        return self.model.get_submodule(self.layout.body)
 
     def trainable_backbone_modules(self) -> list[nn.Module]:
-        """The top `unfrozen_layers` layers and the final norm (embeddings / tied lm_head stay frozen), and the
-        LoRA adapters of the layers below (models/lora.py) when LoRA is on."""
+        """The top `unfrozen_layers` layers and the final norm where the family has one (embeddings / tied LM
+        head stay frozen), and the LoRA adapters of the layers below (models/lora.py) when LoRA is on."""
         n = self.spec.unfrozen_layers
-        return ((list(self.layers[-n:]) + [self.model.model.norm]) if n > 0 else []) + self._lora_modules
+        norm = [] if self.layout.final_norm is None else [self.model.get_submodule(self.layout.final_norm)]
+        return ((list(self.layers[-n:]) + norm) if n > 0 else []) + self._lora_modules
 
     def embed(self, ids: torch.Tensor) -> torch.Tensor:
         """Token embeddings exactly as the model sees them (scaled by sqrt(hidden) for Gemma)."""
@@ -151,7 +158,7 @@ class Decoder(nn.Module):
     def target_ids(self, texts: list[str], max_len: int, device: torch.device | str = "cpu"
                    ) -> tuple[torch.Tensor, torch.Tensor]:
         """(ids, mask) of targets as the decoder is trained on them: no BOS, text truncated to
-        max_len - 1 tokens, then the end token (<end_of_turn> for -it, <eos> otherwise), right-padded."""
+        max_len - 1 tokens, then the end token (`end_id`), right-padded."""
         rows = [target_token_ids(self.tokenizer, t, max_len, self.end_id) for t in texts]
         width = max(len(r) for r in rows)
         ids = torch.full((len(rows), width), self.pad_id, dtype=torch.long)
@@ -175,7 +182,7 @@ class Decoder(nn.Module):
         F_len, T = framed.shape[1], target_ids.shape[1]
         embeds = torch.cat([framed, self.embed(target_ids)], dim=1)           # (B, F + T, H)
         attn = torch.cat([target_mask.new_ones(target_mask.shape[0], F_len), target_mask], dim=1)
-        hidden = self.model.model(inputs_embeds=embeds, attention_mask=attn, use_cache=False).last_hidden_state
+        hidden = self.body(inputs_embeds=embeds, attention_mask=attn, use_cache=False).last_hidden_state
         # hidden state at position s predicts token s + 1: the targets are read from F-1 .. F+T-2
         mask = target_mask.bool()
         h = hidden[:, F_len - 1: F_len - 1 + T][mask]                         # (N, H) valid targets only
@@ -200,7 +207,7 @@ class Decoder(nn.Module):
         return torch.cat(chunks) if chunks else h.new_zeros(0, dtype=torch.float32)
 
     def _chunk_ce(self, h: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        logits = self.model.lm_head(h).float()                                # (n, V)
+        logits = self.model.get_output_embeddings()(h).float()                               # (n, V)
         cap = getattr(self.model.config, "final_logit_softcapping", None)
         if cap:
             logits = torch.tanh(logits / cap) * cap

@@ -1,4 +1,5 @@
-"""Encoder: ModernBERT hidden states -> at most `latent_seq_len` latents by masked segment mean pooling.
+"""Encoder: the hidden states of a text encoder of any family (models/families.py) -> at most `latent_seq_len`
+latents by masked segment mean pooling.
 
 Learned-query attention pooling from random init collapsed in our tiny measurements (every input
 decoded to the same text); masked mean pooling of contiguous token segments plus a projection let the
@@ -15,6 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 from transformers import AutoConfig, AutoModel, AutoTokenizer
 
+from latentbridge.models.families import Layout, find_layout
 from latentbridge.models.loading import check_hidden_dim, load_pretrained
 from latentbridge.models.specs import EncoderSpec
 
@@ -58,7 +60,7 @@ class SegmentPoolCompressor(nn.Module):
 
 def load_encoder_backbone(spec: EncoderSpec, attn_implementation: str, allow_download: bool = False,
                           dtype: torch.dtype = torch.float32) -> tuple[Any, Any]:
-    """(ModernBertModel, tokenizer) through AutoModel/AutoTokenizer.from_pretrained; hidden size checked."""
+    """(the encoder model, tokenizer) through AutoModel/AutoTokenizer.from_pretrained; hidden size checked."""
     tokenizer = load_pretrained(AutoTokenizer, spec.model, spec.model_field, "tokenizer", allow_download)
     config = load_pretrained(AutoConfig, spec.model, spec.model_field, "encoder", allow_download)
     # ModernBERT's own torch.compile of its layers breaks freezing and checkpointing on the releases that
@@ -79,19 +81,22 @@ class LatentEncoder(nn.Module):
         self.backbone = backbone
         self.tokenizer = tokenizer
         self.spec = spec
+        self.layout: Layout = find_layout(backbone, spec.model, "encoder")
         self.compressor = SegmentPoolCompressor(backbone.config.hidden_size, spec.latent_dim,
                                                 spec.latent_seq_len, spec.normalize_latent)
 
     @property
     def layers(self) -> nn.ModuleList:
-        return self.backbone.layers
+        return self.backbone.get_submodule(self.layout.blocks)
 
     def trainable_backbone_modules(self) -> list[nn.Module]:
-        """The top `unfrozen_layers` layers and the final norm: what may train in encoder phases."""
+        """The top `unfrozen_layers` layers and the final norm (where the family has one): what may train in
+        encoder phases."""
         n = self.spec.unfrozen_layers
         if n <= 0:
             return []
-        return list(self.layers[-n:]) + [self.backbone.final_norm]
+        norm = [] if self.layout.final_norm is None else [self.backbone.get_submodule(self.layout.final_norm)]
+        return list(self.layers[-n:]) + norm
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         grad = torch.is_grad_enabled() and any(p.requires_grad for p in self.backbone.parameters())

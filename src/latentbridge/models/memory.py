@@ -20,6 +20,7 @@ from transformers import AutoConfig, AutoModel, AutoModelForCausalLM, Gemma3Text
 from latentbridge.models.adapter import PrefixAdapter
 from latentbridge.models.decoder import CE_CHUNK
 from latentbridge.models.encoder import SegmentPoolCompressor
+from latentbridge.models.families import family, find_layout
 from latentbridge.models.loading import quiet_transformers
 from latentbridge.models.middle import build_middle
 from latentbridge.models.specs import MemoryPrecision, ModelSpec, StepShape
@@ -94,6 +95,16 @@ def _count(module: torch.nn.Module) -> int:
     return sum(p.numel() for p in module.parameters())
 
 
+def _top_count(model: torch.nn.Module, name: str, role: str, n: int) -> int:
+    """Parameters of the top `n` blocks and the final norm of a backbone (found by models/families.py)."""
+    if n <= 0:
+        return 0
+    layout = find_layout(model, name, role)
+    blocks = model.get_submodule(layout.blocks)
+    norm = 0 if layout.final_norm is None else _count(model.get_submodule(layout.final_norm))
+    return sum(_count(m) for m in blocks[len(blocks) - n:]) + norm
+
+
 def part_counts(spec: ModelSpec, encoder_config: Optional[Any], decoder_config: Optional[Any]
                 ) -> dict[str, Optional[PartCount]]:
     """Parameter counts of encoder, compressor, middle, adapter, decoder (None where a config is unknown)."""
@@ -102,8 +113,7 @@ def part_counts(spec: ModelSpec, encoder_config: Optional[Any], decoder_config: 
         if encoder_config is not None:
             enc = AutoModel.from_config(encoder_config)
             n = spec.encoder.unfrozen_layers
-            top = sum(_count(m) for m in enc.layers[len(enc.layers) - n:]) + (_count(enc.final_norm) if n else 0)
-            out["encoder"] = PartCount(_count(enc), top, n)
+            out["encoder"] = PartCount(_count(enc), _top_count(enc, spec.encoder.model, "encoder", n), n)
             comp = SegmentPoolCompressor(encoder_config.hidden_size, spec.encoder.latent_dim,
                                          spec.encoder.latent_seq_len, True)
             out["compressor"] = PartCount(_count(comp), _count(comp))
@@ -114,9 +124,7 @@ def part_counts(spec: ModelSpec, encoder_config: Optional[Any], decoder_config: 
         if decoder_config is not None:
             dec = AutoModelForCausalLM.from_config(decoder_config)
             n = spec.decoder.unfrozen_layers
-            layers = dec.model.layers
-            top = sum(_count(m) for m in layers[len(layers) - n:]) + (_count(dec.model.norm) if n else 0)
-            out["decoder"] = PartCount(_count(dec), top, n)
+            out["decoder"] = PartCount(_count(dec), _top_count(dec, spec.decoder.model, "decoder", n), n)
             adapter = PrefixAdapter(spec.adapter, decoder_config.hidden_size)
             out["adapter"] = PartCount(_count(adapter), _count(adapter))
         else:
@@ -146,12 +154,36 @@ def _mode(p: MemoryPrecision) -> str:
     return "fp32" if p.compute == "fp32" else "bf16-weights" if p.bf16_weights else "bf16"
 
 
+# The measured coefficients that stand in for a family without its own (named in the estimate's notes)
+STAND_INS = {"encoder": "modernbert", "decoder": "gemma3"}
+
+
+def coefficients_for(cfg: Any, role: str) -> tuple[str, Optional[str]]:
+    """(key of _SAVED_PER_TOKEN, note): the family's measured coefficients, or the stand-in of its role (encoder
+    or decoder) with a note saying that this family's were never measured."""
+    row = family(cfg.model_type)
+    if row is not None and row.memory is not None:
+        return row.memory, None
+    stand_in = STAND_INS[role]
+    return stand_in, (f"{role} activations: no measured coefficients for model_type {cfg.model_type!r}; estimated "
+                      f"with {stand_in}'s, so they may be off by more than the 25% measured for {stand_in}")
+
+
+def mlp_width(cfg: Any) -> int:
+    """The MLP's inner width under the names families use (GPT-2's n_inner defaults to 4 x hidden)."""
+    for name in ("intermediate_size", "n_inner", "hidden_dim"):
+        width = getattr(cfg, name, None)
+        if width:
+            return int(width)
+    return 4 * cfg.hidden_size
+
+
 def layer_bytes_per_token(cfg: Any, kind: str, p: MemoryPrecision, trained: bool) -> int:
     """What one layer of a `kind` ("gemma3" or "modernbert") backbone saves for backward, per token."""
-    H, I = cfg.hidden_size, cfg.intermediate_size
+    H, I = cfg.hidden_size, mlp_width(cfg)
     heads = cfg.num_attention_heads
     head_dim = getattr(cfg, "head_dim", None) or H // heads
-    q, kv = heads * head_dim, getattr(cfg, "num_key_value_heads", heads) * head_dim
+    q, kv = heads * head_dim, (getattr(cfg, "num_key_value_heads", None) or heads) * head_dim
     coefficients = [_SAVED_PER_TOKEN[kind]["frozen"][_mode(p)]]
     if trained:
         coefficients.append(_SAVED_PER_TOKEN[kind]["trained"][_mode(p)])
@@ -179,6 +211,7 @@ def _backbone_activations(cfg: Any, kind: str, p: MemoryPrecision, tokens: int, 
 @dataclass(frozen=True)
 class MemoryEstimate:
     rows: list[tuple[str, float]]  # (what, GiB)
+    notes: tuple[str, ...] = ()    # what the estimate could not measure (a family without its own coefficients)
 
     @property
     def total_gib(self) -> float:
@@ -199,28 +232,32 @@ def estimate_step_memory(counts: dict[str, Optional[PartCount]], encoder_config:
     if p.compute == "bf16":  # autocast's bf16 copy of each trained weight lives through the step
         rows.append(("bf16 copies of the trained weights", trains * 2))
 
-    dec = decoder_config
+    dec, notes = decoder_config, []
     if shape.decoder and dec is not None:
         tokens = shape.batch_size * (shape.prefix_len + FRAMING_TOKENS + shape.target_len)
         top = _trained_layers(shape, "decoder", known)
-        stored = _backbone_activations(dec, "gemma3", p, tokens, dec.num_hidden_layers - top, top)
+        kind, note = coefficients_for(dec, "decoder")
+        notes += [note] if note else []
+        stored = _backbone_activations(dec, kind, p, tokens, dec.num_hidden_layers - top, top)
         rows.append(("decoder activations" + (" (checkpointed)" if p.checkpointing else ""), stored))
         if p.cpu and not p.checkpointing:
             rows.append(("freed temporaries the CPU allocator keeps", CPU_RETAINED * stored))
         if p.compute == "bf16" and not p.bf16_weights and not p.checkpointing:
             # frozen fp32 weights are cast to bf16 each forward; backward needs those copies
             rows.append(("bf16 copies of the frozen decoder layers", (known["decoder"].total - _embedding(dec)) * 2))
-        rows.append(("backward working set (a layer's gradients)", _backward_working_set(dec, p, tokens)))
+        rows.append(("backward working set (a layer's gradients)", _backward_working_set(dec, kind, p, tokens)))
         rows.append(("target logits (one chunk, recomputed in backward)", _logits_bytes(dec, p, shape)))
     if shape.encodes_live and encoder_config is not None:
         tokens = shape.batch_size * shape.encoder_len
         n = _trained_layers(shape, "encoder", known)
+        kind, note = coefficients_for(encoder_config, "encoder")
+        notes += [note] if note and n else []
         rows.append(("encoder activations (trained layers)" + (" (checkpointed)" if p.checkpointing else ""),
-                     _backbone_activations(encoder_config, "modernbert", p, tokens, 0, n)))
-        rows.append(("encoder forward working set", tokens * encoder_config.intermediate_size * 2 * 4))
+                     _backbone_activations(encoder_config, kind, p, tokens, 0, n)))
+        rows.append(("encoder forward working set", tokens * mlp_width(encoder_config) * 2 * 4))
     if p.cpu:
         rows.append(("CPU process (Python, torch, tokenizers)", CPU_PROCESS_GIB * GIB))
-    return MemoryEstimate([(what, n / GIB) for what, n in rows])
+    return MemoryEstimate([(what, n / GIB) for what, n in rows], tuple(notes))
 
 
 def _embedding(cfg: Any) -> int:
@@ -232,10 +269,10 @@ def _trained_layers(shape: StepShape, part: str, counts: dict[str, PartCount]) -
     return counts[part].top_layers if part in shape.trains and part in counts else 0
 
 
-def _backward_working_set(cfg: Any, p: MemoryPrecision, tokens: int) -> int:
+def _backward_working_set(cfg: Any, kind: str, p: MemoryPrecision, tokens: int) -> int:
     """While a layer's backward runs: the gradients of its activations beside them (measured on this CPU, at
     batches 4 and 30: 3 to 3.5 layers' worth of saved activations on top of the layer itself)."""
-    return 3 * layer_bytes_per_token(cfg, "gemma3", p, trained=False) * tokens
+    return 3 * layer_bytes_per_token(cfg, kind, p, trained=False) * tokens
 
 
 def _logits_bytes(cfg: Any, p: MemoryPrecision, shape: StepShape) -> int:

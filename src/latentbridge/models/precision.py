@@ -1,8 +1,9 @@
 """The precision rule: which compute precision a run gets for the flags it asked for, on which device.
 
 Torch-free, so `--mode config` can show it; models/backends.py applies it with the hardware's answers.
-bf16 is preferred; fp16 is never used (Gemma 3 overflows in fp16, so a fp16 request gets bf16 where the
-device has it); a CPU computes in fp32.
+bf16 is preferred; fp16 is never used: training in it needs loss scaling, which the trainer does not do (and some
+families, Gemma 3 among them, overflow in fp16 whatever the scaling), so a fp16 request gets bf16 where the device
+has it; a CPU computes in fp32.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ def effective_precision(use_bf16: bool, use_fp16: bool, device_kind: str,
     if device_kind == "cpu":
         return "fp32", f"precision: {asked} requested but the device is cpu; using fp32"
     if bf16_supported:
-        note = None if use_bf16 else "precision: fp16 requested but Gemma 3 is unstable in fp16; using bf16"
+        note = None if use_bf16 else "precision: fp16 requested but latentbridge trains in bf16 or fp32; using bf16"
         return "bf16", note
-    return "fp32", (f"precision: {asked} requested but this {device_kind} device has no bf16 "
-                    "(and Gemma 3 is unstable in fp16); using fp32")
+    return "fp32", (f"precision: {asked} requested but this {device_kind} device has no bf16 and latentbridge "
+                    "does not train in fp16 (no loss scaling; Gemma 3 is unstable in fp16); using fp32")

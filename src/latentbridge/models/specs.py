@@ -21,7 +21,7 @@ MODEL_PARTS = ("encoder", "compressor", "middle", "adapter", "decoder")
 
 @dataclass(frozen=True)
 class EncoderSpec:
-    """ModernBERT (hub name or local folder) plus the segment-pooling compressor."""
+    """A text encoder of any family AutoModel loads (hub name or local folder) plus the segment-pooling compressor."""
 
     model: str
     latent_dim: int
@@ -91,12 +91,13 @@ class LoraSpec:
     rank: int
     alpha: float = 16.0
     dropout: float = 0.0
-    target_modules: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+    target_modules: tuple[str, ...] = ()  # empty: the decoder family's own (models/families.py)
 
 
 @dataclass(frozen=True)
 class DecoderSpec:
-    """Gemma 3 causal LM (hub name or local folder), conditioned through inputs_embeds."""
+    """A causal LM of any family AutoModelForCausalLM loads (hub name or local folder), conditioned through
+    inputs_embeds."""
 
     model: str
     unfrozen_layers: int = 0

@@ -1,6 +1,7 @@
-"""Tiny offline stand-ins for ModernBERT and Gemma 3: a BPE tokenizer trained on given texts and small
-random models, saved with save_pretrained so they load through the same from_pretrained path as the
-real checkpoints. Everything is deterministic for (texts, seed).
+"""Tiny offline stand-ins: a BPE tokenizer trained on given texts and small random models (ModernBERT and Gemma 3
+for the tiny preset, any family of models/families.py through `tiny_config` / `build_tiny_backbone`), saved with
+save_pretrained so they load through the same from_pretrained path as the real checkpoints. Everything is
+deterministic for (texts, seed).
 
 Special tokens mirror the real ones: the encoder's tokenizer wraps text in [CLS] ... [SEP]; the
 decoder's has <pad>=0, <eos>=1, <bos>=2, <unk>=3 (the ids Gemma uses) plus <start_of_turn> and
@@ -17,7 +18,10 @@ from typing import Any, Callable, Optional, Sequence
 
 import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
-from transformers import Gemma3ForCausalLM, Gemma3TextConfig, ModernBertConfig, ModernBertModel, PreTrainedTokenizerFast
+from transformers import (AutoConfig, AutoModel, AutoModelForCausalLM, Gemma3ForCausalLM, ModernBertModel,
+                          PreTrainedTokenizerFast)
+
+from latentbridge.models.families import FAMILIES, TinySizes
 
 ENCODER_SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 DECODER_SPECIALS = ["<pad>", "<eos>", "<bos>", "<unk>", "<start_of_turn>", "<end_of_turn>"]
@@ -76,20 +80,33 @@ def decoder_tokenizer(texts: Sequence[str], vocab_size: int = TINY_VOCAB_SIZE, p
     return out
 
 
+def tiny_config(model_type: str, sizes: TinySizes, **token_ids: Optional[int]) -> Any:
+    """The config of a tiny random model of the family `model_type` (a key of models/families.py's FAMILIES) with
+    the given special-token ids."""
+    return AutoConfig.for_model(model_type, vocab_size=sizes.vocab_size, **FAMILIES[model_type].tiny(sizes),
+                                **token_ids)
+
+
 def modernbert_config(vocab_size: int, hidden: int = TINY_HIDDEN, layers: int = 2, heads: int = 4) -> Any:
-    return ModernBertConfig(vocab_size=vocab_size, hidden_size=hidden, intermediate_size=2 * hidden,
-                            num_hidden_layers=layers, num_attention_heads=heads, max_position_embeddings=1024,
-                            local_attention=64, pad_token_id=0, bos_token_id=2, cls_token_id=2, eos_token_id=3,
-                            sep_token_id=3)
+    return tiny_config("modernbert", TinySizes(vocab_size, hidden, layers, heads), pad_token_id=0, bos_token_id=2,
+                       cls_token_id=2, eos_token_id=3, sep_token_id=3)
 
 
 def gemma3_config(vocab_size: int, hidden: int = TINY_HIDDEN, layers: int = 2, heads: int = 4) -> Any:
-    head_dim = hidden // heads
-    return Gemma3TextConfig(vocab_size=vocab_size, hidden_size=hidden, intermediate_size=2 * hidden,
-                            num_hidden_layers=layers, num_attention_heads=heads, num_key_value_heads=1,
-                            head_dim=head_dim, query_pre_attn_scalar=head_dim, max_position_embeddings=1024,
-                            sliding_window=64, layer_types=["sliding_attention"] * (layers - 1) + ["full_attention"],
-                            pad_token_id=0, eos_token_id=1, bos_token_id=2, tie_word_embeddings=True)
+    return tiny_config("gemma3_text", TinySizes(vocab_size, hidden, layers, heads), pad_token_id=0, eos_token_id=1,
+                       bos_token_id=2)
+
+
+def build_tiny_backbone(model_type: str, role: str, tokenizer: Any, out_dir: Path, seed: int,
+                        hidden: int = TINY_HIDDEN, layers: int = 2, heads: int = 4) -> None:
+    """A random tiny `model_type` model (AutoModel for the "encoder" role, AutoModelForCausalLM for the "decoder")
+    over `tokenizer`'s vocabulary and special tokens, saved with the tokenizer into out_dir."""
+    ids = {"pad_token_id": tokenizer.pad_token_id, "bos_token_id": tokenizer.bos_token_id or tokenizer.cls_token_id,
+           "eos_token_id": tokenizer.eos_token_id or tokenizer.sep_token_id}
+    config = tiny_config(model_type, TinySizes(len(tokenizer), hidden, layers, heads), **ids)
+    auto = AutoModel if role == "encoder" else AutoModelForCausalLM
+    _seeded(lambda: auto.from_config(config), seed).save_pretrained(out_dir)
+    tokenizer.save_pretrained(out_dir)
 
 
 def _seeded(build, seed: int):

@@ -225,9 +225,14 @@ def _memory(r: Report, c: Config, encoder_cfg: Any, decoder_cfg: Any, counts: di
     heaviest = max(estimates, key=lambda name: estimates[name].total_gib)
     for what, gib in estimates[heaviest].rows:
         r.add("memory", f"  {heaviest}: {what}", f"{gib:.2f} GiB")
+    notes = list(dict.fromkeys(n for est in estimates.values() for n in est.notes))
+    for note in notes:
+        r.add("memory", "not measured", note, "note")
     total = estimates[heaviest].total_gib
+    accuracy = ("within 25% of measured peaks, docs/benchmarks.md" if not notes else
+                "a family without measured coefficients: see 'not measured'")
     text = (f"{total:.2f} GiB peak ({heaviest}; {describe_precision(precision)}; prefix {c.prefix_len} + target "
-            f"{c.max_target_len}; within 25% of measured peaks, docs/benchmarks.md)")
+            f"{c.max_target_len}; {accuracy})")
     status = "ok"
     if device == "cuda":
         have = torch.cuda.get_device_properties(0).total_memory / GIB

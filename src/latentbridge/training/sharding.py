@@ -1,4 +1,4 @@
-"""Decoders too large for one GPU: FSDP2 shards every backbone transformer layer over the ranks.
+"""Decoders too large for one GPU: FSDP2 shards every backbone transformer block over the ranks, in any family.
 
 Under `accelerate launch --config_file docs/accelerate_fsdp.yaml` (accelerate's distributed type FSDP) the
 trainer shards each layer of both backbones with torch's `fully_shard` (FSDP2) instead of wrapping the stage in
@@ -39,11 +39,17 @@ def wants_sharding(accelerator: Any) -> bool:
     return accelerator.distributed_type == DistributedType.FSDP
 
 
+def shard_units(model: LatentBridge) -> list[nn.Module]:
+    """The wrap policy: each transformer block of both backbones, as models/families.py finds them in any family
+    (the blocks whose class is in the model's `_no_split_modules`), is one FSDP unit."""
+    return [*model.encoder.layers, *model.decoder.layers]
+
+
 def shard_layers(model: LatentBridge, device: torch.device) -> None:
-    """Shard each transformer layer of both backbones over all ranks (moving the shards to `device`), and put
-    the replicated rest on `device`."""
+    """Shard each unit of `shard_units` over all ranks (moving the shards to `device`), and put the replicated
+    rest on `device`."""
     mesh = init_device_mesh(device.type, (dist.get_world_size(),))
-    for layer in [*model.encoder.layers, *model.decoder.layers]:
+    for layer in shard_units(model):
         # each layer is its own FSDP root; roots keep their parameters gathered after forward unless told so,
         # which after a validation or generation pass would leave the whole model on every rank
         fully_shard(layer, mesh=mesh, reshard_after_forward=True)
