@@ -29,15 +29,21 @@ from typing import Any, Callable, Optional, Sequence
 from latentbridge.data.corpus import corpus_paths, corpus_texts, write_corpus
 from latentbridge.data.progress import NullProgress
 from latentbridge.files import write_text_atomic
+from latentbridge.locks import RunLock
 from latentbridge.models.loading import quiet_transformers
 from latentbridge.models.memory import published_config
 from latentbridge.models.tiny import (TINY_HIDDEN, TINY_LM_STEPS, TINY_VOCAB_SIZE, build_random_gemma3,
                                       build_random_modernbert, build_tiny_gemma3, build_tiny_modernbert)
 
 ASSETS_VERSION = 3
+# The shared tiny assets stand in for pretrained backbones, which do not change with a run's --seed: built from
+# this seed whatever a run's, so a run with another seed never rebuilds (and so never removes) the folder that
+# a concurrent run is reading (issue 20). A user's corpus keys its models by fingerprint, seed included.
+SHARED_ASSETS_SEED = 0
 MANIFEST = "latentbridge_tiny.json"
 CORPORA = "corpora"
 FINGERPRINT_CHARS = 16
+BUILD_WAIT_S = 3600.0  # a second builder waits for the first (the decoder's LM warm-up takes minutes) and reuses it
 # A user's corpus is real text. Measured on docstrings (docs/benchmarks.md, issue 9): a 4096-token vocabulary
 # cuts 2.9 encoder tokens a word to 2.0, and with 1000 LM warm-up steps instead of 300 (both changed at once)
 # the direct baseline went from 8.5 to 12.8 ROUGE-L and the latent path from 7.0 to 9.7.
@@ -75,6 +81,15 @@ def _build_atomically(folder: Path, manifest: dict, build: Callable[[Path], None
     if _is_current(folder, manifest):
         return
     folder.parent.mkdir(parents=True, exist_ok=True)
+    lock = RunLock(folder.parent / f".{folder.name}.lock", f"the tiny assets {folder}").acquire(wait_s=BUILD_WAIT_S)
+    try:
+        if not _is_current(folder, manifest):  # else built by the process we waited for
+            _build_into_place(folder, manifest, build)
+    finally:
+        lock.release()
+
+
+def _build_into_place(folder: Path, manifest: dict, build: Callable[[Path], None]) -> None:
     tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.tmp-", dir=folder.parent))
     try:
         build(tmp)

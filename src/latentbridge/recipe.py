@@ -27,6 +27,7 @@ from latentbridge.training.stages import BUDGET_KEYS, DATA_COLLECTIONS, Stage, S
 
 if TYPE_CHECKING:
     from latentbridge.training.checkpoint import ConfigFingerprint
+    from latentbridge.training.optim import PartRates
     from latentbridge.training.trainer import TrainSettings
 
 PRETRAIN_FIELDS = {"wikitext": "wikitext_dataset", "arxiv": "arxiv_dataset", "english": "english_pretrain_dataset"}
@@ -319,11 +320,24 @@ def plan(c: Config) -> tuple[Stage, ...]:
     return stages
 
 
+def part_rates(c: Config) -> PartRates:
+    """The peak learning rate of each kind of trainable parameter (training/optim.py); unset ones: learning_rate."""
+    from latentbridge.training.optim import PartRates  # torch (the training package)
+
+    return PartRates(new=c.learning_rate, encoder=c.encoder_learning_rate or c.learning_rate,
+                     decoder=c.decoder_learning_rate or c.learning_rate, lora=c.lora_learning_rate or c.learning_rate)
+
+
+def direct_baseline_rate(c: Config) -> float:
+    """The learning rate of eval --baselines' direct fine-tune of the decoder."""
+    return c.direct_baseline_learning_rate or c.learning_rate
+
+
 def train_settings(c: Config, *, stop_after_steps: Optional[int] = None) -> TrainSettings:
     from latentbridge.training.trainer import TrainSettings  # torch
 
     return TrainSettings(
-        learning_rate=c.learning_rate, weight_decay=c.weight_decay, warmup_steps=c.warmup_steps,
+        learning_rate=c.learning_rate, part_rates=part_rates(c), weight_decay=c.weight_decay, warmup_steps=c.warmup_steps,
         warmup_ratio=c.warmup_ratio, lr_scheduler_type=c.lr_scheduler_type, min_lr_ratio=c.min_lr_ratio,
         gradient_accumulation_steps=c.gradient_accumulation_steps, max_grad_norm=c.max_grad_norm,
         save_every=c.save_every, log_every=c.log_every, keep_last_checkpoints=c.keep_last_checkpoints,
@@ -381,19 +395,21 @@ def with_tiny_assets(c: Config, log: Callable[[str], None] = print, progress: An
     tokenizers and LM warm-up come from the configured training texts, under tiny_assets_dir/corpora/
     <fingerprint>, with the hidden sizes modernbert_hidden_dim and gpt2_hidden_dim. `progress` shows the build.
     """
+    c = with_gguf_folders(c, progress)
+    with_small_assets(c, progress)
     if not c.tiny_assets_dir:
         return c
     from latentbridge import assets  # torch: trains tokenizers and builds models
 
     root = Path(c.tiny_assets_dir)
     if uses_bundled_corpus(c):
-        if not assets.tiny_models_ready(root, c.seed):
+        if not assets.tiny_models_ready(root, assets.SHARED_ASSETS_SEED):
             log(f"First use of the tiny preset: building its models under {root}, once (a tokenizer trained on the "
                 f"bundled corpus, then {assets.TINY_LM_STEPS} warm-up steps of the decoder; about 15 s on a CPU).")
-        assets.ensure_tiny_assets(root, c.seed, progress=progress)
+        assets.ensure_tiny_assets(root, assets.SHARED_ASSETS_SEED, progress=progress)
         return c
     if _bundled(c, "dataset", c.dataset_name):  # the bundled dialogues beside other pretraining text
-        assets.ensure_bundled_corpus(root, c.seed)
+        assets.ensure_bundled_corpus(root, assets.SHARED_ASSETS_SEED)
     paths = assets.bundled_paths(root)
     managed = [field for field, key in (("modernbert_model", "encoder"), ("gpt2_model", "decoder"))
                if _filled_here(getattr(c, field), paths[key], root / assets.CORPORA)]
@@ -402,6 +418,33 @@ def with_tiny_assets(c: Config, log: Callable[[str], None] = print, progress: An
     built = _corpus_models(c, log, progress)
     folders = {"modernbert_model": built.encoder_dir, "gpt2_model": built.decoder_dir}
     return c.replace(**{field: str(folders[field]) for field in managed})
+
+
+def with_small_assets(c: Config, progress: Any = None) -> None:
+    """The small preset's packaged backbones and the bundled corpus under small_assets_dir, built when missing
+    (nothing to do without it); a UserError naming the install command when the packages are absent."""
+    if not c.small_assets_dir:
+        return
+    from latentbridge import assets, backbones  # torch: unpacks and dequantises models
+
+    root = Path(c.small_assets_dir)
+    backbones.ensure_small_assets(root, progress)
+    if _same_path(c.dataset_name, corpus_paths(root / "data")["dataset"]):
+        assets.ensure_bundled_corpus(root, assets.SHARED_ASSETS_SEED)
+
+
+def with_gguf_folders(c: Config, progress: Any = None) -> Config:
+    """`c` with each backbone field that names a GGUF file (or a folder holding one) pointed at its dequantised
+    safetensors folder under backbone_cache_dir, converted on first use and keyed by the file's sha256."""
+    from latentbridge.backbones import ensure_gguf_folder  # torch: transformers dequantises the file
+    from latentbridge.models.gguf import gguf_file_in  # transformers: the converter beside the probe
+
+    changes = {}
+    for field, causal in (("modernbert_model", False), ("gpt2_model", True)):
+        gguf_file = gguf_file_in(getattr(c, field))
+        if gguf_file is not None:
+            changes[field] = str(ensure_gguf_folder(gguf_file, Path(c.backbone_cache_dir), causal, progress))
+    return c.replace(**changes) if changes else c
 
 
 def _filled_here(location: str, bundled: Path, corpora: Path) -> bool:

@@ -5,7 +5,8 @@ import json
 import pytest
 
 from latentbridge.evaluation.baselines import (DirectTraining, adapter_stage_steps, constant_baseline, generate_direct,
-                                      train_direct_baseline)
+                                               generate_zero_shot, has_chat_template, train_direct_baseline,
+                                               zero_shot_prompt_ids)
 from latentbridge.evaluation.rouge import mean_rouge_l_against
 from latentbridge.models.specs import SamplingSpec
 
@@ -62,3 +63,40 @@ def test_direct_generation_is_the_same_batched_or_alone(decoder):
     batched = generate_direct(model, tok, texts, greedy, name=name, max_input_len=64)
     alone = [generate_direct(model, tok, [t], greedy, name=name, max_input_len=64)[0] for t in texts]
     assert batched == alone
+
+
+CHAT_TEMPLATE = ("{% for m in messages %}<start_of_turn>{{ m['role'] }}\n{{ m['content'] }}<end_of_turn>\n{% endfor %}"
+                 "{% if add_generation_prompt %}<start_of_turn>model\n{% endif %}")
+
+
+@pytest.fixture
+def chat_decoder(tiny_root):
+    """The tiny decoder (fresh, untrained by other tests) with a Gemma-style chat template on its tokenizer."""
+    from latentbridge.models.decoder import load_decoder_backbone
+    from latentbridge.models.specs import DecoderSpec
+
+    name = str(tiny_root / "models" / "gemma3")
+    model, tok = load_decoder_backbone(DecoderSpec(model=name), "sdpa")
+    tok.chat_template = CHAT_TEMPLATE
+    return model, tok, name
+
+
+def test_zero_shot_prompts_the_instruction_and_the_input_through_the_chat_template(chat_decoder):
+    _, tok, _ = chat_decoder
+    assert has_chat_template(tok)
+    prompt = tok.decode(zero_shot_prompt_ids(tok, "Anna: lunch at 1? Ben: sure", max_input_len=64))
+    assert "Summarize" in prompt and "lunch" in prompt and prompt.rstrip().endswith("model")
+    short = tok.decode(zero_shot_prompt_ids(tok, "Anna: lunch at 1? Ben: sure", max_input_len=2))
+    assert "Ben" not in short
+
+
+def test_zero_shot_generates_from_the_untrained_decoder_batched_or_alone(chat_decoder):
+    model, tok, name = chat_decoder
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    texts = ["Anna: lunch at 1? Ben: sure", "Tom: I lost my keys again. Mia: check the drawer"]
+    greedy = SamplingSpec(max_new_tokens=6, do_sample=False)
+    batched = generate_zero_shot(model, tok, texts, greedy, name=name, max_input_len=64)
+    assert len(batched) == 2 and all(isinstance(t, str) for t in batched)
+    assert batched == [generate_zero_shot(model, tok, [t], greedy, name=name, max_input_len=64)[0] for t in texts]
+    assert all(p.detach().equal(before[n]) for n, p in model.named_parameters())  # nothing trains
+

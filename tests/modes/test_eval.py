@@ -51,6 +51,13 @@ def test_report_has_the_three_systems_side_by_side_and_the_ceiling(report):
     assert systems["direct"]["steps"] == 2 and systems["direct"]["train_pairs"] == 32
 
 
+def test_a_chat_templated_decoder_gets_the_zero_shot_baseline(report):
+    data = report[0]  # the tiny decoder's tokenizer has a Gemma chat template
+    assert data["systems"]["zero_shot"]["trains"].startswith("nothing")
+    assert all(0.0 <= data["systems"]["zero_shot"][t] <= 1.0 for t in ROUGE_TYPES)
+    assert all("zero_shot" in sample for sample in data["samples"])
+
+
 def test_report_has_latent_metrics_and_prefix_use(report):
     data = report[0]
     lm = data["latent_metrics"]

@@ -169,14 +169,47 @@ def generate_direct(model: Any, tokenizer: Any, texts: Sequence[str], sampling: 
     """Summaries from the direct model: left-padded prompts [head dialogue tail], sampling per the
     `SamplingSpec`, cut at the first stop id (the latent path's decoding rules)."""
     frame = _framing(model, tokenizer, name)
+    prompts = [_prompt_ids(frame, t, max_input_len) for t in texts]
+    return _generate(model, frame, prompts, sampling, batch_size, device)
+
+
+# What a user would type to get a summary without latentbridge: one line, then the input.
+ZERO_SHOT_INSTRUCTION = "Summarize the following text in one short sentence."
+
+
+def has_chat_template(tokenizer: Any) -> bool:
+    return bool(getattr(tokenizer, "chat_template", None))
+
+
+def zero_shot_prompt_ids(tokenizer: Any, text: str, max_input_len: int) -> list[int]:
+    """One user turn, the instruction then `text` (cut to `max_input_len` tokens), rendered through the
+    tokenizer's chat template with the assistant's turn opened."""
+    ids = tokenizer(text, add_special_tokens=False)["input_ids"][:max_input_len]
+    turn = [{"role": "user", "content": f"{ZERO_SHOT_INSTRUCTION}\n\n{tokenizer.decode(ids)}"}]
+    rendered = tokenizer.apply_chat_template(turn, tokenize=False, add_generation_prompt=True)
+    return tokenizer(rendered, add_special_tokens=False)["input_ids"]
+
+
+def generate_zero_shot(model: Any, tokenizer: Any, texts: Sequence[str], sampling: Any, *, name: str = "",
+                       max_input_len: int = 512, batch_size: int = 32, device: str = "cpu") -> list[str]:
+    """Summaries from the untrained decoder, prompted through its chat template with ZERO_SHOT_INSTRUCTION and
+    each text; decoded by the latent path's rules (stop ids, sampling). The tokenizer must have a chat template."""
+    frame = _framing(model, tokenizer, name)
+    prompts = [zero_shot_prompt_ids(tokenizer, t, max_input_len) for t in texts]
+    return _generate(model, frame, prompts, sampling, batch_size, device)
+
+
+def _generate(model: Any, frame: Any, prompts: Sequence[list[int]], sampling: Any, batch_size: int,
+              device: str) -> list[str]:
+    """Left-padded batches of `prompts` continued per the `SamplingSpec`, each cut at its first stop id."""
     model.to(device).eval()
     out: list[str] = []
-    for start in range(0, len(texts), batch_size):
-        prompts = [_prompt_ids(frame, t, max_input_len) for t in texts[start:start + batch_size]]
-        width = max(len(p) for p in prompts)
-        ids = torch.full((len(prompts), width), frame.pad_id, dtype=torch.long)
-        mask = torch.zeros((len(prompts), width), dtype=torch.long)
-        for i, p in enumerate(prompts):  # left padding: generation continues every row at its end
+    for start in range(0, len(prompts), batch_size):
+        batch = prompts[start:start + batch_size]
+        width = max(len(p) for p in batch)
+        ids = torch.full((len(batch), width), frame.pad_id, dtype=torch.long)
+        mask = torch.zeros((len(batch), width), dtype=torch.long)
+        for i, p in enumerate(batch):  # left padding: generation continues every row at its end
             ids[i, width - len(p):], mask[i, width - len(p):] = torch.tensor(p), 1
         kwargs = sampling_kwargs(sampling, prompt_len=width)
         with torch.no_grad():

