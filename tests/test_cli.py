@@ -16,7 +16,7 @@ import yaml
 from typer.testing import CliRunner
 
 from latentbridge import cli, modes
-from latentbridge.config import Config, ConfigError, base_type, field_meta, field_names, field_types
+from latentbridge.config import PRESETS, Config, ConfigError, base_type, field_meta, field_names, field_types
 from latentbridge.config_sources import env_var, resolve_config
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -428,7 +428,7 @@ def complete(words: str, shell: str = "bash") -> list[str]:
 def test_completion_offers_options_modes_presets_and_choices():
     assert complete("latentbridge --learning-") == ["--learning-rate"]
     assert complete("latentbridge --mode ") == list(modes.MODE_MODULES)
-    assert complete("latentbridge --preset ") == ["base", "tiny"]
+    assert complete("latentbridge --preset ") == list(PRESETS)
     assert complete("latentbridge --attn-implementation s") == ["sdpa"]
 
 
