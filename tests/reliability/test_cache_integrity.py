@@ -179,3 +179,39 @@ def test_a_second_builder_stops_naming_the_first_which_a_kill_frees(tmp_path):
     assert not tmp_dir.exists() and not list(root.glob(".tmp-*"))
     (folder,) = [p for p in root.iterdir() if (p / MANIFEST).exists()]
     open_cache(folder, full_check=True)
+
+
+KILLED_IN_TRASH_PHASE = """
+import json, os, shutil, signal, sys
+from pathlib import Path
+from latentbridge.caching import ensure_cache
+from latentbridge.config import Config
+
+real_rmtree = shutil.rmtree
+def kill_before_emptying_the_trash(path, *args, **kwargs):
+    if Path(path).name.startswith(".trash-"):
+        print("published; killed before the old cache is deleted", flush=True)
+        os.kill(os.getpid(), signal.SIGKILL)
+    return real_rmtree(path, *args, **kwargs)
+shutil.rmtree = kill_before_emptying_the_trash
+ensure_cache(Config(**json.loads(sys.argv[1])), log=lambda m: None)
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("cache_copy", ["jsonl", "npy"], indirect=True)
+def test_a_kill_in_the_trash_phase_leaves_a_complete_cache_and_the_next_start_sweeps_the_trash(cache_copy):
+    """A rebuild publishes the new cache, then deletes the old one it moved aside: killed between the two (a
+    real SIGKILL), the folder holds the complete new cache, and the next start reuses it and removes the old.
+    Slow: a Python process per format that imports torch and rebuilds the cache."""
+    import dataclasses
+
+    folder = cache_folder(cache_copy)
+    flip_one_byte(folder / "dialogue/train.jsonl")  # damaged: this start rebuilds and replaces it
+    killed = subprocess.run([sys.executable, "-c", KILLED_IN_TRASH_PHASE, json.dumps(dataclasses.asdict(cache_copy))],
+                            cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert killed.returncode == -signal.SIGKILL and "killed before" in killed.stdout, killed.stderr[-2000:]
+    root = Path(cache_copy.preprocess_cache_dir)
+    assert [p.name for p in root.iterdir() if p.name.startswith(".trash-")], "the kill left the old cache aside"
+    assert ensure_cache(cache_copy, log=lambda m: None).reused  # the published cache verifies complete
+    assert not [p for p in root.iterdir() if p.name.startswith((".trash-", ".tmp-"))]
