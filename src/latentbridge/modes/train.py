@@ -1,8 +1,8 @@
 """`--mode train`: the staged pipeline.
 
     run(config, options) -> exit code
-        the run folder (a new one, or the latest for --resume auto) -> a finished run? done -> the checks that
-        need no model -> lock checkpoint_dir and output_dir -> plan the stages (recipe.plan) -> trackers
+        the run folder (a new one, or the latest for --resume auto) -> lock checkpoint_dir and output_dir -> a
+        finished run? done -> the checks that need no model -> plan the stages (recipe.plan) -> trackers
         -> cache (built when missing) -> model -> resume? -> Trainer.train() -> plots (output_dir/plots/)
 
 Exit codes: 0 done, 130 stopped by Ctrl-C (a checkpoint was saved; `--resume auto` continues), 2 for bad
@@ -201,19 +201,21 @@ def run(config: Config, options: ModeOptions, *, stop_after_steps: Optional[int]
     accelerator = build_accelerator(config, resolve_trackers(config.report_to))
     config = place_run(config, options, accelerator)
     accelerator.project_configuration = project_configuration(Path(config.output_dir))  # the run folder's
-    done = finished_handoff(config, options.resume)
-    if done is not None:
-        if accelerator.is_main_process:
-            print(f"The run in {config.checkpoint_dir} is finished: nothing to resume. Its hand-off model is {done} "
-                  "(`--mode infer` and `--mode eval` load it); leave out --resume to start a new run.")
-        return 0
-    check_before_work(config, options.resume)
-    set_seed(config.seed)  # python, numpy, torch (+cuda): dropout and everything else drawn globally
     console = Console()  # one console for the cache's bars, the dashboard and every note: notes print above bars
     display = make_progress_display(config.use_tui, accelerator.is_main_process, console)
     run_dir = Path(config.output_dir)
     try:
+        # the locks first: a folder in use is named as such, before any check reads what its run is writing
         with run_locks(accelerator, locked_folders(config), display.message):
+            done = finished_handoff(config, options.resume)
+            if done is not None:
+                if accelerator.is_main_process:
+                    print(f"The run in {config.checkpoint_dir} is finished: nothing to resume. Its hand-off model "
+                          f"is {done} (`--mode infer` and `--mode eval` load it); leave out --resume to start a new "
+                          "run.")
+                return 0
+            check_before_work(config, options.resume)
+            set_seed(config.seed)  # python, numpy, torch (+cuda): dropout and everything else drawn globally
             start_trackers(accelerator, project=config.tracker_project,
                            run_name=config.run_name or run_dir.resolve().name, run_dir=run_dir, config=config.to_dict())
             result = _train(config, options, stages, accelerator, display, console, stop_after_steps)
