@@ -92,3 +92,15 @@ def test_importing_the_recipe_loads_no_torch():
     code = "import sys, latentbridge.recipe; print(sorted(m for m in ('torch', 'transformers') if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.stdout.strip() == "[]", out.stdout + out.stderr
+
+
+@pytest.mark.parametrize("preset", ["tiny", "small"])
+def test_a_preset_pointed_at_another_dataset_pretrains_on_that_datasets_texts(preset, tmp_path):
+    """The bundled pretraining text belongs to the bundled dialogues: on a user's dataset, stages 1-2 read the
+    dataset's own texts, on the small preset as on the tiny one (the small preset used to need --pretrain-mix)."""
+    from latentbridge.config_sources import load_config
+
+    own = recipe.pretrain_sources(load_config(preset=preset, dataset_name=str(tmp_path / "my_docs")))
+    assert [(s.location, s.task_texts) for s in own] == [(str(tmp_path / "my_docs"), True)]
+    bundled = recipe.pretrain_sources(load_config(preset=preset))
+    assert len(bundled) == 3 and not any(s.task_texts for s in bundled)

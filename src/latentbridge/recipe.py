@@ -157,8 +157,9 @@ def _same_path(a: str, b: Path) -> bool:
 
 
 def _bundled(c: Config, key: str, location: str) -> bool:
-    """Whether `location` is the tiny preset's bundled `key` (dataset, wikitext, arxiv, english)."""
-    return bool(c.tiny_assets_dir) and _same_path(location, corpus_paths(Path(c.tiny_assets_dir) / "data")[key])
+    """Whether `location` is the bundled `key` (dataset, wikitext, arxiv, english) of the tiny or small preset."""
+    root = c.tiny_assets_dir or c.small_assets_dir
+    return bool(root) and _same_path(location, corpus_paths(Path(root) / "data")[key])
 
 
 def uses_bundled_corpus(c: Config) -> bool:
@@ -168,8 +169,8 @@ def uses_bundled_corpus(c: Config) -> bool:
 
 
 def uses_own_texts(c: Config) -> bool:
-    """The tiny preset pointed at another dataset: its bundled pretraining text belongs to the bundled dialogues,
-    so the dataset's own texts replace it (a `dataset` source, unless pretrain_mix says otherwise)."""
+    """The tiny or small preset pointed at another dataset: its bundled pretraining text belongs to the bundled
+    dialogues, so the dataset's own texts replace it (a `dataset` source, unless pretrain_mix says otherwise)."""
     return not _bundled(c, "dataset", c.dataset_name) and all(
         _bundled(c, name, getattr(c, field)) for name, field in PRETRAIN_FIELDS.items())
 
