@@ -9,7 +9,7 @@
 started at once get two folders) and then points `latest` at it; `latest_run` follows the pointer (or, when it
 is missing or damaged, takes the highest number). A text file rather than a symlink: it reads the same on every
 file system, and a planted link cannot redirect a run (a pointer naming anything but a run folder of this root is
-ignored). Which root a Config's run uses is decided by the modes (latentbridge.modes.run_folder).
+ignored). Which root a Config's run uses is decided by the modes (latentbridge.modes.run_root).
 """
 
 from __future__ import annotations
