@@ -18,9 +18,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import shutil
-import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -29,7 +26,7 @@ from typing import Any, Callable, Optional, Sequence
 from latentbridge.data.corpus import corpus_paths, corpus_texts, write_corpus
 from latentbridge.data.progress import NullProgress
 from latentbridge.files import write_text_atomic
-from latentbridge.locks import RunLock
+from latentbridge.locks import build_folder_once
 from latentbridge.models.loading import quiet_transformers
 from latentbridge.models.memory import published_config
 from latentbridge.models.tiny import (TINY_HIDDEN, TINY_LM_STEPS, TINY_VOCAB_SIZE, build_random_gemma3,
@@ -78,33 +75,15 @@ def _is_current(folder: Path, manifest: dict) -> bool:
 
 
 def _build_atomically(folder: Path, manifest: dict, build: Callable[[Path], None]) -> None:
-    if _is_current(folder, manifest):
-        return
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    lock = RunLock(folder.parent / f".{folder.name}.lock", f"the tiny assets {folder}").acquire(wait_s=BUILD_WAIT_S)
-    try:
-        if not _is_current(folder, manifest):  # else built by the process we waited for
-            _build_into_place(folder, manifest, build)
-    finally:
-        lock.release()
+    """`folder` built by `build(tmp)` with `manifest` beside it, unless it is current (another seed or version,
+    or no manifest, is rebuilt)."""
 
-
-def _build_into_place(folder: Path, manifest: dict, build: Callable[[Path], None]) -> None:
-    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.tmp-", dir=folder.parent))
-    try:
+    def build_with_manifest(tmp: Path) -> None:
         build(tmp)
         (tmp / MANIFEST).write_text(json.dumps(manifest))
-        if folder.exists():  # stale (other seed/version, or no manifest): move it aside first
-            old = folder.with_name(f".{folder.name}.old-{os.getpid()}")
-            os.replace(folder, old)
-            shutil.rmtree(old, ignore_errors=True)
-        try:
-            os.replace(tmp, folder)
-        except OSError:
-            if not _is_current(folder, manifest):  # another process won the race with the same content
-                raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+
+    build_folder_once(folder, lambda f: _is_current(f, manifest), build_with_manifest, f"the tiny assets {folder}",
+                      BUILD_WAIT_S)
 
 
 @dataclass(frozen=True)

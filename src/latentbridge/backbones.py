@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import importlib.metadata
 import json
-import shutil
-import tempfile
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,8 +22,8 @@ from typing import Any, Callable, Optional
 
 from latentbridge.data.progress import NullProgress
 from latentbridge.errors import UserError
-from latentbridge.files import HASH_NAME, file_digest, publish_dir
-from latentbridge.locks import RunLock
+from latentbridge.files import HASH_NAME, file_digest
+from latentbridge.locks import build_folder_once
 from latentbridge.models.gguf import convert_gguf
 
 MANIFEST = "latentbridge_backbone.json"
@@ -49,29 +47,15 @@ def _is_built(folder: Path, source: dict) -> bool:
 
 
 def build_once(folder: Path, source: dict, build: Callable[[Path], None], what: str) -> Path:
-    """`folder`, built by `build(tmp)` unless a complete one from the same `source` is there; returns it."""
-    folder = Path(folder)
-    if _is_built(folder, source):
-        return folder
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    lock = RunLock(folder.parent / f".{folder.name}.lock", what).acquire(wait_s=BUILD_LOCK_WAIT_S)
-    try:
-        if not _is_built(folder, source):  # else built by the process we waited for
-            _build_into_place(folder, source, build)
-    finally:
-        lock.release()
-    return folder
+    """`folder`, built by `build(tmp)` unless a complete one from the same `source` is there; returns it. The
+    manifest records `source` and the sha256 of each file the build wrote."""
 
-
-def _build_into_place(folder: Path, source: dict, build: Callable[[Path], None]) -> None:
-    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.tmp-", dir=folder.parent))
-    try:
+    def build_with_manifest(tmp: Path) -> None:
         build(tmp)
         files = {p.name: file_digest(p, HASH_NAME) for p in sorted(tmp.iterdir()) if p.is_file()}
         (tmp / MANIFEST).write_text(json.dumps({"source": source, "files": files}, indent=2))
-        publish_dir(tmp, folder, folder.with_name(f".{folder.name}.old"))
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+
+    return build_folder_once(folder, lambda f: _is_built(f, source), build_with_manifest, what, BUILD_LOCK_WAIT_S)
 
 
 def ensure_gguf_folder(gguf_file: Path, root: Path, causal: bool = True, progress: Any = None) -> Path:

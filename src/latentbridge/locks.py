@@ -25,14 +25,17 @@ import errno
 import fcntl
 import json
 import os
+import shutil
 import socket
 import stat
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Callable, Optional
 
 from latentbridge.errors import UserError
+from latentbridge.files import publish_dir
 
 RUN_LOCK = ".latentbridge.lock"
 _NO_LOCKS = {errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS, errno.EINVAL}
@@ -167,3 +170,26 @@ def is_locked(path: Path) -> bool:
         raise
     finally:
         os.close(fd)  # drops the flock if this probe took it
+
+
+def build_folder_once(folder: Path, is_built: Callable[[Path], bool], build: Callable[[Path], None], what: str,
+                      wait_s: float) -> Path:
+    """`folder`, built by `build(tmp)` into a temporary folder beside it and published by rename, unless
+    `is_built(folder)` already. Builders take turns under a lock (a second one waits up to `wait_s`, then
+    reuses what the first published), so no reader ever sees a half-built folder."""
+    folder = Path(folder)
+    if is_built(folder):
+        return folder
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    lock = RunLock(folder.parent / f".{folder.name}.lock", what).acquire(wait_s=wait_s)
+    try:
+        if not is_built(folder):  # else built by the process we waited for
+            tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.tmp-", dir=folder.parent))
+            try:
+                build(tmp)
+                publish_dir(tmp, folder, folder.with_name(f".{folder.name}.old-{os.getpid()}"))
+            finally:
+                shutil.rmtree(tmp, ignore_errors=True)
+    finally:
+        lock.release()
+    return folder
