@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from latentbridge.evaluation.rouge import mean_rouge_l_against
 from latentbridge.models.decoder import Decoder, sampling_kwargs
 from latentbridge.models.specs import DecoderSpec
+from latentbridge.token_layout import cut_at_stop, target_layout
 from latentbridge.training.schedule import build_scheduler, optimizer_steps
 
 DEFAULT_POOL_SIZE = 300
@@ -99,7 +100,8 @@ def _training_batch(frame: Any, pairs: Sequence[tuple[str, str]], max_input_len:
     rows, labels = [], []
     for dialogue, summary in pairs:
         prompt = _prompt_ids(frame, dialogue, max_input_len)
-        target = frame.tokenizer(summary, add_special_tokens=False)["input_ids"][: max_target_len - 1] + [frame.end_id]
+        target = target_layout(frame.tokenizer(summary, add_special_tokens=False)["input_ids"], max_target_len,
+                               frame.end_id)
         rows.append(prompt + target)
         labels.append([-100] * len(prompt) + target)
     width = max(len(r) for r in rows)
@@ -216,11 +218,7 @@ def _generate(model: Any, frame: Any, prompts: Sequence[list[int]], sampling: An
             gen = model.generate(input_ids=ids.to(device), attention_mask=mask.to(device),
                                  max_new_tokens=sampling.max_new_tokens, eos_token_id=frame.stop_ids,
                                  pad_token_id=frame.pad_id, **kwargs)
-        rows = []
-        for row in gen[:, width:].tolist():
-            cut = next((i for i, t in enumerate(row) if t in frame.stop_ids), len(row))
-            rows.append(row[:cut])
-        out += frame.decode(rows)
+        out += frame.decode([cut_at_stop(row, frame.stop_ids) for row in gen[:, width:].tolist()])
     return out
 
 

@@ -21,6 +21,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, LogitsProcessorLis
 from latentbridge.models.families import Layout, end_of_turn_id, find_layout
 from latentbridge.models.loading import check_hidden_dim, load_pretrained
 from latentbridge.models.specs import DecoderSpec, SamplingSpec
+from latentbridge.token_layout import cut_at_stop, target_layout
 
 CE_CHUNK = 1024  # target tokens whose logits exist at once in the loss
 _CONTENT = "\u2063LATENTBRIDGE_PREFIX\u2063"
@@ -61,8 +62,9 @@ def target_end_id(tokenizer: Any) -> int:
 
 
 def target_token_ids(tokenizer: Any, text: str, max_len: int, end_id: int) -> list[int]:
-    """One target as the decoder trains on it: no BOS, at most max_len - 1 text tokens, then end_id."""
-    return tokenizer(text, add_special_tokens=False)["input_ids"][: max_len - 1] + [end_id]
+    """One target as the decoder trains on it (latentbridge.token_layout): no BOS, at most max_len - 1 text
+    tokens, then end_id."""
+    return target_layout(tokenizer(text, add_special_tokens=False)["input_ids"], max_len, end_id)
 
 
 class NewTokensNoRepeat:
@@ -221,11 +223,8 @@ class Decoder(nn.Module):
         kwargs = sampling_kwargs(sampling)
         out = self.model.generate(inputs_embeds=embeds, attention_mask=attn, max_new_tokens=sampling.max_new_tokens,
                                   eos_token_id=self.stop_ids, pad_token_id=self.pad_id, **kwargs)
-        rows = []
-        for row in out.tolist():  # with inputs_embeds only, generate returns just the new tokens
-            cut = next((i for i, t in enumerate(row) if t in self.stop_ids), len(row))
-            rows.append(row[:cut])
-        return rows
+        # with inputs_embeds only, generate returns just the new tokens
+        return [cut_at_stop(row, self.stop_ids) for row in out.tolist()]
 
     def decode(self, rows: list[list[int]]) -> list[str]:
         return [t.strip() for t in self.tokenizer.batch_decode(rows, skip_special_tokens=True)]
