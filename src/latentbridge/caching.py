@@ -31,6 +31,7 @@ from latentbridge.models.backends import autocast, log_note, resolve_attention, 
 from latentbridge.models.decoder import target_end_id
 from latentbridge.models.encoder import LatentEncoder, load_encoder_backbone
 from latentbridge.models.loading import load_pretrained
+from latentbridge.models.seeding import seeded
 
 ENCODER_STATE = "encoder_state.safetensors"
 
@@ -48,9 +49,7 @@ def load_encode(c: Config, encoder_state: Optional[Path] = None,
     espec = recipe.encoder_spec(c)
     backbone, enc_tok = load_encoder_backbone(espec, attn, rt.allow_download,
                                               dtype if attn == "flash_attention_2" else torch.float32)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(c.seed)  # the compressor's init depends on the seed only
-        encoder = LatentEncoder(backbone, enc_tok, espec)
+    encoder = seeded(c.seed, lambda: LatentEncoder(backbone, enc_tok, espec))  # the compressor's init: the seed only
     if encoder_state is not None:
         encoder.load_state_dict(load_file(str(encoder_state)), strict=False)
     encoder.eval().requires_grad_(False).to(device)

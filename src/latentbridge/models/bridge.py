@@ -18,6 +18,7 @@ from latentbridge.models.decoder import Decoder, load_decoder_backbone
 from latentbridge.models.encoder import LatentEncoder, load_encoder_backbone
 from latentbridge.models.lora import add_lora, lora_layer_indices
 from latentbridge.models.middle import LatentMiddle, build_middle
+from latentbridge.models.seeding import seeded
 from latentbridge.models.specs import MODEL_PARTS, DecoderSpec, ModelSpec, SamplingSpec
 
 class LatentBridge(nn.Module):
@@ -30,6 +31,11 @@ class LatentBridge(nn.Module):
         self.compute_dtype = torch.float32
         self.dtype_note: Optional[str] = None
         self.attn_note: Optional[str] = None
+
+    @property
+    def device(self) -> torch.device:
+        """Where the model computes: the adapter's device (every part trains, and infers, on one device)."""
+        return next(self.adapter.parameters()).device
 
     # --- the pipeline, one call per arrow
     def encode(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -60,8 +66,7 @@ class LatentBridge(nn.Module):
     def generate(self, texts: list[str], max_input_len: int, sampling: SamplingSpec, use_middle: bool = True
                  ) -> list[str]:
         """Text in, text out: encode, (middle until stop), adapter, decoder sampling."""
-        device = next(self.adapter.parameters()).device
-        ids, mask = self.encoder.tokenize(texts, max_input_len, device)
+        ids, mask = self.encoder.tokenize(texts, max_input_len, self.device)
         latents, latent_mask = self.encode(ids, mask)
         if use_middle:
             latents, latent_mask = self.predict_until_stop(latents, latent_mask)
@@ -111,21 +116,13 @@ def set_trainable(model: LatentBridge, parts: Iterable[str]) -> list[str]:
     return [n for n, p in model.named_parameters() if p.requires_grad]
 
 
-def _seeded(seed: Optional[int], build):
-    if seed is None:
-        return build()
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        return build()
-
-
 def _decoder_lora(decoder: Decoder, spec: DecoderSpec, seed: Optional[int]) -> list[nn.Module]:
     """LoRA adapters on the decoder layers below the fully trained top ones (none without spec.lora); their
     initialisation is drawn from seed + 3 when `seed` is given."""
     if spec.lora is None:
         return []
     layers = lora_layer_indices(len(decoder.layers), spec.unfrozen_layers)
-    return _seeded(None if seed is None else seed + 3,
+    return seeded(None if seed is None else seed + 3,
                    lambda: add_lora(decoder.model, decoder.layout, spec.lora, layers))
 
 
@@ -165,7 +162,7 @@ def build_model(spec: ModelSpec, seed: Optional[int] = None, on_device: bool = T
     weight_dtype = backbone_weight_dtype(attn, compute_dtype)
     enc_backbone, enc_tok = load_encoder_backbone(spec.encoder, attn, rt.allow_download, weight_dtype)
     dec_model, dec_tok = load_decoder_backbone(spec.decoder, attn, rt.allow_download, weight_dtype)
-    encoder = _seeded(seed, lambda: LatentEncoder(enc_backbone, enc_tok, spec.encoder))
+    encoder = seeded(seed, lambda: LatentEncoder(enc_backbone, enc_tok, spec.encoder))
     decoder = Decoder(dec_model, dec_tok, spec.decoder)
     for name, n, layers, field in (
             ("encoder", spec.encoder.unfrozen_layers, len(encoder.layers), "num_encoder_unfrozen_layers"),
@@ -174,8 +171,8 @@ def build_model(spec: ModelSpec, seed: Optional[int] = None, on_device: bool = T
             raise UserError(f"{field} is {n} but the {name} has only {layers} layers; set --"
                             f"{field.replace('_', '-')} to at most {layers}.")
     decoder.add_lora_modules(_decoder_lora(decoder, spec.decoder, seed))
-    middle = _seeded(None if seed is None else seed + 1, lambda: build_middle(spec.middle))
-    adapter = _seeded(None if seed is None else seed + 2,
+    middle = seeded(None if seed is None else seed + 1, lambda: build_middle(spec.middle))
+    adapter = seeded(None if seed is None else seed + 2,
                       lambda: PrefixAdapter(spec.adapter, decoder.hidden_size, decoder.token_embedding_rms()))
     model = LatentBridge(encoder, middle, adapter, decoder, spec)
     model.attn_implementation, model.attn_note, model.dtype_note = attn, attn_note, dtype_note

@@ -22,6 +22,7 @@ from transformers import (AutoConfig, AutoModel, AutoModelForCausalLM, Gemma3For
                           PreTrainedTokenizerFast)
 
 from latentbridge.models.families import FAMILIES, TinySizes
+from latentbridge.models.seeding import forked_seed, seeded
 
 ENCODER_SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 DECODER_SPECIALS = ["<pad>", "<eos>", "<bos>", "<unk>", "<start_of_turn>", "<end_of_turn>"]
@@ -105,21 +106,15 @@ def build_tiny_backbone(model_type: str, role: str, tokenizer: Any, out_dir: Pat
            "eos_token_id": tokenizer.eos_token_id or tokenizer.sep_token_id}
     config = tiny_config(model_type, TinySizes(len(tokenizer), hidden, layers, heads), **ids)
     auto = AutoModel if role == "encoder" else AutoModelForCausalLM
-    _seeded(lambda: auto.from_config(config), seed).save_pretrained(out_dir)
+    seeded(seed, lambda: auto.from_config(config)).save_pretrained(out_dir)
     tokenizer.save_pretrained(out_dir)
-
-
-def _seeded(build, seed: int):
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        return build()
 
 
 def build_tiny_modernbert(texts: Sequence[str], out_dir: Path, seed: int, vocab_size: int = TINY_VOCAB_SIZE,
                           **sizes: int) -> None:
     """Train the tokenizer, build a random ModernBertModel, save both into out_dir."""
     tok = encoder_tokenizer(texts, vocab_size)
-    model = _seeded(lambda: ModernBertModel(modernbert_config(len(tok), **sizes)), seed)
+    model = seeded(seed, lambda: ModernBertModel(modernbert_config(len(tok), **sizes)))
     model.save_pretrained(out_dir)
     tok.save_pretrained(out_dir)
 
@@ -169,10 +164,9 @@ def build_tiny_gemma3(texts: Sequence[str], out_dir: Path, seed: int, lm_steps: 
                       **sizes: int) -> None:
     """Train the tokenizer, build a Gemma3ForCausalLM, warm it up as an LM on texts, save both into out_dir."""
     tok = decoder_tokenizer(texts, vocab_size)
-    model = _seeded(lambda: Gemma3ForCausalLM(gemma3_config(len(tok), **sizes)), seed + 1)
+    model = seeded(seed + 1, lambda: Gemma3ForCausalLM(gemma3_config(len(tok), **sizes)))
     if lm_steps:
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed + 2)
+        with forked_seed(seed + 2):
             pretrain_lm(model, tok, texts, lm_steps, seed, on_step=on_step)
     model.save_pretrained(out_dir)
     tok.save_pretrained(out_dir)
@@ -195,7 +189,7 @@ def build_random_modernbert(texts: Sequence[str], out_dir: Path, seed: int, conf
     tok = encoder_tokenizer(texts, min(config.vocab_size, REAL_SIZE_TRAINED_VOCAB), pad_to=config.vocab_size)
     config = _with_token_ids(config, pad_token_id=tok.pad_token_id, cls_token_id=tok.cls_token_id,
                              bos_token_id=tok.cls_token_id, sep_token_id=tok.sep_token_id, eos_token_id=tok.sep_token_id)
-    _seeded(lambda: ModernBertModel(config), seed).save_pretrained(out_dir)
+    seeded(seed, lambda: ModernBertModel(config)).save_pretrained(out_dir)
     tok.save_pretrained(out_dir)
 
 
@@ -205,5 +199,5 @@ def build_random_gemma3(texts: Sequence[str], out_dir: Path, seed: int, config: 
     tok = decoder_tokenizer(texts, min(config.vocab_size, REAL_SIZE_TRAINED_VOCAB), pad_to=config.vocab_size)
     config = _with_token_ids(config, pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id,
                              bos_token_id=tok.bos_token_id)
-    _seeded(lambda: Gemma3ForCausalLM(config), seed + 1).save_pretrained(out_dir)
+    seeded(seed + 1, lambda: Gemma3ForCausalLM(config)).save_pretrained(out_dir)
     tok.save_pretrained(out_dir)
