@@ -75,7 +75,7 @@ def evaluate_model(model: Any, dialogues: Sequence[str], summaries: Sequence[str
     if seed is not None:
         set_seed(seed)
     start = time.perf_counter()
-    device = next(model.adapter.parameters()).device
+    device = model.device
     outputs, latents_acc = PathOutputs(), LatentMetricsAccumulator()
     use = {"pipeline": PrefixUse(), "gold": PrefixUse()}
     with autocast(device, model.compute_dtype):

@@ -43,7 +43,7 @@ def summarize(model: Any, texts: Sequence[str], *, max_input_len: int, sampling:
     """Generate one output per text, in batches; `seed` fixes sampling (same seed, same texts -> same outputs)."""
     if seed is not None:
         set_seed(seed)
-    device = next(model.adapter.parameters()).device
+    device = model.device
     out: list[str] = []
     with autocast(device, model.compute_dtype):
         for start in range(0, len(texts), batch_size):

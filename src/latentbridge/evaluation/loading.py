@@ -91,7 +91,7 @@ class TrainedModel:
     def encode(self, texts: Sequence[str], *, batch_size: Optional[int] = None) -> tuple[torch.Tensor, torch.Tensor]:
         """(latents (N, latent_seq_len, latent_dim) float32, mask (N, latent_seq_len) bool) of `texts`, on the
         model's device: what the encoder and compressor make of each text (truncated to max_seq_len tokens)."""
-        c, device = self.config, next(self.model.adapter.parameters()).device
+        c, device = self.config, self.model.device
         size = batch_size or c.batch_size
         latents, masks = [], []
         with autocast(device, self.model.compute_dtype):

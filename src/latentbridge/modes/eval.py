@@ -155,7 +155,7 @@ def zero_shot_system(loaded: TrainedModel, dialogues: list[str]) -> tuple[Option
     model, tokenizer = load_decoder_backbone(spec, loaded.model.attn_implementation)
     if not has_chat_template(tokenizer):
         return None, "zero-shot baseline skipped: the decoder's tokenizer has no chat template to prompt it with"
-    device = str(next(loaded.model.adapter.parameters()).device)
+    device = str(loaded.model.device)
     set_seed(c.seed)
     return generate_zero_shot(model, tokenizer, dialogues, recipe.sampling_spec(c), name=c.gpt2_model,
                               max_input_len=c.max_seq_len, batch_size=c.batch_size, device=device), None
@@ -172,7 +172,7 @@ def direct_system(loaded: TrainedModel, train: list, dialogues: list[str]) -> tu
                               accumulation=c.gradient_accumulation_steps, warmup_steps=c.warmup_steps,
                               weight_decay=c.weight_decay, max_grad_norm=c.max_grad_norm, max_input_len=c.max_seq_len,
                               max_target_len=c.max_target_len)
-    device = str(next(loaded.model.adapter.parameters()).device)
+    device = str(loaded.model.device)
     spec = dataclasses.replace(recipe.decoder_spec(c), unfrozen_layers=0)
     model, tokenizer = load_decoder_backbone(spec, loaded.model.attn_implementation)
     say(f"direct baseline: fine-tuning a fresh copy of the decoder on {len(train)} pairs for {steps} steps "
