@@ -31,7 +31,8 @@ LAYERS = (  # bottom to top; the groups inside one layer are peers that never im
     ("modes",),
     ("cli", "__init__"),
 )
-GROUP_OF = {"backbones": "assets", "errors": "base", "files": "base", "locks": "base", "runs": "base", "text_template": "base",
+GROUP_OF = {"backbones": "assets", "choices": "base", "errors": "base", "files": "base", "locks": "base", "runs": "base", "text_template": "base",
+            "token_layout": "base",
             "config_sources": "config", "config_docs": "config", "pretrain_mix": "config"}
 # Groups whose modules stay free of torch at import: what `import latentbridge`, `--help` and `--mode config`
 # load, and the recipe, which every layer above it may import cheaply.

@@ -17,6 +17,7 @@ import typing
 from dataclasses import dataclass
 from typing import Any, Callable, Optional
 
+from latentbridge.choices import ATTENTION_IMPLEMENTATIONS, MIDDLE_ARCHITECTURES, STOP_LATENT_INITS
 from latentbridge.errors import UserError
 from latentbridge.pretrain_mix import syntax_problem as mix_syntax_problem
 from latentbridge.text_template import template_fields
@@ -94,7 +95,7 @@ class Config:
                                        le=MAX_WIDTH)
     gpt2_hidden_dim: int = _dims(640, "Decoder hidden size (checked against the loaded decoder)", gt=0, le=MAX_WIDTH)
     middle_architecture: str = _dims("transformer", "Middle model: transformer, or mlp (the legacy MLP over the "
-                                     "flattened latents, an ablation baseline)", choices=("transformer", "mlp"))
+                                     "flattened latents, an ablation baseline)", choices=MIDDLE_ARCHITECTURES)
     middle_hidden_dim: int = _dims(512, "Hidden width of each residual MLP block (mlp middle only)", gt=0, le=MAX_WIDTH)
     middle_layers: int = _dims(4, "Number of residual MLP blocks (mlp middle only)", gt=0, le=MAX_LAYERS)
     middle_transformer_layers: int = _dims(4, "Number of transformer blocks (transformer middle only)", gt=0, le=MAX_LAYERS)
@@ -163,7 +164,7 @@ class Config:
 
     # Attention and Normalization
     attn_implementation: str = _attn("flash_attention_2", "Requested attention backend (falls back to sdpa)",
-                                     choices=("flash_attention_2", "sdpa", "eager"))
+                                     choices=ATTENTION_IMPLEMENTATIONS)
     use_rmsnorm: bool = _attn(True, "RMSNorm (else LayerNorm) in the middle (either architecture) and adapter")
     rmsnorm_eps: float = _attn(1e-6, "Epsilon of the norms", gt=0)
     use_prefix_rope: bool = _attn(True, "Rotary position embeddings on the adapter's prefix queries")
@@ -195,7 +196,7 @@ class Config:
     normalize_latent: bool = _latent(True, "L2-normalise latents")
     use_stop_latent: bool = _latent(True, "Learn a stop latent that ends latent generation")
     stop_latent_init: str = _latent("random_normalized", "Initialisation of the stop latent",
-                                    choices=("random_normalized", "random", "zeros"))
+                                    choices=STOP_LATENT_INITS)
     stop_latent_seed: int = _latent(1337, "Seed of the stop latent's initialisation", ge=0, le=MAX_SEED)
     stop_latent_cosine_threshold: float = _latent(0.99, "Generation stops at this cosine to the stop latent",
                                                   gt=0, le=1)

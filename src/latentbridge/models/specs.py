@@ -9,13 +9,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Optional
 
-# Initialisations of the middle's stop latent (a learned parameter, seeded by stop_latent_seed):
-#   random_normalized  N(0, 1) draw scaled to unit length (the default; far from every real latent)
-#   random             N(0, 1/latent_dim) draw, not normalised
-#   zeros              the origin: its cosine to anything is 0, so generation never stops early
-#                      until training has moved it away from the origin
-STOP_LATENT_INITS = ("random_normalized", "random", "zeros")
-ATTENTION_IMPLEMENTATIONS = ("flash_attention_2", "sdpa", "eager")
+# the lists the Config offers as choices, named here for the models that build from them
+from latentbridge.choices import ATTENTION_IMPLEMENTATIONS, STOP_LATENT_INITS
+
 MODEL_PARTS = ("encoder", "compressor", "middle", "adapter", "decoder")
 
 
