@@ -101,7 +101,7 @@ def _run(mode: str, preset: Optional[str], config: tuple[str, ...], **values: An
         resolved = resolve_config(preset, list(config), cli_values=cli_values)
         for warning in resolved.warnings:
             click.echo(f"Warning: {warning}", err=True)
-        code = run_mode(mode, resolved.config, sources=resolved.sources, **mode_values)
+        code = run_mode(resolved.config, mode, sources=resolved.sources, **mode_values).exit_code
     except UserError as error:
         click.echo(f"Error: {error}", err=True)
         code = error.exit_code

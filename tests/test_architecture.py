@@ -1,7 +1,7 @@
 """The layer order of README.md's "Layout", read from the source with `ast` (function-local imports included).
 
-    errors, files, locks, text_template -> config, pretrain_mix -> data | models -> assets | training -> recipe
-    -> evaluation | ui | caching -> modes -> cli, the package's API (latentbridge/__init__.py)
+    errors, files, locks, text_template, token_layout, choices -> config, pretrain_mix -> data | models
+    -> assets | training -> recipe -> evaluation | ui | caching -> modes -> cli, the package's API (latentbridge/__init__.py)
 
 A module imports from its own layer or the ones below it, never from a peer beside it (data and models
 never import each other) or above it; mode modules import nothing from each other. A function-local import

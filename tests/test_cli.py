@@ -321,7 +321,7 @@ def test_torch_num_threads_is_applied_before_the_mode_runs(monkeypatch):
     seen = {}
     fake = types.ModuleType("fake_mode")
     fake.__spec__ = importlib.machinery.ModuleSpec("fake_mode", None)
-    fake.run = lambda config, options: seen.setdefault("threads", torch.get_num_threads()) and 0
+    fake.run = lambda config, options: seen.setdefault("threads", torch.get_num_threads()) and modes.RunResult("doctor")
     monkeypatch.setitem(sys.modules, "fake_mode", fake)
     monkeypatch.setitem(modes.MODE_MODULES, "doctor", "fake_mode")
     before = torch.get_num_threads()

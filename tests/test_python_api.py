@@ -30,6 +30,7 @@ def test_the_documented_examples_run(tiny_root, tmp_path, monkeypatch, capsys):
         exec(compile(block, f"{DOC.name} block {i}", "exec"), namespace)
     out = capsys.readouterr().out
     assert "did you mean learning_rate?" in out and "Training done (16 steps)" in out
+    assert "chekpoint is not an option of a mode" in out
 
 
 def test_import_latentbridge_stays_light():

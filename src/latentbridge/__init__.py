@@ -5,7 +5,7 @@ The Python API (docs/python-api.md):
     import latentbridge
 
     config = latentbridge.load_config(preset="tiny", learning_rate=5e-4)  # defaults < preset < files < overrides
-    latentbridge.run("train", config)                                     # any --mode, as the CLI runs it
+    result = latentbridge.run(config, mode="train")                       # any --mode, as the CLI runs it
     model = latentbridge.load("checkpoints/tiny")                          # a model file, or the folder holding it
     model.generate(["Anna: lunch at 1? Ben: sure"], do_sample=True, seed=3)
     latents, mask = model.encode(["Anna: lunch at 1? Ben: sure"])

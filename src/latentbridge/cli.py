@@ -19,6 +19,7 @@ import inspect
 import os
 import signal
 import sys
+import typing
 from pathlib import Path
 from typing import IO, Any, Callable, Literal, Optional
 
@@ -33,12 +34,11 @@ from latentbridge.config import (PRESET_HELP, PRESETS, Config, base_type, descri
                                  field_types, is_optional)
 from latentbridge.config_sources import resolve_config
 from latentbridge.errors import UserError
-from latentbridge.modes import MODE_MODULES, ModeOptions, run as run_mode
+from latentbridge.modes import MODE_MODULES, OPTION_NAMES, ModeOptions, run as run_mode
 
 PROG_NAME = "latentbridge"  # also under `python main.py`: one help text, one completion variable
 RUN_PANEL = "Mode and sources"
 HELP_PANEL = "Help and shell completion"  # Typer's own options, listed after the Config's sections
-FORMATS = ("table", "json", "yaml")
 DESCRIPTION = ("latentbridge: a latent-space text-to-text pipeline (encoder -> latents -> middle transformer -> "
                "prefix adapter -> decoder). Values layer as defaults < --preset < --config files < "
                "LATENTBRIDGE_<FIELD> environment < flags.")
@@ -63,7 +63,7 @@ def _run_option(name: str, annotation: Any, help: str, default: Any = None, **ex
 
 
 def mode_parameters() -> list[inspect.Parameter]:
-    """The options that choose what to run and on what; they are not Config fields."""
+    """The options that choose what to run and on what, then those of ModeOptions; none is a Config field."""
     presets = "; ".join(f"{name}: {text}" for name, text in PRESET_HELP.items())
     return [
         _run_option("mode", Literal[tuple(MODE_MODULES)], f"What to run: {', '.join(MODE_MODULES)}.", "train",
@@ -72,25 +72,17 @@ def mode_parameters() -> list[inspect.Parameter]:
                     autocompletion=_completer(tuple(PRESETS))),
         _run_option("config", Optional[list[Path]], "JSON or YAML file of field values; may repeat, later files win.",
                     metavar="FILE"),
-        _run_option("format", Literal[FORMATS], "--mode config: output format.", "table", show_default=True,
-                    metavar="|".join(FORMATS)),
-        _run_option("save_config", Optional[Path], "--mode config: also write the resolved config here (.json, "
-                    ".yaml).", metavar="FILE"),
-        _run_option("resume", Optional[str], "--mode train: continue from the latest step checkpoint (auto) or "
-                    "from PATH.", metavar="auto|PATH"),
-        _run_option("checkpoint", Optional[Path], "--mode infer/eval: model file to load (default: the file named "
-                    "handoff_best_model_filename in checkpoint_dir).", metavar="FILE"),
-        _run_option("text", Optional[str], "--mode infer: the text to transform.", metavar="TEXT"),
-        _run_option("input_file", Optional[Path], "--mode infer: one text per line, or JSON Lines whose text is read "
-                    "from the column the model was trained on; `-` streams standard input: one answer per line, "
-                    "flushed as each line is read.", metavar="FILE"),
-        _run_option("output_file", Optional[Path], "--mode infer/eval: write results here (jsonl/json).",
-                    metavar="FILE"),
-        _run_option("split", Optional[str], "--mode eval: dataset split (default: test_split).", metavar="SPLIT"),
-        _run_option("baselines", bool, "--mode eval: also score the baselines.", False),
-        _run_option("memory_gb", Optional[float], "--mode doctor: list the batch sizes, precisions and checkpointing "
-                    "choices that fit this many GiB.", min=0.01, metavar="GIB"),
+        *(mode_option_parameter(name) for name in OPTION_NAMES),
     ]
+
+
+def mode_option_parameter(name: str) -> inspect.Parameter:
+    """The flag of one ModeOptions field, from the help and settings its field declares (modes/__init__.py)."""
+    spec = next(f for f in dataclasses.fields(ModeOptions) if f.name == name)
+    flag = dict(spec.metadata["flag"])
+    choices = flag.pop("choices", None)
+    annotation = Literal[choices] if choices else typing.get_type_hints(ModeOptions)[name]
+    return _run_option(name, annotation, spec.metadata["help"], spec.default, **flag)
 
 
 def flag_name(field: str) -> str:
@@ -120,8 +112,8 @@ def field_parameter(name: str) -> inspect.Parameter:
 
 
 def _run(ctx: typer.Context, mode: str, preset: Optional[str], config: Optional[list[Path]], **values: Any) -> None:
-    """Resolve the config from every source, run the mode, exit with its code (2 for a UserError)."""
-    mode_values = {f.name: values.pop(f.name) for f in dataclasses.fields(ModeOptions) if f.name != "sources"}
+    """Resolve the config from every source, run the mode, exit with its result's code (2 for a UserError)."""
+    mode_values = {name: values.pop(name) for name in OPTION_NAMES}
     # Only flags given on the command line are a source; an option's shown default is the Config's own.
     cli_values = {name: value for name, value in values.items()
                   if ctx.get_parameter_source(name) is ParameterSource.COMMANDLINE}
@@ -129,7 +121,7 @@ def _run(ctx: typer.Context, mode: str, preset: Optional[str], config: Optional[
         resolved = resolve_config(preset, [str(path) for path in config or ()], cli_values=cli_values)
         for warning in resolved.warnings:
             typer.echo(f"Warning: {warning}", err=True)
-        code = run_mode(mode, resolved.config, sources=resolved.sources, **mode_values)
+        code = run_mode(resolved.config, mode, sources=resolved.sources, **mode_values).exit_code
     except UserError as error:
         typer.echo(f"Error: {error}", err=True)
         code = error.exit_code

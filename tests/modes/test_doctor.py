@@ -20,7 +20,7 @@ def _tiny(tmp_path, **overrides):
 
 def test_tiny_preset_is_ready_before_its_assets_exist(tmp_path, capsys):
     config = _tiny(tmp_path)
-    assert run(config, ModeOptions(format="json")) == 0
+    assert run(config, ModeOptions(format="json")).exit_code == 0
     report = json.loads(capsys.readouterr().out)
     assert report["problems"] == []
     values = {row["item"]: row["value"] for rows in report.values() if isinstance(rows, list) for row in rows
@@ -39,7 +39,7 @@ def test_precision_shows_what_the_device_gives_next_to_the_request(tmp_path):
 
 
 def test_table_output_names_every_section(tmp_path, capsys):
-    assert run(_tiny(tmp_path), ModeOptions(format="table")) == 0
+    assert run(_tiny(tmp_path), ModeOptions(format="table")).exit_code == 0
     out = capsys.readouterr().out
     for section in ("environment", "runtime", "parameters", "memory", "storage", "data", "Nothing blocks this run"):
         assert section in out
@@ -146,7 +146,7 @@ def _docs(tmp_path):
 def test_a_missing_column_is_a_problem_naming_the_file_and_the_flag(tmp_path, capsys):
     docs = _docs(tmp_path)
     config = _tiny(tmp_path, dataset_name=str(docs), dataset_input_field="text", dataset_target_field="summary_line")
-    assert run(config, ModeOptions(format="table")) == 1
+    assert run(config, ModeOptions(format="table")).exit_code == 1
     out = capsys.readouterr().out
     assert "Nothing blocks this run" not in out
     report = build_report(config)

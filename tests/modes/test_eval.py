@@ -81,7 +81,7 @@ def test_default_report_goes_into_the_run_folder(tiny_root, tmp_path):
     from latentbridge.evaluation.loading import load_handoff
     from latentbridge.modes import ModeOptions, eval as eval_mode
 
-    assert eval_mode.run(config, ModeOptions(split="test")) == 0
+    assert eval_mode.run(config, ModeOptions(split="test")).exit_code == 0
     assert json.loads((tmp_path / "runs" / "eval_test.json").read_text())["split"] == "test"
     assert load_handoff(config).path == tmp_path / "ck" / "best_model.pt"
 

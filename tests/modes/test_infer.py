@@ -117,7 +117,7 @@ def test_only_sampling_flags_override_the_checkpoint_config(handoff):
 def test_a_stream_answers_each_line_in_order_and_goes_on_after_a_refused_one(handoff):
     requests = io.StringIO('{"id": "a", "dialogue": "Anna: lunch at 1? Ben: sure"}\n\n{broken\nTom: late? Mia: yes\n')
     answers = io.StringIO()
-    code = infer.answer_stream(handoff.config, ModeOptions(checkpoint=handoff.path), requests, answers)
+    code = infer.answer_stream(handoff.config, ModeOptions(checkpoint=handoff.path), requests, answers).exit_code
     records = [json.loads(line) for line in answers.getvalue().splitlines()]
     assert code == 2  # one request was refused
     assert [r["id"] for r in records] == ["a", "1", "2"]  # the blank line is no request
@@ -132,7 +132,7 @@ def test_a_stream_echoes_each_id_as_given_on_answers_and_errors(handoff):
                            '{"id": [1, "a"], "dialogue": "   "}\n'
                            '{"id": 2.5, "dialogue": "Tom: late? Mia: yes"}\n')
     answers = io.StringIO()
-    assert infer.answer_stream(handoff.config, ModeOptions(checkpoint=handoff.path), requests, answers) == 2
+    assert infer.answer_stream(handoff.config, ModeOptions(checkpoint=handoff.path), requests, answers).exit_code == 2
     records = [json.loads(line) for line in answers.getvalue().splitlines()]
     assert [r["id"] for r in records] == [44, "third", [1, "a"], 2.5]
     assert "summary" in records[0] and "error" in records[1] and "error" in records[2] and "summary" in records[3]

@@ -16,9 +16,9 @@ from tests.factories import assets_config, small_corpus_config
 
 def test_preprocess_mode_builds_then_reuses(small_root, tmp_path, capsys):
     config = small_corpus_config(small_root, tmp_path)
-    assert run(config, ModeOptions()) == 0
+    assert run(config, ModeOptions()).exit_code == 0
     assert "Cache built" in capsys.readouterr().out
-    assert run(config, ModeOptions()) == 0
+    assert run(config, ModeOptions()).exit_code == 0
     assert "Cache reused" in capsys.readouterr().out
     cache = ensure_cache(config, log=lambda m: None).cache
     assert len(cache.split("dialogue", "train")) == 48
@@ -106,7 +106,7 @@ def test_preprocess_mode_pretrains_on_a_mix_and_says_what_it_realised(small_root
     wiki = small_root / "small" / "pretrain" / "wikitext.jsonl"
     config = small_corpus_config(small_root, tmp_path, pretrain_mix=f"dataset:1,{wiki}:1", max_seq_len=24).replace(
         max_train_samples=None, pretrain_middle_max_samples=None, pretrain_adapter_max_samples=None)
-    assert run(config, ModeOptions()) == 0
+    assert run(config, ModeOptions()).exit_code == 0
     out = capsys.readouterr().out
     entry = ensure_cache(config, log=lambda m: None).cache.manifest["splits"]["pretrain/train"]
     assert set(entry["sources"]) == {"dataset", "wikitext"} and entry["weights"] == {"dataset": 1.0, "wikitext": 1.0}

@@ -23,7 +23,7 @@ def test_a_fast_trained_model_beats_the_constant_baseline(tiny_root, tmp_path):
                            preprocess_cache_dir=str(tmp_path / "cache"), run_pretraining=False,
                            decoder_unfrozen_layers=2, finetune_middle_epochs=2, finetune_adapter_epochs=2,
                            use_tui=False, max_generation_length=32)
-    assert train.run(config, ModeOptions()) == 0
+    assert train.run(config, ModeOptions()).exit_code == 0
     report = evaluate(load_handoff(config), "validation", baselines=False)
     from latentbridge.data.sources import load_dialogue_split
     from latentbridge.modes.eval import constant_system

@@ -30,12 +30,12 @@ def two_runs(tiny_root, tmp_path):
 
 def test_infer_loads_the_latest_run_trained_on_the_configs_dataset_and_says_which(two_runs, tmp_path, capsys):
     root, bundled, docs = two_runs
-    assert infer.run(bundled, ModeOptions(sources=PRESET, text="Anna: lunch at 1? Ben: sure")) == 0
+    assert infer.run(bundled, ModeOptions(sources=PRESET, text="Anna: lunch at 1? Ben: sure")).exit_code == 0
     err = capsys.readouterr().err
     assert f"Loading {root / 'version_0' / 'best_model.pt'}: the latest run under {root} trained on" in err
     records = tmp_path / "new_docs.jsonl"
     records.write_text(json.dumps({"body": "def add(a, b): return a + b"}) + "\n")
-    assert infer.run(docs, ModeOptions(sources=PRESET, input_file=records)) == 0
+    assert infer.run(docs, ModeOptions(sources=PRESET, input_file=records)).exit_code == 0
     assert f"Loading {root / 'version_1' / 'best_model.pt'}" in capsys.readouterr().err
 
 

@@ -28,15 +28,15 @@ def lines(path: Path) -> list[str]:
 def test_fresh_runs_get_their_own_folders_and_resume_auto_continues_the_latest(tiny_root, tmp_path, capsys):
     c = train_config(tiny_root, tmp_path)
     root = Path(c.checkpoint_dir)
-    assert run(c, ModeOptions(sources=PRESET), stop_after_steps=3) == 130
-    assert run(c, ModeOptions(sources=PRESET), stop_after_steps=3) == 130  # refused before run folders (issue 21)
+    assert run(c, ModeOptions(sources=PRESET), stop_after_steps=3).exit_code == 130
+    assert run(c, ModeOptions(sources=PRESET), stop_after_steps=3).exit_code == 130  # refused before run folders (issue 21)
     first, second = run_folders(root)
     assert (first.name, second.name) == ("version_0", "version_1") and latest_run(root) == second
     assert (root / LATEST).read_text().strip() == "version_1"
     assert find_latest(second).name == "step-000000003" and lines(second)  # metrics beside the checkpoints
     assert not Path(c.output_dir).exists()  # output_dir left to the preset: the run folder
 
-    assert run(c, ModeOptions(sources=PRESET, resume="auto")) == 0
+    assert run(c, ModeOptions(sources=PRESET, resume="auto")).exit_code == 0
     out = capsys.readouterr().out
     assert f"the latest run under {root} is {second}" in out and "Training done (16 steps)" in out
     assert (second / c.handoff_best_model_filename).is_file() and not (first / c.handoff_best_model_filename).exists()
@@ -44,11 +44,11 @@ def test_fresh_runs_get_their_own_folders_and_resume_auto_continues_the_latest(t
 
 def test_resume_auto_of_a_finished_run_says_so_and_trains_nothing(tiny_root, tmp_path, capsys):
     c = train_config(tiny_root, tmp_path)
-    assert run(c, ModeOptions()) == 0
+    assert run(c, ModeOptions()).exit_code == 0
     before = lines(Path(c.output_dir))
     steps = sorted(p.name for p in Path(c.checkpoint_dir).glob("step-*"))
     capsys.readouterr()
-    assert run(c, ModeOptions(resume="auto")) == 0
+    assert run(c, ModeOptions(resume="auto")).exit_code == 0
     out = capsys.readouterr().out
     handoff = Path(c.checkpoint_dir) / c.handoff_best_model_filename
     assert f"The run in {c.checkpoint_dir} is finished" in out and str(handoff) in out and "resuming" not in out
@@ -57,7 +57,7 @@ def test_resume_auto_of_a_finished_run_says_so_and_trains_nothing(tiny_root, tmp
 
 def test_resume_refuses_changed_settings_naming_both_values_unless_allowed(tiny_root, tmp_path):
     c = train_config(tiny_root, tmp_path)
-    assert run(c, ModeOptions(), stop_after_steps=3) == 130
+    assert run(c, ModeOptions(), stop_after_steps=3).exit_code == 130
     changed = c.replace(learning_rate=5e-4, dataset_name=str(tmp_path / "other"), seed=7)
     with pytest.raises(UserError) as refused:
         run(changed, ModeOptions(resume="auto"))
@@ -69,7 +69,7 @@ def test_resume_refuses_changed_settings_naming_both_values_unless_allowed(tiny_
     # a deliberate change, and fields that only change where and how things are written
     allowed = c.replace(learning_rate=5e-4, resume_allow_changes="learning_rate", log_every=3, use_tui=False,
                         keep_last_checkpoints=2)
-    assert run(allowed, ModeOptions(resume="auto")) == 0
+    assert run(allowed, ModeOptions(resume="auto")).exit_code == 0
 
 
 def test_a_second_training_on_a_shared_output_dir_is_refused(tiny_root, tmp_path):
@@ -85,8 +85,8 @@ def test_a_second_training_on_a_shared_output_dir_is_refused(tiny_root, tmp_path
 def test_output_dir_equal_to_checkpoint_dir_trains_and_resumes(tiny_root, tmp_path):
     c = train_config(tiny_root, tmp_path)
     same = c.replace(output_dir=c.checkpoint_dir)
-    assert run(same, ModeOptions(), stop_after_steps=3) == 130
-    assert run(same, ModeOptions(resume="auto")) == 0
+    assert run(same, ModeOptions(), stop_after_steps=3).exit_code == 130
+    assert run(same, ModeOptions(resume="auto")).exit_code == 0
     folder = Path(c.checkpoint_dir)
     assert {"metrics.jsonl", "summary.json", c.handoff_best_model_filename} <= {p.name for p in folder.iterdir()}
     assert json.loads((folder / "summary.json").read_text())["global_step"] == 16
@@ -94,7 +94,7 @@ def test_output_dir_equal_to_checkpoint_dir_trains_and_resumes(tiny_root, tmp_pa
 
 def test_resume_auto_while_the_latest_run_trains_is_refused_naming_it(tiny_root, tmp_path):
     c = train_config(tiny_root, tmp_path)
-    assert run(c, ModeOptions(sources=PRESET), stop_after_steps=3) == 130
+    assert run(c, ModeOptions(sources=PRESET), stop_after_steps=3).exit_code == 130
     running = latest_run(c.checkpoint_dir)
     before = lines(running)
     with RunLock(running / RUN_LOCK, f"checkpoint_dir {running}"):  # as the training still running holds it
@@ -106,20 +106,20 @@ def test_resume_auto_while_the_latest_run_trains_is_refused_naming_it(tiny_root,
 def test_a_symlinked_step_folder_is_neither_resumed_from_nor_pruned(tiny_root, tmp_path, capsys):
     c = train_config(tiny_root, tmp_path / "a", keep_last_checkpoints=1)
     other = train_config(tiny_root, tmp_path / "b", keep_last_checkpoints=1)
-    assert run(other, ModeOptions(), stop_after_steps=6) == 130
-    assert run(c, ModeOptions(), stop_after_steps=3) == 130
+    assert run(other, ModeOptions(), stop_after_steps=6).exit_code == 130
+    assert run(c, ModeOptions(), stop_after_steps=3).exit_code == 130
     target = find_latest(other.checkpoint_dir)
     planted = Path(c.checkpoint_dir) / "step-000000099"  # newer by name: a resume would have picked it
     planted.symlink_to(target.resolve(), target_is_directory=True)
     capsys.readouterr()
-    assert run(c, ModeOptions(resume="auto")) == 0
+    assert run(c, ModeOptions(resume="auto")).exit_code == 0
     assert f"resuming from {Path(c.checkpoint_dir) / 'step-000000003'}" in capsys.readouterr().out
     assert planted.is_symlink() and (target / "manifest.json").is_file()  # pruning to one left it alone
 
 
 def test_a_checkpoint_dir_holding_an_earlier_run_is_refused_before_anything_is_built(tiny_root, tmp_path):
     c = train_config(tiny_root, tmp_path)
-    assert run(c, ModeOptions(), stop_after_steps=3) == 130
+    assert run(c, ModeOptions(), stop_after_steps=3).exit_code == 130
     fresh_cache = c.replace(preprocess_cache_dir=str(tmp_path / "cache2"))
     with pytest.raises(UserError, match="already holds step checkpoints of an earlier run"):
         run(fresh_cache, ModeOptions())
@@ -128,6 +128,6 @@ def test_a_checkpoint_dir_holding_an_earlier_run_is_refused_before_anything_is_b
 
 def test_an_explicit_checkpoint_dir_holding_run_folders_is_refused(tiny_root, tmp_path):
     c = train_config(tiny_root, tmp_path)
-    assert run(c, ModeOptions(sources=PRESET), stop_after_steps=3) == 130
+    assert run(c, ModeOptions(sources=PRESET), stop_after_steps=3).exit_code == 130
     with pytest.raises(UserError, match=f"checkpoint_dir {c.checkpoint_dir} holds run folders \\(version_0\\)"):
         run(c, ModeOptions())  # checkpoint_dir given: the root itself

@@ -37,7 +37,7 @@ def cache_copy(intact_caches, tmp_path, request) -> Config:
 def stopped_run(tiny_root, tmp_path_factory) -> Config:
     """A training stopped after 2 steps: its checkpoint_dir holds step-000000002 (stage 1, mid-epoch)."""
     config = train_config(tiny_root, tmp_path_factory.mktemp("stopped"))
-    assert train(config, ModeOptions(), stop_after_steps=2) == 130
+    assert train(config, ModeOptions(), stop_after_steps=2).exit_code == 130
     return config
 
 

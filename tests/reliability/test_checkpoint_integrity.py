@@ -89,7 +89,7 @@ def reshaped(tensors: dict[str, torch.Tensor], name: str) -> dict[str, torch.Ten
 
 
 def resume(config) -> int:
-    return train(config, ModeOptions(resume="auto"))
+    return train(config, ModeOptions(resume="auto")).exit_code
 
 
 # --- step checkpoints ----------------------------------------------------------------------------

@@ -70,7 +70,7 @@ def test_a_run_takes_over_the_lock_of_a_killed_run_and_releases_its_own(tiny_roo
     c = train_config(tiny_root, tmp_path)
     hold(Path(c.checkpoint_dir) / RUN_LOCK).kill()  # SIGKILL: the holder never released it
     time.sleep(0.2)
-    assert train(c, ModeOptions(), stop_after_steps=1) == 130
+    assert train(c, ModeOptions(), stop_after_steps=1).exit_code == 130
     assert "taking over the lock on checkpoint_dir" in capsys.readouterr().out
     assert (Path(c.checkpoint_dir) / RUN_LOCK).read_text() == ""  # released when the run ended
 

@@ -122,7 +122,7 @@ def test_the_folders_are_checked_from_python_too(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "file").write_text("")
     with pytest.raises(UserError, match=r"output_dir \(--output-dir\)"):
-        modes.run("train", Config(output_dir=str(tmp_path / "file")))
+        modes.run(Config(output_dir=str(tmp_path / "file")), mode="train")
 
 
 # ------------------------------------------------------------------------------------- batch sizes

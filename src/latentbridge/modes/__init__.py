@@ -1,6 +1,6 @@
-"""One module per `--mode`; each exposes `run(config, options) -> exit code` and imports no other mode.
+"""One module per `--mode`; each exposes `run(config, options) -> RunResult` and imports no other mode.
 
-`run(mode, config, **options)` runs one from Python exactly as the CLI does (docs/python-api.md). A mode's
+`run(config, mode, **options)` runs one from Python exactly as the CLI does (docs/python-api.md). A mode's
 module is imported only when it runs, so `--help` and `--mode config` never import torch.
 """
 
@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import importlib
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Mapping, Optional
 
 from latentbridge.config import Config, field_names
 from latentbridge.config_sources import PYTHON_SOURCE
+from latentbridge.errors import UserError
 from latentbridge.files import ensure_folder
 from latentbridge.runs import latest_run, new_run_folder, run_folders
 
@@ -33,21 +34,66 @@ MODE_MODULES = {
 }
 
 
+OUTPUT_FORMATS = ("table", "json", "yaml")  # --mode config and --mode doctor print as one of these
+
+
+def _option(default: Any, help: str, **flag: Any) -> Any:
+    """A ModeOptions field and its flag: the CLI (cli.py) makes one option of each, with this help and `flag`'s
+    settings (metavar, choices, bounds)."""
+    return field(default=default, metadata={"help": help, "flag": flag})
+
+
 @dataclass(frozen=True)
 class ModeOptions:
     """Per-invocation options that are not part of the model's Config (they are never saved with it)."""
 
-    sources: dict[str, str] = field(default_factory=dict)
-    format: str = "table"
-    save_config: Optional[Path] = None
-    resume: Optional[str] = None
-    checkpoint: Optional[Path] = None
-    text: Optional[str] = None
-    input_file: Optional[Path] = None
-    output_file: Optional[Path] = None
-    split: Optional[str] = None
-    baselines: bool = False
-    memory_gb: Optional[float] = None
+    sources: dict[str, str] = field(default_factory=dict)  # field -> where its value came from; not a flag
+    format: str = _option("table", "--mode config: output format.", show_default=True,
+                          metavar="|".join(OUTPUT_FORMATS), choices=OUTPUT_FORMATS)
+    save_config: Optional[Path] = _option(None, "--mode config: also write the resolved config here (.json, "
+                                          ".yaml).", metavar="FILE")
+    resume: Optional[str] = _option(None, "--mode train: continue from the latest step checkpoint (auto) or "
+                                    "from PATH.", metavar="auto|PATH")
+    checkpoint: Optional[Path] = _option(None, "--mode infer/eval: model file to load (default: the file named "
+                                         "handoff_best_model_filename in checkpoint_dir).", metavar="FILE")
+    text: Optional[str] = _option(None, "--mode infer: the text to transform.", metavar="TEXT")
+    input_file: Optional[Path] = _option(None, "--mode infer: one text per line, or JSON Lines whose text is read "
+                                         "from the column the model was trained on; `-` streams standard input: "
+                                         "one answer per line, flushed as each line is read.", metavar="FILE")
+    output_file: Optional[Path] = _option(None, "--mode infer/eval: write results here (jsonl/json).",
+                                          metavar="FILE")
+    split: Optional[str] = _option(None, "--mode eval: dataset split (default: test_split).", metavar="SPLIT")
+    baselines: bool = _option(False, "--mode eval: also score the baselines.")
+    memory_gb: Optional[float] = _option(None, "--mode doctor: list the batch sizes, precisions and checkpointing "
+                                         "choices that fit this many GiB.", min=0.01, metavar="GIB")
+
+
+OPTION_NAMES = tuple(f.name for f in fields(ModeOptions) if "flag" in f.metadata)  # the options a user gives
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """What one mode did, for Python callers (`latentbridge.run`); the CLI exits with `exit_code`."""
+
+    mode: str
+    model_path: Optional[Path] = None          # train: the hand-off model it wrote; infer, eval: the model loaded
+    summary: Optional[dict[str, Any]] = None   # train: the run's summary.json (None where none was written)
+    report: Optional[dict[str, Any]] = None    # eval: the report written to --output-file or eval_<split>.json
+    outputs: tuple[str, ...] = ()              # infer: one output text per input (not for the stream)
+    cache_dir: Optional[Path] = None           # preprocess: the latent cache's folder
+    interrupted: bool = False                  # train: stopped by Ctrl-C or SIGTERM after saving a checkpoint
+    refused: int = 0                           # infer --input-file -: requests answered with an error
+    problems: tuple[str, ...] = ()             # doctor: what it found wrong
+
+    @property
+    def exit_code(self) -> int:
+        """130 stopped (continue with --resume auto), 2 some stream requests refused, 1 doctor found problems,
+        else 0. A UserError (bad input) is raised, not returned: the CLI exits 2 for it."""
+        if self.interrupted:
+            return 130
+        if self.refused:
+            return 2
+        return 1 if self.problems else 0
 
 
 # Fields that say where a run writes. Left to their default or a preset, checkpoint_dir is the root of run
@@ -121,13 +167,22 @@ def model_to_load(config: Config, options: ModeOptions) -> Optional[Path]:
     return pick_run_model(handoff_candidates(config, options.sources), config.dataset_name, root)
 
 
-def run(mode: str, config: Config, *, sources: Optional[Mapping[str, str]] = None, **options: Any) -> int:
-    """Run `--mode <mode>` on `config`; returns its exit code (0 done, 1 doctor found problems, 130 stopped by
-    Ctrl-C). `options` are ModeOptions fields (`resume="auto"`, `text=...`, `checkpoint=...`). `sources`
-    (field -> where its value came from) defaults to "python" for every field: infer and eval then take
-    the sampling and location fields of `config` as if given as flags. Bad input raises UserError."""
+def run(config: Config, mode: str = "train", *, sources: Optional[Mapping[str, str]] = None,
+        **options: Any) -> RunResult:
+    """Run `--mode <mode>` on `config` and return what it did (`RunResult`: the hand-off model, the summary, the
+    eval report, ...; `.exit_code` is the CLI's). `options` are ModeOptions fields (`resume="auto"`, `text=...`,
+    `checkpoint=...`). `sources` (field -> where its value came from) defaults to "python" for every field:
+    infer and eval then take the sampling and location fields of `config` as if given as flags. Bad input
+    raises UserError."""
+    if not isinstance(config, Config):
+        raise TypeError(f"run(config, mode=...) takes a Config first, got {config!r} (latentbridge.load_config "
+                        "makes one)")
     if mode not in MODE_MODULES:
-        raise ValueError(f"unknown mode {mode!r}; expected one of {', '.join(MODE_MODULES)}")
+        raise UserError(f"mode {mode!r} is not a mode; expected one of {', '.join(MODE_MODULES)}.")
+    unknown = sorted(set(options) - set(OPTION_NAMES))
+    if unknown:
+        raise UserError(f"run(): {', '.join(unknown)} {'is not an option' if len(unknown) == 1 else 'are not options'}"
+                        f" of a mode; expected some of {', '.join(OPTION_NAMES)}.")
     given = dict(sources) if sources is not None else {name: PYTHON_SOURCE for name in field_names()}
     mode_options = ModeOptions(sources=given, **options)
     for name in OUTPUT_FOLDERS.get(mode, ()):

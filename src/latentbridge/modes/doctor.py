@@ -37,7 +37,7 @@ from latentbridge.models.backends import (DTYPES, flash_attn_available, resolve_
                                          resolve_precision)
 from latentbridge.models.memory import MemoryEstimate, estimate_step_memory, locate_config, part_counts
 from latentbridge.models.specs import MemoryPrecision
-from latentbridge.modes import ModeOptions
+from latentbridge.modes import ModeOptions, RunResult
 from latentbridge.training.tracking import resolve_trackers
 
 GIB = 1024 ** 3
@@ -54,7 +54,7 @@ class Report:
             self.problems.append(f"{section} / {item}: {value}")
 
 
-def run(config: Config, options: ModeOptions) -> int:
+def run(config: Config, options: ModeOptions) -> RunResult:
     report = build_report(config, options.memory_gb)
     if options.format == "table":
         print_report(report)
@@ -65,7 +65,7 @@ def run(config: Config, options: ModeOptions) -> int:
         if options.format == "yaml":
             text = yaml.safe_dump(json.loads(text), sort_keys=False)
         print(text)
-    return 1 if report.problems else 0
+    return RunResult("doctor", problems=tuple(report.problems))
 
 
 def build_report(c: Config, memory_gb: Optional[float] = None) -> Report:

@@ -36,13 +36,13 @@ from latentbridge.evaluation.report import build_report, markdown_report, render
 from latentbridge.evaluation.rouge import rouge_scores, scorer_description
 from latentbridge.files import write_text_atomic
 from latentbridge.models.decoder import load_decoder_backbone
-from latentbridge.modes import ModeOptions, model_to_load
+from latentbridge.modes import ModeOptions, RunResult, model_to_load
 from latentbridge.ui.cache_progress import console_progress
 
 N_SAMPLES = 5
 
 
-def run(config: Config, options: ModeOptions) -> int:
+def run(config: Config, options: ModeOptions) -> RunResult:
     model = load_handoff(config, model_to_load(config, options), options.sources)
     refuse_another_dataset(model)
     report = evaluate(model, options.split, options.baselines)
@@ -52,7 +52,7 @@ def run(config: Config, options: ModeOptions) -> int:
     write_text_atomic(markdown, markdown_report(report))
     render_report(report)
     print(f"Report written to {path} and {markdown}.", file=sys.stderr)
-    return 0
+    return RunResult("eval", model_path=model.path, report=report)
 
 
 def say(text: str) -> None:

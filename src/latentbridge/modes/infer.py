@@ -28,10 +28,10 @@ from latentbridge.errors import UserError
 from latentbridge.evaluation.io import (STREAM, InputColumns, parse_request, read_inputs, request_id, with_texts,
                                         write_json_line, write_outputs)
 from latentbridge.evaluation.loading import TrainedModel, describe_training, load_handoff
-from latentbridge.modes import ModeOptions, model_to_load
+from latentbridge.modes import ModeOptions, RunResult, model_to_load
 
 
-def run(config: Config, options: ModeOptions) -> int:
+def run(config: Config, options: ModeOptions) -> RunResult:
     if options.text is None and options.input_file == STREAM:
         return answer_stream(config, options, sys.stdin, sys.stdout)
     items = read_inputs(options.text, options.input_file, columns=None)  # bad input fails before the model loads
@@ -41,11 +41,11 @@ def run(config: Config, options: ModeOptions) -> int:
     write_outputs(items, summaries, options.output_file)
     if options.output_file is not None:
         print(f"Wrote {len(summaries)} summaries to {options.output_file}.", file=sys.stderr)
-    return 0
+    return RunResult("infer", model_path=model.path, outputs=tuple(summaries))
 
 
-def answer_stream(config: Config, options: ModeOptions, requests: IO[str], answers: IO[str]) -> int:
-    """Answer each non-blank line of `requests` on `answers` as it arrives; 2 when any request was refused."""
+def answer_stream(config: Config, options: ModeOptions, requests: IO[str], answers: IO[str]) -> RunResult:
+    """Answer each non-blank line of `requests` on `answers` as it arrives; the result counts the refused ones."""
     if options.output_file is not None:
         raise UserError("--input-file - answers on standard output, one JSON line per request: leave out "
                         "--output-file (redirect standard output instead).")
@@ -63,7 +63,7 @@ def answer_stream(config: Config, options: ModeOptions, requests: IO[str], answe
             refused += 1
             write_json_line(answers, {"id": ident, "error": str(error)})
         index += 1
-    return 2 if refused else 0
+    return RunResult("infer", model_path=model.path, refused=refused)
 
 
 def texts_as_trained(items: list, model: TrainedModel) -> list:

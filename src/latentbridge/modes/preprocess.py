@@ -4,21 +4,22 @@ from __future__ import annotations
 
 from latentbridge.caching import ensure_cache, process_shards
 from latentbridge.config import Config
-from latentbridge.modes import ModeOptions
+from latentbridge.modes import ModeOptions, RunResult
 from latentbridge.ui.cache_progress import console_progress
 
 
-def run(config: Config, options: ModeOptions) -> int:
+def run(config: Config, options: ModeOptions) -> RunResult:
     shards = process_shards(config)  # under torchrun / accelerate launch every rank encodes its share
     result = ensure_cache(config, console_progress(use_rich=config.use_tui, every_s=2.0), shards=shards)
+    done = RunResult("preprocess", cache_dir=result.cache.folder)
     if shards.rank != 0:
-        return 0
+        return done
     m = result.cache.manifest
     for rel, entry in sorted(m["splits"].items()):
         print(f"  {rel}: {entry['count']} records{_notes(entry)}")
     print(f"Cache {'reused' if result.reused else 'built'}: {result.cache.folder} "
           f"({m['latent_dtype']} latents, dim {m['latent_dim']}, fields {', '.join(m['fields']) or 'none'}).")
-    return 0
+    return done
 
 
 def _notes(entry: dict) -> str:

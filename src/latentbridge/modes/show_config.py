@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 from latentbridge.config import Config, field_meta, field_names, short_repr
 from latentbridge.config_sources import format_config, write_config_file
 from latentbridge.models.precision import effective_precision
-from latentbridge.modes import ModeOptions, located_by_default
+from latentbridge.modes import ModeOptions, RunResult, located_by_default
 
 if TYPE_CHECKING:
     from rich.table import Table
@@ -21,7 +21,7 @@ PRECISION_ROW = "precision (effective)"  # shown after use_bf16
 VALUE_LIMIT = 120  # longer values are cut in the table; --format json/yaml prints them in full
 
 
-def run(config: Config, options: ModeOptions) -> int:
+def run(config: Config, options: ModeOptions) -> RunResult:
     if options.save_config is not None:
         # folders left to their default or preset are where runs go, not one run's folder: a saved config that
         # named them would make every training from it land on the same folder (docs/pipeline.md, "Run folders")
@@ -32,7 +32,7 @@ def run(config: Config, options: ModeOptions) -> int:
         Console().print(config_table(config, options.sources))
     else:
         print(format_config(config, options.format), end="")
-    return 0
+    return RunResult("config")
 
 
 def config_table(config: Config, sources: dict[str, str]) -> Table:

@@ -1,6 +1,6 @@
 """`--mode train`: the staged pipeline.
 
-    run(config, options) -> exit code
+    run(config, options) -> RunResult (the hand-off model, summary.json; exit code 130 when interrupted)
         the run folder (a new one, or the latest for --resume auto) -> lock checkpoint_dir and output_dir -> a
         finished run? done -> the checks that need no model -> plan the stages (recipe.plan) -> trackers
         -> cache (built when missing) -> model -> resume? -> Trainer.train() -> plots (output_dir/plots/)
@@ -29,12 +29,12 @@ from latentbridge.errors import UserError
 from latentbridge.evaluation.rouge import rouge_scores
 from latentbridge.locks import RUN_LOCK, RunLock
 from latentbridge.models.bridge import LatentBridge, build_model
-from latentbridge.modes import ModeOptions, in_run_folder, run_root, training_folder
+from latentbridge.modes import ModeOptions, RunResult, in_run_folder, run_root, training_folder
 from latentbridge.runs import is_run_root, run_folders
 from latentbridge.training.checkpoint import (ARCHITECTURE_FIELDS, ConfigFingerprint, LoadedCheckpoint, find_latest, load_checkpoint,
                                               load_model_file, restore)
 from latentbridge.training import sharding
-from latentbridge.training.metrics import METRICS_FILE
+from latentbridge.training.metrics import METRICS_FILE, SUMMARY_FILE
 from latentbridge.training.plots import PLOTS_DIR, write_plots
 from latentbridge.training.progress import ProgressDisplay
 from latentbridge.training.stages import Stage
@@ -196,7 +196,7 @@ def run_locks(accelerator: Accelerator, folders: dict[Path, str], say: Callable[
             lock.release()
 
 
-def run(config: Config, options: ModeOptions, *, stop_after_steps: Optional[int] = None) -> int:
+def run(config: Config, options: ModeOptions, *, stop_after_steps: Optional[int] = None) -> RunResult:
     stages = recipe.plan(config)
     accelerator = build_accelerator(config, resolve_trackers(config.report_to))
     config = place_run(config, options, accelerator)
@@ -213,7 +213,7 @@ def run(config: Config, options: ModeOptions, *, stop_after_steps: Optional[int]
                     print(f"The run in {config.checkpoint_dir} is finished: nothing to resume. Its hand-off model "
                           f"is {done} (`--mode infer` and `--mode eval` load it); leave out --resume to start a new "
                           "run.")
-                return 0
+                return RunResult("train", model_path=done, summary=read_summary(run_dir))
             check_before_work(config, options.resume)
             set_seed(config.seed)  # python, numpy, torch (+cuda): dropout and everything else drawn globally
             start_trackers(accelerator, project=config.tracker_project,
@@ -229,7 +229,13 @@ def run(config: Config, options: ModeOptions, *, stop_after_steps: Optional[int]
             print(f"Stopped at step {result.state.global_step}; continue with --resume auto.")
         else:
             print(f"Training done ({result.state.global_step} steps). Model: {result.handoff}")
-    return 130 if result.interrupted else 0
+    return RunResult("train", model_path=result.handoff, summary=read_summary(run_dir), interrupted=result.interrupted)
+
+
+def read_summary(run_dir: Path) -> Optional[dict]:
+    """The run's summary.json (written by rank 0 at the end of training); None where there is none."""
+    path = run_dir / SUMMARY_FILE
+    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
 
 
 def _train(config: Config, options: ModeOptions, stages: tuple[Stage, ...], accelerator: Accelerator,
