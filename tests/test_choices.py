@@ -18,3 +18,9 @@ def test_config_and_model_specs_see_the_same_tuples():
 
 def test_every_middle_architecture_the_config_offers_is_one_the_models_build():
     assert tuple(MIDDLES) == choices.MIDDLE_ARCHITECTURES
+
+
+def test_the_cache_formats_the_config_offers_are_the_ones_data_writes():
+    from latentbridge.data.preprocess import FORMATS  # data/ keeps its copy until its split lands
+
+    assert field_meta("preprocess_format")["choices"] is choices.CACHE_FORMATS and FORMATS == choices.CACHE_FORMATS

@@ -16,3 +16,5 @@ STOP_LATENT_INITS = ("random_normalized", "random", "zeros")
 ATTENTION_IMPLEMENTATIONS = ("flash_attention_2", "sdpa", "eager")
 # The middle models (models/middle.py builds one per name).
 MIDDLE_ARCHITECTURES = ("transformer", "mlp")
+# The latent cache's record formats (data/ writes and reads both).
+CACHE_FORMATS = ("jsonl", "npy")

@@ -17,7 +17,7 @@ import typing
 from dataclasses import dataclass
 from typing import Any, Callable, Optional
 
-from latentbridge.choices import ATTENTION_IMPLEMENTATIONS, MIDDLE_ARCHITECTURES, STOP_LATENT_INITS
+from latentbridge.choices import ATTENTION_IMPLEMENTATIONS, CACHE_FORMATS, MIDDLE_ARCHITECTURES, STOP_LATENT_INITS
 from latentbridge.errors import UserError
 from latentbridge.pretrain_mix import syntax_problem as mix_syntax_problem
 from latentbridge.text_template import template_fields
@@ -230,7 +230,7 @@ class Config:
     # Caching
     preprocess_cache_dir: str = _cache("cache/preprocessed", "Folder of the preprocessed latent cache")
     preprocess_format: str = _cache("jsonl", "Cache file format: jsonl (one JSON line a record, byte-offset index) "
-                                    "or npy (memmapped arrays beside it, faster batched reads)", choices=("jsonl", "npy"))
+                                    "or npy (memmapped arrays beside it, faster batched reads)", choices=CACHE_FORMATS)
     skip_preprocessing_if_cached: bool = _cache(True, "Reuse a complete cache with the same fingerprint")
     preprocess_batch_size: int = _cache(32, "Encoder batch size while preprocessing", gt=0, le=MAX_BATCH)
     preprocess_chunk_size: int = _cache(2048, "Records read, length-sorted, encoded and written at a time "
