@@ -123,7 +123,7 @@ def _decoder_lora(decoder: Decoder, spec: DecoderSpec, seed: Optional[int]) -> l
         return []
     layers = lora_layer_indices(len(decoder.layers), spec.unfrozen_layers)
     return seeded(None if seed is None else seed + 3,
-                   lambda: add_lora(decoder.model, decoder.layout, spec.lora, layers))
+                  lambda: add_lora(decoder.model, decoder.layout, spec.lora, layers))
 
 
 def backbone_weight_dtype(attn_implementation: str, compute_dtype: torch.dtype) -> torch.dtype:
@@ -173,7 +173,7 @@ def build_model(spec: ModelSpec, seed: Optional[int] = None, on_device: bool = T
     decoder.add_lora_modules(_decoder_lora(decoder, spec.decoder, seed))
     middle = seeded(None if seed is None else seed + 1, lambda: build_middle(spec.middle))
     adapter = seeded(None if seed is None else seed + 2,
-                      lambda: PrefixAdapter(spec.adapter, decoder.hidden_size, decoder.token_embedding_rms()))
+                     lambda: PrefixAdapter(spec.adapter, decoder.hidden_size, decoder.token_embedding_rms()))
     model = LatentBridge(encoder, middle, adapter, decoder, spec)
     model.attn_implementation, model.attn_note, model.dtype_note = attn, attn_note, dtype_note
     model.compute_dtype = compute_dtype
