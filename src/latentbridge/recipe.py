@@ -1,7 +1,7 @@
 """The one place that turns a Config into what each layer takes; nothing below this module reads the Config.
 
     models/    runtime_request(c), model_spec(c, runtime), sampling_spec(c), encoder_spec(c), decoder_spec(c), ...
-    data/      data_spec(c), cache_spec(c), collections(c), cache_fingerprint_parts(c, ...)
+    data/      data_spec(c), cache_spec(c), collections(c), cache_fingerprint_parts(c, runtime, ...)
     training/  plan(c) (the stages, with their budgets), train_settings(c), checkpoint_fingerprint(c)
 
 No torch at import: what the machine gives (models/runtime.resolve_runtime) is resolved by the modes and
