@@ -22,7 +22,6 @@ NO_CUDA = pytest.mark.skipif(torch.cuda.is_available(), reason="CUDA present")
 
 # --- the Runtime as a whole
 
-@NO_CUDA
 def test_bf16_requested_on_cpu_computes_in_fp32_with_a_note():
     runtime = resolve_runtime(RuntimeRequest(device="cpu", use_bf16=True))
     assert (runtime.device, runtime.precision, runtime.weight_precision) == ("cpu", "fp32", "fp32")
@@ -30,7 +29,6 @@ def test_bf16_requested_on_cpu_computes_in_fp32_with_a_note():
     assert runtime.notes == ("precision: bf16 requested but the device is cpu; using fp32",)
 
 
-@NO_CUDA
 def test_flash_attention_on_cpu_falls_back_to_sdpa_with_its_reasons():
     runtime = resolve_runtime(RuntimeRequest(device="cpu", attn_implementation="flash_attention_2"),
                               flash_available=False)
