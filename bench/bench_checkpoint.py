@@ -57,9 +57,9 @@ def build_model(params_m: Optional[float]) -> nn.Module:
     if params_m is None:
         from latentbridge.config import preset_config
         from latentbridge.models.middle import build_middle
-        from latentbridge.recipe import model_spec
+        from latentbridge.recipe import middle_spec
 
-        return build_middle(model_spec(preset_config("base"), "cpu").middle)
+        return build_middle(middle_spec(preset_config("base")))
     if params_m <= 0:
         return nn.Linear(64, 64)
     width = 4096

@@ -167,6 +167,7 @@ def bench_every_stage(args: argparse.Namespace, assets: Any, device: str) -> lis
     from latentbridge import recipe
     from latentbridge.models.bridge import build_model
     from latentbridge.models.memory import locate_config, part_counts
+    from latentbridge.models.runtime import resolve_runtime
 
     name = torch.cuda.get_device_name() if device == "cuda" else "cpu"
     peak = peak_tflops(name, args.peak_tflops)
@@ -174,9 +175,10 @@ def bench_every_stage(args: argparse.Namespace, assets: Any, device: str) -> lis
     for attn in args.attn:
         for compile_ in args.compile:
             config = base_config(assets, args.decoder, attn, compile_ == "on", args.smoke)
-            model = build_model(recipe.model_spec(config, device), seed=0, on_device=not args.fsdp)
+            spec = recipe.model_spec(config, resolve_runtime(recipe.runtime_request(config), device))
+            model = build_model(spec, seed=0, on_device=not args.fsdp)
             enc, dec = locate_config(config.modernbert_model)[0], locate_config(config.gpt2_model)[0]
-            counts = part_counts(recipe.model_spec(config, device), enc, dec)
+            counts = part_counts(spec, enc, dec)
             for stage in recipe.plan(config):
                 if args.stages and stage.name not in args.stages:
                     continue

@@ -30,6 +30,7 @@ from latentbridge import recipe  # noqa: E402
 from latentbridge.assets import ensure_tiny_assets  # noqa: E402
 from latentbridge.config import preset_config  # noqa: E402
 from latentbridge.models.bridge import build_model  # noqa: E402
+from latentbridge.models.runtime import resolve_runtime  # noqa: E402
 from latentbridge.training.checkpoint import write_model_file  # noqa: E402
 
 TEXT = "Anna: are we still on for lunch at one? Ben: sure, see you at the cafe."
@@ -52,7 +53,7 @@ def write_handoff(folder: Path) -> tuple[Path, Path, Path]:
     ensure_tiny_assets(assets, seed=0)
     config = preset_config("tiny", tiny_assets_dir=str(assets), modernbert_model=str(assets / "models/modernbert"),
                            gpt2_model=str(assets / "models/gemma3"), checkpoint_dir=str(folder / "ck"))
-    model = build_model(recipe.model_spec(config))
+    model = build_model(recipe.model_spec(config, resolve_runtime(recipe.runtime_request(config))))
     path = write_model_file(Path(config.checkpoint_dir) / config.handoff_best_model_filename,
                             model.trainable_state_dict(), config=config.to_dict(),
                             fingerprint=recipe.checkpoint_fingerprint(config), step=0, stage="init")

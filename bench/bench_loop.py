@@ -48,6 +48,7 @@ from latentbridge.assets import ensure_tiny_assets  # noqa: E402
 from latentbridge.config import preset_config  # noqa: E402
 from latentbridge.data.loader import Collate  # noqa: E402
 from latentbridge.models.bridge import build_model, set_trainable  # noqa: E402
+from latentbridge.models.runtime import resolve_runtime  # noqa: E402
 from latentbridge.training.checkpoint import config_fingerprint  # noqa: E402
 from latentbridge.training.schedule import build_scheduler  # noqa: E402
 from latentbridge.training.stages import PRETRAIN_BEST, Stage  # noqa: E402
@@ -137,7 +138,7 @@ def lockstep(kind: str, config, data: StageData, folder: Path, warmup: int) -> d
     each bare loop, in alternating order), so all see the same load; the second bare loop against the first
     (an A/A control) shows the noise of the method. Checks identical losses, and weights at each epoch's end."""
     stage, steps_per_epoch, save_step = STAGES[kind]
-    spec = recipe.model_spec(config, device="cpu")
+    spec = recipe.model_spec(config, resolve_runtime(recipe.runtime_request(config), "cpu"))
     bare_model, trainer_model = build_model(spec, seed=0), build_model(spec, seed=0)
     bares = [bare_steps(model, stage, data, config, steps_per_epoch) for model in (bare_model, build_model(spec, seed=0))]
     bare_losses, bare_times, control_times, trainer_times = [], [], [], []
@@ -180,7 +181,7 @@ def steady_steps(steps: int, steps_per_epoch: int, save_step: int, warmup: int) 
 def whole_calls(kind: str, config, data: StageData, folder: Path, trainer_first: bool) -> dict[str, float]:
     """Whole call: Trainer(...) + train() against the bare loop's set-up and epochs, one after the other."""
     stage, steps_per_epoch, save_step = STAGES[kind]
-    spec = recipe.model_spec(config, device="cpu")
+    spec = recipe.model_spec(config, resolve_runtime(recipe.runtime_request(config), "cpu"))
     bare_model, trainer_model = build_model(spec, seed=0), build_model(spec, seed=0)
     seconds = {}
     for name in (("trainer", "bare") if trainer_first else ("bare", "trainer")):

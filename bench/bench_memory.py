@@ -52,10 +52,10 @@ def doctor_estimate(config, stage, bf16: bool):
     """The doctor's estimate of this step (models.memory.estimate_step_memory, the doctor's code path)."""
     from latentbridge import recipe
     from latentbridge.models.memory import estimate_step_memory, locate_config, part_counts
-    from latentbridge.models.specs import MemoryPrecision
+    from latentbridge.models.specs import MemoryPrecision, Runtime
 
     enc, dec = locate_config(config.modernbert_model)[0], locate_config(config.gpt2_model)[0]
-    counts = part_counts(recipe.model_spec(config, "cpu"), enc, dec)
+    counts = part_counts(recipe.model_spec(config, Runtime()), enc, dec)
     precision = MemoryPrecision(compute="bf16" if bf16 else "fp32", checkpointing=config.use_gradient_checkpointing,
                                 cpu=True)
     return estimate_step_memory(counts, enc, dec, recipe.step_shape(config, stage), precision)
@@ -69,12 +69,13 @@ def measure(case: str, steps: int) -> dict:
     from latentbridge.assets import ensure_random_published_assets
     from latentbridge.models.bridge import build_model
     from latentbridge.models.checkpointing import SavedForBackward
+    from latentbridge.models.runtime import resolve_runtime
     from latentbridge.training.trainer import peak_memory_gb, reset_peak_memory
 
     stage_name, overrides, bf16 = CASES[case]
     config = config_for(overrides, ensure_random_published_assets(REAL_SIZE_ROOT))
     stage = stage_by_name(config, stage_name)
-    model = build_model(recipe.model_spec(config, "cpu"), seed=0)
+    model = build_model(recipe.model_spec(config, resolve_runtime(recipe.runtime_request(config), "cpu")), seed=0)
     shape = recipe.step_shape(config, stage)
     batch = synthetic_batch(model, stage, shape.batch_size, shape.encoder_len, shape.target_len)
     step = StageStep(model, stage, "bf16" if bf16 else "no", config.max_seq_len, config.max_target_len)

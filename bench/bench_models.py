@@ -143,12 +143,13 @@ def reconstruction(steps: int, decoder_layers: int, assets_root: Path, n_eval: i
 
     from latentbridge.config import preset_config
     from latentbridge.models.bridge import build_model, set_trainable
-    from latentbridge.recipe import model_spec, sampling_spec
+    from latentbridge.models.runtime import resolve_runtime
+    from latentbridge.recipe import model_spec, runtime_request, sampling_spec
 
     assets = ensure_tiny_assets(assets_root, seed=0)
     c = preset_config("tiny", modernbert_model=str(assets.encoder_dir), gpt2_model=str(assets.decoder_dir),
                       decoder_unfrozen_layers=decoder_layers)
-    model = build_model(model_spec(c), seed=0)
+    model = build_model(model_spec(c, resolve_runtime(runtime_request(c))), seed=0)
 
     def summaries(split: str) -> list[str]:
         with open(assets.data_dir / "samsum" / f"{split}.jsonl") as f:

@@ -87,13 +87,14 @@ def doctor_estimates(fields: dict) -> dict:
     import latentbridge
     from latentbridge import recipe
     from latentbridge.models.memory import locate_config, part_counts
+    from latentbridge.models.runtime import resolve_runtime
     from latentbridge.modes.doctor import stage_estimates
 
     config = latentbridge.load_config(preset="base", **fields)
-    device = recipe.resolved_device(config)
+    runtime = resolve_runtime(recipe.runtime_request(config))
     enc, dec = locate_config(config.modernbert_model)[0], locate_config(config.gpt2_model)[0]
-    counts = part_counts(recipe.model_spec(config, device), enc, dec)
-    return stage_estimates(config, enc, dec, counts, recipe.memory_precision(config, device))
+    counts = part_counts(recipe.model_spec(config, runtime), enc, dec)
+    return stage_estimates(config, enc, dec, counts, recipe.memory_precision(config, runtime))
 
 
 def main(argv: Optional[list[str]] = None) -> list[list]:

@@ -26,6 +26,7 @@ from latentbridge.data.corpus import corpus_paths, corpus_texts
 from latentbridge.data.preprocess import CacheSpec, Shards, Tokenizers
 from latentbridge.data.sources import DataSpec, PretrainSource
 from latentbridge.models.bridge import LatentBridge, build_model
+from latentbridge.models.runtime import resolve_runtime
 from latentbridge.models.specs import AdapterSpec, DecoderSpec, EncoderSpec, MiddleSpec, ModelSpec, RuntimeSpec
 from latentbridge.training.checkpoint import (AsyncCheckpointer, ConfigFingerprint, TrainState, config_fingerprint,
                                              write_model_file)
@@ -103,7 +104,7 @@ def tiny_spec(assets: Any, **sections: dict[str, Any]) -> ModelSpec:
                           dropout=0.0),
         adapter=AdapterSpec(latent_dim=TINY_DIM, prefix_len=TINY_P, num_heads=4, dropout=0.0),
         decoder=DecoderSpec(model=str(assets.decoder_dir), unfrozen_layers=1),
-        runtime=RuntimeSpec(device="cpu", attn_implementation="sdpa"),
+        runtime=RuntimeSpec(),  # the default Runtime: cpu, fp32, sdpa
     )
     changes = {name: dataclasses.replace(getattr(spec, name), **fields) for name, fields in sections.items()}
     return dataclasses.replace(spec, **changes)
@@ -153,7 +154,7 @@ def write_handoff(config: Config, model: Any = None, seed: int = 0, stage: str =
     the training checkpoint format: infer and eval are tested end to end without training."""
     if model is None:
         torch.manual_seed(seed)
-        model = build_model(recipe.model_spec(config))
+        model = build_model(recipe.model_spec(config, resolve_runtime(recipe.runtime_request(config))))
     path = Path(config.checkpoint_dir) / config.handoff_best_model_filename
     return write_model_file(path, model.trainable_state_dict(), config=config.to_dict(),
                             fingerprint=recipe.checkpoint_fingerprint(config), step=0, stage=stage)

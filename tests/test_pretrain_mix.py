@@ -12,6 +12,7 @@ import yaml
 from latentbridge import recipe
 from latentbridge.config import ConfigError
 from latentbridge.errors import UserError
+from latentbridge.models.specs import Runtime
 from latentbridge.pretrain_mix import MixError, MixSource, load_mix, parse_inline
 from tests.factories import assets_config, tiny_config
 
@@ -104,7 +105,7 @@ def test_recipe_maps_a_mix_to_weighted_sources_with_caps(tmp_path, tiny_root):
     assert [(s.name, s.weight, s.task_texts, s.max_samples, s.field) for s in sources] == [
         ("dataset", 1.0, True, 50, "pretrain_mix"), ("wikitext", 3.0, False, 50, "pretrain_mix")]
     assert sources[0].location == config.dataset_name
-    files = recipe.cache_fingerprint_parts(config, ("pretrain",))["data_files"]
+    files = recipe.cache_fingerprint_parts(config, Runtime(), ("pretrain",))["data_files"]
     assert set(files) == {"dataset", "wikitext"}
 
 
@@ -120,5 +121,5 @@ def test_tiny_preset_on_another_dataset_pretrains_on_that_dataset(tmp_path, tiny
 
 def test_default_sources_keep_their_cache_fingerprint():
     """The seed-004 sources fingerprint as before mixes existed, so their caches are reused."""
-    data = recipe.cache_fingerprint_parts(tiny_config(), ("pretrain",))["data"]
+    data = recipe.cache_fingerprint_parts(tiny_config(), Runtime(), ("pretrain",))["data"]
     assert all(set(s) == {"name", "location", "field", "max_samples"} for s in data["pretrain"])

@@ -5,10 +5,10 @@ from __future__ import annotations
 import sys
 
 import pytest
-import torch
 
 from latentbridge import recipe
-from latentbridge.models import backends
+from latentbridge.models.runtime import resolve_runtime
+from latentbridge.models.specs import Runtime, RuntimeRequest
 from latentbridge.errors import UserError
 from tests.factories import tiny_config
 
@@ -46,44 +46,61 @@ def test_live_encoding_stages_need_cached_text():
 
 def test_model_spec_takes_every_part_from_the_config():
     config = tiny_config(latent_dim=32, prefix_len=5, middle_transformer_layers=3, decoder_unfrozen_layers=1)
-    spec = recipe.model_spec(config)
+    runtime = Runtime(device="cpu")
+    spec = recipe.model_spec(config, runtime)
     assert (spec.encoder.latent_dim, spec.middle.latent_dim, spec.adapter.latent_dim) == (32, 32, 32)
     assert spec.adapter.prefix_len == 5 and spec.middle.layers == 3 and spec.decoder.unfrozen_layers == 1
-    assert spec.runtime.device == "cpu" and recipe.sampling_spec(config).max_new_tokens == config.max_generation_length
+    assert spec.runtime.resolved is runtime
+    assert recipe.sampling_spec(config).max_new_tokens == config.max_generation_length
+
+
+def test_the_runtime_request_carries_the_configs_machine_fields():
+    config = tiny_config(device="cuda", use_bf16=True, use_fp16=True, attn_implementation="eager", tf32=False)
+    assert recipe.runtime_request(config) == RuntimeRequest(device="cuda", use_bf16=True, use_fp16=True,
+                                                            attn_implementation="eager", tf32=False)
+
+
+def _fingerprint(runtime: Runtime, **fields) -> dict:
+    return recipe.cache_fingerprint_parts(tiny_config(**fields), runtime, ("dialogue",))
 
 
 @pytest.mark.parametrize("flags", [{"use_bf16": True}, {"use_fp16": True}, {"use_bf16": True, "use_fp16": True}])
 def test_a_half_precision_request_on_cpu_keeps_the_fp32_cache_fingerprint(flags):
-    fp32 = recipe.cache_fingerprint_parts(tiny_config(), ("dialogue",))
-    asked = recipe.cache_fingerprint_parts(tiny_config(**flags), ("dialogue",))
+    fp32 = _fingerprint(resolve_runtime(recipe.runtime_request(tiny_config())))
+    asked = _fingerprint(resolve_runtime(recipe.runtime_request(tiny_config(**flags))), **flags)
     assert fp32 == asked and fp32["encoder_precision"] == ["cpu", "fp32", "sdpa"]
 
 
-def test_the_cache_fingerprint_follows_the_precision_the_device_gives(monkeypatch):
+def test_the_cache_fingerprint_follows_the_precision_the_device_gives():
     """On a GPU with bf16 the same request changes what the encoder computes, and so the fingerprint."""
-    monkeypatch.setattr(recipe, "resolved_device", lambda c: "cuda")
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
-    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
-    fp32 = recipe.cache_fingerprint_parts(tiny_config(device="cuda"), ("dialogue",))
-    bf16 = recipe.cache_fingerprint_parts(tiny_config(device="cuda", use_bf16=True), ("dialogue",))
+    def on_cuda(bf16_supported: bool, **fields) -> dict:
+        request = recipe.runtime_request(tiny_config(device="cuda", **fields))
+        return _fingerprint(resolve_runtime(request, "cuda", bf16_supported=bf16_supported), device="cuda", **fields)
+
+    fp32, bf16 = on_cuda(True), on_cuda(True, use_bf16=True)
     assert fp32["encoder_precision"][:2] == ["cuda", "fp32"] and bf16["encoder_precision"][:2] == ["cuda", "bf16"]
-    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: False)  # an old GPU: fp32 after all
-    assert recipe.cache_fingerprint_parts(tiny_config(device="cuda", use_bf16=True), ("dialogue",)) == fp32
+    assert on_cuda(False, use_bf16=True) == fp32  # an old GPU: fp32 after all
 
 
-def test_the_cache_fingerprint_follows_the_attention_backend_the_device_gives(monkeypatch):
+def test_the_cache_fingerprint_follows_the_attention_backend_the_device_gives():
     """flash_attention_2 asked for on a CPU runs sdpa, so it keeps the sdpa cache; on CUDA with the package and
     bf16 it runs flash attention, which computes differently."""
-    cpu = recipe.cache_fingerprint_parts(tiny_config(attn_implementation="sdpa"), ("dialogue",))
-    asked = recipe.cache_fingerprint_parts(tiny_config(attn_implementation="flash_attention_2"), ("dialogue",))
+    cpu = _fingerprint(resolve_runtime(recipe.runtime_request(tiny_config())))
+    flash_fields = {"attn_implementation": "flash_attention_2"}
+    asked = _fingerprint(resolve_runtime(recipe.runtime_request(tiny_config(**flash_fields))), **flash_fields)
     assert asked == cpu
-    monkeypatch.setattr(recipe, "resolved_device", lambda c: "cuda")
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
-    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
-    monkeypatch.setattr(backends, "flash_attn_available", lambda: True)
-    flash = recipe.cache_fingerprint_parts(tiny_config(device="cuda", use_bf16=True,
-                                                       attn_implementation="flash_attention_2"), ("dialogue",))
-    assert flash["encoder_precision"] == ["cuda", "bf16", "flash_attention_2"]
+    flash_fields.update(device="cuda", use_bf16=True)
+    runtime = resolve_runtime(recipe.runtime_request(tiny_config(**flash_fields)), "cuda", flash_available=True,
+                              bf16_supported=True)
+    assert _fingerprint(runtime, **flash_fields)["encoder_precision"] == ["cuda", "bf16", "flash_attention_2"]
+
+
+def test_the_memory_estimate_reads_the_runtime():
+    flash = Runtime(device="cuda", precision="bf16", weight_precision="bf16", attn_implementation="flash_attention_2")
+    precision = recipe.memory_precision(tiny_config(), flash)
+    assert (precision.compute, precision.bf16_weights, precision.cpu) == ("bf16", True, False)
+    precision = recipe.memory_precision(tiny_config(), Runtime())
+    assert (precision.compute, precision.bf16_weights, precision.cpu) == ("fp32", False, True)
 
 
 def test_importing_the_recipe_loads_no_torch():

@@ -27,34 +27,29 @@ from latentbridge.data.progress import NullProgress, Progress
 from latentbridge.data.sources import load_collection
 from latentbridge.errors import UserError
 from latentbridge.files import REFUSED_WRITES
-from latentbridge.models.backends import autocast, log_note, resolve_attention, resolve_dtype
+from latentbridge.models.backends import autocast
 from latentbridge.models.decoder import target_end_id
 from latentbridge.models.encoder import LatentEncoder, load_encoder_backbone
 from latentbridge.models.loading import load_pretrained
 from latentbridge.models.seeding import seeded
+from latentbridge.models.runtime import log_notes, resolve_runtime
+from latentbridge.models.specs import Runtime
 
 ENCODER_STATE = "encoder_state.safetensors"
 
 
-def load_encode(c: Config, encoder_state: Optional[Path] = None,
-                device: Optional[str] = None) -> tuple[Tokenizers, Callable, Any]:
-    """(tokenizers, encode function, the LatentEncoder) for preprocessing, frozen, on `device` (default: the
-    configured one)."""
-    rt = recipe.runtime_spec(c, device)
-    device = torch.device(rt.device)
-    dtype, dtype_note = resolve_dtype(rt.use_bf16, rt.use_fp16, device)
-    attn, attn_note = resolve_attention(rt.attn_implementation, device, dtype)
-    log_note(dtype_note)
-    log_note(attn_note)
+def load_encode(c: Config, runtime: Runtime, encoder_state: Optional[Path] = None) -> tuple[Tokenizers, Callable, Any]:
+    """(tokenizers, encode function, the LatentEncoder) for preprocessing, frozen, on runtime.device."""
+    device, dtype = runtime.device, runtime.compute_dtype
+    allow_download = recipe.runtime_spec(c, runtime).allow_download
     espec = recipe.encoder_spec(c)
-    backbone, enc_tok = load_encoder_backbone(espec, attn, rt.allow_download,
-                                              dtype if attn == "flash_attention_2" else torch.float32)
+    backbone, enc_tok = load_encoder_backbone(espec, runtime.attn_implementation, allow_download, runtime.weight_dtype)
     encoder = seeded(c.seed, lambda: LatentEncoder(backbone, enc_tok, espec))  # the compressor's init: the seed only
     if encoder_state is not None:
         encoder.load_state_dict(load_file(str(encoder_state)), strict=False)
     encoder.eval().requires_grad_(False).to(device)
     dspec = recipe.decoder_spec(c)
-    dec_tok = load_pretrained(AutoTokenizer, dspec.model, dspec.model_field, "tokenizer", rt.allow_download)
+    dec_tok = load_pretrained(AutoTokenizer, dspec.model, dspec.model_field, "tokenizer", allow_download)
 
     def encode(input_ids, attention_mask):
         with autocast(device, dtype):
@@ -82,10 +77,10 @@ def load_cache_encoder_state(cache: Cache, encoder: Any) -> None:
                         "preprocess again (--no-skip-preprocessing-if-cached).") from None
 
 
-def process_shards(c: Config) -> Shards:
+def process_shards(runtime: Runtime) -> Shards:
     """This process's share of a cache build: its rank among the processes of torchrun / accelerate launch (the
     process group accelerate sets up, gloo on a CPU run), or the only one under plain python."""
-    state = PartialState(cpu=recipe.resolved_device(c) == "cpu")
+    state = PartialState(cpu=runtime.device_type == "cpu")
     if state.num_processes == 1:
         return Shards()
     return Shards(state.process_index, state.num_processes, state.wait_for_everyone, _from_rank0)
@@ -99,23 +94,25 @@ def _from_rank0(value: Any) -> Any:
 
 def ensure_cache(c: Config, progress: Optional[Progress] = None, *, reuse: Optional[bool] = None,
                  encoder_state: Optional[Path] = None, log: Callable[[str], None] = print,
-                 allow_build: bool = True, shards: Optional[Shards] = None) -> BuildResult:
+                 allow_build: bool = True, shards: Optional[Shards] = None,
+                 runtime: Optional[Runtime] = None) -> BuildResult:
     """The complete cache for `c` (after `recipe.with_tiny_assets`, which this repeats for the tiny preset):
     reused when `skip_preprocessing_if_cached` and intact, else built (unless `allow_build` is off: then a
     missing cache is a UserError). `progress` shows the build.
     Under several processes every rank calls this: each encodes its share (`process_shards`), rank 0
-    reports and merges."""
+    reports and merges. `runtime`: the one the mode resolved (default: resolved here from `c`, its notes logged)."""
     c = recipe.with_tiny_assets(c, log, progress)  # a no-op when the caller has put them in place already
-    shards = process_shards(c) if shards is None else shards
+    runtime = runtime or _resolved(c)
+    shards = process_shards(runtime) if shards is None else shards
     if shards.rank != 0:
         progress, log = NullProgress(), _silent
     cols = recipe.collections(c)
     dspec = recipe.data_spec(c, cols)
     loaded: dict[str, Any] = {}
-    device = str(PartialState().device) if shards.count > 1 and recipe.resolved_device(c) != "cpu" else None
+    on_rank = runtime.on(str(PartialState().device)) if shards.count > 1 and runtime.device_type != "cpu" else runtime
 
     def load_model():
-        tok, encode, encoder = load_encode(c, encoder_state, device)
+        tok, encode, encoder = load_encode(c, on_rank, encoder_state)
         loaded["encoder"] = encoder
         return tok, encode
 
@@ -124,7 +121,7 @@ def ensure_cache(c: Config, progress: Optional[Progress] = None, *, reuse: Optio
 
     try:
         return build_cache(
-            Path(c.preprocess_cache_dir), recipe.cache_fingerprint_parts(c, cols, encoder_state),
+            Path(c.preprocess_cache_dir), recipe.cache_fingerprint_parts(c, runtime, cols, encoder_state),
             lambda: {col: load_collection(dspec, col) for col in cols}, load_model, recipe.cache_spec(c),
             reuse=(c.skip_preprocessing_if_cached or not allow_build) if reuse is None else reuse,
             progress=progress or NullProgress(), log=log, before_commit=before_commit, allow_build=allow_build,
@@ -140,3 +137,10 @@ def ensure_cache(c: Config, progress: Optional[Progress] = None, *, reuse: Optio
 
 def _silent(message: str) -> None:
     """The log of ranks other than 0: rank 0 speaks for the build."""
+
+
+def _resolved(c: Config) -> Runtime:
+    """The runtime of a cache build that was not handed one (tests, the Python API): resolved once, here."""
+    runtime = resolve_runtime(recipe.runtime_request(c))
+    log_notes(runtime)
+    return runtime

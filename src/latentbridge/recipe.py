@@ -1,11 +1,11 @@
 """The one place that turns a Config into what each layer takes; nothing below this module reads the Config.
 
-    models/    model_spec(c, device), sampling_spec(c), encoder_spec(c), decoder_spec(c), ...
-    data/      data_spec(c), cache_spec(c), collections(c), cache_fingerprint_parts(c, ...)
+    models/    runtime_request(c), model_spec(c, runtime), sampling_spec(c), encoder_spec(c), decoder_spec(c), ...
+    data/      data_spec(c), cache_spec(c), collections(c), cache_fingerprint_parts(c, runtime, ...)
     training/  plan(c) (the stages, with their budgets), train_settings(c), checkpoint_fingerprint(c)
 
-No torch at import: what needs the hardware (the resolved device and precision) or a torch module
-imports it inside the function that asks.
+No torch at import: what the machine gives (models/runtime.resolve_runtime) is resolved by the modes and
+handed in as a `Runtime`; what needs a torch module imports it inside the function that asks.
 """
 
 from __future__ import annotations
@@ -21,7 +21,8 @@ from latentbridge.data.corpus import corpus_paths
 from latentbridge.data.sources import Columns, DataSpec, PretrainSource, training_texts
 from latentbridge.errors import UserError
 from latentbridge.models.specs import (AdapterSpec, DecoderSpec, EncoderSpec, LoraSpec, LossSpec, MemoryPrecision,
-                                       MiddleSpec, ModelSpec, RuntimeSpec, SamplingSpec, StepShape)
+                                       MiddleSpec, ModelSpec, Runtime, RuntimeRequest, RuntimeSpec,
+                                       SamplingSpec, StepShape)
 from latentbridge.pretrain_mix import TASK_DATASET, MixError, MixSource, load_mix
 from latentbridge.training.stages import BUDGET_KEYS, DATA_COLLECTIONS, Stage, StageBudget, plan_stages
 
@@ -88,34 +89,16 @@ def loss_spec(c: Config) -> LossSpec:
     return LossSpec(mse_weight=c.latent_mse_weight, contrastive_weight=c.contrastive_weight)
 
 
-def resolved_device(c: Config) -> str:
-    """The device `c.device` gives on this machine (auto, or a missing cuda/mps, becomes what is there)."""
-    from latentbridge.models.backends import resolve_device  # torch: asks the hardware
-
-    return resolve_device(c.device)[0]
-
-
-def compute_precision(c: Config, device: Optional[str] = None) -> str:
-    """The precision the run computes in on `device` (default: the resolved one): "bf16" or "fp32".
-    This, not the requested use_bf16/use_fp16, is what changes results (models/precision.py)."""
-    from latentbridge.models.backends import resolve_precision  # torch: asks the hardware for bf16
-
-    return resolve_precision(c.use_bf16, c.use_fp16, device or resolved_device(c))[0]
+def runtime_request(c: Config) -> RuntimeRequest:
+    """What `c` asks of the machine; models/runtime.resolve_runtime decides what it gets, once per run."""
+    return RuntimeRequest(device=c.device, use_bf16=c.use_bf16, use_fp16=c.use_fp16,
+                          attn_implementation=c.attn_implementation, tf32=c.tf32)
 
 
-def compute_attention(c: Config, device: str) -> str:
-    """The attention backend the run gets on `device` (flash_attention_2 falls back to sdpa off CUDA or
-    without the package): like precision, the effective backend, not the request, changes results."""
-    from latentbridge.models.backends import DTYPES, resolve_attention  # torch: asks for CUDA and flash_attn
-
-    return resolve_attention(c.attn_implementation, device, DTYPES[compute_precision(c, device)])[0]
-
-
-def runtime_spec(c: Config, device: Optional[str] = None) -> RuntimeSpec:
-    """`device`: the resolved device; default `resolved_device(c)`."""
-    return RuntimeSpec(device=device or resolved_device(c), attn_implementation=c.attn_implementation,
-                       use_bf16=c.use_bf16, use_fp16=c.use_fp16, gradient_checkpointing=c.use_gradient_checkpointing,
-                       compile=c.use_torch_compile, compile_mode=c.torch_compile_mode, tf32=c.tf32)
+def runtime_spec(c: Config, runtime: Runtime) -> RuntimeSpec:
+    """`runtime`: the resolved Runtime of the run."""
+    return RuntimeSpec(resolved=runtime, gradient_checkpointing=c.use_gradient_checkpointing,
+                       compile=c.use_torch_compile, compile_mode=c.torch_compile_mode)
 
 
 def sampling_spec(c: Config) -> SamplingSpec:
@@ -123,9 +106,9 @@ def sampling_spec(c: Config) -> SamplingSpec:
                         top_p=c.top_p, top_k=c.top_k, no_repeat_ngram_size=c.no_repeat_ngram_size)
 
 
-def model_spec(c: Config, device: Optional[str] = None) -> ModelSpec:
+def model_spec(c: Config, runtime: Runtime) -> ModelSpec:
     return ModelSpec(encoder=encoder_spec(c), middle=middle_spec(c), adapter=adapter_spec(c), decoder=decoder_spec(c),
-                     loss=loss_spec(c), runtime=runtime_spec(c, device))
+                     loss=loss_spec(c), runtime=runtime_spec(c, runtime))
 
 
 # --- data and the cache -------------------------------------------------------------------------
@@ -267,22 +250,21 @@ def _data_identity(location: str) -> Any:
     return out
 
 
-def cache_fingerprint_parts(c: Config, collections_: tuple[str, ...],
+def cache_fingerprint_parts(c: Config, runtime: Runtime, collections_: tuple[str, ...],
                             encoder_state: Optional[Path] = None) -> dict[str, Any]:
     """Everything besides the CacheSpec that changes the cache's content. The encoder runs in the
-    effective precision and attention backend, so `--use-bf16` or flash_attention_2 asked for on a CPU
-    reuse the fp32 sdpa cache."""
+    runtime's (effective) precision and attention backend, so `--use-bf16` or flash_attention_2 asked for
+    on a CPU reuse the fp32 sdpa cache."""
     enc = dataclasses.asdict(encoder_spec(c))
     for k in ("unfrozen_layers", "expected_hidden_dim", "hidden_dim_field", "model_field"):
         enc.pop(k, None)
     enc_dir, dec_dir = model_dir(c.modernbert_model), model_dir(c.gpt2_model)
-    device = resolved_device(c)
     spec = data_spec(c, collections_)
     return {
         "encoder": enc,
         "encoder_files": hash_path(enc_dir) if enc_dir else None,
         "encoder_state": hash_path(encoder_state) if encoder_state else None,
-        "encoder_precision": [device.split(":")[0], compute_precision(c, device), compute_attention(c, device)],
+        "encoder_precision": [runtime.device_type, runtime.precision, runtime.attn_implementation],
         "decoder_tokenizer": [c.gpt2_model, hash_path(dec_dir, TOKENIZER_FILES) if dec_dir else None],
         "data": _fingerprint_data(spec),
         "data_files": {name: _data_identity(loc) for name, loc in
@@ -361,12 +343,11 @@ def step_shape(c: Config, stage: Stage) -> StepShape:
                      prefix_len=c.prefix_len, target_len=c.max_target_len)
 
 
-def memory_precision(c: Config, device: str) -> MemoryPrecision:
-    """How a run of `c` on `device` holds its tensors: the precision and attention backend it gets there (with
-    flash_attention_2 the frozen backbones load in bf16), gradient checkpointing, CPU or GPU."""
-    return MemoryPrecision(compute=compute_precision(c, device),
-                           bf16_weights=compute_attention(c, device) == "flash_attention_2",
-                           checkpointing=c.use_gradient_checkpointing, cpu=device.split(":")[0] == "cpu")
+def memory_precision(c: Config, runtime: Runtime) -> MemoryPrecision:
+    """How a run of `c` holds its tensors under `runtime`: the precision it computes in, whether the frozen
+    backbones load in bf16 (with flash_attention_2), gradient checkpointing, CPU or GPU."""
+    return MemoryPrecision(compute=runtime.precision, bf16_weights=runtime.weight_precision == "bf16",
+                           checkpointing=c.use_gradient_checkpointing, cpu=runtime.device_type == "cpu")
 
 
 def checkpoint_fingerprint(c: Config) -> ConfigFingerprint:

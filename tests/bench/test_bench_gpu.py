@@ -4,7 +4,7 @@ import dataclasses
 import tempfile
 
 from latentbridge.models.memory import part_counts, published_config
-from latentbridge.models.specs import StepShape
+from latentbridge.models.specs import Runtime, StepShape
 from latentbridge.recipe import model_spec
 from tests.factories import import_bench, tiny_config
 
@@ -28,7 +28,7 @@ def test_flops_grow_with_the_batch_and_with_the_decoder_layers_that_train():
     config = tiny_config(modernbert_model="answerdotai/ModernBERT-base", gpt2_model="google/gemma-3-270m-it",
                          decoder_unfrozen_layers=2)
     enc, dec = published_config(config.modernbert_model), published_config(config.gpt2_model)
-    counts = part_counts(model_spec(config, "cpu"), enc, dec)
+    counts = part_counts(model_spec(config, Runtime()), enc, dec)
     shape = StepShape(trains=frozenset({"adapter"}), decoder=True, encodes_live=False, batch_size=4, encoder_len=128,
                       prefix_len=50, target_len=64)
     one = bench_gpu.step_flops(shape, counts, enc, dec)

@@ -12,7 +12,7 @@ from latentbridge.models import tiny
 from latentbridge.models.checkpointing import SavedForBackward
 from latentbridge.models.memory import (estimate_step_memory, layer_bytes_per_token, part_counts,
                                         published_config)
-from latentbridge.models.specs import MemoryPrecision, StepShape
+from latentbridge.models.specs import MemoryPrecision, Runtime, StepShape
 from latentbridge.recipe import model_spec
 from tests.factories import tiny_config
 
@@ -53,7 +53,7 @@ def _real_counts(**overrides):
                             "modernbert_hidden_dim": 768, "gpt2_hidden_dim": 640, "latent_dim": 256,
                             "latent_seq_len": 8, "prefix_len": 50, **overrides})
     enc, dec = published_config(config.modernbert_model), published_config(config.gpt2_model)
-    return part_counts(model_spec(config, "cpu"), enc, dec), enc, dec
+    return part_counts(model_spec(config, Runtime()), enc, dec), enc, dec
 
 
 ADAPTER = StepShape(trains=frozenset({"adapter"}), decoder=True, encodes_live=False, batch_size=8, encoder_len=512,

@@ -203,10 +203,11 @@ def test_checkpoint_from_an_incompatible_config_exits_2(handoff, tmp_path):
     # weights of a latent_dim 32 model saved under a header claiming latent_dim 64
     small = assets_config(Path(handoff.config.tiny_assets_dir), latent_dim=32, checkpoint_dir=str(tmp_path / "a"))
     from latentbridge.models.bridge import build_model
+    from latentbridge.models.specs import Runtime
     from latentbridge.recipe import model_spec
 
     lying = handoff.config.replace(checkpoint_dir=str(tmp_path / "b"))
-    path = write_handoff(lying, model=build_model(model_spec(small)))
+    path = write_handoff(lying, model=build_model(model_spec(small, Runtime())))
     err = _error(run_cli(["--preset", "tiny", "--checkpoint", str(path), "--text", "Anna: hi"]))
     assert "do not fit" in err
 

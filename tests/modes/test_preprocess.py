@@ -10,6 +10,7 @@ from latentbridge.caching import ensure_cache, load_cache_encoder_state
 from latentbridge.modes import ModeOptions
 from latentbridge.modes.preprocess import run
 from latentbridge.modes.train import stage_data
+from latentbridge.models.specs import Runtime
 from latentbridge.recipe import data_spec, model_spec, plan, with_tiny_assets
 from tests.factories import assets_config, small_corpus_config
 
@@ -31,7 +32,7 @@ def test_cached_records_match_the_model(small_root, tmp_path):
 
     config = small_corpus_config(small_root, tmp_path, cache_store_text=True, cache_store_input_ids=True)
     cache = ensure_cache(config, log=lambda m: None).cache
-    model = build_model(model_spec(config, "cpu"), seed=config.seed).eval()
+    model = build_model(model_spec(config, Runtime()), seed=config.seed).eval()
     from safetensors.torch import load_file
 
     cached = load_file(str(cache.folder / "encoder_state.safetensors"))

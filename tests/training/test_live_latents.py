@@ -8,6 +8,7 @@ import torch
 
 from latentbridge.models.bridge import build_model, set_trainable
 from latentbridge.caching import ensure_cache, load_cache_encoder_state
+from latentbridge.models.specs import Runtime
 from latentbridge.recipe import model_spec
 from latentbridge.modes.train import stage_data
 from latentbridge.recipe import plan
@@ -31,7 +32,7 @@ def cached(tiny_root, tmp_path_factory):
 def model_fitted_to(c, cache, objective_of, batch):
     """A model holding the cache's compressor, its middle fitted to `batch` (an untrained middle's loss
     hardly depends on which latents it reads, so a loss comparison would prove nothing)."""
-    model = build_model(model_spec(c, device="cpu"), seed=c.seed)
+    model = build_model(model_spec(c, Runtime()), seed=c.seed)
     load_cache_encoder_state(cache, model.encoder)
     set_trainable(model, {"middle"})
     optimizer = torch.optim.AdamW(model.middle.parameters(), lr=1e-2)

@@ -10,8 +10,8 @@ from accelerate.state import AcceleratorState
 
 from latentbridge.assets import ensure_tiny_assets
 from latentbridge.data.loader import Collate
-from latentbridge.models import bridge
 from latentbridge.models.bridge import set_trainable
+from latentbridge.models.specs import Runtime
 from latentbridge.training.checkpoint import config_fingerprint
 from latentbridge.training.stages import BUDGET_KEYS, StageBudget, plan_stages
 from latentbridge.training.trainer import StageObjective, Trainer, TrainSettings
@@ -49,9 +49,8 @@ def _batch(model) -> dict:
     return Collate(target_pad_id=0)(rows)
 
 
-def test_bf16_run_keeps_fp32_master_weights_and_small_updates(tiny_assets, tmp_path, monkeypatch, bf16_accelerator):
-    monkeypatch.setattr(bridge, "backbone_weight_dtype", lambda attn, dtype: torch.bfloat16)  # as with flash-attn
-    model = make_model(tiny_assets)
+def test_bf16_run_keeps_fp32_master_weights_and_small_updates(tiny_assets, tmp_path, bf16_accelerator):
+    model = make_model(tiny_assets, runtime={"resolved": Runtime(weight_precision="bf16")})  # as with flash-attn
     stage = _adapter_stage()
     set_trainable(model, stage.trains)
     assert model.decoder.layers[0].mlp.up_proj.weight.dtype == torch.bfloat16  # frozen: stays as loaded

@@ -35,6 +35,7 @@ from latentbridge.errors import UserError
 from latentbridge.evaluation.generation import check_lengths, summarize
 from latentbridge.models.backends import autocast
 from latentbridge.models.bridge import LatentBridge, build_model
+from latentbridge.models.runtime import log_notes, resolve_runtime
 from latentbridge.runs import latest_run
 from latentbridge.training.checkpoint import MANIFEST_NAME, load_model_file
 
@@ -244,7 +245,9 @@ def _load(path: Path, given: Optional[Config] = None, sources: Optional[Mapping[
               f"{', '.join(SAMPLING_FIELDS)} can change after training).", file=sys.stderr)
     _ensure_backbones(saved)
     _ensure_same_backbones(path, loaded.fingerprint, saved)
-    spec = recipe.model_spec(config, device)
+    runtime = resolve_runtime(recipe.runtime_request(config), device)  # the trained model's requests, here
+    log_notes(runtime)
+    spec = recipe.model_spec(config, runtime)
     spec = dataclasses.replace(spec, runtime=dataclasses.replace(spec.runtime, gradient_checkpointing=False,
                                                                  compile=False))
     model = build_model(spec)

@@ -12,12 +12,13 @@ from torch import nn
 
 from latentbridge.errors import UserError
 from latentbridge.models.adapter import PrefixAdapter
-from latentbridge.models.backends import apply_tf32, compile_in_place, log_note, resolve_attention, resolve_dtype
+from latentbridge.models.backends import compile_in_place
 from latentbridge.models.checkpointing import checkpoint_layers
 from latentbridge.models.decoder import Decoder, load_decoder_backbone
 from latentbridge.models.encoder import LatentEncoder, load_encoder_backbone
 from latentbridge.models.lora import add_lora, lora_layer_indices
 from latentbridge.models.middle import LatentMiddle, build_middle
+from latentbridge.models.runtime import apply_tf32
 from latentbridge.models.seeding import seeded
 from latentbridge.models.specs import MODEL_PARTS, DecoderSpec, ModelSpec, SamplingSpec
 
@@ -27,10 +28,16 @@ class LatentBridge(nn.Module):
         super().__init__()
         self.encoder, self.middle, self.adapter, self.decoder = encoder, middle, adapter, decoder
         self.spec = spec
-        self.attn_implementation = "sdpa"
-        self.compute_dtype = torch.float32
-        self.dtype_note: Optional[str] = None
-        self.attn_note: Optional[str] = None
+
+    @property
+    def attn_implementation(self) -> str:
+        """The attention backend the backbones run (the resolved one, not the request)."""
+        return self.spec.runtime.resolved.attn_implementation
+
+    @property
+    def compute_dtype(self) -> torch.dtype:
+        """What autocast computes in (backends.autocast)."""
+        return self.spec.runtime.resolved.compute_dtype
 
     @property
     def device(self) -> torch.device:
@@ -126,11 +133,6 @@ def _decoder_lora(decoder: Decoder, spec: DecoderSpec, seed: Optional[int]) -> l
                   lambda: add_lora(decoder.model, decoder.layout, spec.lora, layers))
 
 
-def backbone_weight_dtype(attn_implementation: str, compute_dtype: torch.dtype) -> torch.dtype:
-    """flash_attention_2 needs half-precision weights; the other backends keep fp32 weights under autocast."""
-    return compute_dtype if attn_implementation == "flash_attention_2" else torch.float32
-
-
 def keep_trainable_fp32(model: LatentBridge) -> None:
     """Master weights: every part that may train stays fp32, also when the backbones load in bf16 (their top
     unfrozen layers included). Autocast computes in bf16; AdamW updates fp32 weights, where a bf16 weight
@@ -147,19 +149,14 @@ def build_model(spec: ModelSpec, seed: Optional[int] = None, on_device: bool = T
     touching the global RNG (the compressor then equals `LatentEncoder(...)` built right after
     `torch.manual_seed(seed)`, as preprocessing does); without it they draw from the global RNG.
 
-    Weights load in fp32 (train under backends.autocast for bf16), the frozen backbone layers in bf16 with
-    flash_attention_2, which needs them in half precision; the resolved compute dtype and
-    attention backend are logged once and kept on the model (`compute_dtype`, `attn_implementation`).
+    The machine's choices come resolved in spec.runtime.resolved (models/runtime.py): weights load in its
+    weight dtype (fp32, or bf16 with flash_attention_2, which needs half precision), train under
+    backends.autocast in its compute dtype (the model's `compute_dtype`), with its attention backend.
     `on_device=False` leaves the weights on the CPU, for the trainer to shard them onto the devices
     (training/sharding.py): a decoder too large for one GPU is never put on one whole."""
-    rt = spec.runtime
-    device = torch.device(rt.device)
-    compute_dtype, dtype_note = resolve_dtype(rt.use_bf16, rt.use_fp16, device)
-    attn, attn_note = resolve_attention(rt.attn_implementation, device, compute_dtype)
-    log_note(dtype_note)
-    log_note(attn_note)
-    apply_tf32(rt.tf32, device)
-    weight_dtype = backbone_weight_dtype(attn, compute_dtype)
+    rt, runtime = spec.runtime, spec.runtime.resolved
+    apply_tf32(runtime)
+    attn, weight_dtype = runtime.attn_implementation, runtime.weight_dtype
     enc_backbone, enc_tok = load_encoder_backbone(spec.encoder, attn, rt.allow_download, weight_dtype)
     dec_model, dec_tok = load_decoder_backbone(spec.decoder, attn, rt.allow_download, weight_dtype)
     encoder = seeded(seed, lambda: LatentEncoder(enc_backbone, enc_tok, spec.encoder))
@@ -175,13 +172,11 @@ def build_model(spec: ModelSpec, seed: Optional[int] = None, on_device: bool = T
     adapter = seeded(None if seed is None else seed + 2,
                      lambda: PrefixAdapter(spec.adapter, decoder.hidden_size, decoder.token_embedding_rms()))
     model = LatentBridge(encoder, middle, adapter, decoder, spec)
-    model.attn_implementation, model.attn_note, model.dtype_note = attn, attn_note, dtype_note
-    model.compute_dtype = compute_dtype
     keep_trainable_fp32(model)
     if rt.gradient_checkpointing:  # frozen layers too: the adapter stages' gradient flows through the whole decoder
         checkpoint_layers([*encoder.layers, *decoder.layers])
     if on_device:
-        model.to(device)
+        model.to(runtime.device)
     set_trainable(model, ())
     if rt.compile:
         for module in (middle, adapter, encoder.compressor):

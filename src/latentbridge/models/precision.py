@@ -1,6 +1,6 @@
 """The precision rule: which compute precision a run gets for the flags it asked for, on which device.
 
-Torch-free, so `--mode config` can show it; models/backends.py applies it with the hardware's answers.
+Torch-free, so `--mode config` can show it; models/runtime.py applies it with the hardware's answers.
 bf16 is preferred; fp16 is never used: training in it needs loss scaling, which the trainer does not do (and some
 families, Gemma 3 among them, overflow in fp16 whatever the scaling), so a fp16 request gets bf16 where the device
 has it; a CPU computes in fp32.

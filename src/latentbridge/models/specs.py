@@ -6,8 +6,9 @@ src/latentbridge/models/ takes only them. Torch-free, so the recipe stays import
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
-from typing import Optional
+from typing import Any, Optional
 
 # the lists the Config offers as choices, named here for the models that build from them
 from latentbridge.choices import ATTENTION_IMPLEMENTATIONS, STOP_LATENT_INITS
@@ -115,18 +116,74 @@ class SamplingSpec:
     no_repeat_ngram_size: int = 0  # 0 allows repeats; n > 0 never generates the same n-gram twice
 
 
-@dataclass(frozen=True)
-class RuntimeSpec:
-    """Where and how the models run. `attn_implementation` is a request (see backends.resolve_attention)."""
+def torch_dtype(precision: str) -> Any:
+    """torch.bfloat16 or torch.float32 for "bf16" or "fp32"."""
+    import torch  # torch only when a model asks for a dtype: this module stays importable without it
 
-    device: str = "cpu"
-    attn_implementation: str = "sdpa"
+    return {"bf16": torch.bfloat16, "fp32": torch.float32}[precision]
+
+
+@dataclass(frozen=True)
+class RuntimeRequest:
+    """What a run asks of the machine: requests, which models/runtime.resolve_runtime turns into a `Runtime`."""
+
+    device: str = "auto"
     use_bf16: bool = False
     use_fp16: bool = False
+    attn_implementation: str = "sdpa"
+    tf32: bool = True
+
+
+@dataclass(frozen=True)
+class Runtime:
+    """What the machine gives a run, decided once (models/runtime.resolve_runtime): the device, the precision it
+    computes in, the precision the frozen backbones load in, the attention backend, TF32, and one note per
+    request that could not be met. Precisions are names ("bf16" | "fp32") so that this stays torch-free."""
+
+    device: str = "cpu"
+    precision: str = "fp32"
+    weight_precision: str = "fp32"  # the backbones' weights: bf16 only under flash_attention_2, which needs it
+    attn_implementation: str = "sdpa"
+    tf32: bool = True  # TF32 matmuls asked for; they take effect on CUDA only (runtime.apply_tf32)
+    device_note: Optional[str] = None
+    precision_note: Optional[str] = None
+    attention_note: Optional[str] = None
+
+    @property
+    def device_type(self) -> str:
+        """"cuda" of "cuda:1": what the precision and attention decisions depend on."""
+        return self.device.split(":")[0]
+
+    @property
+    def notes(self) -> tuple[str, ...]:
+        """The notes of the requests this machine could not meet, for the log (doctor shows each beside its row)."""
+        return tuple(n for n in (self.device_note, self.precision_note, self.attention_note) if n)
+
+    @property
+    def compute_dtype(self) -> Any:
+        """The torch dtype of `precision` (autocast computes in it)."""
+        return torch_dtype(self.precision)
+
+    @property
+    def weight_dtype(self) -> Any:
+        """The torch dtype the frozen backbone weights load in."""
+        return torch_dtype(self.weight_precision)
+
+    def on(self, device: str) -> "Runtime":
+        """The same decisions on another device of the same type: a launcher's per-rank `cuda:N`."""
+        if device.split(":")[0] != self.device_type:
+            raise ValueError(f"runtime resolved for {self.device}, not {device}")
+        return dataclasses.replace(self, device=device)
+
+
+@dataclass(frozen=True)
+class RuntimeSpec:
+    """How the models run: the resolved `Runtime`, and the build choices that do not depend on the machine."""
+
+    resolved: Runtime = field(default_factory=Runtime)
     gradient_checkpointing: bool = False
     compile: bool = False
     compile_mode: str = "default"
-    tf32: bool = True  # TF32 matmuls on Ampere+ GPUs (backends.apply_tf32); nothing changes elsewhere
     allow_download: bool = False  # never reach a model hub unless asked explicitly
 
 

@@ -33,10 +33,10 @@ from latentbridge.assets import CORPUS_VOCAB_SIZE
 from latentbridge.assets import is_under as assets_is_under
 from latentbridge.data.sources import SplitCheck, check_dialogue_data, check_pretrain_source
 from latentbridge.models import tiny
-from latentbridge.models.backends import (DTYPES, flash_attn_available, resolve_attention, resolve_device,
-                                         resolve_precision)
+from latentbridge.models.backends import flash_attn_available
 from latentbridge.models.memory import MemoryEstimate, estimate_step_memory, locate_config, part_counts
-from latentbridge.models.specs import MemoryPrecision
+from latentbridge.models.runtime import resolve_runtime
+from latentbridge.models.specs import MemoryPrecision, Runtime
 from latentbridge.modes import ModeOptions, RunResult
 from latentbridge.training.tracking import resolve_trackers
 
@@ -72,9 +72,10 @@ def build_report(c: Config, memory_gb: Optional[float] = None) -> Report:
     """The report; with `memory_gb`, also which settings fit that much memory."""
     report = Report()
     _environment(report)
-    device = _runtime(report, c)
+    runtime = resolve_runtime(recipe.runtime_request(c))
+    _runtime(report, c, runtime)
     encoder_cfg, decoder_cfg, counts = _models(report, c)
-    estimates = _memory(report, c, encoder_cfg, decoder_cfg, counts, device)
+    estimates = _memory(report, c, encoder_cfg, decoder_cfg, counts, runtime)
     if memory_gb is not None and estimates is not None:
         _what_fits(report, c, encoder_cfg, decoder_cfg, counts, memory_gb)
     _storage(report, c)
@@ -99,22 +100,27 @@ def _environment(r: Report) -> None:
           "ok" if flash_attn_available() else "note")
 
 
-def _runtime(r: Report, c: Config) -> str:
-    device, note = resolve_device(c.device)
-    r.add("runtime", "device", f"{device} (requested {c.device})" + (f" - {note}" if note else ""),
-          "note" if note else "ok")
-    precision, note = resolve_precision(c.use_bf16, c.use_fp16, device)
-    dtype = DTYPES[precision]
+def _runtime(r: Report, c: Config, runtime: Runtime) -> None:
+    """What the machine gives the configured requests, each note beside its row (the report is the log here)."""
+    r.add("runtime", "device", _with_note(f"{runtime.device} (requested {c.device})", runtime.device_note),
+          _status(runtime.device_note))
     requested = f"requested {c.precision}: use_bf16={c.use_bf16}, use_fp16={c.use_fp16}"
-    r.add("runtime", "precision", f"{precision} ({requested})" + (f" - {note}" if note else ""),
-          "note" if note else "ok")
-    attn, note = resolve_attention(c.attn_implementation, device, dtype)
-    r.add("runtime", "attention", attn + (f" - {note}" if note else ""), "note" if note else "ok")
+    r.add("runtime", "precision", _with_note(f"{runtime.precision} ({requested})", runtime.precision_note),
+          _status(runtime.precision_note))
+    r.add("runtime", "attention", _with_note(runtime.attn_implementation, runtime.attention_note),
+          _status(runtime.attention_note))
     r.add("runtime", "gradient checkpointing / compile",
           f"{c.use_gradient_checkpointing} / {c.use_torch_compile} ({c.torch_compile_mode})")
-    r.add("runtime", "tf32", *_tf32_state(c.tf32, device))
+    r.add("runtime", "tf32", *_tf32_state(runtime.tf32, runtime.device))
     _trackers(r, c.report_to)
-    return device
+
+
+def _with_note(value: str, note: Optional[str]) -> str:
+    return value + (f" - {note}" if note else "")
+
+
+def _status(note: Optional[str]) -> str:
+    return "note" if note else "ok"
 
 
 def _tf32_state(requested: bool, device: str) -> tuple[str, str]:
@@ -195,7 +201,7 @@ def _models(r: Report, c: Config) -> tuple[Optional[Any], Optional[Any], dict[st
     _small_packages(r, c)
     encoder_cfg = _backbone_config(r, c, "modernbert_model", "encoder")
     decoder_cfg = _backbone_config(r, c, "gpt2_model", "decoder")
-    counts = part_counts(recipe.model_spec(c, device="cpu"), encoder_cfg, decoder_cfg)
+    counts = part_counts(recipe.model_spec(c, Runtime()), encoder_cfg, decoder_cfg)  # counts: any runtime
     for part, count in counts.items():
         if count is None:
             r.add("parameters", part, "unknown (no config)", "note")
@@ -218,7 +224,7 @@ def stage_estimates(c: Config, encoder_cfg: Any, decoder_cfg: Any, counts: dict[
 
 
 def _memory(r: Report, c: Config, encoder_cfg: Any, decoder_cfg: Any, counts: dict[str, Any],
-            device: str) -> Optional[dict[str, MemoryEstimate]]:
+            runtime: Runtime) -> Optional[dict[str, MemoryEstimate]]:
     if decoder_cfg is None or any(v is None for v in counts.values()):
         r.add("memory", "estimate", "unavailable without both model configs", "note")
         return None
@@ -227,7 +233,7 @@ def _memory(r: Report, c: Config, encoder_cfg: Any, decoder_cfg: Any, counts: di
     except UserError as e:
         r.add("memory", "estimate", f"no stage to estimate: {e}", "note")
         return None
-    precision = recipe.memory_precision(c, device)
+    precision = recipe.memory_precision(c, runtime)
     estimates = stage_estimates(c, encoder_cfg, decoder_cfg, counts, precision)
     for name, est in estimates.items():
         r.add("memory", f"{name} (batch {stages[name].batch_size})", f"{est.total_gib:.2f} GiB")
@@ -243,7 +249,7 @@ def _memory(r: Report, c: Config, encoder_cfg: Any, decoder_cfg: Any, counts: di
     text = (f"{total:.2f} GiB peak ({heaviest}; {describe_precision(precision)}; prefix {c.prefix_len} + target "
             f"{c.max_target_len}; {accuracy})")
     status = "ok"
-    if device == "cuda":
+    if runtime.device == "cuda":
         have = torch.cuda.get_device_properties(0).total_memory / GIB
         text += f" of {have:.1f} GiB on the GPU"
         status = "problem" if total > have else "ok"

@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 from latentbridge.caching import ensure_cache, process_shards
+from latentbridge import recipe
 from latentbridge.config import Config
+from latentbridge.models.runtime import log_notes, resolve_runtime
 from latentbridge.modes import ModeOptions, RunResult
 from latentbridge.ui.cache_progress import console_progress
 
 
 def run(config: Config, options: ModeOptions) -> RunResult:
-    shards = process_shards(config)  # under torchrun / accelerate launch every rank encodes its share
-    result = ensure_cache(config, console_progress(use_rich=config.use_tui, every_s=2.0), shards=shards)
+    runtime = resolve_runtime(recipe.runtime_request(config))
+    log_notes(runtime)
+    shards = process_shards(runtime)  # under torchrun / accelerate launch every rank encodes its share
+    result = ensure_cache(config, console_progress(use_rich=config.use_tui, every_s=2.0), shards=shards,
+                          runtime=runtime)
     done = RunResult("preprocess", cache_dir=result.cache.folder)
     if shards.rank != 0:
         return done

@@ -29,6 +29,8 @@ from latentbridge.errors import UserError
 from latentbridge.evaluation.rouge import rouge_scores
 from latentbridge.locks import RUN_LOCK, RunLock
 from latentbridge.models.bridge import LatentBridge, build_model
+from latentbridge.models.runtime import log_notes, resolve_runtime
+from latentbridge.models.specs import Runtime
 from latentbridge.modes import ModeOptions, RunResult, in_run_folder, run_root, training_folder
 from latentbridge.runs import is_run_root, run_folders
 from latentbridge.training.checkpoint import (ARCHITECTURE_FIELDS, ConfigFingerprint, LoadedCheckpoint, find_latest, load_checkpoint,
@@ -150,11 +152,9 @@ def check_before_work(c: Config, resume: Optional[str]) -> None:
         refuse_changed_settings(c, point)
 
 
-def build_accelerator(c: Config, trackers: Sequence[str] = ()) -> Accelerator:
+def build_accelerator(c: Config, runtime: Runtime, trackers: Sequence[str] = ()) -> Accelerator:
     """The run's accelerator: device, precision, DDP, and the experiment trackers (training/tracking.py)."""
-    device = recipe.resolved_device(c)
-    bf16 = recipe.compute_precision(c, device) == "bf16"
-    return Accelerator(cpu=device == "cpu", mixed_precision="bf16" if bf16 else "no",
+    return Accelerator(cpu=runtime.device == "cpu", mixed_precision="bf16" if runtime.precision == "bf16" else "no",
                        kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)],
                        log_with=list(trackers) or None, project_config=project_configuration(Path(c.output_dir)))
 
@@ -198,7 +198,9 @@ def run_locks(accelerator: Accelerator, folders: dict[Path, str], say: Callable[
 
 def run(config: Config, options: ModeOptions, *, stop_after_steps: Optional[int] = None) -> RunResult:
     stages = recipe.plan(config)
-    accelerator = build_accelerator(config, resolve_trackers(config.report_to))
+    runtime = resolve_runtime(recipe.runtime_request(config))
+    log_notes(runtime)
+    accelerator = build_accelerator(config, runtime, resolve_trackers(config.report_to))
     config = place_run(config, options, accelerator)
     accelerator.project_configuration = project_configuration(Path(config.output_dir))  # the run folder's
     console = Console()  # one console for the cache's bars, the dashboard and every note: notes print above bars
@@ -218,7 +220,8 @@ def run(config: Config, options: ModeOptions, *, stop_after_steps: Optional[int]
             set_seed(config.seed)  # python, numpy, torch (+cuda): dropout and everything else drawn globally
             start_trackers(accelerator, project=config.tracker_project,
                            run_name=config.run_name or run_dir.resolve().name, run_dir=run_dir, config=config.to_dict())
-            result = _train(config, options, stages, accelerator, display, console, stop_after_steps)
+            result = _train(config, options, stages, runtime.on(str(accelerator.device)), accelerator, display,
+                            console, stop_after_steps)
     finally:
         accelerator.end_training()
         display.close()
@@ -238,16 +241,17 @@ def read_summary(run_dir: Path) -> Optional[dict]:
     return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
 
 
-def _train(config: Config, options: ModeOptions, stages: tuple[Stage, ...], accelerator: Accelerator,
+def _train(config: Config, options: ModeOptions, stages: tuple[Stage, ...], runtime: Runtime, accelerator: Accelerator,
            display: ProgressDisplay, console: Console, stop_after_steps: Optional[int]) -> TrainResult:
     progress = console_progress(use_rich=config.use_tui, every_s=2.0, console=console)
     with accelerator.main_process_first():  # rank 0 builds the tiny preset's models, the others then reuse them
         config = recipe.with_tiny_assets(config, display.message, progress)  # for a user's corpus: its own models
     # every rank encodes its share of a cache build; rank 0 merges the shards and speaks for it
-    cache = ensure_cache(config, progress, log=display.message, allow_build=config.run_preprocessing).cache
+    cache = ensure_cache(config, progress, log=display.message, allow_build=config.run_preprocessing,
+                         runtime=runtime).cache
     fingerprint = recipe.checkpoint_fingerprint(config)
     resume = resolve_resume(options.resume, config, fingerprint, display.message)
-    model = build_model(recipe.model_spec(config, device=str(accelerator.device)), seed=config.seed,
+    model = build_model(recipe.model_spec(config, runtime), seed=config.seed,
                         on_device=not sharding.wants_sharding(accelerator))  # the trainer shards it there
     load_cache_encoder_state(cache, model.encoder)  # the compressor the cached latents came from
     if resume is None:
