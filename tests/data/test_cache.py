@@ -12,7 +12,7 @@ import pytest
 
 from latentbridge.data.cache import MANIFEST, dequantize_int8, open_cache, quantize_int8, read_manifest
 from latentbridge.data.loader import CacheDataset, Collate, make_loader, select_indices
-from latentbridge.data.preprocess import build_cache, encode_batched
+from latentbridge.data.encoding import build_cache, encode_batched
 from latentbridge.data.sources import load_collection
 from latentbridge.errors import UserError
 
@@ -117,7 +117,7 @@ from pathlib import Path
 sys.path.insert(0, {repo!r})
 from tests.factories import FakeEncoder, corpus_data_spec, fake_tokenizers, make_tokenizer, small_cache_spec
 from latentbridge.data.sources import load_collection
-from latentbridge.data.preprocess import build_cache
+from latentbridge.data.encoding import build_cache
 tok = make_tokenizer()
 inner = FakeEncoder(len(tok))
 def slow(ids, mask):

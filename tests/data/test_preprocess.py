@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from latentbridge.data.cache import MANIFEST, SplitWriter, open_cache
-from latentbridge.data.preprocess import SHARDS_DIR, build_cache
+from latentbridge.data.encoding import SHARDS_DIR, build_cache
 from latentbridge.data.rows import Skips
 from latentbridge.data.sources import Example, PretrainSource, SplitStream, load_collection
 from latentbridge.errors import UserError

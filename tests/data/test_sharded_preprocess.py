@@ -17,7 +17,7 @@ import pytest
 from latentbridge.caching import ensure_cache
 from latentbridge.config_sources import write_config_file
 from latentbridge.data.cache import MANIFEST
-from latentbridge.data.preprocess import Shards
+from latentbridge.data.encoding import Shards
 from latentbridge.files import FILE_HASH
 from tests.factories import assets_config
 
