@@ -5,7 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from latentbridge.data.batch import (ATTENTION_MASK, ID, INPUT_IDS, INPUT_LATENT_MASK, INPUT_LATENTS, TARGET_ATTENTION_MASK,
+                                     TARGET_IDS, TARGET_LATENT_MASK, TARGET_LATENTS, TARGET_TEXT, TEXT, CacheBatch,
+                                     LatentObjectiveBatch, TokenObjectiveBatch)
 from latentbridge.data.loader import CacheDataset, Collate, make_loader, select_indices
+from latentbridge.training.stages import OBJECTIVES
 
 from tests.data.builders import build_from_corpus
 from tests.factories import FAKE_DIM, FAKE_K, small_cache_spec
@@ -112,3 +116,38 @@ def test_every_reader_gives_the_same_batch(tmp_path, small_corpus_dir, tokenizer
             torch.testing.assert_close(batch[key], reference[key], rtol=0, atol=0, msg=f"{name}: {key}")
         assert batch["source"] == reference["source"]
         assert name == "npy, no metadata" or batch["id"] == reference["id"]
+
+
+OBJECTIVE_BATCHES = {"latent": LatentObjectiveBatch, "tokens": TokenObjectiveBatch}
+
+
+def test_each_objective_declares_the_batch_it_reads():
+    assert set(OBJECTIVE_BATCHES) == set(OBJECTIVES)
+    assert set(LatentObjectiveBatch.__required_keys__) == {INPUT_LATENTS, INPUT_LATENT_MASK, TARGET_LATENTS,
+                                                           TARGET_LATENT_MASK}
+    assert set(TokenObjectiveBatch.__required_keys__) - set(LatentObjectiveBatch.__required_keys__) == {
+        TARGET_IDS, TARGET_ATTENTION_MASK}
+
+
+@pytest.mark.parametrize("fmt", ["jsonl", "npy"])
+@pytest.mark.parametrize("fields, stored", [
+    ({}, {TARGET_IDS, TARGET_ATTENTION_MASK}),
+    ({"store_text": True, "store_input_ids": True, "store_attention_mask": True},
+     {TARGET_IDS, TARGET_ATTENTION_MASK, INPUT_IDS, ATTENTION_MASK, TEXT, TARGET_TEXT}),
+    ({"store_target_ids": False}, {TARGET_ATTENTION_MASK}),
+])
+def test_batches_hold_exactly_the_declared_keys(tmp_path, small_corpus_dir, tokenizer, fake_encoder, fmt, fields, stored):
+    cache = build_from_corpus(tmp_path, small_corpus_dir, tokenizer, fake_encoder, small_cache_spec(format=fmt, **fields),
+                              collections=("pretrain", "dialogue")).cache
+    declared = CacheBatch.__required_keys__ | CacheBatch.__optional_keys__
+    for collection in ("pretrain", "dialogue"):  # what the pretraining and the dialogue stages read
+        split = cache.split(collection, "train")
+        for metadata in (True, False):  # training reads npy batches without the metadata (modes/train.py)
+            loader = make_loader(CacheDataset(split, metadata=metadata), list(range(8)), 4, Collate(split.pad_token_id))
+            batch = next(iter(loader))
+            read_from_lines = {ID, *({TEXT, TARGET_TEXT} & stored)} if metadata or fmt == "jsonl" else set()
+            assert set(batch) == CacheBatch.__required_keys__ | (stored - {TEXT, TARGET_TEXT}) | read_from_lines
+            assert set(batch) <= declared
+            for objective, keys in OBJECTIVE_BATCHES.items():
+                readable = keys.__required_keys__ <= set(batch)
+                assert readable == (objective == "latent" or TARGET_IDS in stored), objective
