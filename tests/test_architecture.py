@@ -55,7 +55,7 @@ PROBES = {("models.backends", "flash_attn"): "flash-attn is optional and a broke
           ("models.lora", "peft"): "2.4 s to import on top of transformers (measured); only LoRA runs need it",
           ("training.tracking", "mlflow"): "an optional tracker (requirements-trackers.txt), asked for by report_to"}
 CONFIG_READERS = ("config", "recipe", "evaluation", "caching", "modes", "cli", "__init__")  # may import Config
-DATA_LAYERS = (  # inside data/ (README.md, Layout), bottom to top; the groups of one layer never import each other
+DATA_LAYERS = (  # inside data/ (README.md, Layout), bottom to top; groups of one layer never import each other
     ("batch", "build_progress", "corpus"),
     ("data_specs",),
     ("rows",),

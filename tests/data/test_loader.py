@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from latentbridge.data.batch import (ATTENTION_MASK, ID, INPUT_IDS, INPUT_LATENT_MASK, INPUT_LATENTS, TARGET_ATTENTION_MASK,
-                                     TARGET_IDS, TARGET_LATENT_MASK, TARGET_LATENTS, TARGET_TEXT, TEXT, CacheBatch,
-                                     LatentObjectiveBatch, TokenObjectiveBatch)
+from latentbridge.data.batch import (ATTENTION_MASK, ID, INPUT_IDS, INPUT_LATENT_MASK, INPUT_LATENTS,
+                                     TARGET_ATTENTION_MASK, TARGET_IDS, TARGET_LATENT_MASK, TARGET_LATENTS, TARGET_TEXT,
+                                     TEXT, CacheBatch, LatentObjectiveBatch, TokenObjectiveBatch)
 from latentbridge.data.loader import CacheDataset, Collate, make_loader, select_indices
 from latentbridge.training.stages import OBJECTIVES
 
@@ -43,7 +43,7 @@ def test_tiny_end_to_end_preprocess_and_loader(tmp_path, small_corpus_dir, token
 
 def test_select_indices_honours_source_and_total_caps(tmp_path, small_corpus_dir, tokenizer, fake_encoder):
     split = build_from_corpus(tmp_path, small_corpus_dir, tokenizer, fake_encoder, collections=("pretrain",),
-                   pretrain_max_train=None).cache.split("pretrain", "train")
+                              pretrain_max_train=None).cache.split("pretrain", "train")
     counts = lambda idx: {n: int((split.sources[idx] == i).sum()) for i, n in enumerate(split.source_names)}
     assert len(select_indices(split)) == len(split)
     idx = select_indices(split, source_caps={"wikitext": 10, "arxiv": None})
@@ -60,8 +60,8 @@ def test_npy_and_jsonl_give_identical_batches(tmp_path, small_corpus_dir, tokeni
     import torch
 
     splits = {fmt: build_from_corpus(tmp_path, small_corpus_dir, tokenizer, fake_encoder,
-                          small_cache_spec(format=fmt, int8=int8, **fields)).cache.split("dialogue", "train")
-              for fmt in ("jsonl", "npy")}
+                                     small_cache_spec(format=fmt, int8=int8, **fields)).cache.split("dialogue", "train")
+                         for fmt in ("jsonl", "npy")}
     assert splits["npy"].binary and not splits["jsonl"].binary
     rows = [5, 0, 63, 17, 17, 2, 40]
     batches = {fmt: next(iter(torch.utils.data.DataLoader(CacheDataset(s), batch_size=len(rows), sampler=rows,
@@ -100,8 +100,8 @@ def test_every_reader_gives_the_same_batch(tmp_path, small_corpus_dir, tokenizer
     import torch
 
     splits = {fmt: build_from_corpus(tmp_path, small_corpus_dir, tokenizer, fake_encoder,
-                          small_cache_spec(format=fmt, int8=int8)).cache.split("dialogue", "train")
-              for fmt in ("jsonl", "npy")}
+                                     small_cache_spec(format=fmt, int8=int8)).cache.split("dialogue", "train")
+                         for fmt in ("jsonl", "npy")}
     rows = [9, 3, 3, 60, 0]
     jsonl, npy = splits["jsonl"], splits["npy"]
     reference = Collate(jsonl.pad_token_id)([dict(jsonl[i], index=i) for i in rows])

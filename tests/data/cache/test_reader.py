@@ -38,7 +38,7 @@ def test_int8_cache_matches_fp32_cache(tmp_path, small_corpus_dir, tokenizer, fa
 def test_without_offsets_index_reads_after_one_scan(tmp_path, small_corpus_dir, tokenizer, fake_encoder):
     with_index = build_from_corpus(tmp_path, small_corpus_dir, tokenizer, fake_encoder).cache.split("dialogue", "train")
     no_index = build_from_corpus(tmp_path, small_corpus_dir, tokenizer, fake_encoder,
-                      small_cache_spec(write_offsets_index=False)).cache.split("dialogue", "train")
+                                 small_cache_spec(write_offsets_index=False)).cache.split("dialogue", "train")
     assert not no_index.path.with_name("train.offsets.npy").exists()
     assert no_index[10]["id"] == with_index[10]["id"]
     np.testing.assert_array_equal(no_index.offsets, with_index.offsets)

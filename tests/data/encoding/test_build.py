@@ -83,7 +83,7 @@ def test_cache_built_before_issue_10_is_reused_for_the_same_files(tmp_path, lega
     from latentbridge.files import hash_path
 
     old = build_from_corpus(tmp_path, small_corpus_dir, tokenizer, fake_encoder,  # as 03780ed fingerprinted the backbone
-                 parts={"encoder_files": "f83f62375060447000759d63457080a2"}).cache
+                            parts={"encoder_files": "f83f62375060447000759d63457080a2"}).cache
 
     def boom():
         raise AssertionError("must not load data or models when the cache is reused")
@@ -94,5 +94,5 @@ def test_cache_built_before_issue_10_is_reused_for_the_same_files(tmp_path, lega
     weights = legacy_files / "backbone" / "sub" / "weights.bin"
     weights.write_bytes(weights.read_bytes()[::-1])
     changed = build_from_corpus(tmp_path, small_corpus_dir, tokenizer, fake_encoder,
-                     parts={"encoder_files": hash_path(legacy_files / "backbone")})
+                                parts={"encoder_files": hash_path(legacy_files / "backbone")})
     assert not changed.reused and changed.cache.folder != old.folder

@@ -52,7 +52,7 @@ def test_truncation_is_counted_per_split_and_stored(tmp_path, tokenizer, fake_en
     messages = []
     stream = lambda: {"dialogue": {"train": SplitStream(examples, ("dialogue",))}}
     cache = build_from_splits(tmp_path, stream, tokenizer, fake_encoder, small_cache_spec(max_seq_len=16, max_target_len=12),
-                   log=messages.append).cache
+                              log=messages.append).cache
     entry = cache.manifest["splits"]["dialogue/train"]
     first = {"inputs": ["d.jsonl line 1", "d.jsonl line 4", "d.jsonl line 7", "d.jsonl line 10"],
              "targets": ["d.jsonl line 1", "d.jsonl line 5", "d.jsonl line 9"]}
@@ -74,7 +74,7 @@ def test_skipped_rows_are_reported_by_user_file_and_line(tmp_path, tokenizer, fa
     spec = corpus_data_spec(tmp_path, dataset=str(folder))
     messages = []
     cache = build_from_splits(tmp_path / "cache", lambda: {"dialogue": load_collection(spec, "dialogue")}, tokenizer,
-                   fake_encoder, log=messages.append).cache
+                              fake_encoder, log=messages.append).cache
     entry = cache.manifest["splits"]["dialogue/train"]
     assert entry["count"] == 6 and entry["skipped"] == {"malformed_json": 1}
     train = str(folder / "train.jsonl")
@@ -89,7 +89,7 @@ def test_a_weighted_mix_records_its_weights_and_realised_counts(tmp_path, small_
                      for s, w in zip(spec.pretrain, (2.0, 1.0, 1.0)))
     messages = []
     cache = build_from_splits(tmp_path, corpus_splits(small_corpus_dir, pretrain=weighted, pretrain_max_train=None), tokenizer,
-                   fake_encoder, log=messages.append).cache
+                              fake_encoder, log=messages.append).cache
     entry = cache.manifest["splits"]["pretrain/train"]
     assert entry["weights"] == {"wikitext": 2.0, "arxiv": 1.0, "english": 1.0}
     assert entry["sources"]["wikitext"] == 95 and sum(entry["sources"].values()) == entry["count"]

@@ -25,7 +25,7 @@ def test_caps_limit_each_source_and_the_total(corpus_dir):
 
 def write_documents(path, n, tag, column="text"):
     return write_jsonl(path, [{column: f"{tag} document {i} begins here. It ends a sentence later.", "n": i}
-                         for i in range(n)])
+                              for i in range(n)])
 
 
 def test_weighted_mix_is_realised_within_a_few_percent(tmp_path):

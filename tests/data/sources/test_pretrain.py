@@ -68,7 +68,7 @@ def test_dataset_source_pretrains_on_the_task_inputs_and_targets(tmp_path, corpu
 
 def test_mix_source_text_field_and_template(tmp_path):
     path = write_jsonl(tmp_path / "docs.jsonl", [{"title": f"Title {i}", "body": f"Body {i} one two three four.",
-                                             "text": "ignored"} for i in range(20)])
+                                                  "text": "ignored"} for i in range(20)])
     spec = DataSpec("unused", validation_fraction=0.0)
     by_field = load_pretrain_source(spec, PretrainSource("d", str(path), "pretrain_mix", text_field="body"))
     assert by_field["train"].examples[0].input_text.startswith("Body 0")

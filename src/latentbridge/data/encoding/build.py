@@ -112,7 +112,7 @@ def build_cache(root: Path | str, fingerprint_parts: Mapping[str, Any],
         folder = _build(folder, manifest, splits, tok, encode, spec, progress, log, before_commit, existed)
     else:
         folder = build_sharded(folder, manifest, splits, tok, encode, spec, progress, log, before_commit, existed,
-                                shards)
+                               shards)
     close = getattr(progress, "close", None)
     if close:
         close()

@@ -12,7 +12,8 @@ from typing import Any, Callable, Optional, Sequence
 import numpy as np
 
 from latentbridge.data.data_specs import CacheSpec
-from latentbridge.data.encoding.tokenize import Tokenizers, pad_sequences, pad_token_id, tokenize_targets, tokenize_texts
+from latentbridge.data.encoding.tokenize import (Tokenizers, pad_sequences, pad_token_id, tokenize_targets,
+                                                 tokenize_texts)
 from latentbridge.data.rows import FIRST_LINES
 from latentbridge.data.sources import Example
 

@@ -8,8 +8,8 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from latentbridge.data.batch import (ATTENTION_MASK, ID, INPUT_IDS, INPUT_SIDE, LATENT_SIDES, SOURCE, TARGET_ATTENTION_MASK,
-                                     TARGET_IDS, TARGET_SIDE, TARGET_TEXT, TEXT)
+from latentbridge.data.batch import (ATTENTION_MASK, ID, INPUT_IDS, INPUT_SIDE, LATENT_SIDES, SOURCE,
+                                     TARGET_ATTENTION_MASK, TARGET_IDS, TARGET_SIDE, TARGET_TEXT, TEXT)
 from latentbridge.data.cache import encode_record, quantize_int8
 from latentbridge.data.data_specs import CacheSpec
 from latentbridge.data.encoding.chunks import Chunk

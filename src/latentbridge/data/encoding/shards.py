@@ -27,9 +27,9 @@ SHARD_DONE = "done.json"
 
 
 def build_sharded(folder: Path, manifest: dict[str, Any], splits: Mapping[str, Mapping[str, SplitStream]],
-                   tok: Tokenizers, encode: EncodeFn, spec: CacheSpec, progress: Progress,
-                   log: Callable[[str], None], before_commit: Optional[Callable[[Path], None]], existed: bool,
-                   shards: Shards) -> Path:
+                  tok: Tokenizers, encode: EncodeFn, spec: CacheSpec, progress: Progress,
+                  log: Callable[[str], None], before_commit: Optional[Callable[[Path], None]], existed: bool,
+                  shards: Shards) -> Path:
     """Several processes: each writes its chunks as a shard of the build folder (rank 0's), marks it done, and
     rank 0 merges the shards in chunk order and commits. The folder has no manifest until that commit, so an
     interrupted build never looks complete (and is swept as stale, its rank-0 process gone)."""

@@ -68,7 +68,7 @@ def _write_chunk(writer: SplitWriter, part: Chunk, spec: CacheSpec, tok: Tokeniz
 
 
 def write_split(stream: SplitStream, writer: SplitWriter, tok: Tokenizers, encode: EncodeFn, spec: CacheSpec,
-                 shards: Shards, progress: Progress) -> SplitReport:
+                shards: Shards, progress: Progress) -> SplitReport:
     """Encode this rank's chunks of `stream` into `writer` (every chunk with one process)."""
     report = SplitReport([])
     progress.start(f"preprocess {writer.rel}", stream.expected)
@@ -89,7 +89,7 @@ def write_split(stream: SplitStream, writer: SplitWriter, tok: Tokenizers, encod
 
 
 def split_summary(rel: str, stream: SplitStream, report: SplitReport, count: int, spec: CacheSpec,
-                   log: Callable[[str], None]) -> dict[str, Any]:
+                  log: Callable[[str], None]) -> dict[str, Any]:
     """Say what was skipped, cut and mixed in a split, and return it for its manifest entry."""
     if stream.skipped.counts:
         log(f"{rel}: skipped " + ", ".join(f"{n} {reason}" for reason, n in sorted(stream.skipped.counts.items())))
@@ -133,7 +133,7 @@ def same_latent_dim(known: Optional[int], new: Optional[int]) -> Optional[int]:
 
 
 def commit_build(build: CacheBuild, latent_dim: Optional[int], before_commit: Optional[Callable[[Path], None]],
-            existed: bool) -> Path:
+                 existed: bool) -> Path:
     build.manifest["latent_dim"] = latent_dim or 0
     if before_commit is not None:
         before_commit(build.tmp)
