@@ -1,4 +1,4 @@
-"""Helpers the data tests share: a cache built from the small corpus, a split's splits, JSON Lines files."""
+"""Helpers the data tests share: a cache built from the small corpus or from given splits, a docs dataset, JSON Lines."""
 
 from __future__ import annotations
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from latentbridge.data.sources import Columns, DataSpec, check_dialogue_data
 
-from tests.data.builders import DOCS, docs_folder, write_jsonl
+from tests.data.builders import DOCS, docs_folder
 
 
 def test_checks_sample_rows_and_report_columns_without_loading(tmp_path):

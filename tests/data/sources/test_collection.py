@@ -6,7 +6,7 @@ import json
 
 from latentbridge.data.sources import Columns, DataSpec, training_texts
 
-from tests.data.builders import DOCS, docs_folder, write_jsonl
+from tests.data.builders import DOCS, docs_folder
 
 
 def test_training_texts_are_the_training_inputs_and_targets_only(tmp_path):
