@@ -1,4 +1,4 @@
-"""Reading a split's rows from local files, folders and the hub: bad rows skipped with their line numbers."""
+"""Local files: bad JSON lines, CSV rows, invalid UTF-8 skipped with their line numbers; every format loads."""
 
 from __future__ import annotations
 
@@ -6,13 +6,7 @@ import json
 
 import pytest
 
-from latentbridge.data.rows import open_hub_dataset, split_rows
-from latentbridge.data.sources import (DataSpec, PretrainSource, load_collection, load_dialogue_split,
-                                       load_pretrain_source)
-from latentbridge.errors import UserError
-
-from tests.data.builders import write_jsonl
-from tests.factories import corpus_data_spec
+from latentbridge.data.sources import DataSpec, PretrainSource, load_dialogue_split, load_pretrain_source
 
 
 def test_bad_json_lines_invalid_utf8_and_nulls_are_skipped_with_their_line_numbers(tmp_path):
@@ -55,23 +49,6 @@ def test_rows_of_a_json_array_are_numbered_by_item(tmp_path):
                                       "1 invalid UTF-8 (item 4)"]
 
 
-def test_parquet_and_hub_rows_are_numbered_by_row(tmp_path):
-    import datasets
-    import pandas as pd
-
-    from latentbridge.data.rows import HubRows, Skips
-
-    rows = {"dialogue": ["A: hi", None, "A: bye", "  "], "summary": ["A greets.", "x", "A leaves.", "y"]}
-    path = tmp_path / "train.parquet"
-    pd.DataFrame(rows).to_parquet(path)
-    out = load_dialogue_split(DataSpec(str(path)), "train")
-    assert len(out.examples) == 2 and out.skipped.describe() == [
-        f"{path}: 2 missing or empty text (rows 2, 4)"]
-    hub = HubRows(datasets.Dataset.from_dict(rows), "org/data (train)")
-    assert hub.count() == 4 and hub.columns() == ["dialogue", "summary"]
-    assert [r.line for r in hub.rows(Skips())] == [1, 2, 3, 4]
-
-
 def test_only_the_first_line_numbers_are_kept_but_every_row_is_counted(tmp_path):
     path = tmp_path / "train.jsonl"
     path.write_text("".join("not json\n" if i % 2 else json.dumps({"dialogue": f"A: {i}", "summary": "s"}) + "\n"
@@ -99,33 +76,3 @@ def test_local_formats_load(tmp_path, fmt):
     spec = DataSpec("unused", validation_fraction=0.1, hf_cache_dir=str(tmp_path / "hf"))
     out = load_pretrain_source(spec, PretrainSource("x", str(path), "arxiv_dataset"))
     assert len(out["train"].examples) == 18 and len(out["validation"].examples) == 2
-
-
-def test_missing_local_file_names_the_field(tmp_path):
-    with pytest.raises(UserError, match=r"wikitext_dataset.*does not exist"):
-        split_rows(str(tmp_path / "nope.jsonl"), "wikitext_dataset", "train")
-    with pytest.raises(UserError, match=r"dataset_name.*does not exist"):
-        split_rows("./data/samsum_missing", "dataset_name", "train")
-
-
-def test_unreachable_hub_name_fails_fast_with_a_hint(tmp_path, monkeypatch):
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf_home"))
-    with pytest.raises(UserError, match=r"dataset_name.*knkarthick/samsum.*--preset tiny"):
-        open_hub_dataset("knkarthick/samsum", "dataset_name", hf_cache_dir=str(tmp_path / "hf"))
-
-
-def test_missing_split_lists_available_ones(tmp_path, corpus_dir):
-    spec = corpus_data_spec(corpus_dir, validation_split="dev2")
-    with pytest.raises(UserError, match=r"no split 'dev2'.*test.*train.*validation"):
-        load_collection(spec, "dialogue")
-
-
-def test_folder_of_shards_is_one_train_split(tmp_path):
-    folder = tmp_path / "shards"
-    folder.mkdir()
-    for k in range(3):
-        write_jsonl(folder / f"part{k}.jsonl", [{"text": f"Shard {k} doc {i}. It has two sentences."} for i in range(10)])
-    (folder / ".cache").mkdir()
-    write_jsonl(folder / ".cache" / "junk.jsonl", [{"text": "ignored. really ignored."}])
-    assert split_rows(str(folder), "english_pretrain_dataset", "train").count() == 30
