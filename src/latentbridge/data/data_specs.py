@@ -45,7 +45,6 @@ class CacheSpec:
         return parts
 
 
-
 def _nothing() -> None:
     return None
 
@@ -67,7 +66,6 @@ class Shards:
     count: int = 1
     barrier: Callable[[], None] = _nothing
     share: Callable[[Any], Any] = _same
-
 
 
 @dataclass(frozen=True)
@@ -119,4 +117,3 @@ class DataSpec:
     def weighted(self) -> bool:
         """Whether the pretraining sources are a weighted mix (pretrain_mix)."""
         return any(s.weight is not None for s in self.pretrain)
-

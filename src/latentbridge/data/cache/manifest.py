@@ -94,4 +94,3 @@ def check_files(folder: Path, manifest: Mapping[str, Any], full: bool = False) -
             if full and not digest_matches(p, meta):  # also the sha256 / blake2b digests of older caches
                 raise corrupt(p, f"checksum mismatch: its content is not what the manifest's {recorded_hash(meta)} "
                                  "says")
-

@@ -114,4 +114,3 @@ def clean_stale_builds(root: Path, holding: Optional[str] = None) -> None:
         name = _leftover_of(entry)
         if name is not None and (name == holding or not is_locked(build_lock(root / name).path)):
             shutil.rmtree(entry, ignore_errors=True)
-

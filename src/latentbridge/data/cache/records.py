@@ -71,4 +71,3 @@ def decode_record(line: bytes, latent_dim: int, int8: bool) -> dict[str, Any]:
         if key in rec:
             rec[key] = np.asarray(rec[key], dtype=np.int64)
     return rec
-

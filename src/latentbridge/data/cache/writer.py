@@ -121,4 +121,3 @@ class SplitWriter:
     def source_counts(self, source_names: list[str]) -> dict[str, int]:
         counts = np.bincount(np.frombuffer(bytes(self.codes), dtype=np.uint8), minlength=len(source_names))
         return {name: int(counts[i]) for i, name in enumerate(source_names) if counts[i]}
-

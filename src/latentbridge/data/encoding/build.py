@@ -135,4 +135,3 @@ def _build(folder: Path, manifest: dict[str, Any], splits: Mapping[str, Mapping[
                 summary = split_summary(writer.rel, stream, report, writer.count, spec, log)
                 build.close_split(writer, stream.skipped.counts, **summary)
         return commit_build(build, latent_dim, before_commit, existed)
-

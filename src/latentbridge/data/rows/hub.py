@@ -100,4 +100,3 @@ class HubRows(RowSource):
             for values in zip(*batch.values()):
                 line += 1
                 yield self.name, line, dict(zip(names, values))
-
