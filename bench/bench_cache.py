@@ -31,6 +31,7 @@ sys.path[:0] = [str(ROOT / "src"), str(ROOT), str(ROOT / "bench")]
 
 from common import alternate, load_average, ratio  # noqa: E402
 
+from latentbridge.data.batch import INDEX, LATENT_SIDES, LENGTHS, TARGET_ATTENTION_MASK, TARGET_IDS  # noqa: E402
 from latentbridge.data.cache import CacheBuild, open_cache  # noqa: E402
 from latentbridge.data.loader import CacheDataset, Collate  # noqa: E402
 
@@ -39,7 +40,7 @@ BATCH = 256
 
 def build_synthetic(folder: Path, n: int, k: int, d: int, int8: bool, fmt: str, seed: int = 0) -> Path:
     """A cache of n records of (k, d) latents and 16-111 target ids, written through the real writers."""
-    from latentbridge.data.preprocess import CacheSpec, Chunk, jsonl_lines, npy_layout, npy_rows
+    from latentbridge.data.encoding import CacheSpec, Chunk, jsonl_lines, npy_layout, npy_rows
     from latentbridge.data.sources import Example
 
     rng = np.random.default_rng(seed)
@@ -108,7 +109,7 @@ def bench_reads(n: int, k: int, d: int, tmp: Path) -> list[tuple[str, float, flo
             it = iter(loader)
             next(it)  # worker start-up is not counted
             t0 = time.perf_counter()
-            got = sum(len(b["index"]) for b in it)
+            got = sum(len(b[INDEX]) for b in it)
             rows.append((f"{name}: DataLoader, 2 workers (after start-up)", got / (time.perf_counter() - t0), size))
     # the reference: the same latents as a raw float32 memmap (input + target), fancy-indexed per batch
     mm_path = tmp / "latents.f32"
@@ -130,12 +131,12 @@ SHAPES = {"tiny (hidden 64, 2 layers)": dict(hidden_size=64, intermediate_size=1
 def _corpus_sequences(n: int, max_len: int = 128) -> list[list[int]]:
     """Token ids of `n` texts of the bundled corpus (dialogues and wikitext-like documents), seeded order."""
     from latentbridge.data.corpus import dialogue_rows, pretrain_rows
-    from latentbridge.data.preprocess import _tokenize
+    from latentbridge.data.encoding import tokenize_texts
     from tests.factories import make_tokenizer  # a WordLevel tokenizer trained on the bundled corpus
 
     texts = [r["dialogue"] for r in dialogue_rows(0)["train"]] + [r["text"] for r in pretrain_rows(0)["wikitext"]]
     texts = [texts[i] for i in np.random.default_rng(0).permutation(len(texts))[:n]]
-    return _tokenize(make_tokenizer(), texts, max_len)[0]
+    return tokenize_texts(make_tokenizer(), texts, max_len)[0]
 
 
 def _random_encoder(kw: dict):
@@ -158,7 +159,7 @@ def _random_encoder(kw: dict):
 def bench_preprocess(quick: bool, rounds: int = 3) -> list[tuple[str, str, float, float]]:
     """Encode throughput with a random ModernBERT + the segment-pooling compressor; sorted and unsorted
     runs alternate and the median of `rounds` is kept (the machine is shared and noisy)."""
-    from latentbridge.data.preprocess import encode_batched
+    from latentbridge.data.encoding import encode_batched
 
     seqs = _corpus_sequences(256 if quick else 1024)
     rows = []
@@ -189,7 +190,7 @@ def bench_preprocess(quick: bool, rounds: int = 3) -> list[tuple[str, str, float
 def memmap_columns(split) -> dict[str, np.ndarray]:
     """The npy cache's array columns opened as plain numpy memmaps (the reference reads these files itself)."""
     return {name: np.load(split.folder / f"{split.rel}.{name}.npy", mmap_mode="r")
-            for name in [*split.layout, "lengths"]}
+            for name in [*split.layout, LENGTHS]}
 
 
 def memmap_batch(columns: dict[str, np.ndarray], names: list[str], int8: bool, target_mask: bool,
@@ -199,21 +200,21 @@ def memmap_batch(columns: dict[str, np.ndarray], names: list[str], int8: bool, t
     ids padded to the longest target and their mask. The reader must give equal tensors (tested)."""
     import torch
 
-    lengths = columns["lengths"][rows]                                        # (B, C)
+    lengths = columns[LENGTHS][rows]                                          # (B, C)
     out = {}
-    for side in ("input", "target"):
-        c = names.index(f"{side}_latents")
+    for side in LATENT_SIDES:
+        c = names.index(side.latents)
         k = max(1, int(lengths[:, c].max()))
-        x = columns[f"{side}_latents"][rows, :k]                               # (B, k, D)
+        x = columns[side.latents][rows, :k]                                    # (B, k, D)
         if int8:
-            x = x.astype(np.float32) * columns[f"{side}_scales"][rows, :k, None]
-        out[f"{side}_latents"] = torch.from_numpy(x)
-        out[f"{side}_latent_mask"] = torch.from_numpy(np.arange(k)[None, :] < lengths[:, c, None])
-    c = names.index("target_ids")
+            x = x.astype(np.float32) * columns[side.scales][rows, :k, None]
+        out[side.latents] = torch.from_numpy(x)
+        out[side.mask] = torch.from_numpy(np.arange(k)[None, :] < lengths[:, c, None])
+    c = names.index(TARGET_IDS)
     width = max(1, int(lengths[:, c].max()))
-    out["target_ids"] = torch.from_numpy(columns["target_ids"][rows, :width].astype(np.int64))
+    out[TARGET_IDS] = torch.from_numpy(columns[TARGET_IDS][rows, :width].astype(np.int64))
     if target_mask:
-        out["target_attention_mask"] = torch.from_numpy((np.arange(width)[None, :] < lengths[:, c, None]).astype(np.int64))
+        out[TARGET_ATTENTION_MASK] = torch.from_numpy((np.arange(width)[None, :] < lengths[:, c, None]).astype(np.int64))
     return out
 
 
@@ -229,7 +230,7 @@ def bench_trainer_reader(n: int, k: int, d: int, tmp: Path, rounds: int) -> list
         twin = split if fmt == "npy" else open_cache(build_synthetic(tmp / f"tnpy{int8}", n, k, d, int8, "npy")
                                                      ).split("dialogue", "train")
         columns, names = memmap_columns(twin), list(twin.layout)
-        target_mask = "target_attention_mask" in twin.fields
+        target_mask = TARGET_ATTENTION_MASK in twin.fields
         ds, collate = CacheDataset(split, metadata=False), Collate(0)  # as modes/train.stage_data builds them
 
         def reader():
@@ -252,7 +253,7 @@ def bench_encoder_pass(quick: bool, rounds: int) -> list[tuple[str, float, float
     """(encoder, our pass records/s, bare loop records/s, our rate / bare rate as a common.Ratio)."""
     import torch
 
-    from latentbridge.data.preprocess import encode_batched, pad_sequences
+    from latentbridge.data.encoding import encode_batched, pad_sequences
     from latentbridge.models.backends import autocast
     from latentbridge.models.encoder import LatentEncoder
     from latentbridge.models.specs import EncoderSpec

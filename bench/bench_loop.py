@@ -46,6 +46,7 @@ from common import Ratio, load_average, ratio, within_noise  # noqa: E402
 from latentbridge import recipe  # noqa: E402
 from latentbridge.assets import ensure_tiny_assets  # noqa: E402
 from latentbridge.config import preset_config  # noqa: E402
+from latentbridge.data.batch import INDEX, INPUT_LATENTS, TARGET_ATTENTION_MASK, TARGET_IDS, TARGET_LATENTS  # noqa: E402
 from latentbridge.data.loader import Collate  # noqa: E402
 from latentbridge.models.bridge import build_model, set_trainable  # noqa: E402
 from latentbridge.models.runtime import resolve_runtime  # noqa: E402
@@ -70,10 +71,10 @@ class Records(Dataset):
         self.rows = []
         for i in range(n):
             length = int(rng.integers(8, 48))
-            self.rows.append({"input_latents": rng.standard_normal((k, dim)).astype(np.float32),
-                              "target_latents": rng.standard_normal((k, dim)).astype(np.float32),
-                              "target_ids": rng.integers(5, vocab, size=length),
-                              "target_attention_mask": np.ones(length, dtype=np.int64), "index": i})
+            self.rows.append({INPUT_LATENTS: rng.standard_normal((k, dim)).astype(np.float32),
+                              TARGET_LATENTS: rng.standard_normal((k, dim)).astype(np.float32),
+                              TARGET_IDS: rng.integers(5, vocab, size=length),
+                              TARGET_ATTENTION_MASK: np.ones(length, dtype=np.int64), INDEX: i})
 
     def __len__(self) -> int:
         return len(self.rows)

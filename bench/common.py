@@ -134,6 +134,7 @@ def synthetic_batch(model: Any, stage: Any, batch_size: int, encoder_len: int, t
     latent sequences, `target_len` target ids, and texts of `encoder_len` encoder tokens for stages that encode."""
     import torch
 
+    from latentbridge.data import batch as batch_keys
     from latentbridge.data.loader import Collate
 
     g = torch.Generator().manual_seed(seed)
@@ -144,12 +145,13 @@ def synthetic_batch(model: Any, stage: Any, batch_size: int, encoder_len: int, t
         ids = torch.randint(10, vocab, (target_len,), generator=g)
         ids[-1] = model.decoder.end_id
         latents = [torch.nn.functional.normalize(torch.randn(K, D, generator=g), dim=-1).numpy() for _ in range(2)]
-        rows.append({"index": i, "input_latents": latents[0], "target_latents": latents[1], "target_ids": ids.numpy(),
-                     "target_attention_mask": torch.ones(target_len, dtype=torch.long).numpy()})
+        rows.append({batch_keys.INDEX: i, batch_keys.INPUT_LATENTS: latents[0], batch_keys.TARGET_LATENTS: latents[1],
+                     batch_keys.TARGET_IDS: ids.numpy(),
+                     batch_keys.TARGET_ATTENTION_MASK: torch.ones(target_len, dtype=torch.long).numpy()})
     batch = Collate(target_pad_id=model.decoder.pad_id)(rows)
     if not stage.uses_cache:
         words = " ".join(f"word{i % 97}" for i in range(encoder_len * 2))  # longer than the limit: truncated to it
-        batch["text"] = batch["target_text"] = [words] * batch_size
+        batch[batch_keys.TEXT] = batch[batch_keys.TARGET_TEXT] = [words] * batch_size
     return batch
 
 

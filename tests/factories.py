@@ -23,7 +23,7 @@ from transformers import PreTrainedTokenizerFast
 from latentbridge import recipe
 from latentbridge.config import Config, preset_config
 from latentbridge.data.corpus import corpus_paths, corpus_texts
-from latentbridge.data.preprocess import CacheSpec, Shards, Tokenizers
+from latentbridge.data.encoding import CacheSpec, Shards, Tokenizers
 from latentbridge.data.sources import DataSpec, PretrainSource
 from latentbridge.models.bridge import LatentBridge, build_model
 from latentbridge.models.runtime import resolve_runtime

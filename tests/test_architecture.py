@@ -3,6 +3,8 @@
     errors, files, locks, text_template, token_layout, choices -> config, pretrain_mix -> data | models
     -> assets | training -> recipe -> evaluation | ui | caching -> modes -> cli, the package's API (latentbridge/__init__.py)
 
+and inside data/: batch, build_progress, corpus -> data_specs -> rows -> sources | cache -> encoding -> loader.
+
 A module imports from its own layer or the ones below it, never from a peer beside it (data and models
 never import each other) or above it; mode modules import nothing from each other. A function-local import
 is kept only where it keeps torch out of a light path (`import latentbridge`, `--help`, `--mode config`,
@@ -54,6 +56,14 @@ PROBES = {("models.backends", "flash_attn"): "flash-attn is optional and a broke
           ("models.lora", "peft"): "2.4 s to import on top of transformers (measured); only LoRA runs need it",
           ("training.tracking", "mlflow"): "an optional tracker (requirements-trackers.txt), asked for by report_to"}
 CONFIG_READERS = ("config", "recipe", "evaluation", "caching", "modes", "cli", "__init__")  # may import Config
+DATA_LAYERS = (  # inside data/ (README.md, Layout), bottom to top; groups of one layer never import each other
+    ("batch", "build_progress", "corpus"),
+    ("data_specs",),
+    ("rows",),
+    ("sources", "cache"),
+    ("encoding",),
+    ("loader",),
+)
 
 
 @dataclass(frozen=True)
@@ -207,6 +217,35 @@ def test_imports_point_down_the_layers():
     assert not wrong, "imports against the layer order (README.md, Layout):\n" + "\n".join(wrong)
 
 
+def data_group(module: str) -> str:
+    """`latentbridge.data.cache.reader` -> "cache"; "" for the data package itself and modules outside it."""
+    parts = module.split(".")
+    return parts[2] if len(parts) > 2 and parts[1] == "data" else ""
+
+
+def data_rank(module: str) -> int:
+    return next(i for i, groups in enumerate(DATA_LAYERS) if data_group(module) in groups)
+
+
+def test_every_data_module_has_a_data_layer():
+    assert {data_group(m) for m in modules()} - {""} <= {g for layer in DATA_LAYERS for g in layer}
+
+
+def test_data_modules_import_down_the_data_order():
+    """Specs and batch keys first, so no circle appears; sources and cache side by side; encoding over both."""
+    wrong = [f"{i.module}:{i.line} imports {i.target}" for i in all_imports()
+             if data_group(i.module) and i.target in modules() and data_group(i.target)
+             and data_group(i.target) != data_group(i.module) and data_rank(i.target) >= data_rank(i.module)]
+    assert not wrong, "imports against data/'s order (README.md, Layout):\n" + "\n".join(wrong)
+
+
+def test_data_module_names_are_not_used_elsewhere_in_the_package():
+    """A reader who opens `data/<name>` never meant a module of the same name in another folder."""
+    names = [m.rsplit(".", 1)[-1] for m in modules()]
+    shared = sorted({m for m in modules() if data_group(m) and names.count(m.rsplit(".", 1)[-1]) > 1})
+    assert not shared, f"data modules named like another module of {PACKAGE}: {shared}"
+
+
 def test_mode_modules_import_no_other_mode():
     wrong = [f"{i.module}:{i.line} imports {i.target}" for i in all_imports()
              if group(i.module) == "modes" and i.module != f"{PACKAGE}.modes"
@@ -279,3 +318,6 @@ def test_the_checks_see_what_they_check():
     assert any(i.kind == "local" for i in imports(f"{PACKAGE}.recipe"))
     assert any(i.kind == "dynamic" for i in imports(f"{PACKAGE}.modes"))
     assert rank(f"{PACKAGE}.data.cache") == rank(f"{PACKAGE}.models.bridge") < rank(f"{PACKAGE}.training.stages")
+    encoding_build = {i.target for i in imports(f"{PACKAGE}.data.encoding.build")}
+    assert f"{PACKAGE}.data.cache" in encoding_build and data_rank(f"{PACKAGE}.data.cache.reader") == data_rank(
+        f"{PACKAGE}.data.sources.mix") < data_rank(f"{PACKAGE}.data.encoding.build")

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any, Callable, Optional, Sequence
 
 from latentbridge.data.corpus import corpus_paths, corpus_texts, write_corpus
-from latentbridge.data.progress import NullProgress
+from latentbridge.data.build_progress import NullProgress
 from latentbridge.files import write_text_atomic
 from latentbridge.locks import build_folder_once
 from latentbridge.models.loading import quiet_transformers

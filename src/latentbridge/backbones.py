@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Optional
 
-from latentbridge.data.progress import NullProgress
+from latentbridge.data.build_progress import NullProgress
 from latentbridge.errors import UserError
 from latentbridge.files import HASH_NAME, file_digest
 from latentbridge.locks import build_folder_once

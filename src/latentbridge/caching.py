@@ -22,8 +22,8 @@ from transformers import AutoTokenizer
 from latentbridge import recipe
 from latentbridge.config import Config
 from latentbridge.data.cache import Cache
-from latentbridge.data.preprocess import BuildResult, Shards, Tokenizers, build_cache
-from latentbridge.data.progress import NullProgress, Progress
+from latentbridge.data.encoding import BuildResult, Shards, Tokenizers, build_cache
+from latentbridge.data.build_progress import NullProgress, Progress
 from latentbridge.data.sources import load_collection
 from latentbridge.errors import UserError
 from latentbridge.files import REFUSED_WRITES

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, Callable, Optional
 
 from latentbridge.config import LORA_AUTO, STAGES, Config
 from latentbridge.data.cache import hash_path
-from latentbridge.data.preprocess import CacheSpec
+from latentbridge.data.encoding import CacheSpec
 from latentbridge.data.corpus import corpus_paths
 from latentbridge.data.sources import Columns, DataSpec, PretrainSource, training_texts
 from latentbridge.errors import UserError

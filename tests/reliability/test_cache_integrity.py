@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from latentbridge.caching import ensure_cache
-from latentbridge.data import cache as cache_module
+from latentbridge.data.cache import publish as cache_publish
 from latentbridge.data.cache import MANIFEST, build_lock, open_cache
 from latentbridge.errors import UserError
 
@@ -120,7 +120,7 @@ import sys, time
 from pathlib import Path
 import torch
 torch.set_num_threads(1)
-from latentbridge.data.preprocess import build_cache
+from latentbridge.data.encoding import build_cache
 from latentbridge.data.sources import load_collection
 from tests.factories import FakeEncoder, corpus_data_spec, fake_tokenizers, make_tokenizer, small_cache_spec
 tok = make_tokenizer()
@@ -144,7 +144,7 @@ def builder(corpus: Path, root: Path, speed: str) -> subprocess.Popen:
 
 @pytest.mark.parametrize("cache_copy", ["jsonl"], indirect=True)
 def test_a_cache_being_built_stops_a_second_builder_naming_the_first(cache_copy, monkeypatch):
-    monkeypatch.setattr(cache_module, "_SWEEP_WAIT_S", 0.1)
+    monkeypatch.setattr(cache_publish, "_SWEEP_WAIT_S", 0.1)
     folder = cache_folder(cache_copy)
     flip_one_byte(folder / "dialogue/train.jsonl")  # so that this start has to build
     with build_lock(folder):  # another builder, as far as flock is concerned

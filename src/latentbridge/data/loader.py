@@ -1,12 +1,7 @@
 """Training-time reading of the cache: a torch Dataset over a CacheSplit, a collate, the DataLoader the trainer uses.
 
-A batch (B rows, K_max latents, L_max target tokens):
-    input_latents         (B, K_in, D) float32     input_latent_mask   (B, K_in) bool
-    target_latents        (B, K_tg, D) float32     target_latent_mask  (B, K_tg) bool
-    target_ids            (B, L) long, padded with the decoder pad id   [when stored]
-    target_attention_mask (B, L) long, 1 on real tokens                 [when target ids or mask stored]
-    input_ids / attention_mask (B, T) long                              [when stored]
-    index (B,) long: row in the split;  id, source, text, target_text: lists
+A batch is a `CacheBatch` (data/batch.py declares its keys and shapes): latents with their masks, target ids
+padded with the decoder pad id and their attention mask, input ids (when stored), the rows' index and source.
 Both cache formats give the same batch: jsonl through `Collate` over records, npy in one read of its
 array columns (`CacheDataset.__getitems__`, which DataLoader calls for each batch).
 """
@@ -19,8 +14,9 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from latentbridge.data.batch import INDEX, LATENT_SIDES, METADATA_KEYS, TOKEN_SIDES, CacheBatch
 from latentbridge.data.cache import CacheSplit
-from latentbridge.data.preprocess import pad_sequences
+from latentbridge.data.encoding import pad_sequences
 
 
 def select_indices(split: CacheSplit, total_cap: Optional[int] = None,
@@ -63,7 +59,7 @@ class CacheDataset(Dataset):
     def __getitem__(self, i: int) -> dict[str, Any]:
         row = int(i) if self.indices is None else int(self.indices[i])
         rec = self.split[row]
-        rec["index"] = row
+        rec[INDEX] = row
         return rec
 
     def __getitems__(self, items: list[int]):
@@ -98,27 +94,22 @@ class Collate:
     def __init__(self, target_pad_id: int = 0, input_pad_id: int = 0):
         self.target_pad_id, self.input_pad_id = target_pad_id, input_pad_id
 
-    def __call__(self, recs: list[dict[str, Any]] | dict[str, Any]) -> dict[str, Any]:
+    def __call__(self, recs: list[dict[str, Any]] | CacheBatch) -> CacheBatch:
         if isinstance(recs, dict):  # already a batch (CacheDataset.__getitems__ on the npy format)
             return recs
         batch: dict[str, Any] = {}
-        batch["input_latents"], batch["input_latent_mask"] = _pad_latents([r["input_latents"] for r in recs])
-        batch["target_latents"], batch["target_latent_mask"] = _pad_latents([r["target_latents"] for r in recs])
-        if "target_ids" in recs[0]:
-            batch["target_ids"], batch["target_attention_mask"] = _pad_ids([r["target_ids"] for r in recs],
-                                                                           self.target_pad_id)
-        elif "target_attention_mask" in recs[0]:
-            _, batch["target_attention_mask"] = _pad_ids([r["target_attention_mask"] for r in recs], 0)
-        if "input_ids" in recs[0]:
-            batch["input_ids"], mask = _pad_ids([r["input_ids"] for r in recs], self.input_pad_id)
-            batch["attention_mask"] = mask
-        elif "attention_mask" in recs[0]:
-            _, batch["attention_mask"] = _pad_ids([r["attention_mask"] for r in recs], 0)
-        batch["index"] = torch.tensor([r["index"] for r in recs], dtype=torch.long)
-        for key in ("id", "source", "text", "target_text"):
+        for side in LATENT_SIDES:
+            batch[side.latents], batch[side.mask] = _pad_latents([r[side.latents] for r in recs])
+        for tokens, pad_id in zip(TOKEN_SIDES, (self.target_pad_id, self.input_pad_id)):
+            if tokens.ids in recs[0]:
+                batch[tokens.ids], batch[tokens.mask] = _pad_ids([r[tokens.ids] for r in recs], pad_id)
+            elif tokens.mask in recs[0]:
+                _, batch[tokens.mask] = _pad_ids([r[tokens.mask] for r in recs], 0)
+        batch[INDEX] = torch.tensor([r[INDEX] for r in recs], dtype=torch.long)
+        for key in METADATA_KEYS:
             if key in recs[0]:
                 batch[key] = [r[key] for r in recs]
-        return batch
+        return batch  # type: ignore[return-value]
 
 
 def make_loader(dataset: Dataset, order: Sequence[int], batch_size: int, collate: Callable, *, seed: int = 0,

@@ -1,5 +1,5 @@
 """Progress of long data jobs (building the cache) on the terminal: a Rich bar, or plain lines for CI,
-pipes and nohup. Both implement data/progress.py's `Progress`; `console_progress()` picks one.
+pipes and nohup. Both implement data/build_progress.py's `Progress`; `console_progress()` picks one.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress as RichBar, TextColumn, TimeElapsedColumn
 from rich.table import Column
 
-from latentbridge.data.progress import Progress
+from latentbridge.data.build_progress import Progress
 from latentbridge.ui.live import logging_through
 
 

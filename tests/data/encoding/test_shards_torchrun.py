@@ -1,6 +1,6 @@
 """`--mode preprocess` under torchrun, 2 CPU processes (gloo): every rank encodes its share, the result is the
 cache one process builds, and a build killed half-way never looks complete. Slow: two processes under torchrun,
-~15-30 s each; tests/data/test_preprocess.py checks the same merge with threads as ranks in the default run."""
+~15-30 s each; tests/data/encoding/test_shards.py checks the same merge with threads as ranks in the default run."""
 
 from __future__ import annotations
 
@@ -17,11 +17,11 @@ import pytest
 from latentbridge.caching import ensure_cache
 from latentbridge.config_sources import write_config_file
 from latentbridge.data.cache import MANIFEST
-from latentbridge.data.preprocess import Shards
+from latentbridge.data.encoding import Shards
 from latentbridge.files import FILE_HASH
 from tests.factories import assets_config
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 
 
 def _config(root: Path, tmp: Path, **overrides):
