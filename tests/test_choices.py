@@ -21,6 +21,6 @@ def test_every_middle_architecture_the_config_offers_is_one_the_models_build():
 
 
 def test_the_cache_formats_the_config_offers_are_the_ones_data_writes():
-    from latentbridge.data.preprocess import FORMATS  # data/ keeps its copy until its split lands
+    from latentbridge.data.encoding import build
 
-    assert field_meta("preprocess_format")["choices"] is choices.CACHE_FORMATS and FORMATS == choices.CACHE_FORMATS
+    assert field_meta("preprocess_format")["choices"] is choices.CACHE_FORMATS is build.CACHE_FORMATS

@@ -29,15 +29,15 @@ def test_a_row_is_cut_before_its_first_stop_id():
 
 
 def test_the_cache_lays_targets_out_as_the_decoder_does(tiny_root):
-    """data/ still has its own copy (another change moves it onto token_layout): both give the same ids."""
+    """The cache's target ids (data/encoding) and the decoder's, both laid out by token_layout: the same ids."""
     from latentbridge.assets import ensure_tiny_assets
-    from latentbridge.data.preprocess import target_ids
+    from latentbridge.data.encoding import tokenize_targets
     from tests.factories import make_model
 
     decoder = make_model(ensure_tiny_assets(tiny_root, seed=0)).decoder
     texts = ["Max says hi.", "a much longer summary of the dialogue, cut short", ""]
     for max_len in (1, 4, 32):
         decoder_rows = [decoder.target_ids([t], max_len)[0][0].tolist() for t in texts]
-        cache_rows = target_ids(decoder.tokenizer, texts, max_len, decoder.end_id)
+        cache_rows = tokenize_targets(decoder.tokenizer, texts, max_len, decoder.end_id)[0]
         assert decoder_rows == cache_rows
         assert all(len(row) <= max_len and row[-1] == decoder.end_id for row in cache_rows)

@@ -11,8 +11,6 @@ from typing import Any, Callable, Optional
 
 from latentbridge.data.batch import ATTENTION_MASK, INPUT_IDS, TARGET_ATTENTION_MASK, TARGET_IDS, TEXT
 
-FORMATS = ("jsonl", "npy")  # the cache's storage formats (preprocess_format)
-
 
 @dataclass(frozen=True)
 class CacheSpec:

@@ -1,14 +1,8 @@
-"""Tokenising for the cache: the decoder's target layout and the count of texts cut to fit."""
+"""Tokenising for the cache: targets in the decoder's layout (token_layout.py) and the count of texts cut to fit."""
 
 from __future__ import annotations
 
-from latentbridge.data.encoding import target_layout, tokenize_targets
-
-
-def test_target_layout_is_the_text_tokens_then_the_end_token():
-    assert target_layout([5, 6, 7, 8], room=2, end_id=1) == [5, 6, 1]
-    assert target_layout([5, 6], room=4, end_id=1) == [5, 6, 1]
-    assert target_layout([5, 6, 7], room=2, end_id=None) == [5, 6]
+from latentbridge.data.encoding import tokenize_targets
 
 
 def test_targets_fit_max_len_with_their_end_token_and_the_cut_ones_are_counted(tokenizer):

@@ -15,18 +15,18 @@ tokenised and encoded), `record_layout` (what the records of each format hold), 
 `shards` (a build by several processes), `build` (reuse or build). Import the public names from here.
 """
 
-from latentbridge.data.data_specs import FORMATS, CacheSpec, Shards
+from latentbridge.data.data_specs import CacheSpec, Shards
 from latentbridge.data.encoding.build import BuildResult, build_cache
 from latentbridge.data.encoding.chunks import Chunk, EncodeFn, encode_batched, encode_chunk, where_read
 from latentbridge.data.encoding.record_layout import jsonl_lines, npy_layout, npy_rows
 from latentbridge.data.encoding.shards import SHARD_DONE, SHARDS_DIR
 from latentbridge.data.encoding.splits import SplitReport
 from latentbridge.data.encoding.tokenize import (CHARS_PER_TOKEN_LIMIT, Tokenizers, pad_sequences, pad_token_id,
-                                                 target_layout, tokenize_targets, tokenize_texts)
+                                                 tokenize_targets, tokenize_texts)
 
 __all__ = [
-    "BuildResult", "CHARS_PER_TOKEN_LIMIT", "CacheSpec", "Chunk", "EncodeFn", "FORMATS", "SHARDS_DIR", "SHARD_DONE",
+    "BuildResult", "CHARS_PER_TOKEN_LIMIT", "CacheSpec", "Chunk", "EncodeFn", "SHARDS_DIR", "SHARD_DONE",
     "Shards", "SplitReport", "Tokenizers", "build_cache", "encode_batched", "encode_chunk", "jsonl_lines",
-    "npy_layout", "npy_rows", "pad_sequences", "pad_token_id", "target_layout", "tokenize_targets",
+    "npy_layout", "npy_rows", "pad_sequences", "pad_token_id", "tokenize_targets",
     "tokenize_texts", "where_read",
 ]

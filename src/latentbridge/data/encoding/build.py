@@ -14,7 +14,8 @@ from typing import Any, Callable, Mapping, Optional
 from latentbridge.data.build_progress import NullProgress, Progress
 from latentbridge.data.cache import (CACHE_FORMAT, CACHE_VERSION, Cache, CacheBuild, cache_dir_for, clean_stale_builds,
                                      find_complete_cache, fingerprint, library_versions, open_cache, read_manifest)
-from latentbridge.data.data_specs import FORMATS, CacheSpec, Shards
+from latentbridge.choices import CACHE_FORMATS
+from latentbridge.data.data_specs import CacheSpec, Shards
 from latentbridge.data.encoding.chunks import EncodeFn
 from latentbridge.data.encoding.shards import build_sharded
 from latentbridge.data.encoding.splits import commit_build, same_latent_dim, split_summary, write_split
@@ -89,8 +90,8 @@ def build_cache(root: Path | str, fingerprint_parts: Mapping[str, Any],
     """
     t0 = time.perf_counter()
     progress = progress or NullProgress()
-    if spec.format not in FORMATS:
-        raise UserError(f"preprocess_format: {spec.format!r} is not supported; expected one of {', '.join(FORMATS)}.")
+    if spec.format not in CACHE_FORMATS:
+        raise UserError(f"preprocess_format: {spec.format!r} is not supported; expected one of {', '.join(CACHE_FORMATS)}.")
     parts = {"cache_version": CACHE_VERSION, "spec": spec.content_parts(), **fingerprint_parts}
     fp = fingerprint(parts)
     folder = cache_dir_for(root, fp)

@@ -10,6 +10,8 @@ from typing import Any, Optional, Sequence
 
 import numpy as np
 
+from latentbridge.token_layout import target_layout, target_room
+
 CHARS_PER_TOKEN_LIMIT = 32  # texts are cut to max_len * this many characters before tokenising
 
 
@@ -33,23 +35,17 @@ def tokenize_texts(tokenizer, texts: Sequence[str], max_len: int,
     return [list(ids) for ids in out["input_ids"]], truncated
 
 
-def target_layout(text_ids: Sequence[int], room: int, end_id: Optional[int]) -> list[int]:
-    """The decoder's target layout: the text's tokens (no BOS), at most `room` of them, then the end token
-    (none when `end_id` is None) -- the layout Decoder.target_ids trains on."""
-    return list(text_ids[:room]) + ([end_id] if end_id is not None else [])
-
-
 def tokenize_targets(tokenizer, texts: Sequence[str], max_len: int,
                      end_id: Optional[int] = None) -> tuple[list[list[int]], list[bool]]:
-    """(decoder target ids in `target_layout`, at most `max_len` in all, whether each text was cut); the end
-    token is `end_id`, default the tokenizer's EOS."""
+    """(decoder target ids in token_layout's `target_layout`, at most `max_len` in all, whether each text was
+    cut); the end token is `end_id`, default the tokenizer's EOS."""
     eos = tokenizer.eos_token_id if end_id is None else end_id
-    room = max_len - (1 if eos is not None else 0)
+    room = target_room(max_len, eos)
     if room > 0:
-        ids, truncated = tokenize_texts(tokenizer, texts, max(room, 1), special=False)
+        ids, truncated = tokenize_texts(tokenizer, texts, room, special=False)
     else:
         ids, truncated = [[] for _ in texts], [True] * len(texts)
-    return [target_layout(seq, room, eos) for seq in ids], truncated
+    return [target_layout(seq, max_len, eos) for seq in ids], truncated
 
 
 def pad_token_id(tokenizer) -> int:
