@@ -35,7 +35,7 @@ SLOW_PATHS = {
     "DDP": ("tests/training/test_distributed.py", "test_two_cpu_processes_train_and_only_rank0_reports"),
     "FSDP": ("tests/training/test_sharding.py",
              "test_sharded_training_matches_ddp_resumes_exactly_and_writes_whole_checkpoints"),
-    "sharded preprocess": ("tests/data/test_sharded_preprocess.py", "test_two_processes_build_the_cache_one_process_builds"),
+    "sharded preprocess": ("tests/data/encoding/test_shards_torchrun.py", "test_two_processes_build_the_cache_one_process_builds"),
     "kill -9 resume": ("tests/reliability/test_kill_resume.py", "test_kill9_then_resume_matches_an_uninterrupted_run"),
     "torch.compile": ("tests/models/test_compile.py", "test_compiled_middle_matches_eager_and_keeps_its_state_dict_keys"),
 }

@@ -42,7 +42,7 @@ def train_losses(tiny_root: Path, work: Path) -> dict[str, list[float]]:
     """stage -> its first STEPS logged training losses, from a fresh run of the tiny preset at SETTINGS."""
     config = assets_config(tiny_root, preprocess_cache_dir=str(work / "cache"), checkpoint_dir=str(work / "ckpt"),
                            output_dir=str(work / "run"), use_tui=False, **SETTINGS)
-    assert run(config, ModeOptions()) == 0
+    assert run(config, ModeOptions()).exit_code == 0
     losses: dict[str, list[float]] = {}
     for line in (work / "run" / "metrics.jsonl").read_text().splitlines():
         record = json.loads(line)
