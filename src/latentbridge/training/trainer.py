@@ -10,8 +10,9 @@
         the stage ends by loading its best weights back, so the next stage starts from them
     finally: the hand-off model file (best_model.pt) and summary.json
 
-Beside it: settings.py (what the trainer is given), loop_state.py (what it carries and saves), objective.py
-(what a stage minimises), validation.py, resume.py, memory.py (peak memory), stop_signals.py (Ctrl-C, SIGTERM).
+Beside it: settings.py (what the trainer is given), epoch_batches.py (each epoch's examples, in order),
+loop_state.py (what it carries and saves), objective.py (what a stage minimises), validation.py, resume.py,
+memory.py (peak memory) and stop_signals.py (Ctrl-C, SIGTERM).
 The trainer never reads the Config: src/latentbridge/recipe.py builds `TrainSettings` and the stages, and
 `--mode train` (src/latentbridge/modes/train.py) the model, the data and the progress display.
 Accelerate provides the device, autocast, backward, gradient clipping and DDP wrapping; accumulation
@@ -20,14 +21,12 @@ is explicit (`no_sync` on all but the last micro-batch) so a window is never spl
 
 from __future__ import annotations
 
-import math
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass
 from enum import Enum
-from itertools import islice
 from pathlib import Path
-from typing import Any, Callable, Iterator, Mapping, Optional
+from typing import Any, Callable, Mapping, Optional
 
 import torch
 from accelerate import Accelerator
@@ -37,6 +36,7 @@ from latentbridge.models.bridge import LatentBridge, set_trainable
 from latentbridge.training import sharding
 from latentbridge.training.checkpoint import (AsyncCheckpointer, ConfigFingerprint, LoadedCheckpoint, TrainState,
                                               capture_rng_state, load_model_file, restore, should_save)
+from latentbridge.training.epoch_batches import Window, batches_per_epoch, windows_left
 from latentbridge.training.loop_state import LogWindow, LoopState, TrainResult
 from latentbridge.training.memory import peak_memory_gb, reset_peak_memory
 from latentbridge.training.metrics import MetricsWriter, StepMetrics, tracker_values
@@ -45,15 +45,10 @@ from latentbridge.training.optim import param_groups
 from latentbridge.training.progress import NullDisplay, ProgressDisplay
 from latentbridge.training.resume import LoggedLine, continue_the_record, restore_stage, resumed_state
 from latentbridge.training.schedule import build_scheduler, optimizer_steps, warmup_steps_for
-from latentbridge.training.settings import StageData, TrainSettings, stage_loader
+from latentbridge.training.settings import StageData, TrainSettings
 from latentbridge.training.stages import Stage
 from latentbridge.training.stop_signals import StopSignals
 from latentbridge.training.validation import TextScorer, Validator
-
-def epoch_order(n: int, seed: int, stage_index: int, epoch: int) -> list[int]:
-    """The example order of one epoch: a permutation fixed by (seed, stage, epoch), so a resume can skip into it."""
-    g = torch.Generator().manual_seed(seed * 1_000_003 + stage_index * 10_007 + epoch)
-    return torch.randperm(n, generator=g).tolist()
 
 
 @dataclass
@@ -90,7 +85,8 @@ class Trainer:
         self.accelerator = accelerator or Accelerator(cpu=next(model.parameters()).device.type == "cpu")
         self.config = dict(config)
         self.display = display or NullDisplay()
-        self.sharded = sharding.wants_sharding(self.accelerator) if settings.shard_layers is None else settings.shard_layers
+        wants_sharding = settings.shard_layers
+        self.sharded = sharding.wants_sharding(self.accelerator) if wants_sharding is None else wants_sharding
         self.validator = Validator(model, settings, self.accelerator, display=self.display, record=self._record,
                                    save_model=self._save_model, sharded=self.sharded, text_scorer=text_scorer)
         is_main = self.accelerator.is_main_process
@@ -149,8 +145,8 @@ class Trainer:
         self._note_trainable(stage, state, params)
         self._frozen = frozen_subtrees(self.model)
         data = self.data_for(stage)
-        batches_per_epoch = math.ceil(self._rank_share(len(data.train)) / stage.batch_size)
-        steps_per_epoch = optimizer_steps(batches_per_epoch, 1, self.settings.gradient_accumulation_steps)
+        batches = batches_per_epoch(len(data.train), stage.batch_size, self.accelerator.num_processes)
+        steps_per_epoch = optimizer_steps(batches, 1, self.settings.gradient_accumulation_steps)
         optimizer = torch.optim.AdamW(param_groups(self.model, self.settings.rates), lr=self.settings.learning_rate,
                                       weight_decay=self.settings.weight_decay)
         scheduler = self._scheduler(optimizer, steps_per_epoch * stage.epochs)
@@ -171,7 +167,9 @@ class Trainer:
 
     def _train_epoch(self, run: StageRun, state: LoopState) -> EpochEnd:
         """Train the rest of this epoch, window by window: step, log, validate, checkpoint, stop when asked."""
-        for micro_batches in self._windows(run, state):
+        for micro_batches in windows_left(run.data, run.stage.batch_size, self.settings, self.accelerator,
+                                          stage_index=state.stage_index, epoch=state.epoch,
+                                          batch_in_epoch=state.batch_in_epoch):
             self._step(run, state, micro_batches)
             if self.validator.is_due(state.step, run.total_steps):
                 if self._validate(run, state, budget_left=state.step < run.total_steps):
@@ -187,7 +185,7 @@ class Trainer:
             self._show_checkpoint_state()
         return EpochEnd.DONE
 
-    def _step(self, run: StageRun, state: LoopState, micro_batches: list[dict[str, Any]]) -> None:
+    def _step(self, run: StageRun, state: LoopState, micro_batches: Window) -> None:
         """One optimizer update, counted, and logged every log_every steps and at the stage's last."""
         losses, grad_norm, samples, tokens = self.train_step(run.objective, run.params, run.optimizer, run.scheduler,
                                                              micro_batches)
@@ -264,24 +262,6 @@ class Trainer:
         warmup = warmup_steps_for(total_steps, self.settings.warmup_steps, self.settings.warmup_ratio)
         return build_scheduler(optimizer, warmup_steps=warmup, total_steps=total_steps,
                                kind=self.settings.lr_scheduler_type, min_lr_ratio=self.settings.min_lr_ratio)
-
-    # ------------------------------------------------------------------ data
-
-    def _rank_share(self, n: int) -> int:
-        return n // self.accelerator.num_processes
-
-    def _windows(self, run: StageRun, state: LoopState) -> Iterator[list[dict[str, Any]]]:
-        """Accumulation windows of the rest of this epoch, starting after the batches already trained."""
-        data, batch_size = run.data, run.stage.batch_size
-        order = epoch_order(len(data.train), self.settings.seed, state.stage_index, state.epoch)
-        acc = self.accelerator
-        mine = order[acc.process_index::acc.num_processes][: self._rank_share(len(order))]
-        rest = mine[state.batch_in_epoch * batch_size:]
-        if not rest:
-            return
-        batches = iter(stage_loader(data.train, rest, batch_size, data.collate, self.settings, acc.device))
-        while window := list(islice(batches, self.settings.gradient_accumulation_steps)):
-            yield window
 
     # ------------------------------------------------------------------ logging and stopping
 
