@@ -45,8 +45,8 @@ from latentbridge.ui.progress import make_progress_display
 
 
 def stage_data(cache: Cache, seed: int, say: Callable[[str], None] = print) -> Callable[[Stage], StageData]:
-    """Stage -> StageData over the cache: the stage's rows of `<collection>/train` (its caps, a seeded subset) and all
-    of `<collection>/validation`. A batch size larger than those rows is legal but almost surely a mistake: said."""
+    """Stage -> StageData over the cache: the stage's rows of `<collection>/train` (its caps, a seeded subset) and
+    all of `<collection>/validation`. A batch size larger than those rows is legal but almost surely a mistake: said."""
 
     def data_for(stage: Stage) -> StageData:
         train = cache.split(stage.collection, "train")
