@@ -14,8 +14,7 @@ from latentbridge.training.checkpoint import (MODEL_TENSORS, STATE_TENSORS, Load
 from latentbridge.training.loop_state import LoopState
 from latentbridge.training.metrics import MetricsWriter
 from latentbridge.training.progress import ProgressDisplay
-
-LoggedLine = tuple[str, str, int]  # (split, stage, global_step) of a metrics line
+from latentbridge.training.run_record import LoggedLine
 
 
 def resumed_state(resume: LoadedCheckpoint, plan: list[str],

@@ -39,16 +39,18 @@ from latentbridge.training.checkpoint import (AsyncCheckpointer, ConfigFingerpri
 from latentbridge.training.epoch_batches import Window, batches_per_epoch, windows_left
 from latentbridge.training.loop_state import LogWindow, LoopState, TrainResult
 from latentbridge.training.memory import peak_memory_gb, reset_peak_memory
-from latentbridge.training.metrics import MetricsWriter, StepMetrics, tracker_values
+from latentbridge.training.metrics import MetricsWriter, StepMetrics
 from latentbridge.training.objective import StageObjective, frozen_subtrees, set_train_modes, to_device
 from latentbridge.training.optim import param_groups
 from latentbridge.training.progress import NullDisplay, ProgressDisplay
-from latentbridge.training.resume import LoggedLine, continue_the_record, restore_stage, resumed_state
+from latentbridge.training.resume import continue_the_record, restore_stage, resumed_state
+from latentbridge.training.run_record import RunRecord
 from latentbridge.training.schedule import build_scheduler, optimizer_steps, warmup_steps_for
 from latentbridge.training.settings import StageData, TrainSettings
 from latentbridge.training.stages import Stage
 from latentbridge.training.stop_signals import StopSignals
-from latentbridge.training.validation import TextScorer, Validator
+from latentbridge.training.trained_tensors import TrainedTensors
+from latentbridge.training.validation import TextScorer, Validator, check_text_scorer
 
 
 @dataclass
@@ -81,25 +83,29 @@ class Trainer:
                  text_scorer: Optional[TextScorer] = None) -> None:
         """`text_scorer` scores the greedy outputs of token stages against their references (the ROUGE of
         evaluation/rouge.py, passed in by --mode train: training sits below evaluation in the layers)."""
+        check_text_scorer(settings, text_scorer)  # before any file is opened
         self.model, self.stages, self.data_for, self.settings = model, stages, data_for, settings
         self.accelerator = accelerator or Accelerator(cpu=next(model.parameters()).device.type == "cpu")
         self.config = dict(config)
         self.display = display or NullDisplay()
         wants_sharding = settings.shard_layers
         self.sharded = sharding.wants_sharding(self.accelerator) if wants_sharding is None else wants_sharding
-        self.validator = Validator(model, settings, self.accelerator, display=self.display, record=self._record,
-                                   save_model=self._save_model, sharded=self.sharded, text_scorer=text_scorer)
         is_main = self.accelerator.is_main_process
         self.metrics = MetricsWriter(settings.run_dir, is_main=is_main)
+        self.record = RunRecord(self.metrics, self.display, self.accelerator)
         self.checkpointer = AsyncCheckpointer(settings.checkpoint_dir, fingerprint=fingerprint,
                                               keep_last=settings.keep_last_checkpoints,
                                               async_save=settings.async_checkpointing, is_main=is_main,
                                               background_copy=True)
+        self.trained = TrainedTensors(model, self.checkpointer, config=self.config, sharded=self.sharded)
+        # The validator gets the parts it uses, not the trainer: no reference cycle keeps a finished trainer's
+        # model (and GPU memory) alive until the garbage collector runs.
+        self.validator = Validator(model, settings, self.accelerator, display=self.display, record=self.record.write,
+                                   save_model=self.trained.save, sharded=self.sharded, text_scorer=text_scorer)
         self.stop_signals = StopSignals(self.display.message)
         self._frozen: list[nn.Module] = []  # the stage's frozen subtrees, kept in eval mode
         self._last_saved_step: Optional[int] = None
         self._window = LogWindow(time.perf_counter())
-        self._logged_before: set[LoggedLine] = set()  # lines a resumed run's trackers already have
         if self.sharded and not sharding.is_sharded(model):
             sharding.shard_layers(model, self.accelerator.device)
 
@@ -215,7 +221,7 @@ class Trainer:
         self.accelerator.wait_for_everyone()  # rank 0 has committed the best file before anyone reads it
         best = self.validator.best_path(stage)
         if best.exists():
-            restore(best, "model", self._load_trainable, load_model_file(best).model)
+            restore(best, "model", self.trained.load, load_model_file(best).model)
         state.start_next_stage()
 
     # ------------------------------------------------------------------ one optimizer update
@@ -270,20 +276,10 @@ class Trainer:
         state.trainable[stage.name] = count
         self.display.message(f"{stage.name}: {count:,} trainable parameters ({', '.join(sorted(stage.trains))})")
 
-    def _record(self, m: StepMetrics) -> None:
-        """One metrics line: metrics.jsonl, the display, and the experiment trackers (rank 0; no-op without)."""
-        self.metrics.write(m)
-        self.display.update(m)
-        key = (m.split, m.stage, m.global_step)
-        if key in self._logged_before:  # the killed run this one resumes logged it already
-            self._logged_before.discard(key)
-            return
-        self.accelerator.log(tracker_values(m), step=m.global_step)
-
     def _log(self, run: StageRun, state: LoopState, grad_norm: float) -> None:
         window = self._window
         seconds = max(time.perf_counter() - window.started, 1e-9)
-        self._record(StepMetrics(stage=run.stage.name, epoch=state.epoch, step=state.step, losses=window.mean(),
+        self.record.write(StepMetrics(stage=run.stage.name, epoch=state.epoch, step=state.step, losses=window.mean(),
                                  lr=run.scheduler.get_last_lr()[0], grad_norm=grad_norm,
                                  samples_per_s=window.samples / seconds,
                                  tokens_per_s=window.tokens / seconds if window.tokens else None,
@@ -315,32 +311,16 @@ class Trainer:
 
     def _train_state(self, run: StageRun, state: LoopState) -> TrainState:
         optimizer = run.optimizer.state_dict()
-        return TrainState(stage=run.stage.name, model=self._trainable_state(),
+        return TrainState(stage=run.stage.name, model=self.trained.state(),
                           optimizer=sharding.gathered(optimizer) if self.sharded else optimizer,
                           scheduler=run.scheduler.state_dict(), loop=state.to_json(), rng=capture_rng_state(),
                           config=self.config)
-
-    def _save_model(self, path: Path, global_step: int, stage_name: str) -> None:
-        """A model file of the trained tensors (a best model or the hand-off)."""
-        self.checkpointer.save_model(path, self._trainable_state(), config=self.config, step=global_step,
-                                     stage=stage_name)
-
-    def _trainable_state(self) -> dict[str, torch.Tensor]:
-        """The model's trained tensors, whole (gathered from the ranks' shards when sharded: every rank calls)."""
-        state = self.model.trainable_state_dict()
-        return sharding.gathered(state) if self.sharded else state
-
-    def _load_trainable(self, state: Mapping[str, torch.Tensor]) -> None:
-        if self.sharded:
-            sharding.load_sharded(self.model, state)
-        else:
-            self.model.load_trainable_state_dict(state)
 
     def _write_handoff(self, state: LoopState) -> Optional[Path]:
         if not self.stages:
             return None
         path = self.settings.checkpoint_dir / self.settings.handoff_filename
-        self._save_model(path, state.global_step, self.stages[-1].name)
+        self.trained.save(path, state.global_step, self.stages[-1].name)
         self.checkpointer.wait()
         self.display.message(f"hand-off model written to {path}")
         return path
@@ -352,7 +332,7 @@ class Trainer:
     def _start_state(self, resume: Optional[LoadedCheckpoint]) -> LoopState:
         if resume is None:
             return LoopState(plan=[s.name for s in self.stages])
-        state = resumed_state(resume, [s.name for s in self.stages], self._load_trainable)
-        self._logged_before = continue_the_record(state, self.metrics, self.display)
+        state = resumed_state(resume, [s.name for s in self.stages], self.trained.load)
+        self.record.logged_before = continue_the_record(state, self.metrics, self.display)
         self.display.message(f"resuming from {resume.path} (stage {resume.stage}, step {state.global_step})")
         return state

@@ -29,6 +29,12 @@ TextScorer = Callable[[list[str], list[str]], Mapping[str, float]]  # (outputs, 
 SaveModel = Callable[[Path, int, str], None]  # (file, global step, stage name): the trained tensors to a model file
 
 
+def check_text_scorer(settings: TrainSettings, text_scorer: Optional[TextScorer]) -> None:
+    """ROUGE during training (eval_rouge_samples) needs a text scorer: a ValueError otherwise."""
+    if settings.eval_rouge_samples and text_scorer is None:
+        raise ValueError("eval_rouge_samples needs a text_scorer")
+
+
 class Validator:
     """Validates a stage, owns its best weights and the early-stop decision. Every rank validates: the losses
     are reduced over the ranks and the ROUGE examples are the same on each, so all ranks decide alike."""
@@ -38,8 +44,7 @@ class Validator:
                  text_scorer: Optional[TextScorer] = None) -> None:
         """`record` writes a metrics line; `text_scorer` scores greedy outputs against their references (the ROUGE
         of evaluation/rouge.py, passed in by --mode train: training sits below evaluation in the layers)."""
-        if settings.eval_rouge_samples and text_scorer is None:
-            raise ValueError("eval_rouge_samples needs a text_scorer")
+        check_text_scorer(settings, text_scorer)
         self.model, self.settings, self.accelerator = model, settings, accelerator
         self.display, self.record, self.save_model = display, record, save_model
         self.sharded, self.text_scorer = sharded, text_scorer
