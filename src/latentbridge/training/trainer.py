@@ -12,6 +12,7 @@
 
 Beside it: settings.py (what the trainer is given), epoch_batches.py (each epoch's examples, in order),
 loop_state.py (what it carries and saves), objective.py (what a stage minimises), validation.py, resume.py,
+run_record.py (where a metrics line goes), trained_tensors.py (the trained weights, whole, to and from files),
 memory.py (peak memory) and stop_signals.py (Ctrl-C, SIGTERM).
 The trainer never reads the Config: src/latentbridge/recipe.py builds `TrainSettings` and the stages, and
 `--mode train` (src/latentbridge/modes/train.py) the model, the data and the progress display.
