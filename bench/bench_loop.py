@@ -53,7 +53,8 @@ from latentbridge.models.runtime import resolve_runtime  # noqa: E402
 from latentbridge.training.checkpoint import config_fingerprint  # noqa: E402
 from latentbridge.training.schedule import build_scheduler  # noqa: E402
 from latentbridge.training.stages import PRETRAIN_BEST, Stage  # noqa: E402
-from latentbridge.training.trainer import StageData, StageObjective, Trainer, epoch_order, frozen_subtrees  # noqa: E402
+from latentbridge.training.epoch_batches import epoch_order  # noqa: E402
+from latentbridge.training.trainer import StageData, StageObjective, Trainer, frozen_subtrees  # noqa: E402
 
 STAGES = {  # the stage (3 epochs of 100 steps: the preset's stage 1 is 3 x 107), steps per epoch, checkpoint step
     "latent": (Stage("pretrain_middle", frozenset({"middle"}), "pretrain", "latent", True, PRETRAIN_BEST, 3, 32),

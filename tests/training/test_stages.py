@@ -17,7 +17,7 @@ def plan(**kw):
 
 
 def summary(stages):
-    return [(s.name, tuple(sorted(s.trains)), s.data, s.objective, s.uses_middle, s.uses_cache) for s in stages]
+    return [(s.name, tuple(sorted(s.trains)), s.collection, s.objective, s.uses_middle, s.uses_cache) for s in stages]
 
 
 def test_normal_two_stage_plan_is_the_four_stages():

@@ -47,17 +47,17 @@ from latentbridge.ui.progress import make_progress_display
 
 
 def stage_data(cache: Cache, seed: int, say: Callable[[str], None] = print) -> Callable[[Stage], StageData]:
-    """Stage -> StageData over the cache: the stage's rows of `<data>/train` (its caps, a seeded subset) and all
-    of `<data>/validation`. A batch size larger than those rows is legal but almost surely a mistake: said."""
+    """Stage -> StageData over the cache: the stage's rows of `<collection>/train` (its caps, a seeded subset) and
+    all of `<collection>/validation`. A batch size larger than those rows is legal but almost surely a mistake: said."""
 
     def data_for(stage: Stage) -> StageData:
-        train = cache.split(stage.data, "train")
+        train = cache.split(stage.collection, "train")
         rows = select_indices(train, total_cap=stage.max_samples, source_caps=dict(stage.dataset_caps), seed=seed)
         if stage.batch_size > len(rows):
             say(f"Warning: stage {stage.name} has batch size {stage.batch_size}, more than the {len(rows)} examples "
-                f"of its training split {stage.data}/train (after its caps), so every step trains on the whole "
+                f"of its training split {stage.collection}/train (after its caps), so every step trains on the whole "
                 f"split. Lower --{stage.name.replace('_', '-')}-batch-size or --batch-size.")
-        validation = cache.split(stage.data, "validation")
+        validation = cache.split(stage.collection, "validation")
         metadata = not stage.uses_cache  # only a stage that encodes live reads the text (npy: from the jsonl lines)
         return StageData(CacheDataset(train, rows, metadata), CacheDataset(validation, metadata=metadata),
                          Collate(train.pad_token_id))
@@ -267,6 +267,6 @@ def _start_from_pretrain_best(c: Config, model: LatentBridge, stages: tuple[Stag
                               say: Callable[[str], None]) -> None:
     """Fine-tuning without pretraining in this run starts from the pretraining best model when there is one."""
     path = Path(c.checkpoint_dir) / c.pretrain_best_model_filename
-    if stages and stages[0].data == "dialogue" and not c.run_pretraining and path.exists():
+    if stages and stages[0].collection == "dialogue" and not c.run_pretraining and path.exists():
         restore(path, "model", model.load_trainable_state_dict, load_model_file(path, fingerprint).model)
         say(f"starting from {path}")

@@ -43,7 +43,7 @@ class Stage:
 
     name: str
     trains: frozenset[str]
-    data: str
+    collection: str  # which examples it trains on: one of DATA_COLLECTIONS (the cache's split names)
     objective: str
     uses_middle: bool
     best_filename_field: str  # the Config field naming the file its best weights go to
@@ -58,8 +58,8 @@ class Stage:
         problems = []
         if not self.trains or not self.trains <= set(MODEL_PARTS):
             problems.append(f"trains {sorted(self.trains)} must be a non-empty subset of {MODEL_PARTS}")
-        if self.data not in DATA_COLLECTIONS:
-            problems.append(f"data {self.data!r} must be one of {DATA_COLLECTIONS}")
+        if self.collection not in DATA_COLLECTIONS:
+            problems.append(f"collection {self.collection!r} must be one of {DATA_COLLECTIONS}")
         if self.objective not in OBJECTIVES:
             problems.append(f"objective {self.objective!r} must be one of {OBJECTIVES}")
         if self.objective == "latent" and (self.trains != {"middle"} or not self.uses_middle):
@@ -83,13 +83,13 @@ class Stage:
         return not (self.encodes_live or self.trains & {"encoder", "compressor"})
 
 
-def _stage(name: str, budget: StageBudget, *, trains: set[str], data: str, objective: str, uses_middle: bool,
+def _stage(name: str, budget: StageBudget, *, trains: set[str], collection: str, objective: str, uses_middle: bool,
            best: str, description: str, encodes_live: bool = False) -> Stage | None:
     """The stage, or None when its budget has 0 epochs (left out of the plan)."""
     if budget.epochs == 0:
         return None
-    return Stage(name=name, trains=frozenset(trains), data=data, objective=objective, uses_middle=uses_middle,
-                 best_filename_field=best, epochs=budget.epochs, batch_size=budget.batch_size,
+    return Stage(name=name, trains=frozenset(trains), collection=collection, objective=objective,
+                 uses_middle=uses_middle, best_filename_field=best, epochs=budget.epochs, batch_size=budget.batch_size,
                  max_samples=budget.max_samples, dataset_caps=tuple(budget.dataset_caps), description=description,
                  encodes_live=encodes_live)
 
@@ -112,23 +112,23 @@ def plan_stages(*, pipeline_mode: str, training_phase: str, run_pretraining: boo
         return budgets[key]
 
     def pretrain_middle() -> Stage | None:
-        return _stage("pretrain_middle", budget("pretrain_middle"), trains={"middle"}, data="pretrain", objective="latent",
-                      uses_middle=True, best=PRETRAIN_BEST, encodes_live=not latent_stages_use_cache,
+        return _stage("pretrain_middle", budget("pretrain_middle"), trains={"middle"}, collection="pretrain",
+                      objective="latent", uses_middle=True, best=PRETRAIN_BEST, encodes_live=not latent_stages_use_cache,
                       description="middle: latents(segment A) -> latents(segment B) of pretraining text")
 
     def pretrain_adapter(use_middle: bool) -> Stage | None:
         source = "middle(latents(segment A))" if use_middle else "latents(text)"
-        return _stage("pretrain_adapter", budget("pretrain_adapter"), trains=adapter, data="pretrain", objective="tokens",
-                      uses_middle=use_middle, best=PRETRAIN_BEST, description=f"adapter: {source} -> text")
+        return _stage("pretrain_adapter", budget("pretrain_adapter"), trains=adapter, collection="pretrain",
+                      objective="tokens", uses_middle=use_middle, best=PRETRAIN_BEST, description=f"adapter: {source} -> text")
 
     def finetune_middle() -> Stage | None:
-        return _stage("finetune_middle", budget("finetune_middle"), trains={"middle"}, data="dialogue", objective="latent",
-                      uses_middle=True, best=FINETUNE_BEST, encodes_live=not latent_stages_use_cache,
+        return _stage("finetune_middle", budget("finetune_middle"), trains={"middle"}, collection="dialogue",
+                      objective="latent", uses_middle=True, best=FINETUNE_BEST, encodes_live=not latent_stages_use_cache,
                       description="middle: latents(dialogue) -> latents(summary)")
 
     def finetune_adapter(use_middle: bool, extra: set[str] = frozenset()) -> Stage | None:
         source = "middle(latents(dialogue))" if use_middle else "latents(summary)"
-        return _stage("finetune_adapter", budget("finetune_adapter"), trains=adapter | extra, data="dialogue",
+        return _stage("finetune_adapter", budget("finetune_adapter"), trains=adapter | extra, collection="dialogue",
                       objective="tokens", uses_middle=use_middle, best=FINETUNE_BEST,
                       description=f"adapter{' + compressor' if extra else ''}: {source} -> summary")
 
@@ -138,14 +138,14 @@ def plan_stages(*, pipeline_mode: str, training_phase: str, run_pretraining: boo
         plan += [finetune_adapter(False)] if run_finetuning else []
     elif training_phase == "phase2":  # encoder training: encoder top layers + compressor + adapter, reconstruction
         plan.append(_stage("train_encoder", budget("train_encoder"), trains={"encoder", "compressor"} | adapter,
-                           data="dialogue", objective="tokens", uses_middle=False, best=FINETUNE_BEST,
+                           collection="dialogue", objective="tokens", uses_middle=False, best=FINETUNE_BEST,
                            description="encoder + compressor + adapter: text -> latents -> same text"))
     elif training_phase == "phase3":  # middle model only
         plan += [pretrain_middle()] if run_pretraining else []
         plan += [finetune_middle()] if run_finetuning else []
     elif pipeline_mode == "end_to_end":
         plan.append(_stage("end_to_end", budget("end_to_end"), trains={"compressor", "middle"} | adapter,
-                           data="dialogue", objective="tokens", uses_middle=True, best=FINETUNE_BEST,
+                           collection="dialogue", objective="tokens", uses_middle=True, best=FINETUNE_BEST,
                            description="compressor + middle + adapter: dialogue -> summary, token loss only"))
     else:  # two_stage_scientific
         if run_pretraining:
