@@ -12,6 +12,8 @@ from typing import Any, Iterable, Mapping, Optional
 import torch
 from torch import nn
 
+from latentbridge.data.batch import (INPUT_SIDE, TARGET_ATTENTION_MASK, TARGET_IDS, TARGET_SIDE, TARGET_TEXT, TEXT,
+                                     CacheBatch, LatentKeys)
 from latentbridge.errors import UserError
 from latentbridge.models.bridge import LatentBridge
 from latentbridge.training.stages import Stage
@@ -25,34 +27,33 @@ class StageObjective(nn.Module):
         self.model, self.stage = model, stage
         self.max_seq_len, self.max_target_len = max_seq_len, max_target_len
 
-    def forward(self, batch: Mapping[str, Any]) -> dict[str, torch.Tensor]:
+    def forward(self, batch: CacheBatch) -> dict[str, torch.Tensor]:
         model = self.model
         if self.stage.objective == "latent":
-            latents, mask = self._latents(batch, "text", "input_latents", self.max_seq_len)
-            target, target_mask = self._latents(batch, "target_text", "target_latents", self.max_target_len)
+            latents, mask = self._latents(batch, TEXT, INPUT_SIDE, self.max_seq_len)
+            target, target_mask = self._latents(batch, TARGET_TEXT, TARGET_SIDE, self.max_target_len)
             return model.latent_loss(model.predict(latents, mask), target, target_mask)  # predict: (B, K, D)
         latents, mask = self.decoder_input(batch)
-        ce = model.decoder_loss(model.prefix(latents, mask), batch["target_ids"], batch["target_attention_mask"])
+        ce = model.decoder_loss(model.prefix(latents, mask), batch[TARGET_IDS], batch[TARGET_ATTENTION_MASK])
         return {"loss": ce, "ce": ce.detach()}
 
-    def decoder_input(self, batch: Mapping[str, Any]) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
+    def decoder_input(self, batch: CacheBatch) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
         """Latents the adapter reads: middle(input latents) when the stage uses the middle, else the target's own."""
         if not self.stage.uses_middle:
-            return self._latents(batch, "target_text", "target_latents", self.max_target_len)
-        latents, mask = self._latents(batch, "text", "input_latents", self.max_seq_len)
+            return self._latents(batch, TARGET_TEXT, TARGET_SIDE, self.max_target_len)
+        latents, mask = self._latents(batch, TEXT, INPUT_SIDE, self.max_seq_len)
         if "middle" in self.stage.trains:
             return self.model.predict(latents, mask), None
         return self.model.predict_until_stop(latents, mask)   # as at inference: cut at the stop latent
 
-    def _latents(self, batch, text_key: str, cached_key: str, max_len: int):
+    def _latents(self, batch: CacheBatch, text_key: str, side: LatentKeys, max_len: int):
         """(latents, mask): read from the cache, or encoded live from the cached text when the stage does not use it."""
         if self.stage.uses_cache:
-            return batch[cached_key], batch[f"{cached_key[:-1]}_mask"]
+            return batch[side.latents], batch[side.mask]
         if text_key not in batch:
             raise UserError(f"Stage {self.stage.name} encodes text live but the cache holds no text; "
                             "preprocess with --cache-store-text.")
-        device = next(self.model.adapter.parameters()).device
-        ids, mask = self.model.encoder.tokenize(batch[text_key], max_len, device)
+        ids, mask = self.model.encoder.tokenize(batch[text_key], max_len, self.model.device)
         return self.model.encode(ids, mask)
 
 

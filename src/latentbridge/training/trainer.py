@@ -33,6 +33,7 @@ import torch
 from accelerate import Accelerator
 from torch import nn
 
+from latentbridge.data.batch import INDEX, TARGET_ATTENTION_MASK
 from latentbridge.models.bridge import LatentBridge, set_trainable
 from latentbridge.training import sharding
 from latentbridge.training.checkpoint import (AsyncCheckpointer, ConfigFingerprint, LoadedCheckpoint, TrainState,
@@ -235,9 +236,9 @@ class Trainer:
         sums: dict[str, torch.Tensor] = {}
         samples = tokens = 0
         for i, batch in enumerate(micro_batches):
-            samples += len(batch["index"])
-            if "target_attention_mask" in batch:  # counted on the host's copy: no wait for the device
-                tokens += int(batch["target_attention_mask"].sum())
+            samples += len(batch[INDEX])
+            if TARGET_ATTENTION_MASK in batch:  # counted on the host's copy: no wait for the device
+                tokens += int(batch[TARGET_ATTENTION_MASK].sum())
             batch = to_device(batch, acc.device)
             sync = acc.no_sync(objective) if i < len(micro_batches) - 1 else nullcontext()
             with sync, acc.autocast():

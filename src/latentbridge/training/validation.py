@@ -16,6 +16,7 @@ from typing import Any, Callable, Mapping, Optional, Sequence
 import torch
 from torch import nn
 
+from latentbridge.data.batch import INDEX, TARGET_ATTENTION_MASK, TARGET_IDS
 from latentbridge.models.bridge import LatentBridge
 from latentbridge.models.specs import SamplingSpec
 from latentbridge.training.loop_state import LoopState
@@ -101,7 +102,7 @@ class Validator:
             batch = to_device(batch, acc.device)
             with acc.autocast():
                 out = objective(batch)
-            rows = len(batch["index"])
+            rows = len(batch[INDEX])
             for k, v in out.items():
                 sums[k] = sums.get(k, 0) + v.detach().float() * rows
             rows_seen += rows
@@ -179,7 +180,7 @@ class Validator:
         return self.model.decoder.decode(rows)
 
     def _target_texts(self, batch: Mapping[str, Any]) -> list[str]:
-        ids, mask = batch["target_ids"], batch["target_attention_mask"].bool()
+        ids, mask = batch[TARGET_IDS], batch[TARGET_ATTENTION_MASK].bool()
         return self.model.decoder.decode([row[keep].tolist() for row, keep in zip(ids, mask)])
 
     @torch.no_grad()
