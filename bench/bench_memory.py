@@ -68,7 +68,7 @@ def measure(case: str, steps: int) -> dict:
     from latentbridge import recipe
     from latentbridge.assets import ensure_random_published_assets
     from latentbridge.models.bridge import build_model
-    from latentbridge.models.checkpointing import SavedForBackward
+    from latentbridge.models.activation_checkpointing import SavedForBackward
     from latentbridge.models.runtime import resolve_runtime
     from latentbridge.training.trainer import peak_memory_gb, reset_peak_memory
 
@@ -132,7 +132,7 @@ def layer_table() -> None:
     import torch
     from transformers import Gemma3ForCausalLM, ModernBertModel
 
-    from latentbridge.models.checkpointing import SavedForBackward
+    from latentbridge.models.activation_checkpointing import SavedForBackward
     from latentbridge.models.memory import layer_bytes_per_token, published_config
     from latentbridge.models.specs import MemoryPrecision
 

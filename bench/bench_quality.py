@@ -65,7 +65,7 @@ def truncation(run: Path) -> dict:
     from transformers import AutoTokenizer
 
     from latentbridge.data.sources import load_dialogue_split
-    from latentbridge.evaluation.loading import checkpoint_config
+    from latentbridge.evaluation.trained_model import checkpoint_config
     from latentbridge.recipe import data_spec
     from latentbridge.training.checkpoint import load_model_file
 

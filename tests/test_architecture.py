@@ -1,7 +1,7 @@
 """The layer order of README.md's "Layout", read from the source with `ast` (function-local imports included).
 
     errors, files, locks, text_template, token_layout, choices -> config, pretrain_mix -> data | models
-    -> assets | training -> recipe -> evaluation | ui | caching -> modes -> cli, the package's API (latentbridge/__init__.py)
+    -> assets | training -> recipe -> evaluation | ui | cached_latents -> modes -> cli, the package's API (latentbridge/__init__.py)
 
 and inside data/: batch, build_progress, corpus -> data_specs -> rows -> sources | cache -> encoding -> loader.
 
@@ -29,7 +29,7 @@ LAYERS = (  # bottom to top; the groups inside one layer are peers that never im
     ("data", "models"),
     ("assets", "training"),
     ("recipe",),
-    ("evaluation", "ui", "caching"),
+    ("evaluation", "ui", "cached_latents"),
     ("modes",),
     ("cli", "__init__"),
 )
@@ -55,7 +55,7 @@ DEFERRED_WITH_REASON = {
 PROBES = {("models.backends", "flash_attn"): "flash-attn is optional and a broken build raises anything",
           ("models.lora", "peft"): "2.4 s to import on top of transformers (measured); only LoRA runs need it",
           ("training.tracking", "mlflow"): "an optional tracker (requirements-trackers.txt), asked for by report_to"}
-CONFIG_READERS = ("config", "recipe", "evaluation", "caching", "modes", "cli", "__init__")  # may import Config
+CONFIG_READERS = ("config", "recipe", "evaluation", "cached_latents", "modes", "cli", "__init__")  # may import Config
 DATA_LAYERS = (  # inside data/ (README.md, Layout), bottom to top; groups of one layer never import each other
     ("batch", "build_progress", "corpus"),
     ("data_specs",),

@@ -24,8 +24,8 @@ _EXPORTS = {  # name -> the module that defines it
     "UserError": "latentbridge.errors",
     "load_config": "latentbridge.config_sources",
     "run": "latentbridge.modes",
-    "load": "latentbridge.evaluation.loading",
-    "TrainedModel": "latentbridge.evaluation.loading",
+    "load": "latentbridge.evaluation.trained_model",
+    "TrainedModel": "latentbridge.evaluation.trained_model",
 }
 __all__ = list(_EXPORTS)
 

@@ -27,7 +27,7 @@ from latentbridge.data.corpus import corpus_paths, corpus_texts, write_corpus
 from latentbridge.data.build_progress import NullProgress
 from latentbridge.files import write_text_atomic
 from latentbridge.locks import build_folder_once
-from latentbridge.models.loading import quiet_transformers
+from latentbridge.models.pretrained import quiet_transformers
 from latentbridge.models.memory import published_config
 from latentbridge.models.tiny import (TINY_HIDDEN, TINY_LM_STEPS, TINY_VOCAB_SIZE, build_random_gemma3,
                                       build_random_modernbert, build_tiny_gemma3, build_tiny_modernbert)

@@ -14,7 +14,7 @@ from torch import nn
 
 from latentbridge.errors import UserError
 from latentbridge.models.bridge import LatentBridge, build_model, set_trainable
-from latentbridge.models.checkpointing import is_checkpointed
+from latentbridge.models.activation_checkpointing import is_checkpointed
 from latentbridge.models.families import FAMILIES, end_of_turn_id, find_layout
 from latentbridge.models.specs import LoraSpec, SamplingSpec
 from latentbridge.modes.doctor import build_report

@@ -9,7 +9,7 @@ import torch
 from transformers import Gemma3ForCausalLM, ModernBertModel
 
 from latentbridge.models import tiny
-from latentbridge.models.checkpointing import SavedForBackward
+from latentbridge.models.activation_checkpointing import SavedForBackward
 from latentbridge.models.memory import (estimate_step_memory, layer_bytes_per_token, part_counts,
                                         published_config)
 from latentbridge.models.specs import MemoryPrecision, Runtime, StepShape

@@ -78,7 +78,7 @@ def test_default_report_goes_into_the_run_folder(tiny_root, tmp_path):
     config = assets_config(tiny_root, checkpoint_dir=str(tmp_path / "ck"), output_dir=str(tmp_path / "runs"),
                            max_generation_length=1, batch_size=100)
     write_handoff(config)
-    from latentbridge.evaluation.loading import load_handoff
+    from latentbridge.evaluation.trained_model import load_handoff
     from latentbridge.modes import ModeOptions, eval as eval_mode
 
     assert eval_mode.run(config, ModeOptions(split="test")).exit_code == 0

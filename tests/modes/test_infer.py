@@ -66,7 +66,7 @@ def test_jsonl_text_is_read_like_the_training_input(handoff, tmp_path):
 
 def test_the_checkpoint_names_the_input_column(handoff, tmp_path):
     from latentbridge.evaluation.io import read_inputs, with_texts
-    from latentbridge.evaluation.loading import load_handoff
+    from latentbridge.evaluation.trained_model import load_handoff
     from latentbridge.modes.infer import input_columns
 
     trained = handoff.config.replace(dataset_input_field="body", checkpoint_dir=str(tmp_path / "ck"))
@@ -101,7 +101,7 @@ def test_a_seed_makes_samples_reproducible(handoff):
 
 def test_only_sampling_flags_override_the_checkpoint_config(handoff):
     given = resolve_config("tiny", cli_values={"max_generation_length": "3", "latent_dim": "32", "seed": "5"})
-    from latentbridge.evaluation.loading import load_handoff
+    from latentbridge.evaluation.trained_model import load_handoff
 
     loaded = load_handoff(given.config, handoff.path, given.sources)
     assert loaded.config.max_generation_length == 3 and loaded.config.seed == 5

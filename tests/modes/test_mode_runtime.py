@@ -6,7 +6,7 @@ import logging
 
 import pytest
 
-from latentbridge.evaluation.loading import load_handoff
+from latentbridge.evaluation.trained_model import load_handoff
 from latentbridge.models import runtime
 from latentbridge.modes import ModeOptions
 from latentbridge.modes import preprocess, train

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from latentbridge.caching import ensure_cache, load_cache_encoder_state
+from latentbridge.cached_latents import ensure_cache, load_cache_encoder_state
 from latentbridge.modes import ModeOptions
 from latentbridge.modes.preprocess import run
 from latentbridge.modes.train import stage_data

@@ -17,7 +17,7 @@ from tests.factories import assets_config
 def test_a_fast_trained_model_beats_the_constant_baseline(tiny_root, tmp_path):
     from latentbridge.modes import train
     from latentbridge.modes.eval import evaluate
-    from latentbridge.evaluation.loading import load_handoff
+    from latentbridge.evaluation.trained_model import load_handoff
 
     config = assets_config(tiny_root, checkpoint_dir=str(tmp_path / "ck"), output_dir=str(tmp_path / "runs"),
                            preprocess_cache_dir=str(tmp_path / "cache"), run_pretraining=False,

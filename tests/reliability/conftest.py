@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from latentbridge.caching import ensure_cache
+from latentbridge.cached_latents import ensure_cache
 from latentbridge.config import Config
 from latentbridge.modes import ModeOptions
 from latentbridge.modes.train import run as train

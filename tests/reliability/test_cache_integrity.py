@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from latentbridge.caching import ensure_cache
+from latentbridge.cached_latents import ensure_cache
 from latentbridge.data.cache import publish as cache_publish
 from latentbridge.data.cache import MANIFEST, build_lock, open_cache
 from latentbridge.errors import UserError
@@ -184,7 +184,7 @@ def test_a_second_builder_stops_naming_the_first_which_a_kill_frees(tmp_path):
 KILLED_IN_TRASH_PHASE = """
 import json, os, shutil, signal, sys
 from pathlib import Path
-from latentbridge.caching import ensure_cache
+from latentbridge.cached_latents import ensure_cache
 from latentbridge.config import Config
 
 real_rmtree = shutil.rmtree

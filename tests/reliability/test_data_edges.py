@@ -67,7 +67,7 @@ def test_skipped_task_texts_name_the_file_line_and_whether_input_or_target(tmp_p
 def test_a_backbone_with_only_pickled_weights_is_refused_naming_the_file(tmp_path):
     from transformers import AutoModel
 
-    from latentbridge.models.loading import load_pretrained
+    from latentbridge.models.pretrained import load_pretrained
 
     folder = tmp_path / "backbone"
     folder.mkdir()

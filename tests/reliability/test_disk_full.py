@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from latentbridge import files
-from latentbridge.caching import ensure_cache
+from latentbridge.cached_latents import ensure_cache
 from latentbridge.config_sources import write_config_file
 from latentbridge.data import cache as cache_module
 from latentbridge.data.cache import open_cache

@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 import torch
 
-from latentbridge.caching import ensure_cache, load_cache_encoder_state
+from latentbridge.cached_latents import ensure_cache, load_cache_encoder_state
 from latentbridge.data.cache import MANIFEST, open_cache
 from latentbridge.errors import UserError
 from latentbridge.files import file_entry

@@ -129,7 +129,7 @@ def test_the_folders_are_checked_from_python_too(tmp_path, monkeypatch):
 
 
 def test_a_batch_size_larger_than_the_split_is_said_naming_stage_split_and_size(small_root, tmp_path):
-    from latentbridge.caching import ensure_cache
+    from latentbridge.cached_latents import ensure_cache
     from latentbridge.modes.train import stage_data
     from latentbridge.recipe import plan
     from tests.factories import small_corpus_config
@@ -146,7 +146,7 @@ def test_a_batch_size_larger_than_the_split_is_said_naming_stage_split_and_size(
 
 
 def test_a_batch_size_that_fits_is_not_mentioned(small_root, tmp_path):
-    from latentbridge.caching import ensure_cache
+    from latentbridge.cached_latents import ensure_cache
     from latentbridge.modes.train import stage_data
     from latentbridge.recipe import plan
     from tests.factories import small_corpus_config

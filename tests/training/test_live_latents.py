@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from latentbridge.models.bridge import build_model, set_trainable
-from latentbridge.caching import ensure_cache, load_cache_encoder_state
+from latentbridge.cached_latents import ensure_cache, load_cache_encoder_state
 from latentbridge.models.specs import Runtime
 from latentbridge.recipe import model_spec
 from latentbridge.modes.train import stage_data

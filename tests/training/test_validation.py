@@ -18,7 +18,7 @@ from latentbridge.data.loader import Collate
 from latentbridge.models.bridge import set_trainable
 from latentbridge.training.loop_state import LoopState
 from latentbridge.training.objective import StageObjective, frozen_subtrees, set_train_modes
-from latentbridge.training.progress import NullDisplay
+from latentbridge.training.display import NullDisplay
 from latentbridge.training.settings import StageData, TrainSettings
 from latentbridge.training.stages import BUDGET_KEYS, PRETRAIN_BEST, StageBudget, plan_stages
 from latentbridge.training.validation import Validator

@@ -13,7 +13,7 @@ from torch import nn
 from latentbridge.errors import UserError
 from latentbridge.models.adapter import PrefixAdapter
 from latentbridge.models.backends import compile_in_place
-from latentbridge.models.checkpointing import checkpoint_layers
+from latentbridge.models.activation_checkpointing import checkpoint_layers
 from latentbridge.models.decoder import Decoder, load_decoder_backbone
 from latentbridge.models.encoder import LatentEncoder, load_encoder_backbone
 from latentbridge.models.lora import add_lora, lora_layer_indices

@@ -19,7 +19,7 @@ from torch.utils.checkpoint import checkpoint
 from transformers import AutoModelForCausalLM, AutoTokenizer, LogitsProcessorList, NoRepeatNGramLogitsProcessor
 
 from latentbridge.models.families import Layout, end_of_turn_id, find_layout
-from latentbridge.models.loading import check_hidden_dim, load_pretrained
+from latentbridge.models.pretrained import check_hidden_dim, load_pretrained
 from latentbridge.models.specs import DecoderSpec, SamplingSpec
 from latentbridge.token_layout import cut_at_stop, target_layout
 

@@ -17,7 +17,7 @@ from torch import nn
 from transformers import AutoConfig, AutoModel, AutoTokenizer
 
 from latentbridge.models.families import Layout, find_layout
-from latentbridge.models.loading import check_hidden_dim, load_pretrained
+from latentbridge.models.pretrained import check_hidden_dim, load_pretrained
 from latentbridge.models.specs import EncoderSpec
 
 

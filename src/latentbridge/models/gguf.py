@@ -17,7 +17,7 @@ import torch
 from transformers import AutoConfig, AutoModel, AutoModelForCausalLM, AutoTokenizer
 
 from latentbridge.errors import UserError
-from latentbridge.models.loading import quiet_transformers
+from latentbridge.models.pretrained import quiet_transformers
 
 GGUF_SUFFIX = ".gguf"
 

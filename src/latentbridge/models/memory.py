@@ -21,7 +21,7 @@ from latentbridge.models.adapter import PrefixAdapter
 from latentbridge.models.decoder import CE_CHUNK
 from latentbridge.models.encoder import SegmentPoolCompressor
 from latentbridge.models.families import family, find_layout
-from latentbridge.models.loading import quiet_transformers
+from latentbridge.models.pretrained import quiet_transformers
 from latentbridge.models.middle import build_middle
 from latentbridge.models.specs import MemoryPrecision, ModelSpec, StepShape
 

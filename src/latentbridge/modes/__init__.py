@@ -162,7 +162,7 @@ def model_to_load(config: Config, options: ModeOptions) -> Optional[Path]:
     root = run_root(config, options.sources)
     if options.checkpoint is not None or root is None or not run_folders(root):
         return options.checkpoint
-    from latentbridge.evaluation.loading import pick_run_model  # torch: kept out of --mode config, which imports this
+    from latentbridge.evaluation.trained_model import pick_run_model  # torch: kept out of --mode config, which imports this
 
     return pick_run_model(handoff_candidates(config, options.sources), config.dataset_name, root)
 

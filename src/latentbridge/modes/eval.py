@@ -30,7 +30,7 @@ from latentbridge.evaluation.baselines import (ZERO_SHOT_INSTRUCTION, DirectTrai
                                                has_chat_template, train_direct_baseline)
 from latentbridge.evaluation.evaluate import evaluate_model
 from latentbridge.evaluation.io import write_json
-from latentbridge.evaluation.loading import (SAMPLING_FIELDS, TrainedModel, describe_training, load_handoff,
+from latentbridge.evaluation.trained_model import (SAMPLING_FIELDS, TrainedModel, describe_training, load_handoff,
                                             same_dataset)
 from latentbridge.evaluation.report import build_report, markdown_report, render_report
 from latentbridge.evaluation.rouge import rouge_scores, scorer_description

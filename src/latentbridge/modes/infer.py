@@ -6,7 +6,7 @@
     python main.py --mode infer --preset tiny --input-file -      # a stream: one JSON line in, one out
 
 The model and its config come from `checkpoint_dir/handoff_best_model_filename` (or --checkpoint), through
-the Python API (`TrainedModel`, src/latentbridge/evaluation/loading.py); sampling flags (temperature, top_p,
+the Python API (`TrainedModel`, src/latentbridge/evaluation/trained_model.py); sampling flags (temperature, top_p,
 top_k, do_sample, max_generation_length, seed, no_repeat_ngram_size) apply on top. A JSON Lines record's
 text is read like the training input: the model's `dataset_input_field` or `dataset_input_template`, unless
 given again. Inputs and outputs: src/latentbridge/evaluation/io.py. Texts run in batches of the config's
@@ -27,7 +27,7 @@ from latentbridge.config import Config
 from latentbridge.errors import UserError
 from latentbridge.evaluation.io import (STREAM, InputColumns, parse_request, read_inputs, request_id, with_texts,
                                         write_json_line, write_outputs)
-from latentbridge.evaluation.loading import TrainedModel, describe_training, load_handoff
+from latentbridge.evaluation.trained_model import TrainedModel, describe_training, load_handoff
 from latentbridge.modes import ModeOptions, RunResult, model_to_load
 
 

@@ -1,8 +1,8 @@
-"""`--mode preprocess`: build (or reuse) the latent cache (src/latentbridge/caching.py) and summarise it."""
+"""`--mode preprocess`: build (or reuse) the latent cache (src/latentbridge/cached_latents.py) and summarise it."""
 
 from __future__ import annotations
 
-from latentbridge.caching import ensure_cache, process_shards
+from latentbridge.cached_latents import ensure_cache, process_shards
 from latentbridge import recipe
 from latentbridge.config import Config
 from latentbridge.models.runtime import log_notes, resolve_runtime

@@ -21,7 +21,7 @@ from accelerate.utils import broadcast_object_list, set_seed
 from rich.console import Console
 
 from latentbridge import recipe
-from latentbridge.caching import ensure_cache, load_cache_encoder_state
+from latentbridge.cached_latents import ensure_cache, load_cache_encoder_state
 from latentbridge.config import Config
 from latentbridge.data.cache import Cache
 from latentbridge.data.loader import CacheDataset, Collate, select_indices
@@ -38,12 +38,12 @@ from latentbridge.training.checkpoint import (ARCHITECTURE_FIELDS, ConfigFingerp
 from latentbridge.training import sharding
 from latentbridge.training.metrics import METRICS_FILE, SUMMARY_FILE
 from latentbridge.training.plots import PLOTS_DIR, write_plots
-from latentbridge.training.progress import ProgressDisplay
+from latentbridge.training.display import ProgressDisplay
 from latentbridge.training.stages import Stage
 from latentbridge.training.tracking import project_configuration, resolve_trackers, start_trackers
 from latentbridge.training.trainer import StageData, Trainer, TrainResult
 from latentbridge.ui.cache_progress import console_progress
-from latentbridge.ui.progress import make_progress_display
+from latentbridge.ui.dashboard import make_progress_display
 
 
 def stage_data(cache: Cache, seed: int, say: Callable[[str], None] = print) -> Callable[[Stage], StageData]:

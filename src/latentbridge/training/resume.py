@@ -13,7 +13,7 @@ from latentbridge.training.checkpoint import (MODEL_TENSORS, STATE_TENSORS, Load
                                               restore_optimizer, restore_rng_state)
 from latentbridge.training.loop_state import LoopState
 from latentbridge.training.metrics import MetricsWriter
-from latentbridge.training.progress import ProgressDisplay
+from latentbridge.training.display import ProgressDisplay
 from latentbridge.training.run_record import LoggedLine
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from latentbridge.training.metrics import MetricsWriter, StepMetrics, tracker_values
-from latentbridge.training.progress import ProgressDisplay
+from latentbridge.training.display import ProgressDisplay
 
 LoggedLine = tuple[str, str, int]  # (split, stage, global_step) of a metrics line
 

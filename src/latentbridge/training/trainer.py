@@ -44,7 +44,7 @@ from latentbridge.training.memory import peak_memory_gb, reset_peak_memory
 from latentbridge.training.metrics import MetricsWriter, StepMetrics
 from latentbridge.training.objective import StageObjective, frozen_subtrees, set_train_modes, to_device
 from latentbridge.training.optim import param_groups
-from latentbridge.training.progress import NullDisplay, ProgressDisplay
+from latentbridge.training.display import NullDisplay, ProgressDisplay
 from latentbridge.training.resume import continue_the_record, restore_stage, resumed_state
 from latentbridge.training.run_record import RunRecord
 from latentbridge.training.schedule import build_scheduler, optimizer_steps, warmup_steps_for

@@ -22,7 +22,7 @@ from latentbridge.models.specs import SamplingSpec
 from latentbridge.training.loop_state import LoopState
 from latentbridge.training.metrics import StepMetrics
 from latentbridge.training.objective import StageObjective, set_train_modes, to_device
-from latentbridge.training.progress import ProgressDisplay
+from latentbridge.training.display import ProgressDisplay
 from latentbridge.training.settings import StageData, TrainSettings, stage_loader
 from latentbridge.training.stages import Stage
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from latentbridge.caching import ensure_cache
+from latentbridge.cached_latents import ensure_cache
 from latentbridge.config_sources import write_config_file
 from latentbridge.data.cache import MANIFEST
 from latentbridge.data.encoding import Shards

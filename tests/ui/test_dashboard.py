@@ -7,8 +7,8 @@ import io
 from rich.console import Console
 
 from latentbridge.training.metrics import StepMetrics
-from latentbridge.training.progress import NullDisplay
-from latentbridge.ui.progress import PlainProgress, RichDashboard, make_progress_display
+from latentbridge.training.display import NullDisplay
+from latentbridge.ui.dashboard import PlainProgress, RichDashboard, make_progress_display
 
 
 class FakeClock:

@@ -3,7 +3,7 @@ import copy
 import torch
 
 from latentbridge.models.bridge import set_trainable
-from latentbridge.models.checkpointing import SavedForBackward, is_checkpointed
+from latentbridge.models.activation_checkpointing import SavedForBackward, is_checkpointed
 from latentbridge.training.trainer import frozen_subtrees
 from tests.factories import SUMMARIES, make_model
 

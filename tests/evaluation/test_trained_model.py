@@ -7,7 +7,7 @@ import torch
 
 from latentbridge.config import ConfigError
 from latentbridge.errors import UserError
-from latentbridge.evaluation.loading import load
+from latentbridge.evaluation.trained_model import load
 from tests.factories import DIALOGUES, assets_config, write_handoff
 
 

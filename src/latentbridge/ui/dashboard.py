@@ -1,6 +1,6 @@
 """Training progress on the terminal: a Rich live dashboard, or plain lines for pipes and CI.
 
-Both implement training/progress.py's `ProgressDisplay`; the trainer calls it and never checks which one
+Both implement training/display.py's `ProgressDisplay`; the trainer calls it and never checks which one
 it has. The modes build the display here and pass it down to the trainer.
 `make_progress_display(use_tui, is_main)` picks: nothing on ranks other than 0, the dashboard
 when `use_tui` is on and the console is an interactive terminal, plain lines otherwise
@@ -23,7 +23,7 @@ from rich.table import Table
 from rich.text import Text
 
 from latentbridge.training.metrics import StepMetrics
-from latentbridge.training.progress import NullDisplay, ProgressDisplay
+from latentbridge.training.display import NullDisplay, ProgressDisplay
 from latentbridge.ui.live import logging_through
 
 

@@ -1,6 +1,6 @@
 """What the trainer tells a progress display: stage starts, metrics, checkpoint state, samples, notes.
 
-The screen versions (a Rich dashboard, plain lines) live in ui/progress.py; the mode that runs the
+The screen versions (a Rich dashboard, plain lines) live in ui/dashboard.py; the mode that runs the
 trainer builds one and passes it in. `NullDisplay` shows nothing (ranks other than 0, tests).
 """
 

@@ -30,7 +30,7 @@ from latentbridge.files import REFUSED_WRITES
 from latentbridge.models.backends import autocast
 from latentbridge.models.decoder import target_end_id
 from latentbridge.models.encoder import LatentEncoder, load_encoder_backbone
-from latentbridge.models.loading import load_pretrained
+from latentbridge.models.pretrained import load_pretrained
 from latentbridge.models.seeding import seeded
 from latentbridge.models.runtime import log_notes, resolve_runtime
 from latentbridge.models.specs import Runtime
