@@ -38,9 +38,9 @@ def test_a_mode_resolves_the_runtime_once_and_says_each_note_once(mode, tiny_roo
     config = train_config(tiny_root, tmp_path, use_bf16=True)
     with caplog.at_level(logging.WARNING, logger="latentbridge.models"):
         if mode == "preprocess":
-            assert preprocess.run(config, ModeOptions()) == 0
+            assert preprocess.run(config, ModeOptions()).exit_code == 0
         else:
-            assert train.run(config, ModeOptions(), stop_after_steps=1) == 130  # cache, model, one step
+            assert train.run(config, ModeOptions(), stop_after_steps=1).exit_code == 130  # cache, model, one step
     assert resolutions == [config.device]
     assert _notes(caplog) == [BF16_ON_CPU]
 
