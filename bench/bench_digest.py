@@ -28,7 +28,7 @@ from common import alternate, load_average, ratio  # noqa: E402
 CHUNK = 4 << 20
 CANDIDATES: dict[str, Callable[[], Any]] = {
     "sha256": hashlib.sha256,
-    "blake2b": lambda: hashlib.blake2b(digest_size=16),  # the width data/cache.py used before
+    "blake2b": lambda: hashlib.blake2b(digest_size=16),  # the width the cache used before
     "xxh3_128": xxhash.xxh3_128,
 }
 

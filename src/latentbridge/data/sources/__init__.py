@@ -1,7 +1,7 @@
 """The examples a cache is built from: (input text -> target text) pairs, read as streams.
 
 Everything here yields plain `Example`s (id, source, input text, target text) through `SplitStream`s,
-which read their rows lazily (data/rows.py) and count what they leave out, so a split of any size
+which read their rows lazily (data/rows/) and count what they leave out, so a split of any size
 passes through in constant memory. The orchestration layer builds a `DataSpec` (data_specs.py); nothing here
 reads the config module.
 
