@@ -56,6 +56,9 @@ def main() -> None:
     result = trainer.train(load_checkpoint(latest, FP) if latest and stop is None else None)
     print(f"rank {trainer.accelerator.process_index}: sharded={trainer.sharded} step={result.state.global_step} "
           f"interrupted={result.interrupted}", flush=True)
+    # the device mesh keeps the gloo group alive past destroy_process_group; a rank that tore it down at exit
+    # while the other still ran aborted ("terminate called without an active exception") in ~1 run of 8
+    torch.distributed.barrier()
     torch.distributed.destroy_process_group()
 
 
