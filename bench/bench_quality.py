@@ -8,15 +8,18 @@ real text (the docstring pairs of bench/build_real_corpus.py, the man page pairs
     python bench/bench_quality.py --run-dir /tmp/m --real cache/real/manpages
 
 Writes RUN_DIR/eval.json (the eval report) and prints the markdown rows used in docs/benchmarks.md
-(## Quality), the wall times and each stage's trainable parameter count (the run's summary.json), and (with
---real) how many test inputs and targets exceed max_seq_len and max_target_len under the trained model's
-tokenizers. Training and evaluation run through main.py exactly as a user runs them.
+(## Quality), the report's five samples, the wall times (whole train and eval, and each stage's from
+metrics.jsonl) and each stage's trainable parameter count (the run's summary.json), and with --real: the
+rule rows (the input's first sentence, its first 12 words) scored on the same test pairs as the eval, and how
+many test inputs and targets exceed max_seq_len and max_target_len under the trained model's tokenizers.
+Training and evaluation run through main.py exactly as a user runs them.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import re
 import subprocess
 import sys
 import time
@@ -28,6 +31,10 @@ ROUGE = ("rouge1", "rouge2", "rougeL", "rougeLsum")
 DOCSTRING_COLUMNS = {"dataset_input_template": "{qualname}\n{body}", "dataset_target_field": "summary_line"}
 LABELS = {"latent": "latent pipeline", "reconstruction": "gold summary latents -> adapter -> decoder",
           "constant": "constant baseline", "direct": "direct baseline (decoder fine-tuned on dialogue text)"}
+
+
+RULE_WORDS = 12
+SENTENCE_END = re.compile(r"(?<=[.!?])\s")
 
 
 def main_py(*args: str) -> float:
@@ -47,12 +54,66 @@ def asset_flags(root: Path) -> list[str]:
 
 
 def column_flags(corpus: Path) -> list[str]:
-    """The column flags of a corpus folder: its README.md manifest's "columns", else the docstring corpus's."""
+    """The column flags of a corpus folder (`corpus_columns`)."""
+    return [flag for field, value in corpus_columns(corpus).items() for flag in ("--" + field.replace("_", "-"), value)]
+
+
+def corpus_columns(corpus: Path) -> dict[str, str]:
+    """The Config column fields of a corpus folder: its README.md manifest's "columns", else the docstring
+    corpus's."""
     readme = corpus / "README.md"
     manifest = readme.read_text(encoding="utf-8").split("```json\n", 1) if readme.is_file() else []
-    columns = json.loads(manifest[1].split("\n```", 1)[0]).get("columns", DOCSTRING_COLUMNS) if len(manifest) == 2 \
+    return json.loads(manifest[1].split("\n```", 1)[0]).get("columns", DOCSTRING_COLUMNS) if len(manifest) == 2 \
         else DOCSTRING_COLUMNS
-    return [flag for field, value in columns.items() for flag in ("--" + field.replace("_", "-"), value)]
+
+
+def first_sentence(text: str) -> str:
+    """Up to the first sentence end followed by whitespace (the whole text when there is none)."""
+    return SENTENCE_END.split(" ".join(text.split()), 1)[0]
+
+
+def first_words(text: str, n: int = RULE_WORDS) -> str:
+    return " ".join(text.split()[:n])
+
+
+def rule_scores(corpus: Path, n: int, split: str = "test") -> dict[str, dict[str, float]]:
+    """ROUGE of the two rules on the first `n` pairs of the split (the pairs eval scores): the prose input
+    field's first sentence and first 12 words (the docstring corpus's `body`, without the qualname line its
+    template adds)."""
+    sys.path.insert(0, str(ROOT / "src"))
+    from latentbridge.evaluation.rouge import rouge_scores
+
+    columns = corpus_columns(corpus)
+    source, target = columns.get("dataset_input_field", "body"), columns["dataset_target_field"]
+    with (corpus / f"{split}.jsonl").open(encoding="utf-8") as f:
+        rows = [json.loads(line) for line, _ in zip(f, range(n))]
+    references = [r[target] for r in rows]
+    return {name: rouge_scores([rule(r[source]) for r in rows], references).mean
+            for name, rule in (("rule: the input's first sentence", first_sentence),
+                               (f"rule: the input's first {RULE_WORDS} words", first_words))}
+
+
+def stage_seconds(metrics: list[dict]) -> dict[str, float]:
+    """Each stage's wall time from metrics.jsonl: its first record to the next stage's first (the last stage:
+    to its last record). The steps before a stage's first record are not counted."""
+    first: dict[str, float] = {}
+    last = 0.0
+    for record in metrics:
+        if "stage" in record and "time" in record:
+            first.setdefault(record["stage"], record["time"])
+            last = record["time"]
+    starts = list(first.items())
+    ends = [t for _, t in starts[1:]] + [last]
+    return {stage: round(end - start, 1) for (stage, start), end in zip(starts, ends)}
+
+
+def samples_markdown(samples: list[dict]) -> str:
+    """The report's samples as a table, inputs left out."""
+    columns = [k for k in (samples[0] if samples else {}) if k not in ("id", "input")]
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(" ".join(str(s[k]).split()).replace("|", "/") for k in columns) + " |"
+              for s in samples]
+    return "\n".join(lines)
 
 
 def truncation(run: Path) -> dict:
@@ -87,9 +148,9 @@ def truncation(run: Path) -> dict:
     return out
 
 
-def markdown(report: dict) -> str:
+def markdown(report: dict, rules: dict[str, dict[str, float]]) -> str:
     lines = ["| system | ROUGE-1 | ROUGE-2 | ROUGE-L | ROUGE-Lsum |", "|---|---|---|---|---|"]
-    for name, scores in report["systems"].items():
+    for name, scores in {**report["systems"], **rules}.items():
         lines.append(f"| {LABELS.get(name, name)} | " + " | ".join(f"{100 * scores[t]:.1f}" for t in ROUGE) + " |")
     lm, pu = report["latent_metrics"], report["prefix_use"]
     lines += ["", "| stage measure | value |", "|---|---|",
@@ -125,10 +186,14 @@ def main() -> None:
     timings["eval_s"] = main_py("--mode", "eval", *common, "--output-file", str(run / "eval.json"),
                                 *([] if a.no_baselines else ["--baselines"]))
     report = json.loads((run / "eval.json").read_text())
-    print(markdown(report))
-    summary = run / "runs" / "summary.json"
+    print(markdown(report, rule_scores(a.real.resolve(), report["n_examples"]) if a.real else {}))
+    print(samples_markdown(report["samples"]))
+    summary, metrics = run / "runs" / "summary.json", run / "runs" / "metrics.jsonl"
     trainable = json.loads(summary.read_text()).get("trainable_parameters") if summary.exists() else None
-    print(json.dumps({**timings, "trainable_parameters": trainable}))
+    stages = stage_seconds([json.loads(line) for line in metrics.read_text().splitlines()]) if metrics.exists() \
+        else {}
+    print(json.dumps({**timings, "stage_s": stages, "eval_parts_s": report.get("seconds"),
+                      "trainable_parameters": trainable}))
     if a.real:
         print(json.dumps(truncation(run), indent=1))
 
