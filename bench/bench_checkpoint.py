@@ -2,6 +2,7 @@
 
     python bench/bench_checkpoint.py [--rounds 6] [--params 100] [--step-batch 32] [--device cpu|cuda] [--dir DIR]
     python bench/bench_checkpoint.py --probe-mib 400      # why a save right after another one was slower
+    python bench/bench_checkpoint.py --spaced 5 --states large   # sync saves `--spaced` s apart, keeping 3
 
 States: a tiny one (nn.Linear(64, 64)), the real-size check's largest (the base preset's middle transformer,
 3.2M parameters, built as bench/real_size.py trains it) and one of ~`--params` million parameters (24 x
@@ -19,7 +20,7 @@ rounds, who goes first alternating, a ratio per round):
   and the fence, as in training, where the copy overlaps that step.
 
 Both sides keep one checkpoint and delete the one before, inside the timed save: ours through
-`keep_last=1` (the pruned one is deleted when the next save starts writing), DCP's folder right after its
+`keep_last=1` (the previous one is deleted once the new one commits), DCP's folder right after its
 save. The first save of each async saver also pays for fresh buffers (ours allocates them in `prepare()`,
 as the trainer does at set-up, outside the timing; DCP's stager in its warm-up save).
 """
@@ -47,6 +48,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import alternate, load_average, ratio, table  # noqa: E402
 
 from latentbridge.training.checkpoint import AsyncCheckpointer, TrainState, config_fingerprint  # noqa: E402
+from latentbridge.training.checkpoint.write import prune  # noqa: E402
 
 warnings.filterwarnings("ignore", message="torch.distributed is disabled")  # DCP's note for a single process
 
@@ -176,6 +178,53 @@ def measure(state: TrainState, model: nn.Module, root: Path, rounds: int, step_r
         savers.close()
 
 
+def spaced_saves(state: TrainState, root: Path, rounds: int, gap: float, keep: int = 3) -> dict[str, dict[str, list[float]]]:
+    """Sync saves as training makes them, `gap` seconds apart (untimed), each side keeping `keep` checkpoints:
+    ours as shipped (the oldest pruned before the write), ours pruning only after the commit (as before issue
+    22), and DCP deleting its oldest folder after its save."""
+    fp = config_fingerprint({"bench": 1})
+    shipped = AsyncCheckpointer(root / "ours", fingerprint=fp, keep_last=keep, async_save=False)
+    after = AsyncCheckpointer(root / "ours-after", fingerprint=fp, keep_last=None, async_save=False)
+    dcp_folders: list[Path] = []
+    steps = iter(range(1, 10**9))
+
+    def timed(save: Callable[[], None]) -> Callable[[], dict[str, float]]:
+        def run() -> dict[str, float]:
+            time.sleep(gap)
+            start = time.perf_counter()
+            save()
+            return {"save": time.perf_counter() - start}
+        return run
+
+    def ours_after() -> None:
+        after.save(next(steps), state)
+        prune(root / "ours-after", keep - 1, protect=after.wait())
+
+    def dcp_keep() -> None:
+        dcp_folders.append(root / f"dcp-{next(steps)}")
+        dcp.save({"model": dict(state.model), "optimizer": state.optimizer}, checkpoint_id=str(dcp_folders[-1]),
+                 no_dist=True)
+        while len(dcp_folders) > keep:
+            shutil.rmtree(dcp_folders.pop(0))
+
+    contenders = {"ours": lambda: shipped.save(next(steps), state), "ours, pruning after the commit": ours_after,
+                  "dcp": dcp_keep}
+    for save in contenders.values():  # fill every side to `keep` checkpoints, untimed
+        for _ in range(keep - 1):
+            save()
+    try:
+        return alternate({name: timed(save) for name, save in contenders.items()}, rounds)
+    finally:
+        shipped.close()
+        after.close()
+
+
+def spaced_rows(label: str, r: dict) -> list[list[str]]:
+    ours = r["ours"]["save"]
+    return [[label, name, f"{statistics.median(m['save']):.3f}", ratio(ours, m["save"]).describe()]
+            for name, m in r.items() if name != "ours"]
+
+
 def rows_of(label: str, size_mib: float, r: dict) -> list[list[str]]:
     med = statistics.median
     sync = r["sync"]
@@ -232,6 +281,7 @@ def main(argv: Optional[list[str]] = None) -> None:
     ap.add_argument("--states", nargs="+", default=["tiny", "real-size", "large"],
                     choices=["tiny", "real-size", "large"])
     ap.add_argument("--probe-mib", type=int, default=0, help="only the page cache probe, writing this many MiB")
+    ap.add_argument("--spaced", type=float, default=0, help="only sync saves this many seconds apart, keeping 3")
     args = ap.parse_args(argv)
     root = Path(tempfile.mkdtemp(prefix="bench_ckpt_", dir=args.dir))
     try:
@@ -241,6 +291,18 @@ def main(argv: Optional[list[str]] = None) -> None:
                         probe_page_cache(root, args.probe_mib)))
             return
         params = {"tiny": 0, "real-size": None, "large": args.params}
+        if args.spaced:
+            rows = []
+            for label in args.states:
+                model = build_model(params[label])
+                r = spaced_saves(build_state(model, args.device), root / label, args.rounds, args.spaced)
+                count = sum(p.numel() for p in model.parameters())
+                print(f"ours (s, median): {statistics.median(r['ours']['save']):.3f}")
+                rows += spaced_rows(f"{label} ({count / 1e6:.1f}M + AdamW)", r)
+            print(table(["state", f"sync saves {args.spaced:g} s apart, keeping 3: against", "its save (s, median)",
+                         "ours / it: median/median (rounds min / median / max)"], rows))
+            print(load_average())
+            return
         rows = []
         for label in args.states:
             model = build_model(params[label])

@@ -173,7 +173,8 @@ class Config:
     # Checkpointing
     checkpoint_dir: str = _ckpt("checkpoints", "Folder for step and best checkpoints")
     save_every: int = _ckpt(500, "Optimizer steps between step checkpoints", gt=0, le=MAX_STEPS)
-    keep_last_checkpoints: int = _ckpt(3, "Step checkpoints kept (older ones pruned after a new one commits)", gt=0, le=MAX_WORKERS)
+    keep_last_checkpoints: int = _ckpt(3, "Step checkpoints kept (older ones pruned as a save starts, never the "
+                                       "newest: a failed save leaves it intact)", gt=0, le=MAX_WORKERS)
     pretrain_best_model_filename: str = _ckpt("best_model_pretrain.pt", "Best checkpoint of stages 1-2")
     finetune_best_model_filename: str = _ckpt("best_model_finetune.pt", "Best checkpoint of stages 3-4")
     handoff_best_model_filename: str = _ckpt("best_model.pt", "Final model, loaded by infer and eval")

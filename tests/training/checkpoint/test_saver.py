@@ -55,6 +55,43 @@ def test_never_deletes_before_commit(tmp_path, monkeypatch):
     assert names_in(tmp_path / "ckpt") == ["step-000000002"]
 
 
+def test_older_checkpoints_are_pruned_before_the_write_never_the_newest(tmp_path, monkeypatch):
+    seen_at_commit = []
+    real_publish = ck_write.publish_dir
+
+    def spy(partial, final, **kw):
+        seen_at_commit.append(names_in(final.parent))
+        real_publish(partial, final, **kw)
+
+    monkeypatch.setattr(ck_write, "publish_dir", spy)
+    with tiny_checkpointer(tmp_path, keep_last=3) as saver:
+        for step in (1, 2, 3, 4):
+            saver.save(step, tiny_train_state(step))
+    # the 4th save wrote where step 1 was (its memory is reused at once), beside the two newest
+    assert seen_at_commit[3] == ["step-000000002", "step-000000003", "step-000000004" + ck_format.PARTIAL_SUFFIX]
+    assert names_in(tmp_path / "ckpt") == ["step-000000002", "step-000000003", "step-000000004"]
+
+
+def test_failed_save_with_room_made_keeps_the_newest(tmp_path, monkeypatch):
+    saver = tiny_checkpointer(tmp_path, keep_last=2)
+    for step in (1, 2):
+        saver.save(step, tiny_train_state(step))
+    saver.wait()
+    real_write_json = ck_write.write_json
+
+    def broken(path, obj, **kw):
+        if path.name == ck_format.MANIFEST_NAME:
+            raise OSError(28, "No space left on device")
+        return real_write_json(path, obj, **kw)
+
+    monkeypatch.setattr(ck_write, "write_json", broken)
+    saver.save(3, tiny_train_state(3))
+    with pytest.raises(CheckpointWriteError, match=r"step-000000003.*No space left.*step-000000002 is intact"):
+        saver.wait()
+    assert names_in(tmp_path / "ckpt") == ["step-000000002", "step-000000003" + ck_format.PARTIAL_SUFFIX]
+    load_checkpoint(tmp_path / "ckpt" / "step-000000002", FP)
+
+
 def test_failed_save_keeps_previous_and_prunes_nothing(tmp_path, monkeypatch):
     saver = tiny_checkpointer(tmp_path, keep_last=1)
     saver.save(1, tiny_train_state(1))

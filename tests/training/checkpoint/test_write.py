@@ -56,5 +56,11 @@ def test_prune_keeps_the_newest_and_the_one_just_written(tmp_path):
     for step in (1, 2, 3):
         write_step_checkpoint(snapshot(step, tiny_train_state(step), CopyBuffers(reuse=False)), tmp_path, FP,
                               keep_last=None)
-    prune(tmp_path, keep_last=1, protect=tmp_path / "step-000000001")
+    prune(tmp_path, keep_others=1, protect=tmp_path / "step-000000001")
     assert names_in(tmp_path) == ["step-000000001", "step-000000003"]
+
+
+def test_rewriting_the_newest_step_prunes_no_other(tmp_path):
+    for step in (3, 4, 4):
+        write_step_checkpoint(snapshot(step, tiny_train_state(step), CopyBuffers(reuse=False)), tmp_path, FP, keep_last=2)
+    assert names_in(tmp_path) == ["step-000000003", "step-000000004"]

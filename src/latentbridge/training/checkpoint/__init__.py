@@ -19,8 +19,8 @@ Every field a loader trusts is covered by a digest, and a missing or malformed o
 the file, as is a state that does not fit the run (`restore`, `restore_optimizer`).
 
 `AsyncCheckpointer.save()` blocks the training loop only while the state is copied (to
-reused CPU buffers, pinned when the source is on a GPU); a background thread writes,
-fsyncs, commits, then prunes to the last `keep_last` committed checkpoints.
+reused CPU buffers, pinned when the source is on a GPU); a background thread prunes all but
+the newest `keep_last - 1` committed checkpoints (never the newest), writes, fsyncs and commits.
 
 The modules, one concern each: `fingerprint` (which config values make weights compatible),
 `format` (names, layout, the JSON-plus-tensor codec), `state` (what a checkpoint holds, RNG state),
