@@ -38,15 +38,21 @@ def test_keeps_last_k(tmp_path):
     assert find_latest(tmp_path / "ckpt").name == "step-000000004"
 
 
-def test_never_deletes_before_commit(tmp_path, monkeypatch):
-    seen_at_commit = []
+def listings_at_commit(monkeypatch) -> list[list[str]]:
+    """The checkpoint folder's entries at each commit (publish), recorded as saves go."""
+    seen: list[list[str]] = []
     real_publish = ck_write.publish_dir
 
     def spy(partial, final, **kw):
-        seen_at_commit.append(names_in(final.parent))
+        seen.append(names_in(final.parent))
         real_publish(partial, final, **kw)
 
     monkeypatch.setattr(ck_write, "publish_dir", spy)
+    return seen
+
+
+def test_never_deletes_before_commit(tmp_path, monkeypatch):
+    seen_at_commit = listings_at_commit(monkeypatch)
     saver = tiny_checkpointer(tmp_path, keep_last=1)
     saver.save(1, tiny_train_state(1))
     saver.save(2, tiny_train_state(2))
@@ -56,14 +62,7 @@ def test_never_deletes_before_commit(tmp_path, monkeypatch):
 
 
 def test_older_checkpoints_are_pruned_before_the_write_never_the_newest(tmp_path, monkeypatch):
-    seen_at_commit = []
-    real_publish = ck_write.publish_dir
-
-    def spy(partial, final, **kw):
-        seen_at_commit.append(names_in(final.parent))
-        real_publish(partial, final, **kw)
-
-    monkeypatch.setattr(ck_write, "publish_dir", spy)
+    seen_at_commit = listings_at_commit(monkeypatch)
     with tiny_checkpointer(tmp_path, keep_last=3) as saver:
         for step in (1, 2, 3, 4):
             saver.save(step, tiny_train_state(step))
